@@ -1,0 +1,247 @@
+"""The upstream contract: what an answering model is, with retries, timeouts and concurrency once.
+
+A provider module implements ``_stream`` (streaming is the base case) and, where the provider has
+a cheaper non-streamed call, ``_complete``; async twins default to running the sync ones in a
+thread. It also maps its library's exceptions onto :class:`UpstreamError` in ``_to_error`` so the
+one retry loop here can tell a 429 from a 400. Nothing else about retries lives anywhere else.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Callable, Iterator, Sequence, TypeVar
+
+from ..errors import ConfigError, UpstreamError, UpstreamTimeout, require_text
+
+log = logging.getLogger("aligner.upstream")
+T = TypeVar("T")
+Messages = list[dict[str, str]]
+
+
+@dataclass
+class RetryPolicy:
+    """Exponential back-off on rate limits, server errors, connection errors and timeouts."""
+
+    max_retries: int = 4
+    initial_backoff: float = 0.5
+    multiplier: float = 2.0
+    max_backoff: float = 30.0
+    jitter: float = 0.1
+    #: seconds one attempt may take before it counts as a timeout (None: wait for ever).
+    timeout: float | None = 120.0
+    retry_on_status: tuple[int, ...] = (408, 409, 429, 500, 502, 503, 504)
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to sleep before retry number ``attempt`` (1-based); honours Retry-After."""
+        base = min(self.max_backoff, self.initial_backoff * self.multiplier ** (attempt - 1))
+        if retry_after is not None:
+            base = min(self.max_backoff, max(base, retry_after))
+        return base * (1 + random.uniform(-self.jitter, self.jitter))
+
+
+@dataclass
+class UpstreamStats:
+    """Counters a user (or a test) can read to see what the retry loop did."""
+
+    calls: int = 0
+    attempts: int = 0
+    retries: int = 0
+    failures: int = 0
+    retry_log: list[str] = field(default_factory=list)
+
+
+class Upstream(ABC):
+    """An answering model. ``answer``/``stream``/``answer_batch`` and async twins are built here."""
+
+    #: provider/model id, shown in logs and the server's ``aligner`` object.
+    name: str = "upstream"
+
+    def __init__(self, *, retry: RetryPolicy | None = None, max_concurrency: int = 8,
+                 system_prompt: str | None = None, params: dict[str, Any] | None = None,
+                 on_retry: Callable[[int, UpstreamError, float], None] | None = None):
+        if not isinstance(max_concurrency, int) or max_concurrency < 1:
+            raise ConfigError(f"must be a positive int, got {max_concurrency!r}.",
+                              field="max_concurrency", fix="e.g. max_concurrency=8.")
+        self.retry = retry or RetryPolicy()
+        self.max_concurrency = max_concurrency
+        self.system_prompt = system_prompt
+        self.params = dict(params or {})
+        self.on_retry = on_retry
+        self.stats = UpstreamStats()
+
+    # -- provider primitives ---------------------------------------------------------------
+    @abstractmethod
+    def _stream(self, messages: Messages, **params: Any) -> Iterator[str]:
+        """Text pieces of the answer to ``messages``."""
+
+    def _complete(self, messages: Messages, **params: Any) -> str:
+        return "".join(self._stream(messages, **params))
+
+    async def _astream(self, messages: Messages, **params: Any) -> AsyncIterator[str]:
+        from aligner.correctors.base import _iterate_in_thread
+
+        async for piece in _iterate_in_thread(lambda: self._stream(messages, **params)):
+            yield piece
+
+    async def _acomplete(self, messages: Messages, **params: Any) -> str:
+        return await asyncio.to_thread(self._complete, messages, **params)
+
+    def _to_error(self, exc: BaseException) -> UpstreamError:
+        """Map a provider exception onto an UpstreamError (status, retryable). Extend per provider."""
+        return _generic_error(exc, self.retry)
+
+    # -- built once ------------------------------------------------------------------------
+    def messages(self, question: "str | Messages") -> Messages:
+        """Chat messages for a question (a list of messages is passed through)."""
+        if isinstance(question, list):
+            if not question or not all(isinstance(m, dict) and "content" in m for m in question):
+                raise ConfigError("a message list must be non-empty dicts with 'role' and 'content'.",
+                                  field="question", fix="pass a string or [{'role': 'user', 'content': ...}].")
+            return question
+        require_text(question, "question")
+        msgs: Messages = []
+        if self.system_prompt:
+            msgs.append({"role": "system", "content": self.system_prompt})
+        msgs.append({"role": "user", "content": question})
+        return msgs
+
+    def _params(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        return {**self.params, **overrides}
+
+    def _fail(self, attempt: int, exc: BaseException) -> float:
+        """Classify a failure; return the back-off before the next try or raise the final error."""
+        err = exc if isinstance(exc, UpstreamError) else self._to_error(exc)
+        if isinstance(err, UpstreamError) and err is not exc:
+            err.__cause__ = exc
+        if not err.retryable or attempt > self.retry.max_retries:
+            self.stats.failures += 1
+            if err.retryable:
+                raise UpstreamError(f"{self.name} still failing after {attempt} attempts: {err}",
+                                    status=err.status, fix=err.fix or "check the upstream server, or "
+                                    "raise RetryPolicy.max_retries / timeout.") from exc
+            raise err
+        wait = self.retry.delay(attempt, getattr(err, "retry_after", None))
+        self.stats.retries += 1
+        self.stats.retry_log.append(f"attempt {attempt}: {err.status or type(exc).__name__}; waiting {wait:.2f}s")
+        log.warning("%s: attempt %d failed (%s); retrying in %.2fs", self.name, attempt, err, wait)
+        if self.on_retry:
+            self.on_retry(attempt, err, wait)
+        return wait
+
+    def answer(self, question: "str | Messages", **params: Any) -> str:
+        msgs, merged = self.messages(question), self._params(params)
+        self.stats.calls += 1
+        attempt = 0
+        while True:
+            attempt += 1
+            self.stats.attempts += 1
+            try:
+                return self._complete(msgs, **merged)
+            except Exception as exc:  # classified by _fail
+                time.sleep(self._fail(attempt, exc))
+
+    async def aanswer(self, question: "str | Messages", **params: Any) -> str:
+        msgs, merged = self.messages(question), self._params(params)
+        self.stats.calls += 1
+        attempt = 0
+        while True:
+            attempt += 1
+            self.stats.attempts += 1
+            try:
+                if self.retry.timeout is not None:
+                    return await asyncio.wait_for(self._acomplete(msgs, **merged), self.retry.timeout)
+                return await self._acomplete(msgs, **merged)
+            except Exception as exc:
+                await asyncio.sleep(self._fail(attempt, exc))
+
+    def stream(self, question: "str | Messages", **params: Any) -> Iterator[str]:
+        """Answer pieces; a failure before the first piece is retried, after it is raised."""
+        msgs, merged = self.messages(question), self._params(params)
+        self.stats.calls += 1
+        attempt = 0
+        while True:
+            attempt += 1
+            self.stats.attempts += 1
+            started = False
+            try:
+                for piece in self._stream(msgs, **merged):
+                    started = True
+                    yield piece
+                return
+            except Exception as exc:
+                if started:
+                    raise (exc if isinstance(exc, UpstreamError) else self._to_error(exc)) from exc
+                time.sleep(self._fail(attempt, exc))
+
+    async def astream(self, question: "str | Messages", **params: Any) -> AsyncIterator[str]:
+        msgs, merged = self.messages(question), self._params(params)
+        self.stats.calls += 1
+        attempt = 0
+        while True:
+            attempt += 1
+            self.stats.attempts += 1
+            started = False
+            try:
+                async for piece in self._astream(msgs, **merged):
+                    started = True
+                    yield piece
+                return
+            except Exception as exc:
+                if started:
+                    raise (exc if isinstance(exc, UpstreamError) else self._to_error(exc)) from exc
+                await asyncio.sleep(self._fail(attempt, exc))
+
+    def answer_batch(self, questions: Sequence["str | Messages"], **params: Any) -> list[str]:
+        """Answers in input order, at most ``max_concurrency`` requests in flight."""
+        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, max(1, len(questions)))) as pool:
+            return list(pool.map(lambda q: self.answer(q, **params), questions))
+
+    async def aanswer_batch(self, questions: Sequence["str | Messages"], **params: Any) -> list[str]:
+        gate = asyncio.Semaphore(self.max_concurrency)
+
+        async def one(q: "str | Messages") -> str:
+            async with gate:
+                return await self.aanswer(q, **params)
+
+        return list(await asyncio.gather(*(one(q) for q in questions)))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+
+def _generic_error(exc: BaseException, policy: RetryPolicy) -> UpstreamError:
+    """Classify errors any provider can raise: httpx transport errors, timeouts, HTTP statuses."""
+    import httpx
+
+    status = getattr(exc, "status_code", None) or getattr(getattr(exc, "response", None), "status_code", None)
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError, httpx.TimeoutException)):
+        return UpstreamTimeout(f"timed out after {policy.timeout}s ({type(exc).__name__}).", status=504,
+                               retryable=True, fix="raise RetryPolicy.timeout or check the upstream.")
+    if isinstance(exc, (httpx.TransportError, ConnectionError, OSError)):
+        return UpstreamError(f"cannot reach the upstream ({type(exc).__name__}: {exc}).", status=502,
+                             retryable=True, fix="check the URL/host and that the server is running.")
+    if isinstance(status, int):
+        err = UpstreamError(f"HTTP {status}: {str(exc)[:300]}", status=status,
+                            retryable=status in policy.retry_on_status,
+                            fix=_STATUS_FIX.get(status, "see the upstream's error message."))
+        headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+        try:
+            err.retry_after = float(headers.get("retry-after"))  # type: ignore[attr-defined]
+        except (TypeError, ValueError):
+            pass
+        return err
+    return UpstreamError(f"{type(exc).__name__}: {exc}", retryable=False)
+
+
+_STATUS_FIX = {
+    400: "the upstream rejected the request; check the model name and parameters.",
+    401: "check the API key (env var or api_key=).",
+    403: "the API key lacks access to this model.",
+    404: "check the model name (upstream_model) and the base URL (it usually ends in /v1).",
+    429: "rate limited; lower max_concurrency or raise RetryPolicy.max_retries.",
+}

@@ -1,0 +1,71 @@
+"""Errors a user can act on.
+
+Every error raised on purpose by aligner-kit names the argument (or file, row and field) that is
+wrong and says how to fix it, so a user never has to read a traceback from deep inside a library.
+"""
+from __future__ import annotations
+
+
+class AlignerError(Exception):
+    """Base class: ``field`` is the argument at fault, ``fix`` what to do about it."""
+
+    def __init__(self, message: str, *, field: str | None = None, fix: str | None = None):
+        self.field = field
+        self.fix = fix
+        text = message
+        if field and not message.startswith(f"{field}:"):
+            text = f"{field}: {message}"
+        if fix:
+            text = f"{text} Fix: {fix}"
+        super().__init__(text)
+
+
+class ConfigError(AlignerError, ValueError):
+    """An argument, option or config value is invalid."""
+
+
+class TemplateError(ConfigError):
+    """A prompt template is unknown or malformed."""
+
+
+class CorrectorError(AlignerError, RuntimeError):
+    """The corrector could not be loaded or could not produce a correction."""
+
+
+class UpstreamError(AlignerError, RuntimeError):
+    """The upstream model could not be reached or kept failing after retries.
+
+    ``status`` carries the HTTP status when there was one, so the server can map it onto an
+    OpenAI-style error with the right code.
+    """
+
+    def __init__(self, message: str, *, field: str | None = "upstream", fix: str | None = None,
+                 status: int | None = None, retryable: bool = False):
+        super().__init__(message, field=field, fix=fix)
+        self.status = status
+        self.retryable = retryable
+
+
+class UpstreamTimeout(UpstreamError):
+    """The upstream did not answer within the configured timeout."""
+
+
+class DataError(AlignerError, ValueError):
+    """A data row is malformed; ``source``/``row`` locate it."""
+
+    def __init__(self, message: str, *, source: str | None = None, row: int | None = None,
+                 field: str | None = None, fix: str | None = None):
+        where = ", ".join(p for p in (source and f"file {source}", row is not None and f"row {row}",
+                                      field and f"field '{field}'") if p)
+        super().__init__(f"{where}: {message}" if where else message, fix=fix)
+        self.source, self.row, self.field = source, row, field
+
+
+def require_text(value: object, field: str) -> str:
+    """Validate a user-supplied text argument (non-empty ``str``)."""
+    if not isinstance(value, str):
+        raise ConfigError(f"expected a string, got {type(value).__name__}.", field=field,
+                          fix=f"pass {field} as a non-empty str.")
+    if not value.strip():
+        raise ConfigError("is empty.", field=field, fix=f"pass a non-empty {field}.")
+    return value
