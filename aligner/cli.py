@@ -1,0 +1,60 @@
+"""The ``aligner`` command. Each job module contributes its subcommands through ``add_commands``.
+
+Subcommand modules are imported only to build the parser (cheap: heavy libraries are imported by
+the command's function when it runs), so ``aligner --help`` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Sequence
+
+from .errors import AlignerError
+
+#: modules exposing ``add_commands(subparsers) -> None``; each parser sets ``func=callable(args)->int``.
+COMMAND_MODULES = (
+    "aligner.commands",
+    "aligner.data.commands",
+    "aligner.train.commands",
+    "aligner.serve.commands",
+    "aligner.demo",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aligner", description="Correct any LLM's answers with an Aligner.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug information")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and (exc.name == name or name.startswith(exc.name + ".")):
+                continue  # that part of the package is not built yet
+            raise
+        module.add_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except AlignerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; results written so far are kept.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
