@@ -1,0 +1,49 @@
+"""Correctors: what rewrites an answer. ``load_corrector`` turns a spec into one.
+
+A spec is a :class:`Corrector`, a hub id or directory of a causal or encoder-decoder model, an
+``http(s)://…/v1`` base URL of a completions server serving an Aligner, or None for the embedded
+demo corrector.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from .base import Corrector, StreamParser
+
+DEMO_CORRECTOR = Path(__file__).resolve().parent.parent / "assets" / "demo-corrector"
+
+__all__ = ["Corrector", "StreamParser", "load_corrector", "demo_corrector_path", "DEMO_CORRECTOR"]
+
+
+def demo_corrector_path() -> Path:
+    """The small corrector shipped in the package (runs offline on a laptop CPU)."""
+    if not (DEMO_CORRECTOR / "config.json").is_file():
+        raise ConfigError("the embedded demo corrector is missing from this installation.",
+                          field="corrector", fix="pass corrector=PATH_OR_HUB_ID, or rebuild it with "
+                          "`python -m aligner.train.demo_corrector`.")
+    return DEMO_CORRECTOR
+
+
+def load_corrector(spec: "Corrector | str | Path | None" = None, *, template: Any = None,
+                   decoding: Any = None, device: str | None = None, model: str | None = None,
+                   api_key: str | None = None, **kwargs: Any) -> Corrector:
+    """Resolve a corrector spec; local models load via ``from_pretrained`` (hub id or path alike)."""
+    if isinstance(spec, Corrector):
+        return spec
+    if spec is None:
+        spec = demo_corrector_path()
+    if isinstance(spec, Path):
+        spec = str(spec)
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError(f"expected a model id, path, URL or Corrector, got {spec!r}.", field="corrector",
+                          fix="e.g. corrector='aligner/aligner-7b-v1.0' or a directory from `aligner train`.")
+    if spec.startswith(("http://", "https://")):
+        from .remote import RemoteCorrector
+
+        return RemoteCorrector(spec, model=model, api_key=api_key, template=template, decoding=decoding,
+                               **kwargs)
+    from .local import LocalCorrector
+
+    return LocalCorrector.from_pretrained(spec, template=template, decoding=decoding, device=device, **kwargs)

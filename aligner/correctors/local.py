@@ -1,0 +1,128 @@
+"""Correctors that run a transformers model in this process (causal LM or encoder-decoder).
+
+Both kinds load through ``from_pretrained`` — a hub id such as ``aligner/aligner-7b-v1.0`` and a
+local directory take the same code path — and decode through :class:`LocalGenerator`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+from ..decoding import DecodingConfig, LocalGenerator, pick_device
+from ..errors import ConfigError, CorrectorError
+from ..templates import Template
+from .base import Corrector
+
+log = logging.getLogger("aligner")
+ALIGNER_CONFIG = "aligner_config.json"
+
+
+def read_aligner_config(path: "str | Path") -> dict[str, Any]:
+    """The ``aligner_config.json`` a trained corrector carries (its template name), or {}."""
+    p = Path(str(path)) / ALIGNER_CONFIG
+    if p.is_file():
+        try:
+            return json.loads(p.read_text())
+        except json.JSONDecodeError as exc:
+            raise CorrectorError(f"{p} is not valid JSON ({exc}).", field="corrector",
+                                 fix="fix or delete the file.") from exc
+    return {}
+
+
+class LocalCorrector(Corrector):
+    """A transformers model as corrector. ``kind`` is decided by the model's config."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, name: str = "local",
+                 template: "str | Template | None" = None,
+                 decoding: "DecodingConfig | Mapping[str, Any] | None" = None,
+                 max_input_tokens: int | None = None, metadata: dict[str, Any] | None = None):
+        super().__init__(template, decoding)
+        self.name = name
+        self.generator = LocalGenerator(model, tokenizer)
+        self.metadata = dict(metadata or {})
+        self.max_input_tokens = max_input_tokens
+        self.truncations = 0
+
+    @classmethod
+    def from_pretrained(cls, model_id: str, *, template: "str | Template | None" = None,
+                        decoding: "DecodingConfig | Mapping[str, Any] | None" = None,
+                        device: str | None = None, dtype: str | None = None,
+                        **model_kwargs: Any) -> "LocalCorrector":
+        """Load a corrector from a hub id or a directory written by ``save_pretrained``."""
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+        meta = read_aligner_config(model_id)
+        try:
+            config = AutoConfig.from_pretrained(model_id)
+        except (OSError, ValueError) as exc:
+            local = Path(model_id).expanduser()
+            hint = ("no such directory" if not local.exists() and ("/" not in model_id or model_id.startswith((".", "/", "~")))
+                    else "not a local model directory and not reachable on the hub")
+            raise ConfigError(f"cannot load corrector {model_id!r}: {hint}.", field="corrector",
+                              fix="pass a directory with config.json and weights (e.g. from `aligner train`), "
+                                  "a hub id such as aligner/aligner-7b-v1.0 (needs network or a cached "
+                                  "copy), or omit it to use the embedded demo corrector.") from exc
+        auto = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
+        kwargs = dict(model_kwargs)
+        if dtype:
+            import torch
+
+            kwargs["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(model_id)
+            model = auto.from_pretrained(model_id, **kwargs)
+        except (OSError, ValueError) as exc:
+            raise CorrectorError(f"cannot load corrector {model_id!r}: {exc}", field="corrector",
+                                 fix="check the directory holds a complete save_pretrained output.") from exc
+        model.to(pick_device(device)).eval()
+        template = template or meta.get("template") or None
+        return cls(model, tokenizer, name=str(model_id), template=template, decoding=decoding,
+                   metadata=meta)
+
+    @property
+    def is_demo(self) -> bool:
+        return bool(self.metadata.get("demo"))
+
+    @property
+    def eos_token(self) -> str | None:
+        return self.generator.tokenizer.eos_token
+
+    def fit(self, question: str, answer: str) -> tuple[str, str]:
+        """Truncate an over-long answer (head kept) so prompt + correction fit the context.
+
+        The correction is about as long as the answer, so the prompt may use at most half the
+        context of a decoder-only model; an encoder-decoder's encoder takes the whole context.
+        The truncation is logged as a warning and counted in ``self.truncations``.
+        """
+        gen = self.generator
+        ctx = gen.context_length
+        budget = self.max_input_tokens or (ctx if gen.is_encoder_decoder else max(16, ctx // 2))
+        prompt_tokens = gen.count_tokens(self.template.render(question, answer, aspects="x"))
+        if prompt_tokens <= budget:
+            return question, answer
+        overhead = prompt_tokens - len(gen.tokenizer(answer, add_special_tokens=False)["input_ids"])
+        keep = budget - overhead
+        if keep < 1:
+            raise ConfigError(f"the question alone takes {overhead} tokens, more than the corrector's "
+                              f"input budget of {budget} tokens.", field="question",
+                              fix="shorten the question or use a corrector with a longer context.")
+        ids = gen.tokenizer(answer, add_special_tokens=False)["input_ids"][:keep]
+        short = gen.tokenizer.decode(ids, skip_special_tokens=True)
+        self.truncations += 1
+        msg = (f"answer truncated from {prompt_tokens - overhead} to {keep} tokens to fit the corrector's "
+               f"context ({ctx} tokens); only the kept part is corrected.")
+        log.warning(msg)
+        warnings.warn(msg, stacklevel=4)
+        return question, short
+
+    def generate(self, prompts: Sequence[str], decoding: DecodingConfig) -> list[str]:
+        if decoding.prompt_lookup and len(prompts) > 1 and not decoding.do_sample:
+            # transformers runs prompt-lookup decoding one sequence at a time.
+            return [self.generator.generate([p], decoding)[0] for p in prompts]
+        return self.generator.generate(list(prompts), decoding)
+
+    def stream_prompt(self, prompt: str, decoding: DecodingConfig) -> Iterator[str]:
+        return self.generator.stream(prompt, decoding)

@@ -1,0 +1,143 @@
+"""``aligner.wrap``: an OpenAI client whose chat answers come back corrected.
+
+The app keeps its code; only the client object changes. Each choice's corrected text replaces
+``message.content``; the upstream's text stays beside it as ``message.original_content`` and the
+response carries an ``aligner`` object (corrector id, timings). With ``stream=True`` the upstream
+stream is read in full (a correction needs the whole answer), then the correction is streamed as
+``ChatCompletionChunk`` objects, the last one carrying ``aligner``.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, AsyncIterator, Iterator
+
+from .core import Aligner
+from .errors import ConfigError
+
+
+def question_of(messages: Any) -> str:
+    """The text of the last user message: the question the answer replies to."""
+    if not isinstance(messages, list) or not messages:
+        raise ConfigError("must be a non-empty list of chat messages.", field="messages",
+                          fix="pass messages=[{'role': 'user', 'content': '...'}].")
+    for m in reversed(messages):
+        if isinstance(m, dict) and m.get("role") == "user":
+            content = m.get("content")
+            if isinstance(content, list):  # content parts: keep the text ones
+                content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+            if isinstance(content, str) and content.strip():
+                return content
+    raise ConfigError("has no user message with text content.", field="messages",
+                      fix="the last user message's content is the question the Aligner corrects for.")
+
+
+def _chunk(template: Any, index: int, content: str | None, finish: str | None, extra: dict | None = None) -> Any:
+    from openai.types.chat import ChatCompletionChunk
+
+    data = {"id": template.get("id", "chatcmpl-aligner"), "object": "chat.completion.chunk",
+            "created": template.get("created", int(time.time())), "model": template.get("model", ""),
+            "choices": [{"index": index, "delta": {"role": "assistant", "content": content} if content is not None
+                         else {}, "finish_reason": finish}]}
+    if extra:
+        data["aligner"] = extra
+    return ChatCompletionChunk.model_validate(data)
+
+
+class _Completions:
+    def __init__(self, owner: "CorrectedClient"):
+        self._owner = owner
+
+    def create(self, **kwargs: Any) -> Any:
+        owner = self._owner
+        question = question_of(kwargs.get("messages"))
+        if owner.is_async:
+            return self._acreate(question, kwargs)
+        if kwargs.get("stream"):
+            return self._stream(question, owner.client.chat.completions.create(**kwargs))
+        resp = owner.client.chat.completions.create(**kwargs)
+        for choice in resp.choices:
+            answer = choice.message.content or ""
+            c = owner.aligner.correct(question, answer)
+            choice.message.original_content = answer
+            choice.message.content = c.correction
+            resp.aligner = owner.meta(c)
+        return resp
+
+    def _stream(self, question: str, upstream: Any) -> Iterator[Any]:
+        owner, head, answers = self._owner, {}, {}
+        for chunk in upstream:
+            head = {"id": chunk.id, "created": chunk.created, "model": chunk.model}
+            for ch in chunk.choices:
+                answers[ch.index] = answers.get(ch.index, "") + (ch.delta.content or "")
+        for index, answer in sorted(answers.items()):
+            t0 = time.perf_counter()
+            text = ""
+            for piece in owner.aligner.stream(question, answer):
+                text += piece
+                yield _chunk(head, index, piece, None)
+            meta = owner.meta_for(question, answer, text, time.perf_counter() - t0)
+            yield _chunk(head, index, None, "stop", meta)
+
+    async def _acreate(self, question: str, kwargs: dict[str, Any]) -> Any:
+        owner = self._owner
+        resp = await owner.client.chat.completions.create(**kwargs)
+        if kwargs.get("stream"):
+            return self._astream(question, resp)
+        for choice in resp.choices:
+            answer = choice.message.content or ""
+            c = await owner.aligner.acorrect(question, answer)
+            choice.message.original_content = answer
+            choice.message.content = c.correction
+            resp.aligner = owner.meta(c)
+        return resp
+
+    async def _astream(self, question: str, upstream: Any) -> AsyncIterator[Any]:
+        owner, head, answers = self._owner, {}, {}
+        async for chunk in upstream:
+            head = {"id": chunk.id, "created": chunk.created, "model": chunk.model}
+            for ch in chunk.choices:
+                answers[ch.index] = answers.get(ch.index, "") + (ch.delta.content or "")
+        for index, answer in sorted(answers.items()):
+            t0 = time.perf_counter()
+            text = ""
+            async for piece in owner.aligner.astream(question, answer):
+                text += piece
+                yield _chunk(head, index, piece, None)
+            yield _chunk(head, index, None, "stop", owner.meta_for(question, answer, text, time.perf_counter() - t0))
+
+
+class _Chat:
+    def __init__(self, owner: "CorrectedClient"):
+        self.completions = _Completions(owner)
+
+
+class CorrectedClient:
+    """Proxy for an ``openai.OpenAI``/``AsyncOpenAI`` client; everything but chat passes through."""
+
+    def __init__(self, client: Any, aligner: Aligner):
+        self.client = client
+        self.aligner = aligner
+        self.is_async = type(client).__name__.startswith("Async")
+        self.chat = _Chat(self)
+
+    def meta(self, c: Any) -> dict[str, Any]:
+        return {"original": c.answer, "corrector": c.corrector, "template": c.template, "changed": c.changed,
+                "timings": c.timings, "demo": self.aligner.is_demo}
+
+    def meta_for(self, question: str, answer: str, correction: str, seconds: float) -> dict[str, Any]:
+        from .correction import Correction
+
+        c = Correction(question, answer, correction, timings={"corrector": seconds},
+                       corrector=self.aligner.corrector.name, template=self.aligner.corrector.template.name)
+        return self.meta(c)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+def wrap(client: Any, corrector: Any = None, **aligner_kwargs: Any) -> CorrectedClient:
+    """Wrap an OpenAI client so ``chat.completions.create`` answers are corrected."""
+    if not hasattr(client, "chat"):
+        raise ConfigError(f"expected an openai.OpenAI or AsyncOpenAI client, got {type(client).__name__}.",
+                          field="client", fix="pass openai.OpenAI(...) (or any client with .chat.completions).")
+    return CorrectedClient(client, Aligner(None, corrector, **aligner_kwargs))
