@@ -148,13 +148,11 @@ class LocalGenerator:
         return self.tokenizer.batch_decode(new, skip_special_tokens=True)
 
     def stream(self, prompt: str, decoding: DecodingConfig) -> Iterator[str]:
-        """Text pieces as tokens are generated (the KV cache is kept between steps by generate)."""
+        """Text pieces as tokens are generated (generate keeps the KV cache between steps)."""
         import torch
-        from transformers import TextIteratorStreamer
 
         enc = self._encode([prompt])
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=not self.is_encoder_decoder,
-                                        skip_special_tokens=True, timeout=600)
+        streamer = _PieceStreamer(self.tokenizer, skip_prompt=not self.is_encoder_decoder)
         kwargs = dict(**enc, **self._gen_kwargs(decoding, enc["input_ids"].shape[1], 1), streamer=streamer)
         errors: list[BaseException] = []
 
@@ -168,9 +166,52 @@ class LocalGenerator:
 
         worker = threading.Thread(target=run, daemon=True)
         worker.start()
-        for piece in streamer:
-            if piece:
-                yield piece
+        while True:
+            piece = streamer.queue.get()
+            if piece is None:
+                break
+            yield piece
         worker.join()
         if errors:
             raise errors[0]
+
+
+class _PieceStreamer:
+    """A ``generate`` streamer that emits only the stable decoded prefix.
+
+    Byte-level tokenizers can end a step in the middle of a UTF-8 character (decoded as U+FFFD),
+    and what that turns into depends on later tokens. Emitting only text before the first U+FFFD
+    guarantees the pieces concatenate to exactly the batch-decoded text (the parity tests rely on it).
+    """
+
+    def __init__(self, tokenizer: Any, skip_prompt: bool):
+        import queue
+
+        self.tokenizer = tokenizer
+        self.skip_prompt = skip_prompt
+        self.ids: list[int] = []
+        self.emitted = ""
+        self.queue: "queue.Queue[str | None]" = queue.Queue()
+        self.ended = False
+
+    def _text(self) -> str:
+        return self.tokenizer.decode(self.ids, skip_special_tokens=True)
+
+    def put(self, value: Any) -> None:
+        if self.skip_prompt:  # the first call carries the prompt of a decoder-only model
+            self.skip_prompt = False
+            return
+        self.ids.extend(int(t) for t in value.reshape(-1).tolist())
+        stable = self._text().split("\ufffd", 1)[0]
+        if len(stable) > len(self.emitted) and stable.startswith(self.emitted):
+            self.queue.put(stable[len(self.emitted):])
+            self.emitted = stable
+
+    def end(self) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        text = self._text()
+        if len(text) > len(self.emitted) and text.startswith(self.emitted):
+            self.queue.put(text[len(self.emitted):])
+        self.queue.put(None)

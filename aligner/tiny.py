@@ -35,8 +35,13 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024) -> Any:
 
 def build_model(tokenizer: Any, kind: str = "causal", *, hidden_size: int = 64, layers: int = 2,
                 heads: int = 4, intermediate_size: int | None = None, context: int = 1024,
-                seed: int = 0) -> Any:
-    """A randomly initialised Llama (``causal``) or T5 (``seq2seq``) sized by the arguments."""
+                seed: int = 0, init_scale: float = 1.0) -> Any:
+    """A randomly initialised Llama (``causal``) or T5 (``seq2seq``) sized by the arguments.
+
+    ``init_scale`` multiplies the default init spread: an untrained model at scale 1 repeats one
+    token for ever, at ~10 it writes varied (if meaningless) text, which makes tests of streaming,
+    batching and parity actually discriminating.
+    """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, T5Config, T5ForConditionalGeneration
 
@@ -47,12 +52,14 @@ def build_model(tokenizer: Any, kind: str = "causal", *, hidden_size: int = 64, 
         cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=layers,
                           num_attention_heads=heads, num_key_value_heads=heads,
                           intermediate_size=intermediate_size or hidden_size * 4,
-                          max_position_embeddings=context, tie_word_embeddings=True, **ids)
+                          max_position_embeddings=context, tie_word_embeddings=True,
+                          initializer_range=0.02 * init_scale, **ids)
         return LlamaForCausalLM(cfg)
     if kind == "seq2seq":
         cfg = T5Config(vocab_size=len(tokenizer), d_model=hidden_size, d_kv=hidden_size // heads,
                        d_ff=intermediate_size or hidden_size * 4, num_layers=layers, num_heads=heads,
-                       decoder_start_token_id=tokenizer.pad_token_id, **ids)
+                       decoder_start_token_id=tokenizer.pad_token_id,
+                       initializer_factor=init_scale, **ids)
         return T5ForConditionalGeneration(cfg)
     raise ValueError(f"kind must be 'causal' or 'seq2seq', got {kind!r}")
 

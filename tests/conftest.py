@@ -37,11 +37,11 @@ def tiny_causal_path(tmp_path_factory) -> Path:
     from aligner.tiny import make_tiny_corrector
 
     return make_tiny_corrector(tmp_path_factory.mktemp("tiny-llama"), corpus_texts(), "causal",
-                               context=512, template="aligner-v1.0")
+                               context=512, template="aligner-v1.0", init_scale=10.0)
 
 
 @pytest.fixture(scope="session")
 def tiny_seq2seq_path(tmp_path_factory) -> Path:
     from aligner.tiny import make_tiny_corrector
 
-    return make_tiny_corrector(tmp_path_factory.mktemp("tiny-t5"), corpus_texts(), "seq2seq")
+    return make_tiny_corrector(tmp_path_factory.mktemp("tiny-t5"), corpus_texts(), "seq2seq", init_scale=10.0)
