@@ -1,0 +1,73 @@
+"""``aligner serve``: the OpenAI-compatible proxy on uvicorn.
+
+Only the config is imported to build the parser; FastAPI, uvicorn and the model load when the
+command runs, so ``aligner --help`` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any
+
+from ..config import add_dataclass_arguments, build_config
+from .config import ServeConfig
+
+
+class JsonLineFormatter(logging.Formatter):
+    """Access-log records already are JSON; other records become ``{"level", "logger", "message"}``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        if record.name == "aligner.serve.access":
+            return msg
+        out = {"ts": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name,
+               "message": msg}
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False)
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """Structured JSON lines on stderr for the server's own loggers (uvicorn's access log is off)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLineFormatter())
+    for name in ("aligner.serve", "aligner.upstream"):
+        lg = logging.getLogger(name)
+        lg.handlers = [handler]
+        lg.setLevel(logging.DEBUG if verbose else logging.INFO)
+        lg.propagate = False
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ..commands import DEMO_NOTE
+    from .app import create_app
+
+    cfg = build_config(ServeConfig, args, getattr(args, "config", None))
+    configure_logging(getattr(args, "verbose", False))
+    app = create_app(cfg)
+    state = app.state.aligner
+    if state.aligner.is_demo:
+        print(DEMO_NOTE, file=sys.stderr)
+    print(f"aligner serve: http://{cfg.host}:{cfg.port}/v1 (models: {', '.join(state.model_names)}; "
+          f"auth {'on' if state.keys else 'off'}; batching {'on' if cfg.batching else 'off'})", file=sys.stderr)
+    uvicorn.run(app, host=cfg.host, port=cfg.port, access_log=False, log_level="info",
+                timeout_graceful_shutdown=cfg.graceful_timeout)
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    p = sub.add_parser("serve", help="serve an OpenAI-compatible API whose answers come back corrected",
+                       description="OpenAI-compatible proxy: POST /v1/chat/completions asks the upstream, then "
+                       "corrects its answer. Examples:\n"
+                       "  aligner serve --upstream http://localhost:8001/v1 --upstream-model llama3 --port 8000\n"
+                       "  ALIGNER_KEYS=secret aligner serve --upstream openai/gpt-4o-mini --api-keys-env ALIGNER_KEYS\n"
+                       "  aligner serve --config serve.yaml --log-corrections traffic.jsonl\n"
+                       "Send 'X-Aligner-Bypass: 1' to get the upstream's answer uncorrected.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="YAML file with any of the options below")
+    add_dataclass_arguments(p, ServeConfig)
+    p.set_defaults(func=run_serve)

@@ -1,0 +1,96 @@
+"""``ServeConfig``: every option of ``aligner serve`` — one field = one CLI flag = one YAML key.
+
+Defaults are chosen to be safe on a shared host: bind to 127.0.0.1, bounded bodies, prompts and
+generation, a per-request deadline, and no prompt text in the logs.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ConfigError
+
+
+@dataclass
+class ServeConfig:
+    """Options of ``aligner serve`` (and of ``create_app``)."""
+
+    upstream: str | None = field(default=None, metadata={
+        "help": "who answers: a LiteLLM model string (openai/gpt-4o-mini), an http(s)://…/v1 base URL of an "
+                "OpenAI-compatible server, or hf:PATH for a local transformers model"})
+    upstream_model: str | None = field(default=None, metadata={"help": "model name at a base-URL upstream"})
+    corrector: str | None = field(default=None, metadata={
+        "help": "corrector hub id or path, or an http(s)://…/v1 completions endpoint; "
+                "default: the embedded demo corrector"})
+    template: str | None = field(default=None, metadata={"help": "prompt template name or string; default: the corrector's own"})
+    host: str = field(default="127.0.0.1", metadata={"help": "interface to bind (0.0.0.0 exposes it to the network)"})
+    port: int = field(default=8000, metadata={"help": "TCP port (0 picks a free one)"})
+    served_model_name: list[str] | None = field(default=None, metadata={
+        "help": "model name(s) clients must send and /v1/models lists; default: --upstream-model, else 'aligner'"})
+    max_new_tokens: int = field(default=512, metadata={"help": "cap on the corrector's generated tokens per answer"})
+    device: str | None = field(default=None, metadata={"help": "cpu, cuda, mps (default: best available)"})
+    batching: bool = field(default=True, metadata={"help": "gather concurrent requests into one corrector batch"})
+    max_batch_size: int = field(default=16, metadata={"help": "most answers the corrector decodes together"})
+    batch_wait_ms: float = field(default=10.0, metadata={"help": "longest a request waits for others to join its batch"})
+    api_keys_env: str | None = field(default=None, metadata={
+        "help": "name of an env var holding accepted bearer keys (comma-separated); enables auth"})
+    api_keys_file: str | None = field(default=None, metadata={"help": "file with one accepted bearer key per line; enables auth"})
+    max_body_bytes: int = field(default=1_000_000, metadata={"help": "larger request bodies get 413"})
+    max_prompt_chars: int = field(default=32_000, metadata={"help": "longer message lists (all contents) get 400"})
+    max_tokens_limit: int = field(default=4096, metadata={"help": "requests asking for more max_tokens get 400"})
+    request_timeout: float = field(default=120.0, metadata={"help": "seconds one request may take before 504"})
+    upstream_timeout: float = field(default=60.0, metadata={"help": "seconds one upstream attempt may take"})
+    upstream_retries: int = field(default=2, metadata={"help": "retries of a failing upstream call (429/5xx/timeouts)"})
+    graceful_timeout: int = field(default=30, metadata={"help": "seconds in-flight requests get to finish on shutdown"})
+    log_prompts: bool = field(default=False, metadata={"help": "include question text in the access log"})
+    log_corrections: str | None = field(default=None, metadata={
+        "help": "append every correction to PATH.jsonl or PATH.sqlite (weak-to-strong data)"})
+    access_log: bool = field(default=True, metadata={"help": "one JSON access-log line per request on stderr"})
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch_size", "max_new_tokens", "max_body_bytes", "max_prompt_chars", "max_tokens_limit"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"must be a positive int, got {value!r}.", field=name,
+                                  fix=f"e.g. --{name.replace('_', '-')} {ServeConfig.__dataclass_fields__[name].default}.")
+        for name in ("request_timeout", "upstream_timeout", "batch_wait_ms"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value < 0 or (value == 0 and name != "batch_wait_ms"):
+                raise ConfigError(f"must be a positive number of {'ms' if name.endswith('ms') else 'seconds'}, "
+                                  f"got {value!r}.", field=name, fix=f"e.g. --{name.replace('_', '-')} 10.")
+        if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
+            raise ConfigError(f"must be 0-65535, got {self.port!r}.", field="port", fix="e.g. --port 8000.")
+        if isinstance(self.served_model_name, str):
+            self.served_model_name = [self.served_model_name]
+        if self.log_corrections and not str(self.log_corrections).endswith((".jsonl", ".sqlite", ".db", ".sqlite3")):
+            raise ConfigError(f"unknown format {self.log_corrections!r}.", field="log_corrections",
+                              fix="use a path ending in .jsonl or .sqlite.")
+
+    @property
+    def model_names(self) -> list[str]:
+        """Names a request's ``model`` may carry; the first is the one responses report."""
+        return list(self.served_model_name or [self.upstream_model or "aligner"])
+
+    def load_api_keys(self) -> set[str] | None:
+        """Accepted bearer keys, or None when auth is off. A named but empty source is an error:
+        a typo must not silently open the server to everyone."""
+        if not self.api_keys_env and not self.api_keys_file:
+            return None
+        keys: set[str] = set()
+        if self.api_keys_env:
+            raw = os.environ.get(self.api_keys_env, "")
+            keys |= {k.strip() for k in raw.split(",") if k.strip()}
+            if not keys and not self.api_keys_file:
+                raise ConfigError(f"env var {self.api_keys_env} is unset or empty.", field="api_keys_env",
+                                  fix=f"export {self.api_keys_env}=key1,key2 (or drop --api-keys-env to disable auth).")
+        if self.api_keys_file:
+            p = Path(self.api_keys_file).expanduser()
+            if not p.is_file():
+                raise ConfigError(f"no such file {str(p)!r}.", field="api_keys_file",
+                                  fix="pass a file with one key per line.")
+            from_file = {ln.strip() for ln in p.read_text().splitlines() if ln.strip() and not ln.startswith("#")}
+            if not from_file:
+                raise ConfigError(f"{p} holds no keys.", field="api_keys_file", fix="write one key per line.")
+            keys |= from_file
+        return keys
