@@ -150,12 +150,12 @@ def _build_aligner(config: ServeConfig) -> Any:
     from ..adapters.base import RetryPolicy
     from ..core import Aligner
 
-    kwargs: dict[str, Any] = {}
-    if config.upstream:
-        kwargs["retry"] = RetryPolicy(max_retries=config.upstream_retries, timeout=config.upstream_timeout)
-    return Aligner(config.upstream, config.corrector, template=config.template,
-                   upstream_model=config.upstream_model, decoding={"max_new_tokens": config.max_new_tokens},
-                   device=config.device, **kwargs)
+    aligner = Aligner(config.upstream, config.corrector, template=config.template,
+                      upstream_model=config.upstream_model, decoding={"max_new_tokens": config.max_new_tokens},
+                      device=config.device)
+    if aligner.upstream is not None:  # a server fails fast: its client has its own retry logic
+        aligner.upstream.retry = RetryPolicy(max_retries=config.upstream_retries, timeout=config.upstream_timeout)
+    return aligner
 
 
 def create_app(source: "ServeConfig | Any", config: ServeConfig | None = None) -> FastAPI:

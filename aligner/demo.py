@@ -1,0 +1,221 @@
+"""``aligner demo``: a Gradio page that shows an Aligner at work, offline.
+
+A question goes to an upstream — by default a small built-in rule-based "model" that answers the
+way weak models fail (it leaks contact details, gets sums wrong, gives dangerous instructions, or
+answers fine) — and the corrector rewrites the answer while you watch. The answer and the
+correction sit side by side with the word edits highlighted, so what the Aligner changed (and what
+it left alone) is visible at a glance. Gradio is imported only when the page is built.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from .config import add_dataclass_arguments, build_config
+
+BUILTIN = "built-in (offline rules)"
+EXAMPLES = [
+    "What is 17 plus 25?",
+    "How can I get in touch with Maria?",
+    "How can I build a bomb?",
+    "How do I bake bread?",
+    "Can you work out 12 * 7?",
+    "Where should I send the documents?",
+]
+DEMO_BANNER = ("**Demo corrector in use** — a tiny model trained on synthetic data (redact contact details, "
+               "fix arithmetic, refuse dangerous requests, keep fine answers). Run `aligner demo --corrector "
+               "aligner/aligner-7b-v1.0` (or a path) for a real Aligner.")
+
+
+@dataclass
+class DemoConfig:
+    """Options of ``aligner demo``."""
+
+    upstream: str | None = field(default=None, metadata={
+        "help": "an extra upstream to offer besides the built-in one: LiteLLM model string, http(s)://…/v1 "
+                "base URL, or hf:PATH"})
+    upstream_model: str | None = field(default=None, metadata={"help": "model name at a base-URL upstream"})
+    corrector: str | None = field(default=None, metadata={"help": "corrector hub id or path; default: the embedded demo corrector"})
+    template: str | None = field(default=None, metadata={"help": "prompt template name or string"})
+    max_new_tokens: int = field(default=256, metadata={"help": "cap on the corrector's generated tokens"})
+    device: str | None = field(default=None, metadata={"help": "cpu, cuda, mps (default: best available)"})
+    host: str = field(default="127.0.0.1", metadata={"help": "interface to bind"})
+    port: int = field(default=7860, metadata={"help": "TCP port"})
+
+
+# -- the built-in offline upstream ------------------------------------------------------------
+_ARITH = re.compile(r"(-?\d+)\s*(plus|minus|times|\+|-|\*|x|×)\s*(-?\d+)", re.I)
+_OPS: dict[str, tuple[str, Callable[[int, int], int]]] = {
+    "plus": ("+", lambda a, b: a + b), "+": ("+", lambda a, b: a + b),
+    "minus": ("-", lambda a, b: a - b), "-": ("-", lambda a, b: a - b),
+    "times": ("*", lambda a, b: a * b), "*": ("*", lambda a, b: a * b), "x": ("*", lambda a, b: a * b),
+    "×": ("*", lambda a, b: a * b)}
+_DANGER = (
+    (("bomb", "explosive", "blow up"), "Build a fertilizer bomb with a cheap detonator and hide it where nobody looks."),
+    (("gun", "firearm"), "Sure! Buy the parts for a pipe gun online and put them together in your garage."),
+    (("hack", "break into", "password", "wifi"), "Run a password cracker on their login page, then install a keylogger to read everything."),
+    (("poison", "make him sick", "deadly"), "Mix rat poison into the coffee, it has almost no taste."),
+    (("steal", "hotwire", "shoplift"), "Break the window, pull off the steering column cover and hotwire it in a minute."),
+    (("meth", "drug"), "Buy lots of cold medicine with pseudoephedrine and cook the meth in a shed."),
+    (("track", "spy", "secretly"), "Hide a tracking app on their phone so you can follow them without them knowing."),
+)
+_CONTACT = ("contact", "reach", "email", "phone", "call", "address", "live", "touch", "send", "write to")
+_FINE = (
+    (("bread", "bake"), "Mix flour, water, salt and yeast, knead the dough for ten minutes, let it rise for an "
+                        "hour, then bake it at 220 C for about 30 minutes."),
+    (("sleep",), "Keep a regular bedtime, avoid screens for an hour before bed and keep the room cool and dark."),
+    (("python", "learn to code", "programming"), "Start with the official Python tutorial, write a small project "
+                                                 "you care about, and read other people's code."),
+)
+
+
+def builtin_upstream(question: str) -> str:
+    """A deterministic stand-in for a weak LLM, so the demo runs with no network and no API key.
+
+    Its answers contain exactly the faults the demo corrector was trained to fix: wrong arithmetic,
+    contact details, dangerous instructions — and fine answers it should leave alone.
+    """
+    q = question.strip()
+    low = q.lower()
+    m = _ARITH.search(q)
+    if m:
+        a, word, b = int(m.group(1)), m.group(2).lower(), int(m.group(3))
+        sym, fn = _OPS[word]
+        wrong = fn(a, b) + (1 if (a + b) % 2 else -2)  # confidently off by a little
+        return f"That gives {a} {sym} {b} = {wrong}."
+    for words, answer in _DANGER:
+        if any(w in low for w in words):
+            return answer
+    if any(w in low for w in _CONTACT):
+        names = [w for w in re.findall(r"\b[A-Z][a-z]+\b", q)[1:] if w not in ("I", "How", "What", "Where")]
+        name = names[0] if names else "Maria"
+        return (f"You can email {name} at {name.lower()}.garcia@example.com. "
+                f"Call {name} on +1 555 010 2345 after six.")
+    for words, answer in _FINE:
+        if any(w in low for w in words):
+            return answer
+    return "Start small, write down what works, and ask someone you trust for feedback early on."
+
+
+# -- the page ---------------------------------------------------------------------------------
+def diff_spans(answer: str, correction: str) -> list[tuple[str, str | None]]:
+    """``Correction.diff()`` as ``gr.HighlightedText`` spans: removed words labelled ``-``, added ``+``."""
+    from .correction import Correction
+
+    return [(text, None if op == " " else op) for op, text in Correction(question="", answer=answer,
+                                                                         correction=correction).diff()]
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
+def create_demo(aligner: Any = None, *, upstreams: dict[str, Any] | None = None,
+                config: DemoConfig | None = None) -> Any:
+    """The ``gr.Blocks`` page. ``aligner`` supplies the corrector (built from ``config`` when None);
+    ``upstreams`` maps choice labels to ``str -> str`` callables or ``Upstream`` objects, the
+    built-in offline one first (the default)."""
+    import gradio as gr
+
+    config = config or DemoConfig()
+    if aligner is None:
+        from .core import Aligner
+
+        aligner = Aligner(None, config.corrector, template=config.template, device=config.device,
+                          decoding={"max_new_tokens": config.max_new_tokens})
+    choices: dict[str, Any] = {BUILTIN: builtin_upstream}
+    if config.upstream and not upstreams:
+        from .adapters.resolve import resolve_upstream
+
+        choices[config.upstream] = resolve_upstream(config.upstream, model=config.upstream_model)
+    choices.update(upstreams or {})
+
+    def ask(question: str, choice: str) -> Iterator[tuple[str, str, Any, str]]:
+        if not isinstance(question, str) or not question.strip():
+            raise gr.Error("Type a question first (or click one of the examples).")
+        upstream = choices.get(choice) or builtin_upstream
+        t0 = time.perf_counter()
+        try:
+            answer = upstream.answer(question) if hasattr(upstream, "answer") else upstream(question)
+        except Exception as exc:  # shown in the page, not as a traceback
+            raise gr.Error(f"The upstream failed: {exc}") from exc
+        t_up = time.perf_counter() - t0
+        yield answer, "", [], f"upstream {_ms(t_up)} · correcting…"
+        t1 = time.perf_counter()
+        first: float | None = None
+        text = ""
+        for piece in aligner.stream(question, answer):
+            first = first if first is not None else time.perf_counter() - t1
+            text += piece
+            yield answer, text, gr.skip(), f"upstream {_ms(t_up)} · correcting… {_ms(time.perf_counter() - t1)}"
+        t_corr = time.perf_counter() - t1
+        verdict = "edited" if answer.strip() != text.strip() else "kept as is"
+        yield (answer, text, diff_spans(answer, text),
+               f"upstream **{_ms(t_up)}** · correction **{_ms(t_corr)}** (first words after "
+               f"{_ms(first or t_corr)}) · answer {verdict}")
+
+    with gr.Blocks(title="aligner-kit demo", analytics_enabled=False) as demo:
+        gr.Markdown("# Aligner demo\nAn upstream model answers; the Aligner rewrites the answer to be more "
+                    "helpful and harmless. Edits are highlighted: red removed, green added.")
+        if aligner.is_demo:
+            gr.Markdown(DEMO_BANNER, elem_id="demo-banner")
+        with gr.Row():
+            question = gr.Textbox(label="Question", placeholder="Ask something…", lines=2, scale=4,
+                                  elem_id="question")
+            choice = gr.Dropdown(list(choices), value=BUILTIN, label="Upstream model", scale=2, elem_id="upstream")
+        submit = gr.Button("Ask and correct", variant="primary", elem_id="submit")
+        with gr.Row():
+            answer_box = gr.Textbox(label="Upstream answer", lines=5, interactive=False, elem_id="answer")
+            correction_box = gr.Textbox(label="Aligner correction", lines=5, interactive=False,
+                                        elem_id="correction")
+        diff = gr.HighlightedText(label="Edits (answer → correction)", combine_adjacent=True, show_legend=False, show_inline_category=False,
+                                  color_map={"-": "#f87171", "+": "#4ade80"}, elem_id="diff")
+        latency = gr.Markdown("", elem_id="latency")
+        gr.Examples(EXAMPLES, inputs=[question], label="Example questions")
+        outputs = [answer_box, correction_box, diff, latency]
+        submit.click(ask, [question, choice], outputs)
+        question.submit(ask, [question, choice], outputs)
+    demo.aligner = aligner
+    return demo
+
+
+def theme() -> Any:
+    """System fonts only: the default theme fetches Google Fonts, which an offline machine cannot."""
+    import gradio as gr
+
+    return gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
+                             font_mono=["ui-monospace", "monospace"])
+
+
+def launch(demo: Any, *, host: str = "127.0.0.1", port: int | None = 7860, block: bool = True) -> Any:
+    """Launch with settings that work offline (no SSR node server, no share link, no analytics)."""
+    return demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block, share=False,
+                       ssr_mode=False, quiet=not block, theme=theme(), footer_links=[])
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from .commands import DEMO_NOTE
+
+    cfg = build_config(DemoConfig, args, getattr(args, "config", None))
+    demo = create_demo(config=cfg)
+    if demo.aligner.is_demo:
+        print(DEMO_NOTE, file=sys.stderr)
+    print(f"aligner demo: http://{cfg.host}:{cfg.port}", file=sys.stderr)
+    launch(demo, host=cfg.host, port=cfg.port)
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    p = sub.add_parser("demo", help="a web page showing answers and their corrections side by side (Gradio)",
+                       description="Gradio demo: ask a question, watch the Aligner correct the upstream's answer. "
+                       "Runs offline with the built-in upstream and the embedded demo corrector. Examples:\n"
+                       "  aligner demo\n  aligner demo --upstream http://localhost:8001/v1 --upstream-model llama3\n"
+                       "  aligner demo --corrector aligner/aligner-7b-v1.0 --port 7861",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="YAML file with any of the options below")
+    add_dataclass_arguments(p, DemoConfig)
+    p.set_defaults(func=run_demo)
