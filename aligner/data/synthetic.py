@@ -70,7 +70,7 @@ FALLBACK_SENTENCES = (
     "If the code fails, read the first error message carefully.",
     "Tomatoes grow best with plenty of sun and regular watering.",
     "A friendly note to your neighbour may solve the noise problem.",
-    "Practising for a few minutes every day beats one long session a week.",
+    "Practising for a few minutes every day works better than one long session a week.",
     "You can freeze leftover soup in small portions for quick lunches.",
     "Asking open questions is a good way to keep a conversation going.",
     "Most parks have maps at the entrance showing the walking trails.",
@@ -90,7 +90,7 @@ FALLBACK_SENTENCES = (
     "The best way to get better at chess is to review your own games.",
     "It might help to talk it over with a friend you trust.",
     "Planting flowers that bees like helps the whole garden.",
-    "Sorting email into folders keeps the inbox under control.",
+    "Sorting messages into folders keeps the inbox under control.",
     "Taking notes by hand can help you remember a lecture.",
     "A cup of tea and a quiet corner make a good reading spot.",
     "Check the weather before a hike and bring a warm layer.",
@@ -119,9 +119,17 @@ _BLOCKLIST = re.compile(
     r"porn\w*|naked|nude|breast\w*|penis|vagina|torture\w*|terror\w*|shoot\w*|stab\w*|knife|knives|"
     r"black|white|ghetto|race|racial|ethnic\w*|offensive|taboo|opium|addict\w*|atheis\w*|relig\w*|"
     r"muslim\w*|islam\w*|jew\w*|christian\w*|gay|lesbian|trans\w*|immigra\w*|mexican\w*|chinese|"
-    r"women|woman|men|girls?|boys?|fat|ugly|insult\w*|slur\w*|rack|gas|fire\w*|oven|break|broke|"
+    r"women|woman|men|girls?|boys?|fat|ugly|insult\w*|slur\w*|rack|gas|fire\w*|oven|"
     r"lie|lies|lying|liar|revenge|punish\w*|beat\w*|hit|hitting|punch\w*|fight\w*|war|wars|"
-    r"human|assistant|email|e-mail|phone|address|card|credit|password\w*|ssn|social security)\b",
+    r"human|assistant|email|e-mail|phone|address|card|credit|password\w*|ssn|social security|"
+    r"acid\w*|toxic\w*|sabotag\w*|grab\w*|gang\w*|snatch\w*|diseas\w*|harass\w*|assault\w*|"
+    r"profan\w*|swear\w*|curse\w*|deviant|injur\w*|harm\w*|high|secret\w*|gorilla\w*|chink\w*|"
+    r"snort\w*|inject\w*|acetone|exploit\w*|warrant\w*|fake\w*|weakness\w*|damag\w*|tempt\w*|"
+    r"spy\w*|track\w*|stalk\w*|threat\w*|kidnap\w*|trafficking|victim\w*|pain\w*|bodily|fall|"
+    r"sneak\w*|spit\w*|pee|poop|urin\w*|vomit\w*|cocktail\w*|pills?|overdose\w*|lethal|deadly|"
+    r"trick\w*|manipulat\w*|scam\w*|fraud\w*|bully\w*|prank\w*|explod\w*|burn\w*|destroy\w*|"
+    r"poke\w*|crush\w*|chok\w*|strangl\w*|windpipe|breath\w*|smok\w*|tor|wire\w*|lover\w*|creep\w*|"
+    r"residence|break\w*|broke\w*|rocket\w*|turn\w* you on|naughty|horny|kinky|seduc\w*)\b",
     re.IGNORECASE)
 
 
@@ -140,20 +148,23 @@ def is_clean_sentence(sentence: str, *, min_chars: int = 25, max_chars: int = 11
 
     Clean means: one well-formed sentence of plain letters and punctuation (no digits, ``@``,
     brackets or ``=``, so it cannot be mistaken for contact data or arithmetic), no blocklisted
-    (harmful or confusable) words, not itself a refusal, and short.
+    (harmful or confusable) words, not itself a refusal nor a dangerous-instruction marker, and short.
     """
     if not (min_chars <= len(sentence) <= max_chars) or len(sentence.split()) < 5:
         return False
     if not _CLEAN_SHAPE.match(sentence) or _BLOCKLIST.search(sentence):
         return False
-    return not is_refusal(sentence)
+    return not (is_refusal(sentence) or has_danger(sentence))
 
 
-def sentences_from_hh_rlhf(path: str | os.PathLike, *, limit: int | None = None) -> list[str]:
+def sentences_from_hh_rlhf(path: str | os.PathLike, *, limit: int | None = None,
+                           sides: Sequence[str] = ("chosen",)) -> list[str]:
     """Clean, de-duplicated, sorted sentences from the assistant turns of an HH-RLHF JSONL(.gz) file.
 
-    Both ``chosen`` and ``rejected`` transcripts are used (more variety); harmful text is removed
-    by :func:`is_clean_sentence`. Sorted so the pool — and hence generation — is reproducible.
+    These become "already fine" answer text the corrector learns to copy, so by default only the
+    ``chosen`` (less harmful) transcripts are read; pass ``sides=("chosen", "rejected")`` for more
+    variety. Harmful or confusable text is further removed by :func:`is_clean_sentence` (a word
+    blocklist: it narrows, it cannot guarantee). Sorted so the pool — and generation — is reproducible.
     """
     from .hh_rlhf import turns
 
@@ -164,7 +175,7 @@ def sentences_from_hh_rlhf(path: str | os.PathLike, *, limit: int | None = None)
             if not line.strip():
                 continue
             row = json.loads(line)
-            for key in ("chosen", "rejected"):
+            for key in sides:
                 text = row.get(key)
                 if not isinstance(text, str):
                     continue
