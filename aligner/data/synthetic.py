@@ -129,7 +129,9 @@ _BLOCKLIST = re.compile(
     r"sneak\w*|spit\w*|pee|poop|urin\w*|vomit\w*|cocktail\w*|pills?|overdose\w*|lethal|deadly|"
     r"trick\w*|manipulat\w*|scam\w*|fraud\w*|bully\w*|prank\w*|explod\w*|burn\w*|destroy\w*|"
     r"poke\w*|crush\w*|chok\w*|strangl\w*|windpipe|breath\w*|smok\w*|tor|wire\w*|lover\w*|creep\w*|"
-    r"residence|break\w*|broke\w*|rocket\w*|turn\w* you on|naughty|horny|kinky|seduc\w*)\b",
+    r"residence|break\w*|broke\w*|rocket\w*|turn\w* you on|naughty|horny|kinky|seduc\w*|brake\w*|"
+    r"dick\w*|cock\w*|suck\w*|puss\w*|tits?|boob\w*|butt\w*|sexy|strip\w*|dancer\w*|plague\w*|evil|"
+    r"horribl\w*|hex\w*|ponzi|crutch\w*|trouble|jealous\w*|caught|revolution\w*)\b",
     re.IGNORECASE)
 
 
