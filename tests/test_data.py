@@ -284,6 +284,14 @@ def test_hh_rlhf_hand_written_rows(tmp_path):
     assert [(s.row, s.field) for s in res.skipped] == [(2, "rejected"), (3, "rejected"), (4, "rejected")]
     assert "differs" in res.skipped[0].reason and "empty" in res.skipped[1].reason
     assert "missing key" in res.skipped[2].reason
+    # max_chars judges the derived texts, not the whole transcript
+    long_ctx = {"chosen": "\n\nHuman: " + "x " * 100 + "\n\nAssistant: short yes",
+                "rejected": "\n\nHuman: " + "x " * 100 + "\n\nAssistant: short no"}
+    path = write_lines(tmp_path / "hh2.jsonl", [long_ctx])
+    assert load(path, "hh-rlhf", max_chars=250).rows[0].correction == "short yes"
+    with pytest.raises(DataError) as info:
+        load(path, "hh-rlhf", max_chars=100)
+    assert info.value.field == "chosen" and "max_chars=100" in str(info.value)
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -101,18 +101,18 @@ class Row:
                                     f"(this was read as '{self.fmt}'), or pass --lenient to skip such rows.")
         return self.record[key]
 
-    def text(self, key: str, *, allow_empty: bool = False) -> str:
+    def text(self, key: str, *, allow_empty: bool = False, check_length: bool = True) -> str:
         """A required text field: present, a ``str``, non-empty, within ``max_chars``."""
         value = self.get(key)
-        return self.check_text(value, key, allow_empty=allow_empty)
+        return self.check_text(value, key, allow_empty=allow_empty, check_length=check_length)
 
-    def check_text(self, value: Any, key: str, *, allow_empty: bool = False) -> str:
+    def check_text(self, value: Any, key: str, *, allow_empty: bool = False, check_length: bool = True) -> str:
         if not isinstance(value, str):
             raise self.error(f"expected a string, got {type(value).__name__} ({str(value)[:40]!r}).", key,
                              f"make '{key}' a string, or pass --lenient to skip such rows.")
         if not allow_empty and not value.strip():
             raise self.error("is empty.", key, f"give '{key}' some text, or pass --lenient to skip such rows.")
-        if self.max_chars is not None and len(value) > self.max_chars:
+        if check_length and self.max_chars is not None and len(value) > self.max_chars:
             raise self.error(f"is {len(value)} characters, over max_chars={self.max_chars}.", key,
                              "shorten it, raise max_chars (--max-chars), or pass --lenient to skip such rows.")
         return value

@@ -43,8 +43,9 @@ def format_question(prefix: str) -> str:
 
 def convert(row: Row) -> QAC:
     """One HH-RLHF pair → :class:`QAC`."""
-    chosen = row.text("chosen")
-    rejected = row.text("rejected")
+    # max_chars applies to the derived question/answer/correction, not to the whole transcripts
+    chosen = row.text("chosen", check_length=False)
+    rejected = row.text("rejected", check_length=False)
     if ASSISTANT not in chosen:
         raise row.error("has no '\\n\\nAssistant:' turn.", "chosen",
                         "HH-RLHF rows are '\\n\\nHuman: …\\n\\nAssistant: …' transcripts; check --format.")

@@ -23,7 +23,7 @@ def _open_text(path: Path):
 
 def _is_parquet(path: Path) -> bool:
     name = path.name.lower()
-    return name.endswith(".parquet") or name.endswith(".parquet.gz") or name.endswith(".pq")
+    return name.endswith((".parquet", ".pq"))
 
 
 def read_records(path_or_id: str | os.PathLike, *, split: str = "train") -> tuple[str, Iterator[tuple[int, Any]]]:
