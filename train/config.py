@@ -1,0 +1,124 @@
+"""Options of ``aligner train``: one dataclass whose fields are the Python API, the CLI flags and YAML keys.
+
+Defaults are the Aligner paper's recipe (DESIGN §6): 3 epochs, max length 2048, lr 2e-5 with a
+cosine schedule and 3% warm-up, AdamW betas (0.9, 0.95), an effective batch of 32 and bf16 where the
+hardware supports it. A tiny model trained from scratch needs very different numbers (lr ~1e-3,
+short sequences); the demo corrector's script sets those explicitly rather than changing defaults.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aligner.errors import ConfigError
+
+
+@dataclass
+class CorrectorTrainConfig:
+    """Everything ``aligner train`` needs; see ``aligner train --help``."""
+
+    data: str | None = field(default=None, metadata={
+        "help": "training data file (JSON / JSONL / .gz / parquet) or hub dataset id"})
+    output_dir: str | None = field(default=None, metadata={
+        "help": "where the trained corrector (and checkpoints, loss curve) is written"})
+    base_model: str | None = field(default=None, metadata={
+        "help": "model to fine-tune: a hub id or a directory with config.json + weights (causal LM or T5/BART)"})
+    from_scratch: bool = field(default=False, metadata={
+        "help": "randomly initialise a model of --base-model's config (with its tokenizer) instead of loading weights"})
+    data_format: str = field(default="qac", metadata={
+        "help": "format of --data: qac | pku-saferlhf | hh-rlhf"})
+    lenient: bool = field(default=False, metadata={
+        "help": "skip (and count) malformed rows instead of stopping at the first one"})
+    eval_data: str | None = field(default=None, metadata={
+        "help": "held-out data (same format) whose loss is reported during training"})
+    eval_fraction: float = field(default=0.0, metadata={
+        "help": "share of --data held out for evaluation when --eval-data is not given (0 = none)"})
+    limit: int | None = field(default=None, metadata={"help": "use at most this many training rows"})
+    template: str = field(default="aligner-v1.0", metadata={
+        "help": "prompt template name or string with {question} and {answer}; recorded in aligner_config.json"})
+    epochs: float = field(default=3.0, metadata={"help": "passes over the Q-A-C data (paper: 3)"})
+    max_steps: int = field(default=-1, metadata={"help": "stop after this many optimizer steps per phase (-1 = use epochs)"})
+    max_length: int = field(default=2048, metadata={
+        "help": "longest prompt + correction in tokens (paper: 2048); a prompt longer than this is an error"})
+    learning_rate: float = field(default=2e-5, metadata={"help": "peak learning rate (paper: 2e-5)"})
+    lr_scheduler: str = field(default="cosine", metadata={"help": "learning-rate schedule (transformers name)"})
+    warmup_ratio: float = field(default=0.03, metadata={"help": "share of steps spent warming the lr up (paper: 0.03)"})
+    adam_beta1: float = field(default=0.9, metadata={"help": "AdamW beta1 (paper: 0.9)"})
+    adam_beta2: float = field(default=0.95, metadata={"help": "AdamW beta2 (paper: 0.95)"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm"})
+    batch_size: int = field(default=4, metadata={"help": "examples per device per forward pass"})
+    effective_batch_size: int = field(default=32, metadata={
+        "help": "examples per optimizer step over all devices (paper: 32); gradient accumulation = "
+                "effective / (batch size × processes)"})
+    bf16: bool | None = field(default=None, metadata={
+        "help": "train in bf16 (default: on where the GPU supports it, off on CPU)"})
+    gradient_checkpointing: bool = field(default=False, metadata={
+        "help": "recompute activations in the backward pass (saves memory on long sequences, ~30%% slower)"})
+    identity_warmup: float = field(default=0.0, metadata={
+        "help": "share of the data used for a first identity phase on Q-A-A (correction = answer) before "
+                "Q-A-C; the paper found ~0.2 best"})
+    warmup_epochs: float = field(default=1.0, metadata={"help": "passes over the identity warm-up rows"})
+    lora: bool = field(default=False, metadata={"help": "train LoRA adapters (peft) instead of all weights; merged at the end"})
+    qlora: bool = field(default=False, metadata={
+        "help": "LoRA on a 4-bit quantised base (needs bitsandbytes and a CUDA GPU: pip install 'aligner-kit[qlora]')"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (scale = alpha / r)"})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
+    lora_target_modules: str = field(default="all-linear", metadata={
+        "help": "modules LoRA wraps: 'all-linear' or a comma list such as q_proj,v_proj"})
+    packing: bool = field(default=False, metadata={
+        "help": "pack several examples per sequence (trl best-fit packing; faster on padding-heavy data)"})
+    group_by_length: bool = field(default=False, metadata={
+        "help": "batch examples of similar length together (less padding; what a CPU run wants)"})
+    padding_free: bool = field(default=False, metadata={
+        "help": "concatenate a batch into one unpadded row with position ids (trl padding-free; no pad compute)"})
+    max_train_minutes: float | None = field(default=None, metadata={
+        "help": "stop with a checkpoint after this many minutes of training; --resume continues"})
+    ddp_backend: str | None = field(default=None, metadata={
+        "help": "torch.distributed backend: nccl (GPU) | gloo (CPU) (default: chosen by accelerate)"})
+    resume: bool = field(default=False, metadata={"help": "continue from the last checkpoint in --output-dir"})
+    save_steps: int = field(default=500, metadata={"help": "write a checkpoint every this many steps"})
+    save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept per phase"})
+    logging_steps: int = field(default=10, metadata={"help": "log the loss every this many steps"})
+    eval_steps: int | None = field(default=None, metadata={"help": "evaluate every this many steps (default: = logging steps × 10)"})
+    seed: int = field(default=42, metadata={"help": "random seed (data split, shuffling, init of LoRA)"})
+    torch_threads: int | None = field(default=None, metadata={"help": "CPU threads torch may use (default: torch's choice)"})
+    dataloader_workers: int = field(default=0, metadata={"help": "DataLoader worker processes"})
+    save_dtype: str | None = field(default=None, metadata={
+        "help": "cast the saved model: float16 | bfloat16 | float32 (default: as trained)",
+        "choices": ["float16", "bfloat16", "float32"]})
+    report_to: str = field(default="none", metadata={"help": "experiment tracker: none | tensorboard | wandb | …"})
+    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+    extra_metadata: dict | None = field(default=None, metadata={
+        "help": "(YAML/Python only) extra keys written into aligner_config.json"})
+
+    def validate(self) -> None:
+        """Check option values before anything heavy is loaded, so mistakes fail in a second."""
+        if not self.data:
+            raise ConfigError("no training data given.", field="data",
+                              fix="aligner train --data qac.jsonl --base-model MODEL --output-dir OUT")
+        if not self.output_dir:
+            raise ConfigError("no output directory given.", field="output_dir", fix="pass --output-dir runs/my-corrector")
+        if not self.base_model:
+            raise ConfigError("no base model given.", field="base_model",
+                              fix="pass --base-model with a hub id (e.g. meta-llama/Llama-2-7b-hf) or a model directory")
+        from aligner.data import FORMATS
+
+        if str(self.data_format).strip().lower().replace("_", "-") not in FORMATS:
+            raise ConfigError(f"unknown data format {self.data_format!r}.", field="data_format",
+                              fix=f"use one of: {', '.join(FORMATS)}.")
+        if not 0.0 <= self.identity_warmup < 1.0:
+            raise ConfigError(f"must be in [0, 1), got {self.identity_warmup}.", field="identity_warmup",
+                              fix="pass e.g. --identity-warmup 0.2 (20% of the data as Q-A-A warm-up).")
+        if not 0.0 <= self.eval_fraction < 1.0:
+            raise ConfigError(f"must be in [0, 1), got {self.eval_fraction}.", field="eval_fraction",
+                              fix="pass e.g. --eval-fraction 0.05.")
+        for name in ("max_length", "batch_size", "effective_batch_size", "logging_steps", "save_steps"):
+            if int(getattr(self, name)) <= 0:
+                raise ConfigError(f"must be a positive integer, got {getattr(self, name)!r}.", field=name,
+                                  fix=f"pass a positive --{name.replace('_', '-')}.")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"must be positive, got {self.learning_rate}.", field="learning_rate",
+                              fix="paper: 2e-5 for a 7B model; ~1e-3 for a tiny model trained from scratch.")
+        if self.epochs <= 0 and self.max_steps <= 0:
+            raise ConfigError("no training length.", field="epochs", fix="pass --epochs > 0 or --max-steps > 0.")
