@@ -14,9 +14,9 @@ import time
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Iterator, Sequence, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Protocol, Sequence, TypeVar
 
-from ..errors import ConfigError, UpstreamError, UpstreamTimeout, require_text
+from ..errors import AlignerError, ConfigError, UpstreamError, UpstreamTimeout, require_text
 
 log = logging.getLogger("aligner.upstream")
 T = TypeVar("T")
@@ -115,86 +115,28 @@ class Upstream(ABC):
 
     def _fail(self, attempt: int, exc: BaseException) -> float:
         """Classify a failure; return the back-off before the next try or raise the final error."""
-        err = exc if isinstance(exc, UpstreamError) else self._to_error(exc)
-        if isinstance(err, UpstreamError) and err is not exc:
-            err.__cause__ = exc
-        if not err.retryable or attempt > self.retry.max_retries:
-            self.stats.failures += 1
-            if err.retryable:
-                raise UpstreamError(f"{self.name} still failing after {attempt} attempts: {err}",
-                                    status=err.status, fix=err.fix or "check the upstream server, or "
-                                    "raise RetryPolicy.max_retries / timeout.") from exc
-            raise err
-        wait = self.retry.delay(attempt, getattr(err, "retry_after", None))
-        self.stats.retries += 1
-        self.stats.retry_log.append(f"attempt {attempt}: {err.status or type(exc).__name__}; waiting {wait:.2f}s")
-        log.warning("%s: attempt %d failed (%s); retrying in %.2fs", self.name, attempt, err, wait)
-        if self.on_retry:
-            self.on_retry(attempt, err, wait)
-        return wait
+        return retry_fail(self, attempt, exc)
 
     def answer(self, question: "str | Messages", **params: Any) -> str:
         msgs, merged = self.messages(question), self._params(params)
         self.stats.calls += 1
-        attempt = 0
-        while True:
-            attempt += 1
-            self.stats.attempts += 1
-            try:
-                return self._complete(msgs, **merged)
-            except Exception as exc:  # classified by _fail
-                time.sleep(self._fail(attempt, exc))
+        return retry_call(self, lambda: self._complete(msgs, **merged))
 
     async def aanswer(self, question: "str | Messages", **params: Any) -> str:
         msgs, merged = self.messages(question), self._params(params)
         self.stats.calls += 1
-        attempt = 0
-        while True:
-            attempt += 1
-            self.stats.attempts += 1
-            try:
-                if self.retry.timeout is not None:
-                    return await asyncio.wait_for(self._acomplete(msgs, **merged), self.retry.timeout)
-                return await self._acomplete(msgs, **merged)
-            except Exception as exc:
-                await asyncio.sleep(self._fail(attempt, exc))
+        return await aretry_call(self, lambda: self._acomplete(msgs, **merged))
 
     def stream(self, question: "str | Messages", **params: Any) -> Iterator[str]:
         """Answer pieces; a failure before the first piece is retried, after it is raised."""
         msgs, merged = self.messages(question), self._params(params)
         self.stats.calls += 1
-        attempt = 0
-        while True:
-            attempt += 1
-            self.stats.attempts += 1
-            started = False
-            try:
-                for piece in self._stream(msgs, **merged):
-                    started = True
-                    yield piece
-                return
-            except Exception as exc:
-                if started:
-                    raise (exc if isinstance(exc, UpstreamError) else self._to_error(exc)) from exc
-                time.sleep(self._fail(attempt, exc))
+        return retry_stream(self, lambda: self._stream(msgs, **merged))
 
-    async def astream(self, question: "str | Messages", **params: Any) -> AsyncIterator[str]:
+    def astream(self, question: "str | Messages", **params: Any) -> AsyncIterator[str]:
         msgs, merged = self.messages(question), self._params(params)
         self.stats.calls += 1
-        attempt = 0
-        while True:
-            attempt += 1
-            self.stats.attempts += 1
-            started = False
-            try:
-                async for piece in self._astream(msgs, **merged):
-                    started = True
-                    yield piece
-                return
-            except Exception as exc:
-                if started:
-                    raise (exc if isinstance(exc, UpstreamError) else self._to_error(exc)) from exc
-                await asyncio.sleep(self._fail(attempt, exc))
+        return aretry_stream(self, lambda: self._astream(msgs, **merged))
 
     def answer_batch(self, questions: Sequence["str | Messages"], **params: Any) -> list[str]:
         """Answers in input order, at most ``max_concurrency`` requests in flight."""
@@ -212,6 +154,115 @@ class Upstream(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
+
+
+class RetryHost(Protocol):
+    """What the retry loop needs from its owner: an Upstream, or a remote corrector."""
+
+    name: str
+    retry: RetryPolicy
+    stats: UpstreamStats
+    on_retry: Callable[[int, UpstreamError, float], None] | None
+
+    def _to_error(self, exc: BaseException) -> UpstreamError: ...
+
+
+def bare_message(err: AlignerError) -> str:
+    """An error's message without its ``field:`` prefix and ``Fix:`` suffix, to wrap it in another."""
+    text = str(err)
+    if err.field:
+        text = text.removeprefix(f"{err.field}: ")
+    if err.fix:
+        text = text.removesuffix(f" Fix: {err.fix}")
+    return text
+
+
+def retry_fail(host: RetryHost, attempt: int, exc: BaseException) -> float:
+    """Classify a failure; return the back-off before the next try or raise the final error."""
+    err = exc if isinstance(exc, UpstreamError) else host._to_error(exc)
+    if isinstance(err, UpstreamError) and err is not exc:
+        err.__cause__ = exc
+    if not err.retryable or attempt > host.retry.max_retries:
+        host.stats.failures += 1
+        if err.retryable:
+            cls = UpstreamTimeout if isinstance(err, UpstreamTimeout) else UpstreamError
+            raise cls(f"{host.name} still failing after {attempt} attempts: {bare_message(err)}",
+                      status=err.status, field=err.field, fix=err.fix or "check the upstream server, or "
+                      "raise RetryPolicy.max_retries / timeout.") from exc
+        raise err
+    wait = host.retry.delay(attempt, getattr(err, "retry_after", None))
+    host.stats.retries += 1
+    host.stats.retry_log.append(f"attempt {attempt}: {err.status or type(exc).__name__}; waiting {wait:.2f}s")
+    log.warning("%s: attempt %d failed (%s); retrying in %.2fs", host.name, attempt, err, wait)
+    if host.on_retry:
+        host.on_retry(attempt, err, wait)
+    return wait
+
+
+def retry_call(host: RetryHost, fn: Callable[[], T]) -> T:
+    """``fn()`` under the host's retry policy (the sync timeout is the provider's request timeout)."""
+    attempt = 0
+    while True:
+        attempt += 1
+        host.stats.attempts += 1
+        try:
+            return fn()
+        except Exception as exc:  # classified by retry_fail
+            time.sleep(retry_fail(host, attempt, exc))
+
+
+async def aretry_call(host: RetryHost, fn: Callable[[], Awaitable[T]]) -> T:
+    """Await ``fn()`` under the retry policy; each attempt is bounded by ``retry.timeout``."""
+    attempt = 0
+    while True:
+        attempt += 1
+        host.stats.attempts += 1
+        try:
+            if host.retry.timeout is not None:
+                return await asyncio.wait_for(fn(), host.retry.timeout)
+            return await fn()
+        except Exception as exc:
+            await asyncio.sleep(retry_fail(host, attempt, exc))
+
+
+def _final(host: RetryHost, exc: Exception) -> UpstreamError:
+    host.stats.failures += 1
+    return exc if isinstance(exc, UpstreamError) else host._to_error(exc)
+
+
+def retry_stream(host: RetryHost, make_iter: Callable[[], Iterator[T]]) -> Iterator[T]:
+    """Items of ``make_iter()``; a failure before the first item is retried, after it is raised."""
+    attempt = 0
+    while True:
+        attempt += 1
+        host.stats.attempts += 1
+        started = False
+        try:
+            for piece in make_iter():
+                started = True
+                yield piece
+            return
+        except Exception as exc:
+            if started:
+                raise _final(host, exc) from exc
+            time.sleep(retry_fail(host, attempt, exc))
+
+
+async def aretry_stream(host: RetryHost, make_iter: Callable[[], AsyncIterator[T]]) -> AsyncIterator[T]:
+    attempt = 0
+    while True:
+        attempt += 1
+        host.stats.attempts += 1
+        started = False
+        try:
+            async for piece in make_iter():
+                started = True
+                yield piece
+            return
+        except Exception as exc:
+            if started:
+                raise _final(host, exc) from exc
+            await asyncio.sleep(retry_fail(host, attempt, exc))
 
 
 def _generic_error(exc: BaseException, policy: RetryPolicy) -> UpstreamError:

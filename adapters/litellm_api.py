@@ -1,0 +1,105 @@
+"""Any provider LiteLLM knows (``"anthropic/claude-..."``, ``"openai/gpt-4o-mini"``, ``"ollama/..."``).
+
+litellm is imported on first use only: it is an optional extra and takes seconds to import, and
+``import aligner`` must stay fast. Its own retries are off (``num_retries=0``, ``max_retries=0``)
+so back-off happens once, in :mod:`aligner.adapters.base`.
+"""
+from __future__ import annotations
+
+from typing import Any, AsyncIterator, Iterator
+
+from ..errors import ConfigError, UpstreamError, UpstreamTimeout
+from .base import Messages, Upstream, _generic_error, bare_message
+
+
+def _litellm() -> Any:
+    try:
+        import litellm
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ConfigError("a LiteLLM model string needs the litellm package.", field="upstream",
+                          fix="pip install 'aligner-kit[litellm]', or pass an OpenAI client / base URL.") from exc
+    litellm.suppress_debug_info = True
+    return litellm
+
+
+class LiteLLMUpstream(Upstream):
+    """Chat completions through ``litellm.completion`` / ``acompletion``."""
+
+    def __init__(self, model: str, api_base: str | None = None, api_key: str | None = None, **kw: Any):
+        if not isinstance(model, str) or not model.strip():
+            raise ConfigError(f"expected a LiteLLM model string, got {model!r}.", field="upstream",
+                              fix="e.g. upstream='openai/gpt-4o-mini' or 'anthropic/claude-3-5-haiku-latest'.")
+        super().__init__(**kw)
+        self.model = model.strip()
+        self.api_base = api_base
+        self.api_key = api_key
+        self.name = self.model
+
+    def _request(self, messages: Messages, params: dict[str, Any], stream: bool) -> dict[str, Any]:
+        req = {**params, "model": self.model, "messages": messages, "stream": stream,
+               "timeout": self.retry.timeout, "num_retries": 0, "max_retries": 0}
+        if self.api_base:
+            req["api_base"] = self.api_base
+        if self.api_key:
+            req["api_key"] = self.api_key
+        return req
+
+    @staticmethod
+    def _delta(chunk: Any) -> str:
+        choices = getattr(chunk, "choices", None)
+        return (getattr(choices[0].delta, "content", None) or "") if choices else ""
+
+    def _complete(self, messages: Messages, **params: Any) -> str:
+        reply = _litellm().completion(**self._request(messages, params, False))
+        return reply.choices[0].message.content or ""
+
+    def _stream(self, messages: Messages, **params: Any) -> Iterator[str]:
+        for chunk in _litellm().completion(**self._request(messages, params, True)):
+            piece = self._delta(chunk)
+            if piece:
+                yield piece
+
+    async def _acomplete(self, messages: Messages, **params: Any) -> str:
+        reply = await _litellm().acompletion(**self._request(messages, params, False))
+        return reply.choices[0].message.content or ""
+
+    async def _astream(self, messages: Messages, **params: Any) -> AsyncIterator[str]:
+        stream = await _litellm().acompletion(**self._request(messages, params, True))
+        async for chunk in stream:
+            piece = self._delta(chunk)
+            if piece:
+                yield piece
+
+    def _to_error(self, exc: BaseException) -> UpstreamError:
+        litellm = _litellm()
+        E = litellm.exceptions
+        text = str(getattr(exc, "message", exc))
+        if isinstance(exc, E.Timeout):
+            return UpstreamTimeout(f"{self.name} timed out after {self.retry.timeout}s.", status=504,
+                                   retryable=True, fix="raise RetryPolicy.timeout or check the upstream.")
+        if isinstance(exc, E.APIConnectionError) or (isinstance(exc, E.InternalServerError)
+                                                     and "Connection error" in text):
+            where = f" at {self.api_base}" if self.api_base else ""
+            return UpstreamError(f"cannot reach {self.name}{where} ({text[:300]}).", status=502, retryable=True,
+                                 fix="check api_base / network and that the server is running.")
+        if isinstance(exc, E.BadRequestError) and "LLM Provider NOT provided" in text:
+            return UpstreamError(f"LiteLLM does not know the provider of {self.name!r}.", status=400,
+                                 fix="prefix the provider, e.g. 'openai/gpt-4o-mini', 'anthropic/claude-...', "
+                                     "or pass a base URL for a self-hosted server.")
+        status = getattr(exc, "status_code", None)
+        if isinstance(status, int):
+            err = _generic_error(exc, self.retry)
+            headers = getattr(exc, "litellm_response_headers", None) or getattr(exc, "headers", None) or {}
+            out = UpstreamError(f"{self.name}: HTTP {status}: {text[:300]}", status=status,
+                                retryable=err.retryable, fix=err.fix)
+            retry_after = getattr(err, "retry_after", None)
+            if retry_after is None:
+                try:
+                    retry_after = float(dict(headers).get("retry-after"))
+                except (TypeError, ValueError):
+                    retry_after = None
+            if retry_after is not None:
+                out.retry_after = retry_after  # type: ignore[attr-defined]
+            return out
+        err = _generic_error(exc, self.retry)
+        return err if err.retryable else UpstreamError(f"{self.name}: {bare_message(err)}", fix=err.fix)

@@ -1,0 +1,122 @@
+"""Any OpenAI-compatible chat server (vLLM, llama.cpp, Ollama, TGI...) over httpx.
+
+httpx is a core dependency, so a self-hosted model works without the optional ``openai`` package.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, AsyncIterator, Callable, Iterator
+
+from ..errors import UpstreamError
+from .base import Messages, Upstream, _generic_error
+from .openai_http import OpenAIHTTP, SSEError, first_model
+
+
+def http_error(exc: BaseException, policy: Any) -> UpstreamError:
+    """Classify httpx failures and in-stream error events (shared with the remote corrector)."""
+    if isinstance(exc, SSEError):
+        status = exc.status_code
+        return UpstreamError(str(exc), status=status, retryable=status in policy.retry_on_status if status
+                             else False, fix="see the server's error message.")
+    if isinstance(exc, (ValueError, KeyError, IndexError, TypeError)) and not isinstance(exc, UpstreamError):
+        return UpstreamError(f"the server's reply is not in the OpenAI format ({type(exc).__name__}: {exc}).",
+                             fix="check the base URL points at an OpenAI-compatible API (it usually ends in /v1).")
+    return _generic_error(exc, policy)
+
+
+def _picked(http: OpenAIHTTP, listing: Any) -> str:
+    model = first_model(listing)
+    if not model:
+        raise UpstreamError(f"{http.url('models')} lists no models.", field="upstream_model",
+                            fix="pass model= (upstream_model=) naming the model the server runs.")
+    return model
+
+
+def _listing_failed(http: OpenAIHTTP, err: UpstreamError) -> UpstreamError:
+    return UpstreamError(f"no model was given and listing {http.url('models')} failed: {err}",
+                         field="upstream_model", status=err.status, retryable=err.retryable,
+                         fix="pass model= (upstream_model=), or check the base URL (it usually ends in /v1).")
+
+
+def discover_model(http: OpenAIHTTP, timeout: float | None,
+                   classify: Callable[[BaseException], UpstreamError]) -> str:
+    """The first model ``GET /models`` lists: what a one-model vLLM / llama.cpp server runs."""
+    try:
+        listing = http.get("models", timeout)
+    except Exception as exc:
+        raise _listing_failed(http, classify(exc)) from exc
+    return _picked(http, listing)
+
+
+async def adiscover_model(http: OpenAIHTTP, timeout: float | None,
+                          classify: Callable[[BaseException], UpstreamError]) -> str:
+    try:
+        listing = await http.aget("models", timeout)
+    except Exception as exc:
+        raise _listing_failed(http, classify(exc)) from exc
+    return _picked(http, listing)
+
+
+class OpenAICompatibleUpstream(Upstream):
+    """Chat completions from ``{base_url}/chat/completions``; ``model=None`` asks ``/models``."""
+
+    def __init__(self, base_url: str, model: str | None = None, api_key: str | None = None, *,
+                 headers: dict[str, str] | None = None, **kw: Any):
+        super().__init__(**kw)
+        self.http = OpenAIHTTP(base_url, api_key, headers)
+        self.model = model
+        self.name = f"{model or '?'}@{self.http.base_url}"
+        self._model_lock = threading.Lock()
+
+    # -- model discovery -------------------------------------------------------------------
+    def _model(self) -> str:
+        if not self.model:
+            with self._model_lock:
+                if not self.model:
+                    self.model = discover_model(self.http, self.retry.timeout, self._to_error)
+                    self.name = f"{self.model}@{self.http.base_url}"
+        return self.model
+
+    async def _amodel(self) -> str:
+        if not self.model:
+            self.model = await adiscover_model(self.http, self.retry.timeout, self._to_error)
+            self.name = f"{self.model}@{self.http.base_url}"
+        return self.model
+
+    # -- provider primitives -----------------------------------------------------------------
+    def _body(self, model: str, messages: Messages, params: dict[str, Any]) -> dict[str, Any]:
+        return {**params, "model": model, "messages": messages}
+
+    @staticmethod
+    def _delta(event: dict) -> str:
+        choices = event.get("choices") or []
+        return (choices[0].get("delta") or {}).get("content") or "" if choices else ""
+
+    def _complete(self, messages: Messages, **params: Any) -> str:
+        reply = self.http.post("chat/completions", self._body(self._model(), messages, params), self.retry.timeout)
+        return reply["choices"][0]["message"].get("content") or ""
+
+    def _stream(self, messages: Messages, **params: Any) -> Iterator[str]:
+        for event in self.http.stream("chat/completions", self._body(self._model(), messages, params),
+                                      self.retry.timeout):
+            piece = self._delta(event)
+            if piece:
+                yield piece
+
+    async def _acomplete(self, messages: Messages, **params: Any) -> str:
+        body = self._body(await self._amodel(), messages, params)
+        reply = await self.http.apost("chat/completions", body, self.retry.timeout)
+        return reply["choices"][0]["message"].get("content") or ""
+
+    async def _astream(self, messages: Messages, **params: Any) -> AsyncIterator[str]:
+        body = self._body(await self._amodel(), messages, params)
+        async for event in self.http.astream("chat/completions", body, self.retry.timeout):
+            piece = self._delta(event)
+            if piece:
+                yield piece
+
+    def _to_error(self, exc: BaseException) -> UpstreamError:
+        return http_error(exc, self.retry)
+
+    def close(self) -> None:
+        self.http.close()

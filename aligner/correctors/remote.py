@@ -1,0 +1,140 @@
+"""An Aligner served behind an OpenAI-compatible *completions* endpoint (vLLM, TGI, llama.cpp).
+
+For scale the corrector runs on a GPU server and this process only renders prompts and parses
+replies. Completions, not chat: the released Aligners were trained on a raw prompt string, and a
+chat template would wrap it in tokens the model never saw. Retries and back-off are the very loop
+the upstreams use (``aligner.adapters.base``), so a 429 from the corrector server is handled like
+a 429 from the upstream.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, AsyncIterator, Callable, Iterator, Mapping, Sequence
+
+from ..adapters.base import (RetryPolicy, UpstreamStats, aretry_call, aretry_stream, bare_message,
+                             retry_call, retry_stream)
+from ..adapters.openai_compatible import adiscover_model, discover_model, http_error
+from ..adapters.openai_http import OpenAIHTTP
+from ..decoding import DecodingConfig
+from ..errors import ConfigError, UpstreamError
+from ..templates import Template
+from .base import Corrector
+
+
+class RemoteCorrector(Corrector):
+    """Corrections from ``POST {base_url}/completions``; ``model=None`` takes the server's first model."""
+
+    def __init__(self, base_url: str, model: str | None = None, api_key: str | None = None,
+                 template: "str | Template | None" = None,
+                 decoding: "DecodingConfig | Mapping[str, Any] | None" = None,
+                 retry: RetryPolicy | None = None, max_concurrency: int = 8, *,
+                 headers: dict[str, str] | None = None,
+                 on_retry: Callable[[int, UpstreamError, float], None] | None = None):
+        super().__init__(template, decoding)
+        if not isinstance(max_concurrency, int) or max_concurrency < 1:
+            raise ConfigError(f"must be a positive int, got {max_concurrency!r}.", field="max_concurrency",
+                              fix="e.g. max_concurrency=8.")
+        self.http = OpenAIHTTP(base_url, api_key, headers)
+        self.model = model
+        self.name = model or self.http.base_url
+        self.retry = retry or RetryPolicy()
+        self.max_concurrency = max_concurrency
+        self.on_retry = on_retry
+        self.stats = UpstreamStats()
+        self._model_lock = threading.Lock()
+
+    def _to_error(self, exc: BaseException) -> UpstreamError:
+        """The upstream classification, but naming the corrector server as the party at fault."""
+        err = http_error(exc, self.retry)
+        out = type(err)(f"corrector server {self.http.base_url}: {bare_message(err)}", field="corrector", fix=err.fix,
+                        status=err.status, retryable=err.retryable)
+        if hasattr(err, "retry_after"):
+            out.retry_after = err.retry_after  # type: ignore[attr-defined]
+        return out
+
+    def _model(self) -> str:
+        if not self.model:
+            with self._model_lock:
+                if not self.model:
+                    self.model = self.name = discover_model(self.http, self.retry.timeout, self._to_error)
+        return self.model
+
+    async def _amodel(self) -> str:
+        if not self.model:
+            self.model = self.name = await adiscover_model(self.http, self.retry.timeout, self._to_error)
+        return self.model
+
+    @staticmethod
+    def _body(model: str, prompt: str, decoding: DecodingConfig) -> dict[str, Any]:
+        return {"model": model, "prompt": prompt, **decoding.openai_kwargs()}
+
+    @staticmethod
+    def _text(reply: Any) -> str:
+        return reply["choices"][0].get("text") or ""
+
+    @staticmethod
+    def _piece(event: dict) -> str:
+        choices = event.get("choices") or []
+        return (choices[0].get("text") or "") if choices else ""
+
+    # -- sync -----------------------------------------------------------------------------
+    def _one(self, prompt: str, decoding: DecodingConfig) -> str:
+        self.stats.calls += 1
+        return retry_call(self, lambda: self._text(
+            self.http.post("completions", self._body(self._model(), prompt, decoding), self.retry.timeout)))
+
+    def generate(self, prompts: Sequence[str], decoding: DecodingConfig) -> list[str]:
+        """One request per prompt, ``max_concurrency`` in flight (the server batches them itself)."""
+        prompts = list(prompts)
+        if len(prompts) <= 1:
+            return [self._one(p, decoding) for p in prompts]
+        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(prompts))) as pool:
+            return list(pool.map(lambda p: self._one(p, decoding), prompts))
+
+    def stream_prompt(self, prompt: str, decoding: DecodingConfig) -> Iterator[str]:
+        self.stats.calls += 1
+
+        def pieces() -> Iterator[str]:
+            body = self._body(self._model(), prompt, decoding)
+            for event in self.http.stream("completions", body, self.retry.timeout):
+                piece = self._piece(event)
+                if piece:
+                    yield piece
+
+        return retry_stream(self, pieces)
+
+    # -- async ----------------------------------------------------------------------------
+    async def _aone(self, prompt: str, decoding: DecodingConfig) -> str:
+        self.stats.calls += 1
+
+        async def call() -> str:
+            body = self._body(await self._amodel(), prompt, decoding)
+            return self._text(await self.http.apost("completions", body, self.retry.timeout))
+
+        return await aretry_call(self, call)
+
+    async def agenerate(self, prompts: Sequence[str], decoding: DecodingConfig) -> list[str]:
+        gate = asyncio.Semaphore(self.max_concurrency)
+
+        async def one(p: str) -> str:
+            async with gate:
+                return await self._aone(p, decoding)
+
+        return list(await asyncio.gather(*(one(p) for p in prompts)))
+
+    def astream_prompt(self, prompt: str, decoding: DecodingConfig) -> AsyncIterator[str]:
+        self.stats.calls += 1
+
+        async def pieces() -> AsyncIterator[str]:
+            body = self._body(await self._amodel(), prompt, decoding)
+            async for event in self.http.astream("completions", body, self.retry.timeout):
+                piece = self._piece(event)
+                if piece:
+                    yield piece
+
+        return aretry_stream(self, pieces)
+
+    def close(self) -> None:
+        self.http.close()
