@@ -38,6 +38,8 @@ BYPASS_HEADER = "x-aligner-bypass"
 #: request fields passed on to the upstream when present (the corrector keeps its own decoding).
 UPSTREAM_PARAMS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed",
                    "presence_penalty", "frequency_penalty")
+#: upstream kinds that take OpenAI request parameters (a plain ``str -> str`` function does not).
+PARAM_UPSTREAMS = ("OpenAICompatibleUpstream", "OpenAIUpstream", "LiteLLMUpstream")
 
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "invalid_request_error",
           413: "invalid_request_error", 429: "rate_limit_error", 500: "server_error", 502: "upstream_error",
@@ -375,7 +377,8 @@ async def _get_answer(state: _State, req: dict[str, Any]) -> tuple[str, float]:
         req["messages"] = messages[:-1]
         return last["content"], 0.0
     try:
-        answer = await upstream.aanswer(messages, **req["params"])
+        params = req["params"] if type(upstream).__name__ in PARAM_UPSTREAMS else {}
+        answer = await upstream.aanswer(messages, **params)
     except UpstreamError as exc:
         raise upstream_error(exc) from exc
     if not isinstance(answer, str):
