@@ -231,3 +231,71 @@ def test_cli_synth_with_hh_rlhf(tmp_path, capsys):
 def test_danger_terms_never_in_fallback_pool():
     assert not any(t in s.lower() for t in DANGER_TERMS for s in FALLBACK_SENTENCES)
     assert all(is_clean_sentence(s) for s in FALLBACK_SENTENCES)
+
+
+def test_refusal_answers_are_varied_not_a_fixed_list(rows):
+    """A tiny model must learn to spot dangerous content, not memorise a handful of answers."""
+    ref = [r for r in rows if r.category == "refusal"]
+    assert len({r.answer for r in ref}) > 80 and len({r.question for r in ref}) > 20
+    assert {r.meta["topic"] for r in ref} == set(range(len(REFUSAL_TOPICS)))
+    for topic in REFUSAL_TOPICS:
+        assert len(topic["questions"]) >= 3 and len(topic["answers"]) >= 3 and len(topic["alternatives"]) >= 2
+        assert not any(is_refusal(a) for a in topic["answers"])
+
+
+def _pieces(text: str) -> int:
+    """Words and punctuation marks: a lower bound-ish proxy for tokens of a small BPE vocabulary."""
+    return len(re.findall(r"\w+|[^\w\s]", text))
+
+
+@needs_hh
+def test_prompts_fit_a_tiny_models_context(hh_sentences):
+    from aligner.templates import get_template
+
+    train, held = split_sentences(hh_sentences)
+    template = get_template("aligner-v1.0")
+    for rows_ in (generate(600, seed=2, sentences=train), splice_contacts(held, seed=2, n=100)):
+        for r in rows_:
+            assert _pieces(template.render(r.question, r.answer)) <= 120, r.answer
+            assert 1 <= len(split_into_sentences(r.answer)) <= 4, r.answer
+
+
+@needs_hh
+def test_hh_pool_reads_chosen_turns_by_default_and_blocks_known_leaks(hh_sentences):
+    both = sentences_from_hh_rlhf(HH, sides=("chosen", "rejected"))
+    assert set(hh_sentences) < set(both)
+    assert sentences_from_hh_rlhf(HH, limit=10) == hh_sentences[:10]
+    # harmful sentences that an earlier, narrower blocklist let through as "already fine" text
+    for leak in ("Chink", "poke their eyes out", "windpipe", "grab it", "acid on her skin", "brake line"):
+        assert not any(leak in s for s in both), leak
+
+
+def test_console_script_synth_matches_in_process(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).with_name("aligner")
+    if not script.exists():
+        found = shutil.which("aligner")
+        if not found:
+            pytest.skip("the aligner console script is not installed")
+        script = Path(found)
+    via_script, in_process = tmp_path / "script.jsonl", tmp_path / "inproc.jsonl"
+    done = subprocess.run([str(script), "data", "synth", str(via_script), "--n", "12", "--seed", "9"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "12 synthetic rows" in done.stdout
+    assert main(["data", "synth", str(in_process), "--n", "12", "--seed", "9"]) == 0
+    assert via_script.read_text() == in_process.read_text()
+
+
+def test_importing_the_data_package_stays_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, aligner, aligner.data, aligner.data.synthetic, aligner.data.commands; "
+            "print(sorted(m for m in ('datasets', 'pyarrow') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
