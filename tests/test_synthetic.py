@@ -299,3 +299,17 @@ def test_importing_the_data_package_stays_light():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+@needs_hh
+def test_redacted_text_has_no_digits_or_at_signs_left(rows, hh_sentences):
+    """An independent check of redaction (not the generator's own regexes): every contact value
+    carries digits or '@' and the sentence pools carry neither, so a correct redaction has none."""
+    train, held = split_sentences(hh_sentences)
+    redacted = [r for r in (*rows, *generate(300, seed=5, sentences=train), *splice_contacts(held, seed=5, n=100))
+                if r.category == "redact"]
+    assert len(redacted) > 300
+    for r in redacted:
+        assert re.search(r"\d|@", r.answer), r.answer
+        assert not re.search(r"\d|@", r.correction), r.correction
+        assert any(ph in r.correction for ph in PLACEHOLDERS.values())
