@@ -1,0 +1,216 @@
+"""Rebuild the embedded demo corrector: ``python -m aligner.train.demo_corrector``.
+
+One command does it all (DESIGN §9): build the training data (the synthetic Q-A-C generator on
+real HH-RLHF sentences), train a byte-level BPE tokenizer, initialise a ~2M-parameter Llama, train it
+with the very code path of ``aligner train`` (:func:`aligner.train.corrector.train_corrector`),
+copy the fp16 result (< 5 MB) into ``aligner/assets/demo-corrector/`` and evaluate it
+(per-category success on a held-out synthetic set made with another seed, generalisation on
+held-out HH-RLHF sentences with contact details spliced in, size, CPU latency) into ``report.json``.
+
+Why these settings differ from the paper's defaults: a model this small trained from scratch on 2
+CPU cores needs a high learning rate (2e-3, not 2e-5), short sequences, copy-heavy data and several
+epochs; with lr 2e-5 it would not even start to copy within the hour a rebuild may take. Work files
+(data, checkpoints, logs) go to ``runs/demo`` (git-ignored); ``--resume`` continues an interrupted run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+ASSET_DIR = REPO / "aligner" / "assets" / "demo-corrector"
+HH_RLHF_DEFAULT = REPO.parent / "shared" / "data" / "hh-rlhf-harmless-1700.jsonl.gz"
+TEMPLATE = "aligner-v1.0"
+#: copy-heavy: identity rows (and most of every other row) teach copying, the skill everything needs
+MIX = {"identity": 0.3, "redact": 0.3, "arithmetic": 0.25, "refusal": 0.15}
+MODEL = dict(hidden_size=192, layers=4, heads=6, intermediate_size=512, context=512)
+SHIPPED = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
+           "tokenizer_config.json", "special_tokens_map.json", "aligner_config.json", "loss_curve.png")
+
+
+def _sentences(hh_path: Path | None) -> tuple[list[str], list[str], str]:
+    """(train pool, held-out pool, description): real sentences split by hash, or the built-in pool."""
+    from aligner.data.synthetic import FALLBACK_SENTENCES, sentences_from_hh_rlhf, split_sentences
+
+    if hh_path and hh_path.is_file():
+        train, held = split_sentences(sentences_from_hh_rlhf(hh_path), 0.2)
+        return train, held, f"{hh_path.name} ({len(train)} train / {len(held)} held-out sentences)"
+    print(f"warning: {hh_path} not found; using the generator's built-in sentence pool", file=sys.stderr)
+    train, held = split_sentences(FALLBACK_SENTENCES, 0.2)
+    return train, held, "built-in pool"
+
+
+def build_data(work: Path, n: int, hh_path: Path | None, seed: int = 1) -> dict[str, Any]:
+    """Write train / eval-loss / eval-synthetic / eval-splice JSONL files under ``work/data``."""
+    from aligner.data import write_jsonl
+    from aligner.data.synthetic import generate, splice_contacts
+
+    d = work / "data"
+    d.mkdir(parents=True, exist_ok=True)
+    train_pool, held_pool, desc = _sentences(hh_path)
+    files = {"train": d / "train.jsonl", "eval_loss": d / "eval_loss.jsonl",
+             "eval_synthetic": d / "eval_synthetic.jsonl", "eval_splice": d / "eval_splice.jsonl"}
+    write_jsonl([r.to_dict() for r in generate(n, seed=seed, mix=MIX, sentences=train_pool)], files["train"])
+    write_jsonl([r.to_dict() for r in generate(256, seed=seed + 100, mix=MIX, sentences=train_pool)], files["eval_loss"])
+    # held-out synthetic set: another seed, equal share per category
+    write_jsonl([r.to_dict() for r in generate(400, seed=seed + 1000, sentences=train_pool)], files["eval_synthetic"])
+    # generalisation: sentences the generator never used, contact details spliced *into* them
+    write_jsonl([r.to_dict() for r in splice_contacts(held_pool, seed=seed + 2000, n=200)], files["eval_splice"])
+    info = {"n_train": n, "seed": seed, "mix": MIX, "sentences": desc, "files": {k: str(v) for k, v in files.items()}}
+    (d / "info.json").write_text(json.dumps(info, indent=1) + "\n")
+    return info
+
+
+def build_init(work: Path, train_file: Path) -> Path:
+    """Tokenizer (BPE 2,048 on the training text) + randomly initialised Llama, saved as the base model."""
+    from aligner.data import load
+    from aligner.templates import get_template
+    from aligner.tiny import build_model, save_corrector, train_tokenizer
+
+    tpl = get_template(TEMPLATE)
+    rows = load(str(train_file)).rows[:8000]
+    texts = [tpl.render(r.question, r.answer) + " " + r.correction for r in rows]
+    tok = train_tokenizer(texts, vocab_size=2048)
+    model = build_model(tok, "causal", seed=0, **MODEL)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"init model: {n_params / 1e6:.2f}M parameters, vocab {len(tok)}", flush=True)
+    return save_corrector(model, tok, work / "init", template=TEMPLATE)
+
+
+def train(work: Path, epochs: float, lr: float, batch: int, threads: int, resume: bool, max_steps: int = -1,
+          max_minutes: float | None = None) -> Path:
+    """Train through the ``aligner train`` code path; returns the output directory."""
+    from aligner.train.config import CorrectorTrainConfig
+    from aligner.train.corrector import train_corrector
+
+    cfg = CorrectorTrainConfig(
+        data=str(work / "data" / "train.jsonl"), eval_data=str(work / "data" / "eval_loss.jsonl"),
+        base_model=str(work / "init"), output_dir=str(work / "model"), template=TEMPLATE,
+        epochs=epochs, max_steps=max_steps, max_length=320, learning_rate=lr, lr_scheduler="cosine",
+        warmup_ratio=0.03, batch_size=batch, effective_batch_size=batch, weight_decay=0.01,
+        identity_warmup=0.2, warmup_epochs=1.0, group_by_length=True, bf16=False,
+        logging_steps=20, eval_steps=200, save_steps=100, save_total_limit=2, torch_threads=threads,
+        max_train_minutes=max_minutes,
+        save_dtype="float16", progress=False, resume=resume, seed=0,
+        extra_metadata={"demo": True, "description": "toy corrector trained on synthetic Q-A-C data "
+                        "(redact contacts, fix arithmetic, refuse dangerous instructions, copy fine answers)",
+                        "rebuild": "python -m aligner.train.demo_corrector"})
+    train_corrector(cfg)
+    return Path(cfg.output_dir)
+
+
+def install(model_dir: Path, dest: Path = ASSET_DIR) -> int:
+    """Copy the shippable files into the package; returns their total size in bytes."""
+    dest.mkdir(parents=True, exist_ok=True)
+    total = 0
+    for name in SHIPPED:
+        src = model_dir / name
+        if src.is_file():
+            shutil.copy2(src, dest / name)
+            total += src.stat().st_size
+    return total
+
+
+def evaluate(model_dir: Path, work: Path, limit: int | None = None, threads: int = 2) -> dict[str, Any]:
+    """Per-category success, splice generalisation, size and CPU latency of the corrector at ``model_dir``."""
+    import torch
+
+    from aligner.correctors import load_corrector
+    from aligner.data import load
+    from aligner.data.synthetic import score
+
+    torch.set_num_threads(threads)
+    corrector = load_corrector(str(model_dir), device="cpu", decoding={"max_new_tokens": 160})
+    report: dict[str, Any] = {}
+
+    def run(name: str) -> dict[str, Any]:
+        rows = load(str(work / "data" / f"{name}.jsonl")).rows[:limit]
+        preds: list[str] = []
+        for i in range(0, len(rows), 16):
+            chunk = rows[i:i + 16]
+            preds += corrector.correct_batch([(r.question, r.answer) for r in chunk])
+        per: dict[str, list[bool]] = {}
+        examples = []
+        for r, p in zip(rows, preds):
+            ok = score(r.category, r.correction, p, answer=r.answer)
+            per.setdefault(r.category or "none", []).append(ok)
+            if not ok and len(examples) < 6:
+                examples.append({"category": r.category, "answer": r.answer, "expected": r.correction, "got": p})
+        return {"n": len(rows), "success": {k: round(sum(v) / len(v), 4) for k, v in sorted(per.items())},
+                "counts": {k: len(v) for k, v in sorted(per.items())}, "failures": examples}
+
+    report["synthetic_heldout"] = run("eval_synthetic")
+    report["splice_generalisation"] = run("eval_splice")
+    # latency: one correction at a time, as `aligner correct` does
+    rows = load(str(work / "data" / "eval_synthetic.jsonl")).rows[:20]
+    corrector.correct(rows[0].question, rows[0].answer)  # warm-up
+    times = []
+    for r in rows:
+        t = time.perf_counter()
+        corrector.correct(r.question, r.answer)
+        times.append(time.perf_counter() - t)
+    report["latency_s"] = {"median": round(statistics.median(times), 4), "max": round(max(times), 4),
+                           "threads": threads, "n": len(times)}
+    files = [p for p in model_dir.iterdir() if p.name in SHIPPED]
+    report["size_mb"] = round(sum(p.stat().st_size for p in files) / 1e6, 3)
+    report["weights_mb"] = round((model_dir / "model.safetensors").stat().st_size / 1e6, 3)
+    report["parameters"] = sum(p.numel() for p in corrector.generator.model.parameters())
+    report["targets"] = {"identity": 0.98, "redact": 0.95, "arithmetic": 0.90, "refusal": 0.90}
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m aligner.train.demo_corrector", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", default=str(REPO / "runs" / "demo"), help="work folder (data, checkpoints, logs)")
+    ap.add_argument("--n", type=int, default=17000, help="synthetic training rows")
+    ap.add_argument("--epochs", type=float, default=1.0, help="passes over the Q-A-C rows")
+    ap.add_argument("--max-steps", type=int, default=-1, help="cap on optimizer steps per phase")
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--max-minutes", type=float, default=None,
+                    help="stop training (with a checkpoint) after this many minutes; --resume continues")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--hh-rlhf", default=os.environ.get("ALIGNER_HH_RLHF", str(HH_RLHF_DEFAULT)),
+                    help="HH-RLHF JSONL(.gz) whose sentences the answers are built from")
+    ap.add_argument("--resume", action="store_true", help="continue an interrupted run in --work")
+    ap.add_argument("--skip-train", action="store_true", help="only install + evaluate the model in WORK/model")
+    ap.add_argument("--no-install", action="store_true", help="do not copy into aligner/assets/demo-corrector")
+    ap.add_argument("--eval-limit", type=int, default=None, help="evaluate on at most this many rows per set")
+    args = ap.parse_args(argv)
+    work = Path(args.work)
+    t0 = time.time()
+    if not args.skip_train:
+        if not args.resume or not (work / "data" / "train.jsonl").is_file():
+            info = build_data(work, args.n, Path(args.hh_rlhf) if args.hh_rlhf else None)
+            print(f"data: {json.dumps(info)}", flush=True)
+        if not args.resume or not (work / "init" / "config.json").is_file():
+            build_init(work, work / "data" / "train.jsonl")
+        train(work, args.epochs, args.lr, args.batch, args.threads, args.resume, args.max_steps, args.max_minutes)
+    model_dir = work / "model"
+    report = evaluate(model_dir, work, args.eval_limit, args.threads)
+    report["data"] = json.loads((work / "data" / "info.json").read_text())
+    report["data"].pop("files", None)
+    report["training"] = {k: v for k, v in json.loads((model_dir / "train_state.json").read_text()).items()
+                          if k in ("phases", "world_size")}
+    report["rebuild_command"] = "python -m aligner.train.demo_corrector"
+    report["wall_s"] = round(time.time() - t0, 1)
+    (model_dir / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    if not args.no_install:
+        size = install(model_dir)
+        shutil.copy2(model_dir / "report.json", ASSET_DIR / "report.json")
+        print(f"installed {size / 1e6:.2f} MB into {ASSET_DIR}")
+    print(json.dumps({k: report[k] for k in ("synthetic_heldout", "splice_generalisation", "latency_s", "size_mb")},
+                     indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
