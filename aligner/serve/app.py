@@ -133,7 +133,8 @@ class _State:
         self.keys = config.load_api_keys()
         self.batcher = DynamicBatcher(aligner.corrector,
                                       max_batch_size=config.max_batch_size if config.batching else 1,
-                                      max_wait=config.batch_wait_ms / 1000 if config.batching else 0.0)
+                                      max_wait=config.batch_wait_ms / 1000 if config.batching else 0.0,
+                                      may_join=lambda: self.in_flight)
         self.records = None
         if config.log_corrections:
             from .records import CorrectionsLog

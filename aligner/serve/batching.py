@@ -14,7 +14,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from ..decoding import DecodingConfig
 
@@ -55,8 +55,13 @@ class DynamicBatcher:
     free to accept requests (which is what lets the next batch fill while this one decodes).
     """
 
-    def __init__(self, corrector: Any, *, max_batch_size: int = 16, max_wait: float = 0.010):
+    def __init__(self, corrector: Any, *, max_batch_size: int = 16, max_wait: float = 0.010,
+                 may_join: Callable[[], int] | None = None):
         self.corrector = corrector
+        #: how many requests could still join a batch (the server's in-flight count). When all of
+        #: them are already in the batch, waiting longer only adds latency: a lone request at
+        #: concurrency 1 then pays no batching delay at all.
+        self.may_join = may_join
         self.max_batch_size = max(1, int(max_batch_size))
         self.max_wait = max(0.0, float(max_wait))
         self.stats = BatchStats()
@@ -110,6 +115,8 @@ class DynamicBatcher:
             if not self._queue.empty():  # already waiting: take without delay
                 batch.append(self._queue.get_nowait())
                 continue
+            if self.may_join is not None and self.may_join() <= len(batch):
+                break
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 break
