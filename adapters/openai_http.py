@@ -38,7 +38,7 @@ def _status_error(resp: httpx.Response) -> httpx.HTTPStatusError:
             detail = str(body["detail"])
     except ValueError:
         pass
-    return httpx.HTTPStatusError(f"{resp.status_code} from {resp.request.url}: {detail}",
+    return httpx.HTTPStatusError(f"{resp.request.method} {resp.request.url}: {detail}",
                                  request=resp.request, response=resp)
 
 

@@ -104,6 +104,8 @@ class FakeOpenAI:
     api_key: str | None = None  # when set, requests without ``Bearer <api_key>`` get a 401
     max_pieces: int = 8
     requests: list[RecordedRequest] = field(default_factory=list)
+    #: exceptions raised while answering (a responder bug); the client got a 500 for each
+    errors: list[BaseException] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._faults: deque[Fault] = deque()
@@ -279,6 +281,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(404, f"no route {method} {path}")
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout): fine
             self.close_connection = True
+        except Exception as exc:  # a responder bug: answer 500 and keep it for the test to see
+            self.fake.errors.append(exc)
+            try:
+                self._error(500, f"fake server error: {type(exc).__name__}: {exc}")
+            except OSError:
+                self.close_connection = True
 
     def _apply(self, fault: Fault) -> bool:
         """Act out a fault; True when the request is finished (no normal answer)."""

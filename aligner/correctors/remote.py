@@ -48,7 +48,8 @@ class RemoteCorrector(Corrector):
     def _to_error(self, exc: BaseException) -> UpstreamError:
         """The upstream classification, but naming the corrector server as the party at fault."""
         err = http_error(exc, self.retry)
-        out = type(err)(f"corrector server {self.http.base_url}: {bare_message(err)}", field="corrector", fix=err.fix,
+        out = type(err)(f"corrector server {self.http.base_url}: {bare_message(err)}", field="corrector",
+                        fix=(err.fix or "").replace("the upstream", "the corrector server") or None,
                         status=err.status, retryable=err.retryable)
         if hasattr(err, "retry_after"):
             out.retry_after = err.retry_after  # type: ignore[attr-defined]
