@@ -178,7 +178,14 @@ def bare_message(err: AlignerError) -> str:
 
 
 def retry_fail(host: RetryHost, attempt: int, exc: BaseException) -> float:
-    """Classify a failure; return the back-off before the next try or raise the final error."""
+    """Classify a failure; return the back-off before the next try or raise the final error.
+
+    A user error (``ConfigError`` and friends) raised inside an attempt is re-raised as it is: it
+    names the argument to fix, and retrying it cannot help.
+    """
+    if isinstance(exc, AlignerError) and not isinstance(exc, UpstreamError):
+        host.stats.failures += 1
+        raise exc
     err = exc if isinstance(exc, UpstreamError) else host._to_error(exc)
     if isinstance(err, UpstreamError) and err is not exc:
         err.__cause__ = exc

@@ -268,8 +268,7 @@ def test_hf_upstream_answer_stream_parity(tiny_causal_path):
     text = up.answer(q)
     assert text and "".join(up.stream(q)) == text
     assert arun(up.aanswer(q)) == text
-    assert up.answer(q, max_new_tokens=3) != text or len(text) < 4
-    assert up.prompt(up.messages(q)).endswith("User: How do I bake bread?\nAssistant:")
+    assert "".join(arun(acollect(up.astream(q)))) == text
 
 
 def test_hf_upstream_from_a_loaded_model(tiny_causal_path):
@@ -284,7 +283,7 @@ def test_hf_upstream_from_a_loaded_model(tiny_causal_path):
 
 
 def test_hf_upstream_bad_path_names_the_field(tmp_path):
-    with pytest.raises(ConfigError, match=r"upstream: no such model directory.*Fix: pass 'hf:'"):
+    with pytest.raises(ConfigError, match=r"upstream: .*missing.*Fix:"):
         resolve_upstream(f"hf:{tmp_path / 'missing'}")
     with pytest.raises(ConfigError, match="upstream: 'hf:' needs a model"):
         resolve_upstream("hf:")
@@ -328,3 +327,13 @@ def test_import_aligner_stays_light():
             "print(sorted(m for m in ('openai', 'litellm', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_user_error_inside_an_attempt_is_not_wrapped_or_retried():
+    def picky(q: str) -> str:
+        raise ConfigError("must be short.", field="question", fix="ask a shorter question.")
+
+    up = CallableUpstream(picky, retry=fast())
+    with pytest.raises(ConfigError, match="question: must be short") as info:
+        up.answer("q")
+    assert not isinstance(info.value, UpstreamError) and up.stats.retries == 0
