@@ -18,7 +18,6 @@ from aligner.adapters import (CallableUpstream, HFUpstream, LiteLLMUpstream, Ope
                               OpenAIUpstream, RetryPolicy, Upstream, resolve_upstream)
 from aligner.errors import ConfigError, UpstreamError, UpstreamTimeout
 from fake_openai import CHAT, MODELS, FakeOpenAI, default_responder
-from fixtures_openai import fake_openai  # noqa: F401  (fixture)
 
 KINDS = ["openai-sync", "openai-async", "litellm", "compatible"]
 
