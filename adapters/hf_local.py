@@ -1,7 +1,10 @@
 """A local transformers causal LM as the upstream (``hf:PATH_OR_HUB_ID`` or a loaded model).
 
 Generation goes through :class:`aligner.decoding.LocalGenerator`, the loop the local correctors
-use, so padding, KV cache and streaming behave identically for both roles.
+use, so padding, the KV cache and the stable-prefix streamer behave the same for both and an
+answer streamed equals the answer returned whole. Chat models are prompted with their own chat
+template; base models (no template) with a plain ``User: …\\nAssistant:`` transcript, cut where
+the model starts writing the next ``User:`` turn.
 """
 from __future__ import annotations
 
@@ -12,89 +15,190 @@ from ..decoding import DecodingConfig, LocalGenerator, pick_device
 from ..errors import ConfigError
 from .base import Messages, Upstream
 
-#: An upstream answer rarely needs the corrector's 2048 tokens; callers can raise it.
-DEFAULT_UPSTREAM_DECODING: Mapping[str, object] = {"max_new_tokens": 512, "do_sample": False}
+#: OpenAI request fields a local model has no use for (accepted so a proxy can pass them through).
+_IGNORED = frozenset({"seed", "presence_penalty", "frequency_penalty", "n", "user", "logprobs"})
+_PLAIN_STOP = "\nUser:"
 
 
 def _looks_like_path(spec: str) -> bool:
-    return spec.startswith((".", "/", "~")) or "\\" in spec or spec.count("/") > 1
+    return spec.startswith((".", "/", "~")) or spec.count("/") > 1 or "\\" in spec
 
 
-def plain_prompt(messages: Messages) -> str:
-    """A chat rendered for a base model with no chat template."""
-    lines = [f"{m.get('role', 'user').capitalize()}: {m.get('content', '')}" for m in messages]
-    return "\n".join(lines) + "\nAssistant:"
+def load_causal_lm(spec: "str | Path", device: str | None = None) -> tuple[Any, Any, str]:
+    """(model, tokenizer, id) from a directory or hub id; a bad spec is a ConfigError, not an OSError."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    ident = str(spec)
+    local = Path(ident).expanduser()
+    fix = ("pass upstream='hf:DIR' with a directory holding config.json, weights and a tokenizer "
+           "(save_pretrained output), or a hub id such as 'hf:Qwen/Qwen2.5-0.5B-Instruct' (needs network "
+           "or a cached copy).")
+    if not local.exists() and (isinstance(spec, Path) or _looks_like_path(ident)):
+        raise ConfigError(f"no such model directory: {ident!r}.", field="upstream", fix=fix)
+    target = str(local) if local.exists() else ident
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(target)
+        model = AutoModelForCausalLM.from_pretrained(target)
+    except (OSError, ValueError) as exc:
+        where = "a local directory but not a loadable model" if local.exists() else \
+            "not a local directory and not reachable on the hub (offline, or a typo?)"
+        raise ConfigError(f"cannot load {ident!r}: {where} ({type(exc).__name__}: {str(exc)[:200]}).",
+                          field="upstream", fix=fix) from exc
+    model.to(pick_device(device)).eval()
+    return model, tokenizer, ident
+
+
+class _StopCutter:
+    """Cuts streamed text at the first stop string, holding back what may still become one.
+
+    ``complete`` runs the whole text through the same cutter, so the streamed pieces always
+    concatenate to exactly the non-streamed answer.
+    """
+
+    def __init__(self, stops: tuple[str, ...]):
+        self.stops = tuple(s for s in stops if s)
+        self.raw = ""
+        self.emitted = 0
+        self.done = False
+
+    def _safe_end(self, final: bool) -> int:
+        cut = len(self.raw)
+        for s in self.stops:
+            i = self.raw.find(s)
+            if i != -1:
+                cut, self.done = min(cut, i), True
+        if self.done or final:
+            return cut
+        hold = 0
+        for s in self.stops:
+            for k in range(min(len(s) - 1, len(self.raw)), 0, -1):
+                if self.raw.endswith(s[:k]):
+                    hold = max(hold, k)
+                    break
+        return len(self.raw) - hold
+
+    def feed(self, piece: str, final: bool = False) -> str:
+        if self.done:
+            return ""
+        self.raw += piece
+        end = self._safe_end(final)
+        start = self.emitted
+        if start == 0:  # drop the space/newline a model writes after "Assistant:"
+            text = self.raw[:end]
+            stripped = len(text) - len(text.lstrip())
+            if stripped == len(text) and not (self.done or final):
+                return ""
+            start = stripped
+        if end <= start:
+            return ""
+        self.emitted = end
+        return self.raw[start:end]
+
+    def finish(self) -> str:
+        return self.feed("", final=True)
 
 
 class HFUpstream(Upstream):
-    """Answers from a transformers causal LM running in this process."""
+    """Answers from a local causal LM; ``decoding`` defaults to greedy with 512 new tokens."""
 
     def __init__(self, model: Any, tokenizer: Any = None, device: str | None = None,
                  decoding: "DecodingConfig | Mapping[str, Any] | None" = None, **kw: Any):
         super().__init__(**kw)
-        self.decoding = DecodingConfig.from_any(decoding, DEFAULT_UPSTREAM_DECODING)
         if isinstance(model, (str, Path)):
-            model, tokenizer = self._load(str(model), tokenizer, device)
-        elif tokenizer is None:
-            source = getattr(getattr(model, "config", None), "_name_or_path", "") or ""
-            tokenizer = self._load_tokenizer(source) if source else None
+            if not str(model).strip():
+                raise ConfigError("is empty.", field="upstream", fix="pass 'hf:PATH_OR_HUB_ID'.")
+            lm, loaded_tok, ident = load_causal_lm(model, device)
+            tokenizer = tokenizer or loaded_tok
+        else:
+            lm = model
+            if not hasattr(lm, "generate") or not hasattr(lm, "config"):
+                raise ConfigError(f"expected a transformers causal LM, got {type(model).__name__}.",
+                                  field="upstream", fix="pass 'hf:PATH_OR_HUB_ID' or a PreTrainedModel.")
+            ident = str(getattr(lm, "name_or_path", "") or getattr(lm.config, "_name_or_path", "") or
+                        type(lm).__name__)
+            if device:
+                lm.to(device)
+            lm.eval()
             if tokenizer is None:
-                raise ConfigError("a loaded model needs its tokenizer.", field="tokenizer",
-                                  fix="pass HFUpstream(model, tokenizer=AutoTokenizer.from_pretrained(...)).")
-        elif isinstance(tokenizer, (str, Path)):
-            tokenizer = self._load_tokenizer(str(tokenizer))
-        if getattr(getattr(model, "config", None), "is_encoder_decoder", False):
-            raise ConfigError("an encoder-decoder model cannot be an upstream (it has no chat).",
-                              field="upstream", fix="pass a causal LM (decoder-only) path or id.")
-        self.name = self.name if self.name != "upstream" else str(
-            getattr(model.config, "_name_or_path", "") or type(model).__name__)
-        self.generator = LocalGenerator(model, tokenizer)
+                tokenizer = self._tokenizer_for(lm, ident)
+        if isinstance(tokenizer, (str, Path)):
+            tokenizer = self._tokenizer_for(lm, str(tokenizer))
+        if getattr(getattr(lm, "config", None), "is_encoder_decoder", False):
+            raise ConfigError("an encoder-decoder model cannot be the upstream (it does not continue a chat).",
+                              field="upstream", fix="pass a decoder-only (causal) LM path or hub id.")
+        self.generator = LocalGenerator(lm, tokenizer)
+        self.tokenizer = tokenizer
+        self.decoding = DecodingConfig.from_any(decoding, {"max_new_tokens": 512})
+        #: the model id (what the proxy lists as its model name); the torch module is ``generator.model``.
+        self.model = ident
+        self.name = f"hf:{ident}"
 
-    def _load_tokenizer(self, source: str) -> Any:
+    @staticmethod
+    def _tokenizer_for(lm: Any, ident: str) -> Any:
         from transformers import AutoTokenizer
 
         try:
-            return AutoTokenizer.from_pretrained(source)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot load a tokenizer from {source!r}.", field="tokenizer",
-                              fix="pass tokenizer= (an object, path or hub id).") from exc
+            return AutoTokenizer.from_pretrained(ident)
+        except (OSError, ValueError, TypeError) as exc:
+            raise ConfigError(f"no tokenizer given and none found at {ident!r}.", field="tokenizer",
+                              fix="pass tokenizer= (the model's AutoTokenizer) along with the model.") from exc
 
-    def _load(self, spec: str, tokenizer: Any, device: str | None) -> tuple[Any, Any]:
-        from transformers import AutoModelForCausalLM
+    # -- prompt and decoding -------------------------------------------------------------------
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
 
-        local = Path(spec).expanduser()
-        if _looks_like_path(spec) and not local.exists():
-            raise ConfigError(f"no such model directory: {spec!r}.", field="upstream",
-                              fix="pass 'hf:' + a directory holding config.json and weights (from "
-                                  "save_pretrained), or a hub id such as 'hf:Qwen/Qwen2.5-0.5B-Instruct'.")
-        try:
-            model = AutoModelForCausalLM.from_pretrained(str(local) if local.exists() else spec)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot load {spec!r} as a causal LM: {str(exc).splitlines()[0][:200]}",
-                              field="upstream", fix="check the path or hub id (a hub id needs network or "
-                                                    "a cached copy) and that it is a decoder-only model.") from exc
-        self.name = spec
-        model.to(pick_device(device)).eval()
-        if tokenizer is None or isinstance(tokenizer, (str, Path)):
-            tokenizer = self._load_tokenizer(str(tokenizer or (local if local.exists() else spec)))
-        return model, tokenizer
-
-    # -- provider primitives -----------------------------------------------------------------
     def prompt(self, messages: Messages) -> str:
-        """The model's own chat template when it has one, else a plain User/Assistant transcript."""
-        tok = self.generator.tokenizer
-        if getattr(tok, "chat_template", None):
-            return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return plain_prompt(messages)
+        """The text the model continues: its chat template, or a plain transcript for base models."""
+        if self.has_chat_template:
+            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            bos = getattr(self.tokenizer, "bos_token", None)
+            if bos and isinstance(text, str) and text.startswith(bos):
+                text = text[len(bos):]  # the generator's tokenizer call adds BOS itself
+            return text
+        lines = [f"{m.get('role', 'user').capitalize()}: {m.get('content', '')}" for m in messages]
+        return "\n".join(lines) + "\nAssistant:"
 
-    def _decoding(self, params: dict[str, Any]) -> DecodingConfig:
-        params = dict(params)
-        if "max_tokens" in params:  # accept the OpenAI name too
-            params["max_new_tokens"] = params.pop("max_tokens")
-        return DecodingConfig.from_any(params, self.decoding.to_dict()) if params else self.decoding
+    def _params(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        """OpenAI-style request fields → ``decoding`` + ``stop``, checked before any attempt."""
+        merged = {**self.params, **overrides}
+        decoding: dict[str, Any] = {}
+        stop: list[str] = []
+        for key, value in merged.items():
+            if value is None or key in _IGNORED:
+                continue
+            if key in ("max_tokens", "max_completion_tokens"):
+                decoding["max_new_tokens"] = value
+            elif key == "temperature":
+                decoding["do_sample"] = float(value) > 0
+                if float(value) > 0:
+                    decoding["temperature"] = float(value)
+            elif key == "stop":
+                stop.extend([value] if isinstance(value, str) else list(value))
+            else:
+                decoding[key] = value
+        config = DecodingConfig.from_any(decoding, self.decoding.to_dict()) if decoding else self.decoding
+        return {"decoding": config, "stop": tuple(stop)}
 
-    def _complete(self, messages: Messages, **params: Any) -> str:
-        return self.generator.generate([self.prompt(messages)], self._decoding(params))[0]
+    def _stops(self, stop: tuple[str, ...]) -> tuple[str, ...]:
+        return stop if self.has_chat_template else (_PLAIN_STOP, *stop)
 
-    def _stream(self, messages: Messages, **params: Any) -> Iterator[str]:
-        return self.generator.stream(self.prompt(messages), self._decoding(params))
+    # -- provider primitives ---------------------------------------------------------------
+    def _complete(self, messages: Messages, decoding: DecodingConfig | None = None,
+                  stop: tuple[str, ...] = ()) -> str:
+        raw = self.generator.generate([self.prompt(messages)], decoding or self.decoding)[0]
+        cutter = _StopCutter(self._stops(stop))
+        return cutter.feed(raw) + cutter.finish()
+
+    def _stream(self, messages: Messages, decoding: DecodingConfig | None = None,
+                stop: tuple[str, ...] = ()) -> Iterator[str]:
+        cutter = _StopCutter(self._stops(stop))
+        for piece in self.generator.stream(self.prompt(messages), decoding or self.decoding):
+            out = cutter.feed(piece)
+            if out:
+                yield out
+            if cutter.done:
+                return
+        tail = cutter.finish()
+        if tail:
+            yield tail

@@ -15,6 +15,8 @@ from typing import Any, AsyncIterator, Iterator
 
 import httpx
 
+from ..errors import ConfigError
+
 
 class SSEError(RuntimeError):
     """An ``{"error": ...}`` event inside a stream (the HTTP status was already 200)."""
@@ -58,11 +60,27 @@ def _event(line: str) -> dict | None:
     return event
 
 
+def check_base_url(base_url: Any, field: str) -> str:
+    """Reject a URL httpx cannot use up front: otherwise it fails as a transport error, which the
+    retry loop would take for a server that is down and retry with back-off."""
+    ok = isinstance(base_url, str) and base_url.strip().startswith(("http://", "https://"))
+    if ok:
+        try:
+            ok = bool(httpx.URL(base_url.strip()).host)
+        except (httpx.InvalidURL, TypeError, ValueError):
+            ok = False
+    if not ok:
+        raise ConfigError(f"not an http(s) base URL: {base_url!r}.", field=field,
+                          fix="pass the server's URL with its scheme, e.g. 'http://localhost:8000/v1'.")
+    return base_url.strip().rstrip("/")
+
+
 class OpenAIHTTP:
     """A base URL plus auth, with sync and async JSON and SSE calls."""
 
-    def __init__(self, base_url: str, api_key: str | None = None, headers: dict[str, str] | None = None):
-        self.base_url = base_url.rstrip("/")
+    def __init__(self, base_url: str, api_key: str | None = None, headers: dict[str, str] | None = None,
+                 *, field: str = "upstream"):
+        self.base_url = check_base_url(base_url, field)
         self.headers = {"Accept": "application/json", **(headers or {})}
         if api_key:
             self.headers["Authorization"] = f"Bearer {api_key}"

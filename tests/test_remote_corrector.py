@@ -124,3 +124,32 @@ def test_aligner_end_to_end_with_a_remote_corrector(srv):
     assert c.answer == "answer to why?" and c.correction == expected("answer to why?")
     assert c.corrector == "aligner-7b" and c.changed
     assert "".join(al.stream("why?")) == c.correction
+
+
+def test_unreachable_server_is_a_clear_error():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    c = RemoteCorrector(f"http://127.0.0.1:{port}/v1", "m",
+                        retry=RetryPolicy(max_retries=1, initial_backoff=0.001, jitter=0.0, timeout=2))
+    with pytest.raises(UpstreamError) as info:
+        c.correct("q", "a")
+    assert info.value.field == "corrector" and "Fix:" in str(info.value) and info.value.status == 502
+    assert c.stats.attempts == 2
+
+
+def test_model_discovery_failure_says_pass_model(srv):
+    srv.models = ()
+    with pytest.raises(UpstreamError, match="model="):
+        RemoteCorrector(srv.base_url, retry=FAST).correct("q", "a")
+    assert srv.count(COMPLETIONS) == 0
+
+
+def test_bad_base_url_is_a_config_error():
+    from aligner.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        RemoteCorrector("localhost:8000/v1", "m")
+    assert info.value.field == "corrector"

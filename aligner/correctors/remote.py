@@ -36,7 +36,7 @@ class RemoteCorrector(Corrector):
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ConfigError(f"must be a positive int, got {max_concurrency!r}.", field="max_concurrency",
                               fix="e.g. max_concurrency=8.")
-        self.http = OpenAIHTTP(base_url, api_key, headers)
+        self.http = OpenAIHTTP(base_url, api_key, headers, field="corrector")
         self.model = model
         self.name = model or self.http.base_url
         self.retry = retry or RetryPolicy()
