@@ -8,7 +8,7 @@ import threading
 from typing import Any, AsyncIterator, Callable, Iterator
 
 from ..errors import UpstreamError
-from .base import Messages, Upstream, _generic_error
+from .base import Messages, Upstream, _generic_error, bare_message
 from .openai_http import OpenAIHTTP, SSEError, first_model
 
 
@@ -24,37 +24,44 @@ def http_error(exc: BaseException, policy: Any) -> UpstreamError:
     return _generic_error(exc, policy)
 
 
-def _picked(http: OpenAIHTTP, listing: Any) -> str:
+#: who the discovered model belongs to → (field named in the error, how to name the model instead)
+_MODEL_ARG = {"upstream": ("upstream_model", "pass model= (upstream_model=, --upstream-model)"),
+              "corrector": ("corrector", "pass model= to RemoteCorrector / load_corrector")}
+
+
+def _picked(http: OpenAIHTTP, listing: Any, role: str) -> str:
     model = first_model(listing)
     if not model:
-        raise UpstreamError(f"{http.url('models')} lists no models.", field="upstream_model",
-                            fix="pass model= (upstream_model=) naming the model the server runs.")
+        field, how = _MODEL_ARG[role]
+        raise UpstreamError(f"{http.url('models')} lists no models.", field=field,
+                            fix=f"{how} naming the model the server runs.")
     return model
 
 
-def _listing_failed(http: OpenAIHTTP, err: UpstreamError) -> UpstreamError:
-    return UpstreamError(f"no model was given and listing {http.url('models')} failed: {err}",
-                         field="upstream_model", status=err.status, retryable=err.retryable,
-                         fix="pass model= (upstream_model=), or check the base URL (it usually ends in /v1).")
+def _listing_failed(http: OpenAIHTTP, err: UpstreamError, role: str) -> UpstreamError:
+    field, how = _MODEL_ARG[role]
+    return UpstreamError(f"no model was given and listing {http.url('models')} failed: {bare_message(err)}",
+                         field=field, status=err.status, retryable=err.retryable,
+                         fix=f"{how}, or check the base URL (it usually ends in /v1).")
 
 
 def discover_model(http: OpenAIHTTP, timeout: float | None,
-                   classify: Callable[[BaseException], UpstreamError]) -> str:
+                   classify: Callable[[BaseException], UpstreamError], role: str = "upstream") -> str:
     """The first model ``GET /models`` lists: what a one-model vLLM / llama.cpp server runs."""
     try:
         listing = http.get("models", timeout)
     except Exception as exc:
-        raise _listing_failed(http, classify(exc)) from exc
-    return _picked(http, listing)
+        raise _listing_failed(http, classify(exc), role) from exc
+    return _picked(http, listing, role)
 
 
 async def adiscover_model(http: OpenAIHTTP, timeout: float | None,
-                          classify: Callable[[BaseException], UpstreamError]) -> str:
+                          classify: Callable[[BaseException], UpstreamError], role: str = "upstream") -> str:
     try:
         listing = await http.aget("models", timeout)
     except Exception as exc:
-        raise _listing_failed(http, classify(exc)) from exc
-    return _picked(http, listing)
+        raise _listing_failed(http, classify(exc), role) from exc
+    return _picked(http, listing, role)
 
 
 class OpenAICompatibleUpstream(Upstream):

@@ -142,8 +142,9 @@ def test_unreachable_server_is_a_clear_error():
 
 def test_model_discovery_failure_says_pass_model(srv):
     srv.models = ()
-    with pytest.raises(UpstreamError, match="model="):
+    with pytest.raises(UpstreamError, match="model=") as info:
         RemoteCorrector(srv.base_url, retry=FAST).correct("q", "a")
+    assert info.value.field == "corrector"
     assert srv.count(COMPLETIONS) == 0
 
 

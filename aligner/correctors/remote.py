@@ -59,12 +59,14 @@ class RemoteCorrector(Corrector):
         if not self.model:
             with self._model_lock:
                 if not self.model:
-                    self.model = self.name = discover_model(self.http, self.retry.timeout, self._to_error)
+                    self.model = self.name = discover_model(
+                        self.http, self.retry.timeout, self._to_error, "corrector")
         return self.model
 
     async def _amodel(self) -> str:
         if not self.model:
-            self.model = self.name = await adiscover_model(self.http, self.retry.timeout, self._to_error)
+            self.model = self.name = await adiscover_model(
+                self.http, self.retry.timeout, self._to_error, "corrector")
         return self.model
 
     @staticmethod
