@@ -67,6 +67,8 @@ class DecodingConfig:
                               "temperature": self.temperature if self.do_sample else 0.0}
         if self.do_sample:
             kw["top_p"] = self.top_p
+            if self.top_k:
+                kw["top_k"] = self.top_k  # not in OpenAI's API; vLLM and llama.cpp servers accept it
         if self.repetition_penalty != 1.0:
             kw["frequency_penalty"] = self.repetition_penalty
         return kw

@@ -117,7 +117,7 @@ class FakeOpenAI:
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> "FakeOpenAI":
         handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = _Server(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self._server.block_on_close = False
         self._stop.clear()
@@ -211,6 +211,12 @@ class FakeOpenAI:
 
 _STATUS_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
                  429: "rate_limit_error"}
+
+
+class _Server(ThreadingHTTPServer):
+    """The stock accept backlog (5) resets connections under the 64-way load tests."""
+
+    request_queue_size = 128
 
 
 class _Handler(BaseHTTPRequestHandler):
