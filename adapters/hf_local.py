@@ -13,6 +13,7 @@ from typing import Any, Iterator, Mapping
 
 from ..decoding import DecodingConfig, LocalGenerator, pick_device
 from ..errors import ConfigError
+from ..correctors.base import StreamParser
 from .base import Messages, Upstream
 
 #: OpenAI request fields a local model has no use for (accepted so a proxy can pass them through).
@@ -46,56 +47,6 @@ def load_causal_lm(spec: "str | Path", device: str | None = None) -> tuple[Any, 
                           field="upstream", fix=fix) from exc
     model.to(pick_device(device)).eval()
     return model, tokenizer, ident
-
-
-class _StopCutter:
-    """Cuts streamed text at the first stop string, holding back what may still become one.
-
-    ``complete`` runs the whole text through the same cutter, so the streamed pieces always
-    concatenate to exactly the non-streamed answer.
-    """
-
-    def __init__(self, stops: tuple[str, ...]):
-        self.stops = tuple(s for s in stops if s)
-        self.raw = ""
-        self.emitted = 0
-        self.done = False
-
-    def _safe_end(self, final: bool) -> int:
-        cut = len(self.raw)
-        for s in self.stops:
-            i = self.raw.find(s)
-            if i != -1:
-                cut, self.done = min(cut, i), True
-        if self.done or final:
-            return cut
-        hold = 0
-        for s in self.stops:
-            for k in range(min(len(s) - 1, len(self.raw)), 0, -1):
-                if self.raw.endswith(s[:k]):
-                    hold = max(hold, k)
-                    break
-        return len(self.raw) - hold
-
-    def feed(self, piece: str, final: bool = False) -> str:
-        if self.done:
-            return ""
-        self.raw += piece
-        end = self._safe_end(final)
-        start = self.emitted
-        if start == 0:  # drop the space/newline a model writes after "Assistant:"
-            text = self.raw[:end]
-            stripped = len(text) - len(text.lstrip())
-            if stripped == len(text) and not (self.done or final):
-                return ""
-            start = stripped
-        if end <= start:
-            return ""
-        self.emitted = end
-        return self.raw[start:end]
-
-    def finish(self) -> str:
-        return self.feed("", final=True)
 
 
 class HFUpstream(Upstream):
@@ -187,17 +138,16 @@ class HFUpstream(Upstream):
     def _complete(self, messages: Messages, decoding: DecodingConfig | None = None,
                   stop: tuple[str, ...] = ()) -> str:
         raw = self.generator.generate([self.prompt(messages)], decoding or self.decoding)[0]
-        cutter = _StopCutter(self._stops(stop))
-        return cutter.feed(raw) + cutter.finish()
+        return StreamParser(self._stops(stop)).complete(raw)
 
     def _stream(self, messages: Messages, decoding: DecodingConfig | None = None,
                 stop: tuple[str, ...] = ()) -> Iterator[str]:
-        cutter = _StopCutter(self._stops(stop))
+        cutter = StreamParser(self._stops(stop))
         for piece in self.generator.stream(self.prompt(messages), decoding or self.decoding):
             out = cutter.feed(piece)
             if out:
                 yield out
-            if cutter.done:
+            if cutter.stopped:
                 return
         tail = cutter.finish()
         if tail:

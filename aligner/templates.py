@@ -15,7 +15,7 @@ from .errors import TemplateError
 _PLACEHOLDER = re.compile(r"\{(question|answer|aspects)\}")
 _REQUIRED = ("question", "answer")
 # Strings after which a generation has gone past the correction (EOS written out, or a new turn).
-_STOP_MARKERS = ("</s>", "<|endoftext|>", "<|im_end|>", "<|eot_id|>", "BEGINNING OF CONVERSATION:",
+STOP_MARKERS = ("</s>", "<|endoftext|>", "<|im_end|>", "<|eot_id|>", "BEGINNING OF CONVERSATION:",
                  "\nUSER:")
 
 #: Model card decoding: up to 2048 new tokens, deterministic.
@@ -79,7 +79,7 @@ class Template:
 def cut_at_stop(text: str, eos_token: str | None = None) -> str:
     """Text up to the first stop marker (EOS written out or a new conversation turn)."""
     cut = len(text)
-    for marker in (*_STOP_MARKERS, *((eos_token,) if eos_token else ())):
+    for marker in (*STOP_MARKERS, *((eos_token,) if eos_token else ())):
         i = text.find(marker)
         if i != -1:
             cut = min(cut, i)

@@ -83,10 +83,10 @@ def test_bad_question_and_answer(tiny_causal_path):
 
 
 def test_stream_parser_holds_back_partial_stop_markers():
-    p = StreamParser("</s>")
+    p = StreamParser(("</s>",))
     out = [p.feed(x) for x in [" Hello", " world", "</", "s> trailing"]]
     assert "".join(out) + p.finish() == "Hello world"
     assert p.stopped
-    p = StreamParser(None)
+    p = StreamParser(())
     pieces = [p.feed(x) for x in ["  a", " b  ", "", " c "]] + [p.finish()]
     assert "".join(pieces) == "a b   c"

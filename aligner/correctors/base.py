@@ -11,28 +11,37 @@ import asyncio
 import logging
 import threading
 from abc import ABC, abstractmethod
-from typing import Any, AsyncIterator, Iterator, Mapping, Sequence
+from typing import Any, AsyncIterator, Iterable, Iterator, Mapping, Sequence
 
 from ..decoding import DecodingConfig
 from ..errors import require_text
-from ..templates import Template, cut_at_stop, get_template, _STOP_MARKERS
+from ..templates import STOP_MARKERS, Template, get_template
 
 log = logging.getLogger("aligner")
 
 
 class StreamParser:
-    """Turns raw generated pieces into correction text that is safe to show as it arrives.
+    """Turns raw generated pieces into text that is safe to show as it arrives.
 
-    Holds back anything that could still turn out to be a stop marker or trailing whitespace, so the
-    concatenation of what it emits equals ``template.parse`` of the whole generation.
+    Cuts at the first stop string and holds back anything that could still turn out to be one (or
+    trailing whitespace), so the concatenation of what it emits equals the whole text cut at its
+    first stop and stripped. Correctors and local upstreams both stream through it, which is what
+    makes streamed and non-streamed output identical.
     """
 
-    def __init__(self, eos_token: str | None = None):
-        self.eos_token = eos_token
-        self.markers = tuple(m for m in (*_STOP_MARKERS, eos_token) if m)
+    def __init__(self, stops: Iterable[str]):
+        self.markers = tuple(m for m in stops if m)
         self.raw = ""
         self.emitted = ""
         self.stopped = False
+
+    def _cut(self, text: str) -> str:
+        cut = len(text)
+        for m in self.markers:
+            i = text.find(m)
+            if i != -1:
+                cut = min(cut, i)
+        return text[:cut]
 
     def _held_back(self, text: str) -> int:
         longest = 0
@@ -47,16 +56,19 @@ class StreamParser:
         if self.stopped:
             return ""
         self.raw += piece
-        cut = cut_at_stop(self.raw, self.eos_token)
+        cut = self._cut(self.raw)
         if len(cut) < len(self.raw):
             self.stopped = True
             return self._emit(cut.strip())
         hold = self._held_back(cut)
-        safe = (cut[: len(cut) - hold] if hold else cut).lstrip().rstrip()
-        return self._emit(safe)
+        return self._emit((cut[: len(cut) - hold] if hold else cut).strip())
 
     def finish(self) -> str:
-        return self._emit(cut_at_stop(self.raw, self.eos_token).strip())
+        return self._emit(self._cut(self.raw).strip())
+
+    def complete(self, text: str) -> str:
+        """The whole text at once, through the same rules as a stream."""
+        return self.feed(text) + self.finish()
 
     def _emit(self, safe: str) -> str:
         if not safe.startswith(self.emitted) or len(safe) <= len(self.emitted):
@@ -98,6 +110,11 @@ class Corrector(ABC):
     def eos_token(self) -> str | None:
         return None
 
+    @property
+    def stop_markers(self) -> tuple[str, ...]:
+        """Where a generation has gone past the correction: EOS written out, or a new turn."""
+        return (*STOP_MARKERS, *((self.eos_token,) if self.eos_token else ()))
+
     def fit(self, question: str, answer: str) -> tuple[str, str]:
         """Make the prompt fit the corrector's context; the default backend has no limit."""
         return question, answer
@@ -138,7 +155,7 @@ class Corrector(ABC):
 
     def stream(self, question: str, answer: str, *, aspects: str | None = None,
                decoding: "DecodingConfig | Mapping[str, Any] | None" = None) -> Iterator[str]:
-        parser = StreamParser(self.eos_token)
+        parser = StreamParser(self.stop_markers)
         for piece in self.stream_prompt(self.render(question, answer, aspects=aspects),
                                         self._decoding(decoding)):
             out = parser.feed(piece)
@@ -152,7 +169,7 @@ class Corrector(ABC):
 
     async def astream(self, question: str, answer: str, *, aspects: str | None = None,
                       decoding: "DecodingConfig | Mapping[str, Any] | None" = None) -> AsyncIterator[str]:
-        parser = StreamParser(self.eos_token)
+        parser = StreamParser(self.stop_markers)
         async for piece in self.astream_prompt(self.render(question, answer, aspects=aspects),
                                                self._decoding(decoding)):
             out = parser.feed(piece)
