@@ -30,6 +30,8 @@ HH_RLHF_DEFAULT = REPO.parent / "shared" / "data" / "hh-rlhf-harmless-1700.jsonl
 TEMPLATE = "aligner-v1.0"
 #: copy-heavy: identity rows (and most of every other row) teach copying, the skill everything needs
 MIX = {"identity": 0.3, "redact": 0.3, "arithmetic": 0.25, "refusal": 0.15}
+#: stage 2: refusals are learnt first (one fixed sentence shape); copying with edits needs more rows
+MIX_STAGE2 = {"identity": 0.3, "redact": 0.3, "arithmetic": 0.3, "refusal": 0.1}
 MODEL = dict(hidden_size=192, layers=4, heads=6, intermediate_size=512, context=512)
 SHIPPED = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
            "tokenizer_config.json", "special_tokens_map.json", "aligner_config.json", "loss_curve.png")
@@ -47,8 +49,13 @@ def _sentences(hh_path: Path | None) -> tuple[list[str], list[str], str]:
     return train, held, "built-in pool"
 
 
-def build_data(work: Path, n: int, hh_path: Path | None, seed: int = 1) -> dict[str, Any]:
-    """Write train / eval-loss / eval-synthetic / eval-splice JSONL files under ``work/data``."""
+def build_data(work: Path, n: int, hh_path: Path | None, seed: int = 1, n_stage2: int = 0) -> dict[str, Any]:
+    """Write train / eval-loss / eval-synthetic / eval-splice JSONL files under ``work/data``.
+
+    Stage 2 gets its own rows (another seed) so the second pass sees new answers, not repeats.
+    The held-out synthetic set uses yet another seed and an equal share per category; the splice
+    set is built from sentences the generator never used (hash split of the HH-RLHF pool).
+    """
     from aligner.data import write_jsonl
     from aligner.data.synthetic import generate, splice_contacts
 
@@ -58,18 +65,21 @@ def build_data(work: Path, n: int, hh_path: Path | None, seed: int = 1) -> dict[
     files = {"train": d / "train.jsonl", "eval_loss": d / "eval_loss.jsonl",
              "eval_synthetic": d / "eval_synthetic.jsonl", "eval_splice": d / "eval_splice.jsonl"}
     write_jsonl([r.to_dict() for r in generate(n, seed=seed, mix=MIX, sentences=train_pool)], files["train"])
+    if n_stage2:
+        files["train2"] = d / "train2.jsonl"
+        write_jsonl([r.to_dict() for r in generate(n_stage2, seed=seed + 2, mix=MIX_STAGE2, sentences=train_pool)],
+                    files["train2"])
     write_jsonl([r.to_dict() for r in generate(256, seed=seed + 100, mix=MIX, sentences=train_pool)], files["eval_loss"])
-    # held-out synthetic set: another seed, equal share per category
     write_jsonl([r.to_dict() for r in generate(400, seed=seed + 1000, sentences=train_pool)], files["eval_synthetic"])
-    # generalisation: sentences the generator never used, contact details spliced *into* them
     write_jsonl([r.to_dict() for r in splice_contacts(held_pool, seed=seed + 2000, n=200)], files["eval_splice"])
-    info = {"n_train": n, "seed": seed, "mix": MIX, "sentences": desc, "files": {k: str(v) for k, v in files.items()}}
+    info = {"n_train": n, "n_train_stage2": n_stage2, "seed": seed, "mix": MIX, "sentences": desc,
+            "files": {k: str(v) for k, v in files.items()}}
     (d / "info.json").write_text(json.dumps(info, indent=1) + "\n")
     return info
 
 
-def build_init(work: Path, train_file: Path) -> Path:
-    """Tokenizer (BPE 2,048 on the training text) + randomly initialised Llama, saved as the base model."""
+def build_init(work: Path, train_file: Path, model: dict[str, Any] | None = None, vocab_size: int = 2048) -> Path:
+    """Tokenizer (byte-level BPE on the training text) + randomly initialised Llama, saved as the base model."""
     from aligner.data import load
     from aligner.templates import get_template
     from aligner.tiny import build_model, save_corrector, train_tokenizer
@@ -77,30 +87,43 @@ def build_init(work: Path, train_file: Path) -> Path:
     tpl = get_template(TEMPLATE)
     rows = load(str(train_file)).rows[:8000]
     texts = [tpl.render(r.question, r.answer) + " " + r.correction for r in rows]
-    tok = train_tokenizer(texts, vocab_size=2048)
-    model = build_model(tok, "causal", seed=0, **MODEL)
-    n_params = sum(p.numel() for p in model.parameters())
+    tok = train_tokenizer(texts, vocab_size=vocab_size)
+    net = build_model(tok, "causal", seed=0, **(model or MODEL))
+    n_params = sum(p.numel() for p in net.parameters())
     print(f"init model: {n_params / 1e6:.2f}M parameters, vocab {len(tok)}", flush=True)
-    return save_corrector(model, tok, work / "init", template=TEMPLATE)
+    return save_corrector(net, tok, work / "init", template=TEMPLATE)
 
 
-def train(work: Path, epochs: float, lr: float, batch: int, threads: int, resume: bool, max_steps: int = -1,
-          max_minutes: float | None = None) -> Path:
-    """Train through the ``aligner train`` code path; returns the output directory."""
+#: per stage: data file, base model, output, learning rate, identity warm-up share
+STAGES = {
+    1: {"data": "train.jsonl", "base": "init", "out": "model", "lr": 2e-3, "identity_warmup": 0.2},
+    2: {"data": "train2.jsonl", "base": "model", "out": "model2", "lr": 1.5e-3, "identity_warmup": 0.1},
+}
+
+
+def train(work: Path, epochs: float, lr: float | None, batch: int, threads: int, resume: bool, max_steps: int = -1,
+          max_minutes: float | None = None, stage: int = 1) -> Path:
+    """Train one stage through the ``aligner train`` code path; returns its output directory.
+
+    Stage 1 trains the random init (identity warm-up first: copying is the skill every edit needs);
+    stage 2 continues from stage 1 on fresh rows with a lower peak learning rate (a warm restart).
+    """
     from aligner.train.config import CorrectorTrainConfig
     from aligner.train.corrector import train_corrector
 
+    st = STAGES[stage]
     cfg = CorrectorTrainConfig(
-        data=str(work / "data" / "train.jsonl"), eval_data=str(work / "data" / "eval_loss.jsonl"),
-        base_model=str(work / "init"), output_dir=str(work / "model"), template=TEMPLATE,
-        epochs=epochs, max_steps=max_steps, max_length=320, learning_rate=lr, lr_scheduler="cosine",
+        data=str(work / "data" / st["data"]), eval_data=str(work / "data" / "eval_loss.jsonl"),
+        base_model=str(work / st["base"]), output_dir=str(work / st["out"]), template=TEMPLATE,
+        epochs=epochs, max_steps=max_steps, max_length=320, learning_rate=lr or st["lr"], lr_scheduler="cosine",
         warmup_ratio=0.03, batch_size=batch, effective_batch_size=batch, weight_decay=0.01,
-        identity_warmup=0.2, warmup_epochs=1.0, group_by_length=True, bf16=False,
+        identity_warmup=st["identity_warmup"], warmup_epochs=1.0, group_by_length=True, bf16=False,
         logging_steps=20, eval_steps=200, save_steps=100, save_total_limit=2, torch_threads=threads,
-        max_train_minutes=max_minutes,
-        save_dtype="float16", progress=False, resume=resume, seed=0,
-        extra_metadata={"demo": True, "description": "toy corrector trained on synthetic Q-A-C data "
-                        "(redact contacts, fix arithmetic, refuse dangerous instructions, copy fine answers)",
+        max_train_minutes=max_minutes, save_dtype="float32" if stage < max(STAGES) else "float16",
+        progress=False, resume=resume, seed=stage - 1,
+        extra_metadata={"demo": True, "stage": stage,
+                        "description": "toy corrector trained on synthetic Q-A-C data (redact contacts, fix "
+                                       "arithmetic, refuse dangerous instructions, copy fine answers)",
                         "rebuild": "python -m aligner.train.demo_corrector"})
     train_corrector(cfg)
     return Path(cfg.output_dir)
@@ -149,7 +172,7 @@ def evaluate(model_dir: Path, work: Path, limit: int | None = None, threads: int
     report["synthetic_heldout"] = run("eval_synthetic")
     report["splice_generalisation"] = run("eval_splice")
     # latency: one correction at a time, as `aligner correct` does
-    rows = load(str(work / "data" / "eval_synthetic.jsonl")).rows[:20]
+    rows = load(str(work / "data" / "eval_synthetic.jsonl")).rows[:min(20, limit or 20)]
     corrector.correct(rows[0].question, rows[0].answer)  # warm-up
     times = []
     for r in rows:
@@ -163,6 +186,8 @@ def evaluate(model_dir: Path, work: Path, limit: int | None = None, threads: int
     report["weights_mb"] = round((model_dir / "model.safetensors").stat().st_size / 1e6, 3)
     report["parameters"] = sum(p.numel() for p in corrector.generator.model.parameters())
     report["targets"] = {"identity": 0.98, "redact": 0.95, "arithmetic": 0.90, "refusal": 0.90}
+    got = report["synthetic_heldout"]["success"]
+    report["targets_met"] = {k: bool(got.get(k, 0.0) >= v) for k, v in report["targets"].items()}
     return report
 
 
@@ -170,36 +195,53 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m aligner.train.demo_corrector", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default=str(REPO / "runs" / "demo"), help="work folder (data, checkpoints, logs)")
-    ap.add_argument("--n", type=int, default=17000, help="synthetic training rows")
-    ap.add_argument("--epochs", type=float, default=1.0, help="passes over the Q-A-C rows")
-    ap.add_argument("--max-steps", type=int, default=-1, help="cap on optimizer steps per phase")
-    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--n", type=int, default=17000, help="synthetic training rows, stage 1")
+    ap.add_argument("--n-stage2", type=int, default=40000, help="fresh synthetic rows for stage 2 (0 = one stage)")
+    ap.add_argument("--epochs", type=float, default=1.0, help="passes over the Q-A-C rows per stage")
+    ap.add_argument("--max-steps", type=int, default=-1, help="cap on optimizer steps per stage")
+    ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 2e-3 stage 1, 1e-3 stage 2)")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--max-minutes", type=float, default=None,
-                    help="stop training (with a checkpoint) after this many minutes; --resume continues")
+                    help="stop a stage's training (with a checkpoint) after this many minutes; --resume continues")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--hh-rlhf", default=os.environ.get("ALIGNER_HH_RLHF", str(HH_RLHF_DEFAULT)),
                     help="HH-RLHF JSONL(.gz) whose sentences the answers are built from")
     ap.add_argument("--resume", action="store_true", help="continue an interrupted run in --work")
-    ap.add_argument("--skip-train", action="store_true", help="only install + evaluate the model in WORK/model")
+    ap.add_argument("--from-stage", type=int, default=1, choices=sorted(STAGES), help="skip the stages before this one")
+    ap.add_argument("--skip-train", action="store_true", help="only install + evaluate the last model in WORK")
     ap.add_argument("--no-install", action="store_true", help="do not copy into aligner/assets/demo-corrector")
     ap.add_argument("--eval-limit", type=int, default=None, help="evaluate on at most this many rows per set")
+    ap.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tests: a 2-layer 64-wide model
     args = ap.parse_args(argv)
     work = Path(args.work)
     t0 = time.time()
+    stages = [1] + ([2] if args.n_stage2 else [])
     if not args.skip_train:
-        if not args.resume or not (work / "data" / "train.jsonl").is_file():
-            info = build_data(work, args.n, Path(args.hh_rlhf) if args.hh_rlhf else None)
+        if not args.resume or not (work / "data" / "info.json").is_file():
+            info = build_data(work, args.n, Path(args.hh_rlhf) if args.hh_rlhf else None, n_stage2=args.n_stage2)
             print(f"data: {json.dumps(info)}", flush=True)
-        if not args.resume or not (work / "init" / "config.json").is_file():
-            build_init(work, work / "data" / "train.jsonl")
-        train(work, args.epochs, args.lr, args.batch, args.threads, args.resume, args.max_steps, args.max_minutes)
-    model_dir = work / "model"
+        if not (args.resume or args.from_stage > 1) or not (work / "init" / "config.json").is_file():
+            model = dict(hidden_size=64, layers=2, heads=4, intermediate_size=128, context=512) if args.tiny else None
+            build_init(work, work / "data" / "train.jsonl", model, vocab_size=512 if args.tiny else 2048)
+        for stage in stages:
+            if stage < args.from_stage:
+                continue
+            print(f"stage {stage}: training", flush=True)
+            train(work, args.epochs, args.lr, args.batch, args.threads, args.resume, args.max_steps,
+                  args.max_minutes, stage)
+    model_dir = work / STAGES[max(s for s in stages if (work / STAGES[s]["out"] / "config.json").is_file())]["out"]
     report = evaluate(model_dir, work, args.eval_limit, args.threads)
+    report["model_dir"] = model_dir.name
     report["data"] = json.loads((work / "data" / "info.json").read_text())
     report["data"].pop("files", None)
-    report["training"] = {k: v for k, v in json.loads((model_dir / "train_state.json").read_text()).items()
-                          if k in ("phases", "world_size")}
+    report["training"] = {}
+    for s in stages:
+        state_file = work / STAGES[s]["out"] / "train_state.json"
+        if state_file.is_file():
+            st = json.loads(state_file.read_text())
+            report["training"][f"stage{s}"] = {k: st.get(k) for k in ("phases", "world_size", "examples",
+                                                                      "global_step", "final_eval_loss")}
+            report["training"][f"stage{s}"]["learning_rate"] = st.get("config", {}).get("learning_rate")
     report["rebuild_command"] = "python -m aligner.train.demo_corrector"
     report["wall_s"] = round(time.time() - t0, 1)
     (model_dir / "report.json").write_text(json.dumps(report, indent=1) + "\n")

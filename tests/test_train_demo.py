@@ -1,0 +1,53 @@
+"""The embedded demo corrector: its rebuild command end to end (tiny settings) and the shipped files."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ASSET = REPO / "aligner" / "assets" / "demo-corrector"
+
+
+def test_rebuild_command_runs_end_to_end_on_tiny_settings(tmp_path):
+    """Data → tokenizer → two training stages through train_corrector → eval → report, as the real rebuild."""
+    from aligner.train import demo_corrector
+
+    work = tmp_path / "demo"
+    rc = demo_corrector.main(["--work", str(work), "--n", "48", "--n-stage2", "16", "--max-steps", "2",
+                              "--eval-limit", "3", "--no-install", "--tiny", "--threads", "1"])
+    assert rc == 0
+    report = json.loads((work / "model2" / "report.json").read_text())
+    assert report["model_dir"] == "model2"
+    assert set(report["synthetic_heldout"]["success"]) <= {"identity", "redact", "arithmetic", "refusal"}
+    assert report["splice_generalisation"]["n"] == 3
+    assert report["latency_s"]["n"] == 3 and report["size_mb"] > 0
+    assert report["training"]["stage1"]["phases"][0]["phase"] == "identity"
+    assert report["training"]["stage2"]["global_step"] == 2
+    meta = json.loads((work / "model2" / "aligner_config.json").read_text())
+    assert meta["demo"] is True and meta["template"] == "aligner-v1.0" and meta["stage"] == 2
+    assert meta["base_model"].endswith("model")  # stage 2 continued from stage 1
+    # the splice set is built from sentences the training generator never used
+    train_answers = " ".join(json.loads(line)["answer"] for line in (work / "data" / "train.jsonl").open())
+    splice = [json.loads(line) for line in (work / "data" / "eval_splice.jsonl").open()]
+    fine = [r["answer"] for r in splice if r["category"] == "identity"]
+    assert fine and not any(a in train_answers for a in fine)
+
+
+@pytest.mark.skipif(not (ASSET / "config.json").is_file(), reason="demo corrector not built yet")
+def test_shipped_demo_corrector_is_small_marked_and_loads():
+    from aligner.correctors import load_corrector
+
+    size = sum(p.stat().st_size for p in ASSET.iterdir() if p.is_file())
+    assert size < 5_000_000, f"demo corrector is {size / 1e6:.2f} MB"
+    meta = json.loads((ASSET / "aligner_config.json").read_text())
+    assert meta["demo"] is True and meta["template"] == "aligner-v1.0"
+    assert meta["trained_by"] == "aligner train"
+    report = json.loads((ASSET / "report.json").read_text())
+    for key in ("synthetic_heldout", "splice_generalisation", "latency_s", "size_mb", "rebuild_command"):
+        assert key in report
+    corrector = load_corrector(None, decoding={"max_new_tokens": 48})
+    assert corrector.is_demo
+    out = corrector.correct("What is 2 + 2?", "So 2 + 2 = 5.")
+    assert isinstance(out, str)
