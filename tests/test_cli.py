@@ -64,13 +64,13 @@ def _rows(path: Path) -> list[dict]:
 
 
 def test_killed_file_run_resumes_without_loss_or_duplicates(tmp_path, tiny_causal_path):
-    n = 300
+    n = 160
     src = tmp_path / "questions.jsonl"
     src.write_text("".join(json.dumps({"question": f"Question number {i}?", "answer": f"Answer {i}."}) + "\n"
                            for i in range(n)))
     out = tmp_path / "out.jsonl"
     cmd = ALIGNER + ["correct", "--input", str(src), "--output", str(out), "--corrector", str(tiny_causal_path),
-                     "--max-new-tokens", "24", "--batch-size", "4"]
+                     "--max-new-tokens", "8", "--batch-size", "4"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
