@@ -381,15 +381,40 @@ def _make_callbacks(config: CorrectorTrainConfig, out: Path, boundaries: list[di
             (d / f"rank-{args.process_index}.json").write_text(json.dumps(info) + "\n")
 
     class Deadline(TrainerCallback):
-        """Stop (with a checkpoint) once ``max_train_minutes`` have passed; ``--resume`` continues."""
+        """Stop (with a checkpoint) once ``max_train_minutes`` have passed; ``--resume`` continues.
+
+        With a cosine or linear schedule the learning rate follows whichever runs out first, the
+        steps or the minutes, so a run cut by the clock still ends annealed instead of at a high lr.
+        """
 
         def __init__(self) -> None:
             self.t0 = time.time()
+            self.step0: int | None = None
 
-        def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
-            if config.max_train_minutes and time.time() - self.t0 > 60 * config.max_train_minutes:
+        def on_step_end(self, args, state, control, optimizer=None, **kw):  # noqa: ANN001
+            if not config.max_train_minutes:
+                return
+            limit = 60 * config.max_train_minutes
+            elapsed = time.time() - self.t0
+            if self.step0 is None:
+                self.step0 = state.global_step - 1
+            if elapsed > limit:
                 control.should_save = True
                 control.should_training_stop = True
+                return
+            if optimizer is None or config.lr_scheduler not in ("cosine", "linear") or not state.max_steps:
+                return
+            by_steps = state.global_step / state.max_steps
+            # time share of what is left of the run when this process started (resume-aware)
+            start = self.step0 / state.max_steps
+            by_time = start + (1 - start) * elapsed / limit
+            if by_time <= by_steps:
+                return
+            warm = config.warmup_ratio if config.warmup_ratio < 1 else config.warmup_ratio / state.max_steps
+            p = min(1.0, max(0.0, (by_time - warm) / max(1e-9, 1 - warm)))
+            factor = 0.5 * (1 + math.cos(math.pi * p)) if config.lr_scheduler == "cosine" else 1 - p
+            for group in optimizer.param_groups:
+                group["lr"] = config.learning_rate * factor
 
     history = History()
     return [history, RankMarker(), Deadline()]
