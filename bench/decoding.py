@@ -34,8 +34,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=16, help="corrections per setting")
     ap.add_argument("--max-new-tokens", type=int, default=96)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: tiny models do not gain from more)")
     args = ap.parse_args()
-    torch.set_num_threads(max(1, (os.cpu_count() or 2)))
+    torch.set_num_threads(args.threads)
     pairs = [SAMPLES[i % len(SAMPLES)] for i in range(args.n)]
     base = {"max_new_tokens": args.max_new_tokens}
     settings = {
