@@ -15,7 +15,7 @@ def test_rebuild_command_runs_end_to_end_on_tiny_settings(tmp_path):
     from aligner.train import demo_corrector
 
     work = tmp_path / "demo"
-    rc = demo_corrector.main(["--work", str(work), "--n", "48", "--n-stage2", "16", "--n-stage3", "0", "--max-steps", "2",
+    rc = demo_corrector.main(["--work", str(work), "--n", "48", "--stages", "2", "--rows-per-stage", "16", "--max-steps", "2",
                               "--eval-limit", "3", "--no-install", "--tiny", "--threads", "1"])
     assert rc == 0
     report = json.loads((work / "model2" / "report.json").read_text())

@@ -8,17 +8,19 @@ copy the fp16 result (< 5 MB) into ``aligner/assets/demo-corrector/`` and evalua
 held-out HH-RLHF sentences with contact details spliced in, size, CPU latency) into ``report.json``.
 
 Why these settings differ from the paper's defaults: a model this small trained from scratch on 2
-CPU cores needs a high learning rate (2e-3, not 2e-5), short sequences, copy-heavy data and several
-epochs; with lr 2e-5 it would not even start to copy within the hour a rebuild may take. Work files
+CPU cores needs a high learning rate (2e-3, not 2e-5), short sequences, copy-heavy data and many
+passes (here: fresh rows per stage instead of repeated epochs); with lr 2e-5 it would not even start to copy within the hour a rebuild may take. Work files
 (data, checkpoints, logs) go to ``runs/demo`` (git-ignored); ``--resume`` continues an interrupted run.
 
-Three stages, each a separate ``train_corrector`` run on fresh rows (another generator seed) that
+Three stages (a fourth is available with ``--stages 4``), each a separate ``train_corrector`` run on fresh rows (another generator seed) that
 continues from the previous stage's weights with a lower peak learning rate (warm restarts):
 stage 1 from the random init (17k rows + 20% identity warm-up, lr 2e-3), stage 2 (40k rows, capped at
-1,100 steps, 10% warm-up, lr 1.5e-3), stage 3 (40k rows, capped at 2,400 steps, 5% warm-up, lr 1e-3).
+1,100 steps, 10% warm-up, lr 1.5e-3), stage 3 (40k rows, capped at 2,400 steps or
+``--max-minutes``, 5% warm-up, lr 1e-3).
 Copying — the skill every edit needs — appears abruptly: the eval loss of stage 2 fell 2.2 → 0.32 once
 it clicked. ``--max-minutes`` bounds each stage's wall time and anneals the lr to the clock.
-Rebuild time on 2 free CPU cores: ~45-60 minutes (much longer on a busy machine).
+Rebuild time on 2 free CPU cores: ~45-60 minutes (much longer on a busy machine). The shipped model:
+``python -m aligner.train.demo_corrector --max-minutes 36`` (stage 2 was interrupted once and resumed).
 """
 from __future__ import annotations
 
@@ -57,8 +59,8 @@ def _sentences(hh_path: Path | None) -> tuple[list[str], list[str], str]:
     return train, held, "built-in pool"
 
 
-def build_data(work: Path, n: int, hh_path: Path | None, seed: int = 1, n_stage2: int = 0,
-               n_stage3: int = 0) -> dict[str, Any]:
+def build_data(work: Path, n: int, hh_path: Path | None, seed: int = 1, later: dict[int, int] | None = None
+               ) -> dict[str, Any]:
     """Write train / eval-loss / eval-synthetic / eval-splice JSONL files under ``work/data``.
 
     Stage 2 gets its own rows (another seed) so the second pass sees new answers, not repeats.
@@ -74,18 +76,14 @@ def build_data(work: Path, n: int, hh_path: Path | None, seed: int = 1, n_stage2
     files = {"train": d / "train.jsonl", "eval_loss": d / "eval_loss.jsonl",
              "eval_synthetic": d / "eval_synthetic.jsonl", "eval_splice": d / "eval_splice.jsonl"}
     write_jsonl([r.to_dict() for r in generate(n, seed=seed, mix=MIX, sentences=train_pool)], files["train"])
-    if n_stage2:
-        files["train2"] = d / "train2.jsonl"
-        write_jsonl([r.to_dict() for r in generate(n_stage2, seed=seed + 2, mix=MIX_STAGE2, sentences=train_pool)],
-                    files["train2"])
-    if n_stage3:
-        files["train3"] = d / "train3.jsonl"
-        write_jsonl([r.to_dict() for r in generate(n_stage3, seed=seed + 3, mix=MIX_STAGE2, sentences=train_pool)],
-                    files["train3"])
+    for stage, rows in sorted((later or {}).items()):  # stage → rows; each stage its own seed
+        files[f"train{stage}"] = d / f"train{stage}.jsonl"
+        write_jsonl([r.to_dict() for r in generate(rows, seed=seed + stage, mix=MIX_STAGE2, sentences=train_pool)],
+                    files[f"train{stage}"])
     write_jsonl([r.to_dict() for r in generate(256, seed=seed + 100, mix=MIX, sentences=train_pool)], files["eval_loss"])
     write_jsonl([r.to_dict() for r in generate(400, seed=seed + 1000, sentences=train_pool)], files["eval_synthetic"])
     write_jsonl([r.to_dict() for r in splice_contacts(held_pool, seed=seed + 2000, n=200)], files["eval_splice"])
-    info = {"n_train": n, "n_train_stage2": n_stage2, "n_train_stage3": n_stage3, "seed": seed, "mix": MIX, "sentences": desc,
+    info = {"n_train": n, "n_train_later_stages": later or {}, "seed": seed, "mix": MIX, "sentences": desc,
             "files": {k: str(v) for k, v in files.items()}}
     (d / "info.json").write_text(json.dumps(info, indent=1) + "\n")
     return info
@@ -112,6 +110,7 @@ STAGES = {
     1: {"data": "train.jsonl", "base": "init", "out": "model", "lr": 2e-3, "identity_warmup": 0.2},
     2: {"data": "train2.jsonl", "base": "model", "out": "model2", "lr": 1.5e-3, "identity_warmup": 0.1},
     3: {"data": "train3.jsonl", "base": "model2", "out": "model3", "lr": 1e-3, "identity_warmup": 0.05},
+    4: {"data": "train4.jsonl", "base": "model3", "out": "model4", "lr": 6e-4, "identity_warmup": 0.05},
 }
 
 
@@ -133,7 +132,7 @@ def train(work: Path, epochs: float, lr: float | None, batch: int, threads: int,
         warmup_ratio=0.03, batch_size=batch, effective_batch_size=batch, weight_decay=0.01,
         identity_warmup=st["identity_warmup"], warmup_epochs=1.0, group_by_length=True, bf16=False,
         logging_steps=20, eval_steps=200, save_steps=100, save_total_limit=2, torch_threads=threads,
-        max_train_minutes=max_minutes, save_dtype="float32" if stage < max(STAGES) else "float16",
+        max_train_minutes=max_minutes, save_dtype="float16",
         progress=False, resume=resume, seed=stage - 1,
         extra_metadata={"demo": True, "stage": stage,
                         "description": "toy corrector trained on synthetic Q-A-C data (redact contacts, fix "
@@ -210,10 +209,10 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default=str(REPO / "runs" / "demo"), help="work folder (data, checkpoints, logs)")
     ap.add_argument("--n", type=int, default=17000, help="synthetic training rows, stage 1")
-    ap.add_argument("--n-stage2", type=int, default=40000, help="fresh synthetic rows for stage 2 (0 = one stage)")
-    ap.add_argument("--n-stage3", type=int, default=40000, help="fresh synthetic rows for stage 3 (0 = skip it)")
-    ap.add_argument("--stage3-max-steps", type=int, default=2400,
-                    help="cap on optimizer steps, stage 3 (the cosine horizon; --max-minutes may cut it shorter)")
+    ap.add_argument("--stages", type=int, default=3, choices=sorted(STAGES), help="how many stages to run")
+    ap.add_argument("--rows-per-stage", type=int, default=40000, help="fresh synthetic rows for each stage after the first")
+    ap.add_argument("--stage-max-steps", type=int, nargs="+", default=[1100, 2400, 2400],
+                    help="step caps (the cosine horizons) of stages 2, 3, 4; --max-minutes may cut a stage shorter")
     ap.add_argument("--epochs", type=float, default=1.0, help="passes over the Q-A-C rows per stage")
     ap.add_argument("--max-steps", type=int, default=-1, help="cap on optimizer steps, stage 1")
     ap.add_argument("--stage2-max-steps", type=int, default=1100,
@@ -234,11 +233,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     work = Path(args.work)
     t0 = time.time()
-    stages = [1] + ([2] if args.n_stage2 else []) + ([3] if args.n_stage2 and args.n_stage3 else [])
+    stages = list(range(1, args.stages + 1))
     if not args.skip_train:
         if not args.resume or not (work / "data" / "info.json").is_file():
-            info = build_data(work, args.n, Path(args.hh_rlhf) if args.hh_rlhf else None, n_stage2=args.n_stage2,
-                              n_stage3=args.n_stage3)
+            info = build_data(work, args.n, Path(args.hh_rlhf) if args.hh_rlhf else None,
+                              later={s: args.rows_per_stage for s in stages if s > 1})
             print(f"data: {json.dumps(info)}", flush=True)
         if not (args.resume or args.from_stage > 1) or not (work / "init" / "config.json").is_file():
             model = dict(hidden_size=64, layers=2, heads=4, intermediate_size=128, context=512) if args.tiny else None
@@ -249,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stage {stage}: training", flush=True)
             steps = args.max_steps
             if args.max_steps < 0 and stage > 1:
-                steps = args.stage2_max_steps if stage == 2 else args.stage3_max_steps
+                caps = list(args.stage_max_steps) + [args.stage_max_steps[-1]] * 3
+                steps = caps[stage - 2]
             train(work, args.epochs, args.lr, args.batch, args.threads, args.resume, steps, args.max_minutes, stage)
     model_dir = work / STAGES[max(s for s in stages if (work / STAGES[s]["out"] / "config.json").is_file())]["out"]
     report = evaluate(model_dir, work, args.eval_limit, args.threads)
