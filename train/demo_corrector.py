@@ -12,15 +12,18 @@ CPU cores needs a high learning rate (2e-3, not 2e-5), short sequences, copy-hea
 passes (here: fresh rows per stage instead of repeated epochs); with lr 2e-5 it would not even start to copy within the hour a rebuild may take. Work files
 (data, checkpoints, logs) go to ``runs/demo`` (git-ignored); ``--resume`` continues an interrupted run.
 
-Three stages (a fourth is available with ``--stages 4``), each a separate ``train_corrector`` run on fresh rows (another generator seed) that
+Four stages, each a separate ``train_corrector`` run on fresh rows (another generator seed) that
 continues from the previous stage's weights with a lower peak learning rate (warm restarts):
 stage 1 from the random init (17k rows + 20% identity warm-up, lr 2e-3), stage 2 (40k rows, capped at
 1,100 steps, 10% warm-up, lr 1.5e-3), stage 3 (40k rows, capped at 2,400 steps or
-``--max-minutes``, 5% warm-up, lr 1e-3).
+``--max-minutes``, 5% warm-up, lr 1e-3), stage 4 (40k rows, 2,400 steps or the clock, lr 6e-4).
+Held-out eval loss after each stage: 1.45, 0.32, 0.041, 0.036.
 Copying — the skill every edit needs — appears abruptly: the eval loss of stage 2 fell 2.2 → 0.32 once
 it clicked. ``--max-minutes`` bounds each stage's wall time and anneals the lr to the clock.
-Rebuild time on 2 free CPU cores: ~45-60 minutes (much longer on a busy machine). The shipped model:
-``python -m aligner.train.demo_corrector --max-minutes 36`` (stage 2 was interrupted once and resumed).
+Rebuild time on 2 free CPU cores: ~45-60 minutes (much longer on a busy machine). The shipped model
+came from this command run stage by stage (``--from-stage N --resume``) with ``--max-minutes`` 58, 48,
+36 and 13; only stage 4 was cut by the clock (2,393 of 2,400 steps); stage 2 was interrupted once
+and resumed from its step-200 checkpoint.
 """
 from __future__ import annotations
 
@@ -209,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default=str(REPO / "runs" / "demo"), help="work folder (data, checkpoints, logs)")
     ap.add_argument("--n", type=int, default=17000, help="synthetic training rows, stage 1")
-    ap.add_argument("--stages", type=int, default=3, choices=sorted(STAGES), help="how many stages to run")
+    ap.add_argument("--stages", type=int, default=4, choices=sorted(STAGES), help="how many stages to run")
     ap.add_argument("--rows-per-stage", type=int, default=40000, help="fresh synthetic rows for each stage after the first")
     ap.add_argument("--stage-max-steps", type=int, nargs="+", default=[1100, 2400, 2400],
                     help="step caps (the cosine horizons) of stages 2, 3, 4; --max-minutes may cut a stage shorter")
