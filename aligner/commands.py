@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import add_dataclass_arguments, build_config
+from .config import add_config_command, build_config
 from .errors import ConfigError
 
 DEMO_NOTE = ("note: using the embedded demo corrector (a ~2M-parameter toy trained on synthetic data); "
@@ -108,16 +108,12 @@ def run_templates(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Any) -> None:
-    p = sub.add_parser("correct", help="correct an answer (asking an upstream model when none is given)",
-                       description="Correct an answer with an Aligner. Examples:\n"
+    p = add_config_command(sub, "correct", CorrectConfig, run_correct, help="correct an answer (asking an upstream model when none is given)",
+                           description="Correct an answer with an Aligner. Examples:\n"
                        '  aligner correct "How do I reset my password?" --answer "Email me at bob@example.com"\n'
                        '  aligner correct "Explain DNS" --upstream openai/gpt-4o-mini\n'
-                       "  aligner correct --input questions.jsonl --output corrected.jsonl",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       "  aligner correct --input questions.jsonl --output corrected.jsonl")
     p.add_argument("question", nargs="?", help="the question the answer replies to")
-    p.add_argument("--config", help="YAML file with any of the options below")
-    add_dataclass_arguments(p, CorrectConfig)
-    p.set_defaults(func=run_correct)
 
     t = sub.add_parser("templates", help="list the prompt templates or show one rendered exactly")
     t.add_argument("action", choices=["list", "show"])

@@ -58,6 +58,17 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *,
         parser.add_argument(_flag(f.name), **kw)
 
 
+def add_config_command(sub: Any, name: str, cls: type, func: Any, *, help: str, description: str,
+                       epilog: str | None = None, skip: tuple[str, ...] = ()) -> argparse.ArgumentParser:
+    """A subcommand whose flags are ``cls``'s fields, plus ``--config FILE.yaml`` (flags override it)."""
+    p = sub.add_parser(name, help=help, description=description, epilog=epilog,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="YAML file with any of the options below (flags override it)")
+    add_dataclass_arguments(p, cls, skip=skip)
+    p.set_defaults(func=func)
+    return p
+
+
 def build_config(cls: type[C], args: argparse.Namespace | dict[str, Any] | None = None,
                  config_file: "str | Path | None" = None) -> C:
     """Instantiate ``cls`` from a YAML file (optional) overridden by parsed flags."""

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from .config import add_dataclass_arguments, build_config
+from .config import add_config_command, build_config
 
 BUILTIN = "built-in (offline rules)"
 EXAMPLES = [
@@ -210,12 +210,8 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Any) -> None:
-    p = sub.add_parser("demo", help="a web page showing answers and their corrections side by side (Gradio)",
+    add_config_command(sub, "demo", DemoConfig, run_demo, help="a web page showing answers and their corrections side by side (Gradio)",
                        description="Gradio demo: ask a question, watch the Aligner correct the upstream's answer. "
                        "Runs offline with the built-in upstream and the embedded demo corrector. Examples:\n"
                        "  aligner demo\n  aligner demo --upstream http://localhost:8001/v1 --upstream-model llama3\n"
-                       "  aligner demo --corrector aligner/aligner-7b-v1.0 --port 7861",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="YAML file with any of the options below")
-    add_dataclass_arguments(p, DemoConfig)
-    p.set_defaults(func=run_demo)
+                       "  aligner demo --corrector aligner/aligner-7b-v1.0 --port 7861")

@@ -11,7 +11,7 @@ import argparse
 import os
 from typing import Any
 
-from aligner.config import add_dataclass_arguments, build_config
+from aligner.config import add_config_command, build_config
 
 from .config import CorrectorTrainConfig
 
@@ -41,12 +41,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Any) -> None:
-    p = sub.add_parser("train", help="fine-tune a corrector on Q-A-C data (full, LoRA or QLoRA; paper recipe defaults)",
+    add_config_command(sub, "train", CorrectorTrainConfig, run_train, help="fine-tune a corrector on Q-A-C data (full, LoRA or QLoRA; paper recipe defaults)",
                        description="Supervised fine-tuning of a corrector: the loss is on the correction "
                                    "tokens (+ EOS) only. Defaults follow the Aligner paper: 3 epochs, max "
                                    "length 2048, lr 2e-5 cosine, warm-up ratio 0.03, AdamW (0.9, 0.95), "
-                                   "effective batch 32, bf16 where supported.",
-                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="YAML file with any of the options below (flags override it)")
-    add_dataclass_arguments(p, CorrectorTrainConfig, skip=("extra_metadata",))
-    p.set_defaults(func=run_train)
+                                   "effective batch 32, bf16 where supported.", epilog=EXAMPLES, skip=("extra_metadata",))

@@ -11,7 +11,7 @@ import logging
 import sys
 from typing import Any
 
-from ..config import add_dataclass_arguments, build_config
+from ..config import add_config_command, build_config
 from .config import ServeConfig
 
 
@@ -60,14 +60,10 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Any) -> None:
-    p = sub.add_parser("serve", help="serve an OpenAI-compatible API whose answers come back corrected",
+    add_config_command(sub, "serve", ServeConfig, run_serve, help="serve an OpenAI-compatible API whose answers come back corrected",
                        description="OpenAI-compatible proxy: POST /v1/chat/completions asks the upstream, then "
                        "corrects its answer. Examples:\n"
                        "  aligner serve --upstream http://localhost:8001/v1 --upstream-model llama3 --port 8000\n"
                        "  ALIGNER_KEYS=secret aligner serve --upstream openai/gpt-4o-mini --api-keys-env ALIGNER_KEYS\n"
                        "  aligner serve --config serve.yaml --log-corrections traffic.jsonl\n"
-                       "Send 'X-Aligner-Bypass: 1' to get the upstream's answer uncorrected.",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="YAML file with any of the options below")
-    add_dataclass_arguments(p, ServeConfig)
-    p.set_defaults(func=run_serve)
+                       "Send 'X-Aligner-Bypass: 1' to get the upstream's answer uncorrected.")
