@@ -113,10 +113,6 @@ class Upstream(ABC):
     def _params(self, overrides: dict[str, Any]) -> dict[str, Any]:
         return {**self.params, **overrides}
 
-    def _fail(self, attempt: int, exc: BaseException) -> float:
-        """Classify a failure; return the back-off before the next try or raise the final error."""
-        return retry_fail(self, attempt, exc)
-
     def answer(self, question: "str | Messages", **params: Any) -> str:
         msgs, merged = self.messages(question), self._params(params)
         self.stats.calls += 1

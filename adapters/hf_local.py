@@ -142,13 +142,5 @@ class HFUpstream(Upstream):
 
     def _stream(self, messages: Messages, decoding: DecodingConfig | None = None,
                 stop: tuple[str, ...] = ()) -> Iterator[str]:
-        cutter = StreamParser(self._stops(stop))
-        for piece in self.generator.stream(self.prompt(messages), decoding or self.decoding):
-            out = cutter.feed(piece)
-            if out:
-                yield out
-            if cutter.stopped:
-                return
-        tail = cutter.finish()
-        if tail:
-            yield tail
+        yield from StreamParser(self._stops(stop)).parse(
+            self.generator.stream(self.prompt(messages), decoding or self.decoding))

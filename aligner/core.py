@@ -5,7 +5,6 @@ one composes with any of the other. Either may be given as a spec and is resolve
 """
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any, AsyncIterator, Iterator, Mapping, Sequence
 
@@ -170,14 +169,3 @@ def _check_batch(questions: Sequence[str], answers: Sequence[str | None] | None)
                           fix="pass one answer (or None) per question.")
     return questions, list(answers)
 
-
-def run_sync(coro: Any) -> Any:
-    """Run a coroutine from sync code, also when called inside a running loop (Jupyter)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    import concurrent.futures
-
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from .errors import TemplateError
 
@@ -73,14 +73,14 @@ class Template:
         if self.response_marker and self.response_marker in text and text.lstrip().startswith(
                 self.text[:20]):
             text = text.rsplit(self.response_marker, 1)[1]
-        return cut_at_stop(text, eos_token).strip()
+        return cut_at_stop(text, (*STOP_MARKERS, *((eos_token,) if eos_token else ()))).strip()
 
 
-def cut_at_stop(text: str, eos_token: str | None = None) -> str:
-    """Text up to the first stop marker (EOS written out or a new conversation turn)."""
+def cut_at_stop(text: str, markers: Iterable[str]) -> str:
+    """Text up to the first of ``markers`` (EOS written out, a new conversation turn, a stop string)."""
     cut = len(text)
-    for marker in (*STOP_MARKERS, *((eos_token,) if eos_token else ())):
-        i = text.find(marker)
+    for marker in markers:
+        i = text.find(marker) if marker else -1
         if i != -1:
             cut = min(cut, i)
     return text[:cut]

@@ -43,6 +43,20 @@ def _chunk(template: Any, index: int, content: str | None, finish: str | None, e
     return ChatCompletionChunk.model_validate(data)
 
 
+def _absorb(chunk: Any, answers: dict[int, str]) -> dict[str, Any]:
+    """Add a streamed chunk's text to its choice's answer; return the chunk's header fields."""
+    for ch in chunk.choices:
+        answers[ch.index] = answers.get(ch.index, "") + (ch.delta.content or "")
+    return {"id": chunk.id, "created": chunk.created, "model": chunk.model}
+
+
+def _replace(resp: Any, choice: Any, c: Any, owner: "CorrectedClient") -> None:
+    """Put the correction in the choice, keeping the upstream's text beside it."""
+    choice.message.original_content = c.answer
+    choice.message.content = c.correction
+    resp.aligner = owner.meta(c)
+
+
 class _Completions:
     def __init__(self, owner: "CorrectedClient"):
         self._owner = owner
@@ -56,19 +70,13 @@ class _Completions:
             return self._stream(question, owner.client.chat.completions.create(**kwargs))
         resp = owner.client.chat.completions.create(**kwargs)
         for choice in resp.choices:
-            answer = choice.message.content or ""
-            c = owner.aligner.correct(question, answer)
-            choice.message.original_content = answer
-            choice.message.content = c.correction
-            resp.aligner = owner.meta(c)
+            _replace(resp, choice, owner.aligner.correct(question, choice.message.content or ""), owner)
         return resp
 
     def _stream(self, question: str, upstream: Any) -> Iterator[Any]:
         owner, head, answers = self._owner, {}, {}
         for chunk in upstream:
-            head = {"id": chunk.id, "created": chunk.created, "model": chunk.model}
-            for ch in chunk.choices:
-                answers[ch.index] = answers.get(ch.index, "") + (ch.delta.content or "")
+            head = _absorb(chunk, answers)
         for index, answer in sorted(answers.items()):
             t0 = time.perf_counter()
             text = ""
@@ -84,19 +92,13 @@ class _Completions:
         if kwargs.get("stream"):
             return self._astream(question, resp)
         for choice in resp.choices:
-            answer = choice.message.content or ""
-            c = await owner.aligner.acorrect(question, answer)
-            choice.message.original_content = answer
-            choice.message.content = c.correction
-            resp.aligner = owner.meta(c)
+            _replace(resp, choice, await owner.aligner.acorrect(question, choice.message.content or ""), owner)
         return resp
 
     async def _astream(self, question: str, upstream: Any) -> AsyncIterator[Any]:
         owner, head, answers = self._owner, {}, {}
         async for chunk in upstream:
-            head = {"id": chunk.id, "created": chunk.created, "model": chunk.model}
-            for ch in chunk.choices:
-                answers[ch.index] = answers.get(ch.index, "") + (ch.delta.content or "")
+            head = _absorb(chunk, answers)
         for index, answer in sorted(answers.items()):
             t0 = time.perf_counter()
             text = ""

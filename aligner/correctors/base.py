@@ -15,7 +15,7 @@ from typing import Any, AsyncIterator, Iterable, Iterator, Mapping, Sequence
 
 from ..decoding import DecodingConfig
 from ..errors import require_text
-from ..templates import STOP_MARKERS, Template, get_template
+from ..templates import STOP_MARKERS, Template, cut_at_stop, get_template
 
 log = logging.getLogger("aligner")
 
@@ -35,14 +35,6 @@ class StreamParser:
         self.emitted = ""
         self.stopped = False
 
-    def _cut(self, text: str) -> str:
-        cut = len(text)
-        for m in self.markers:
-            i = text.find(m)
-            if i != -1:
-                cut = min(cut, i)
-        return text[:cut]
-
     def _held_back(self, text: str) -> int:
         longest = 0
         for m in self.markers:
@@ -56,7 +48,7 @@ class StreamParser:
         if self.stopped:
             return ""
         self.raw += piece
-        cut = self._cut(self.raw)
+        cut = cut_at_stop(self.raw, self.markers)
         if len(cut) < len(self.raw):
             self.stopped = True
             return self._emit(cut.strip())
@@ -64,11 +56,34 @@ class StreamParser:
         return self._emit((cut[: len(cut) - hold] if hold else cut).strip())
 
     def finish(self) -> str:
-        return self._emit(self._cut(self.raw).strip())
+        return self._emit(cut_at_stop(self.raw, self.markers).strip())
 
     def complete(self, text: str) -> str:
         """The whole text at once, through the same rules as a stream."""
         return self.feed(text) + self.finish()
+
+    def parse(self, pieces: Iterable[str]) -> Iterator[str]:
+        """Feed ``pieces`` through, yielding the safe text, until a stop marker or the end."""
+        for piece in pieces:
+            out = self.feed(piece)
+            if out:
+                yield out
+            if self.stopped:
+                return
+        tail = self.finish()
+        if tail:
+            yield tail
+
+    async def aparse(self, pieces: AsyncIterator[str]) -> AsyncIterator[str]:
+        async for piece in pieces:
+            out = self.feed(piece)
+            if out:
+                yield out
+            if self.stopped:
+                return
+        tail = self.finish()
+        if tail:
+            yield tail
 
     def _emit(self, safe: str) -> str:
         if not safe.startswith(self.emitted) or len(safe) <= len(self.emitted):
@@ -155,31 +170,14 @@ class Corrector(ABC):
 
     def stream(self, question: str, answer: str, *, aspects: str | None = None,
                decoding: "DecodingConfig | Mapping[str, Any] | None" = None) -> Iterator[str]:
-        parser = StreamParser(self.stop_markers)
-        for piece in self.stream_prompt(self.render(question, answer, aspects=aspects),
-                                        self._decoding(decoding)):
-            out = parser.feed(piece)
-            if out:
-                yield out
-            if parser.stopped:
-                return
-        tail = parser.finish()
-        if tail:
-            yield tail
+        yield from StreamParser(self.stop_markers).parse(
+            self.stream_prompt(self.render(question, answer, aspects=aspects), self._decoding(decoding)))
 
     async def astream(self, question: str, answer: str, *, aspects: str | None = None,
                       decoding: "DecodingConfig | Mapping[str, Any] | None" = None) -> AsyncIterator[str]:
-        parser = StreamParser(self.stop_markers)
-        async for piece in self.astream_prompt(self.render(question, answer, aspects=aspects),
-                                               self._decoding(decoding)):
-            out = parser.feed(piece)
-            if out:
-                yield out
-            if parser.stopped:
-                return
-        tail = parser.finish()
-        if tail:
-            yield tail
+        pieces = self.astream_prompt(self.render(question, answer, aspects=aspects), self._decoding(decoding))
+        async for out in StreamParser(self.stop_markers).aparse(pieces):
+            yield out
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, template={self.template.name!r})"
