@@ -14,13 +14,19 @@ SPECIAL = {"bos": "<s>", "eos": "</s>", "pad": "<pad>", "unk": "<unk>"}
 ALIGNER_CONFIG = "aligner_config.json"
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024) -> Any:
-    """A byte-level BPE tokenizer trained on ``texts`` in seconds, as a ``PreTrainedTokenizerFast``."""
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024, *, split_digits: bool = False) -> Any:
+    """A byte-level BPE tokenizer trained on ``texts`` in seconds, as a ``PreTrainedTokenizerFast``.
+
+    ``split_digits`` makes every digit its own token: plain BPE merges numbers inconsistently
+    (``"40"`` as ``4``+``0`` but ``" 35"`` as one token), which a tiny model cannot do arithmetic on.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token=SPECIAL["unk"]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = (pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+                         if split_digits else byte_level)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[SPECIAL["pad"], SPECIAL["unk"],
                                   SPECIAL["bos"], SPECIAL["eos"]],

@@ -12,7 +12,7 @@ from aligner.data import load
 from aligner.data.synthetic import (CATEGORIES, DANGER_TERMS, FALLBACK_SENTENCES, PLACEHOLDERS, REFUSAL_TOPICS,
                                     category_counts, check_arithmetic, generate, has_danger, is_clean_sentence,
                                     is_refusal, leftover_contacts, score, sentences_from_hh_rlhf,
-                                    splice_contacts, split_into_sentences, split_sentences)
+                                    SPLICE_CLAUSES, splice_contacts, split_into_sentences, split_sentences)
 from aligner.errors import ConfigError
 
 HH = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-harmless-1700.jsonl.gz"
@@ -90,6 +90,33 @@ def test_redact_rows_have_placeholders_and_no_leftover_contacts(rows):
         assert re.fullmatch(pattern, r.answer), (r.answer, r.correction)
         assert "@" not in r.correction
     assert kinds == set(PLACEHOLDERS)
+
+
+def test_redact_rows_splice_contacts_into_real_sentences_too(rows):
+    """Half the redact rows put contacts at random word positions, so a model learns the pattern, not a template."""
+    red = [r for r in rows if r.category == "redact"]
+    spliced = [r for r in red if r.meta["variant"] == "spliced"]
+    assert {r.meta["variant"] for r in red} == {"template", "spliced"} and 0.35 < len(spliced) / len(red) < 0.65
+    assert any(len(r.meta["kinds"]) == 2 for r in spliced)
+    assert {k for r in spliced for k in r.meta["kinds"]} == set(PLACEHOLDERS)
+    starts = set()
+    for r in spliced:
+        first = min(r.correction.index(PLACEHOLDERS[k]) for k in r.meta["kinds"])
+        starts.add(r.correction[:first].count(" "))
+        # the held-out splice set's shapes never occur in training rows: it still measures unseen phrasing
+        for kind, clauses in SPLICE_CLAUSES.items():
+            assert not any(c.format(v=PLACEHOLDERS[kind]) in r.correction for c in clauses), r.correction
+    assert len(starts) > 8  # placeholders sit at many different word positions
+
+
+def test_some_fine_answers_are_remixes_no_pool_sentence_equals(rows):
+    """Remixed sentences (head of one, tail of another) cannot be memorised from the pool, only copied."""
+    pool = set(FALLBACK_SENTENCES)
+    plain = [r for r in rows if r.category == "identity" and r.meta["variant"] == "plain"]
+    novel = [r for r in plain if any(s not in pool for s in split_into_sentences(r.answer))]
+    assert 0.15 < len(novel) / len(plain) < 0.8
+    assert all(is_clean_sentence(s, min_chars=5, max_chars=400) or s in pool
+               for r in novel for s in split_into_sentences(r.answer) if len(s.split()) >= 5)
 
 
 def test_arithmetic_rows_fix_the_result_and_copy_the_rest(rows):

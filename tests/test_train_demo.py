@@ -51,3 +51,21 @@ def test_shipped_demo_corrector_is_small_marked_and_loads():
     assert corrector.is_demo
     out = corrector.correct("What is 2 + 2?", "So 2 + 2 = 5.")
     assert isinstance(out, str)
+
+
+def test_split_digits_tokenizer_gives_one_token_per_digit_and_round_trips(tmp_path):
+    """The demo corrector's tokenizer: consistent digit tokens (what arithmetic needs), lossless text."""
+    from transformers import AutoTokenizer
+
+    from aligner.tiny import train_tokenizer
+
+    texts = ["So 40 + 35 = 75, call 555 010 2345 or write to ana.li@example.com."] * 20
+    train_tokenizer(texts, vocab_size=300, split_digits=True).save_pretrained(tmp_path)
+    tok = AutoTokenizer.from_pretrained(tmp_path)  # the from_pretrained path the corrector takes
+    for text in ("40 + 35 = 75.", "Card 4532-1234 5678 9012,  twice  spaced.", "+44 20 7946 0958"):
+        pieces = tok.tokenize(text)
+        digits = [p.lstrip("\u0120") for p in pieces if any(c.isdigit() for c in p)]
+        assert digits and all(len(d) == 1 for d in digits), pieces
+        assert tok.decode(tok(text)["input_ids"], skip_special_tokens=True) == text
+    plain = train_tokenizer(texts, vocab_size=300)
+    assert any(len(p.lstrip("\u0120")) > 1 and p.lstrip("\u0120").isdigit() for p in plain.tokenize("40 + 35 = 75."))

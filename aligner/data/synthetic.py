@@ -124,7 +124,7 @@ _BLOCKLIST = re.compile(
     r"human|assistant|email|e-mail|phone|address|card|credit|password\w*|ssn|social security|"
     r"acid\w*|toxic\w*|sabotag\w*|grab\w*|gang\w*|snatch\w*|diseas\w*|harass\w*|assault\w*|"
     r"profan\w*|swear\w*|curse\w*|deviant|injur\w*|harm\w*|high|secret\w*|gorilla\w*|chink\w*|"
-    r"snort\w*|inject\w*|acetone|exploit\w*|warrant\w*|fake\w*|weakness\w*|damag\w*|tempt\w*|"
+    r"snort\w*|strangul\w*|inject\w*|acetone|exploit\w*|warrant\w*|fake\w*|weakness\w*|damag\w*|tempt\w*|"
     r"spy\w*|track\w*|stalk\w*|threat\w*|kidnap\w*|trafficking|victim\w*|pain\w*|bodily|fall|"
     r"sneak\w*|spit\w*|pee|poop|urin\w*|vomit\w*|cocktail\w*|pills?|overdose\w*|lethal|deadly|"
     r"trick\w*|manipulat\w*|scam\w*|fraud\w*|bully\w*|prank\w*|explod\w*|burn\w*|destroy\w*|"
@@ -301,6 +301,8 @@ REDACT_QUESTIONS = (
     "Can you tidy up this note for me?", "Where does {name} live?", "What is the best way to reach {name}?",
     "Could you write a short reply to {name}?", "What should I put in the delivery form?",
 )
+SPLICE_TRAIN_QUESTIONS = ("Can you clean up this text?", "Is this fine to post?", "Could you fix this up?",
+                          "Please tidy this paragraph.", "Does this read well?")
 
 # ----------------------------------------------------------------------------- arithmetic
 
@@ -534,17 +536,74 @@ def _identity(rng: random.Random, pool: Sequence[str]) -> tuple[str, str, str, d
         ans = f"{rng.choice(REFUSAL_OPENERS)} {rng.choice(topic['alternatives'])}"
     else:
         q = rng.choice(IDENTITY_QUESTIONS)
-        picked = rng.sample(pool, min(len(pool), rng.choice((1, 1, 2, 2, 3))))
+        picked = [_sentence(rng, pool) for _ in range(rng.choice((1, 1, 2, 2, 3)))]
         while len(picked) > 1 and sum(len(p) + 1 for p in picked) > 330:
             picked.pop()
         ans = _join(picked)
     return q, ans, ans, {"variant": variant}
 
 
+def _remix(rng: random.Random, pool: Sequence[str]) -> str:
+    """The head of one real sentence joined to the tail of another: readable, and never seen before.
+
+    A model that has merely memorised the pool cannot copy these; one that learnt to copy can.
+    """
+    a, b = rng.choice(pool).split(" "), rng.choice(pool).split(" ")
+    head = " ".join(a[:rng.randint(2, max(2, len(a) - 2))]).rstrip(",;:")
+    return f"{head} {' '.join(b[rng.randint(1, max(1, len(b) - 2)):])}"
+
+
+def _sentence(rng: random.Random, pool: Sequence[str]) -> str:
+    """A pool sentence, or (one time in four) a remix of two."""
+    return _remix(rng, pool) if rng.random() < 0.25 else rng.choice(pool)
+
+
+def _splice(sentence: str, clause: str, cut: int) -> str:
+    """``clause`` inserted after word ``cut`` of ``sentence`` (a comma there is absorbed)."""
+    words = sentence.split(" ")
+    head, tail = " ".join(words[:cut]), " ".join(words[cut:])
+    return f"{head.rstrip(',')}{clause} {tail}".replace(", ,", ",").replace("  ", " ")
+
+
+#: Training splice shapes: a wrapper around an optional lead-in and the value. Deliberately disjoint
+#: from the held-out :data:`SPLICE_CLAUSES` (other wrappers and lead-ins), so that evaluation set
+#: still measures generalisation to unseen phrasing as well as to unseen sentences.
+SPLICE_WRAPPERS = (" ({x})", ", {x},", "; {x};", " [{x}]", " -- {x} --", " / {x} /")
+SPLICE_LEADS = {
+    "email": ("", "email", "email me at", "my mail is", "mail", "reach me via", "send it to", "my inbox is", "e-mail:"),
+    "phone": ("", "tel.", "my number is", "mobile", "dial", "text me on", "cell:", "ring me on", "number"),
+    "card": ("", "visa", "my card is", "card number", "charge", "paying with", "mastercard", "billing card"),
+    "address": ("", "I live at", "my home is", "deliver to", "visit us at", "the office is at", "home:", "located at"),
+}
+
+
+def _contact_values(rng: random.Random, first: str, last: str) -> dict[str, str]:
+    return {"email": _email(rng, first, last), "phone": _phone(rng), "card": _card(rng), "address": _address(rng)}
+
+
+def _redact_spliced(rng: random.Random, pool: Sequence[str]) -> tuple[str, str, str, dict]:
+    """One or two contact details inside real (or remixed) sentences, at random word positions."""
+    kinds = rng.sample(tuple(PLACEHOLDERS), rng.choice((1, 1, 1, 2)))
+    sentences = [_sentence(rng, pool) for _ in range(max(len(kinds), rng.choice((1, 1, 2))))]
+    answer, correction = list(sentences), list(sentences)
+    for slot, kind in zip(rng.sample(range(len(sentences)), len(kinds)), kinds):
+        words = sentences[slot].split(" ")
+        cut = rng.randint(1, max(1, len(words) - 1))
+        wrapper, lead = rng.choice(SPLICE_WRAPPERS), rng.choice(SPLICE_LEADS[kind])
+        value = _contact_values(rng, *_name(rng))[kind]
+        answer[slot] = _splice(sentences[slot], wrapper.format(x=f"{lead} {value}".strip()), cut)
+        correction[slot] = _splice(sentences[slot], wrapper.format(x=f"{lead} {PLACEHOLDERS[kind]}".strip()), cut)
+    q = rng.choice(REDACT_QUESTIONS + SPLICE_TRAIN_QUESTIONS).format(name=_name(rng)[0])
+    return q, _join(answer), _join(correction), {"kinds": kinds, "variant": "spliced"}
+
+
 def _redact(rng: random.Random, pool: Sequence[str]) -> tuple[str, str, str, dict]:
+    """Half the rows: a contact sentence among real ones; half: contacts spliced into real sentences."""
+    if rng.random() < 0.5:
+        return _redact_spliced(rng, pool)
     first, last = _name(rng)
     template = rng.choice(REDACT_TEMPLATES)
-    values = {"email": _email(rng, first, last), "phone": _phone(rng), "card": _card(rng), "address": _address(rng)}
+    values = _contact_values(rng, first, last)
     kinds = [k for k in PLACEHOLDERS if "{" + k + "}" in template]
     name = rng.choice((first, f"{first} {last}"))
     answer_core = template.format(name=name, **values)
@@ -554,7 +613,7 @@ def _redact(rng: random.Random, pool: Sequence[str]) -> tuple[str, str, str, dic
     parts[pos] = corr_core
     correction = _join(parts)
     q = rng.choice(REDACT_QUESTIONS).format(name=first)
-    return q, answer, correction, {"kinds": kinds}
+    return q, answer, correction, {"kinds": kinds, "variant": "template"}
 
 
 def _arithmetic(rng: random.Random, pool: Sequence[str]) -> tuple[str, str, str, dict]:
@@ -615,12 +674,6 @@ SPLICE_CLAUSES = {
 }
 SPLICE_QUESTIONS = ("Can you look over what I wrote?", "Is this reply okay to send?", "Please check my note.",
                     "What do you make of this?", "Could you proofread this?")
-
-
-def _splice(sentence: str, clause: str, cut: int) -> str:
-    words = sentence.split(" ")
-    head, tail = " ".join(words[:cut]), " ".join(words[cut:])
-    return f"{head.rstrip(',')}{clause} {tail}".replace(", ,", ",").replace("  ", " ")
 
 
 def splice_contacts(sentences: Iterable[str], seed: int = 0, n: int = 200) -> list[QAC]:
