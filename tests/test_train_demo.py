@@ -33,6 +33,15 @@ def test_rebuild_command_runs_end_to_end_on_tiny_settings(tmp_path):
     splice = [json.loads(line) for line in (work / "data" / "eval_splice.jsonl").open()]
     fine = [r["answer"] for r in splice if r["category"] == "identity"]
     assert fine and not any(a in train_answers for a in fine)
+    # a finished run extends by a further stage: its rows are written, it continues from the last model
+    assert not (work / "data" / "train3.jsonl").exists()
+    rc = demo_corrector.main(["--work", str(work), "--rows-per-stage", "16", "--stages", "3", "--from-stage", "3",
+                              "--resume", "--max-steps", "2", "--stage-max-steps", "2", "--eval-limit", "2",
+                              "--no-install", "--tiny", "--threads", "1"])
+    assert rc == 0 and len((work / "data" / "train3.jsonl").read_text().splitlines()) == 16
+    meta = json.loads((work / "model3" / "aligner_config.json").read_text())
+    assert meta["stage"] == 3 and meta["base_model"].endswith("model2")
+    assert json.loads((work / "model3" / "report.json").read_text())["model_dir"] == "model3"
 
 
 @pytest.mark.skipif(not (ASSET / "config.json").is_file(), reason="demo corrector not built yet")
@@ -47,6 +56,9 @@ def test_shipped_demo_corrector_is_small_marked_and_loads():
     report = json.loads((ASSET / "report.json").read_text())
     for key in ("synthetic_heldout", "splice_generalisation", "latency_s", "size_mb", "rebuild_command"):
         assert key in report
+    from transformers import AutoTokenizer
+    pieces = AutoTokenizer.from_pretrained(ASSET).tokenize("So 40 + 35 = 75.")
+    assert [p.lstrip("\u0120") for p in pieces if p.lstrip("\u0120").isdigit()] == list("403575")  # digit tokens
     corrector = load_corrector(None, decoding={"max_new_tokens": 48})
     assert corrector.is_demo
     out = corrector.correct("What is 2 + 2?", "So 2 + 2 = 5.")
