@@ -44,6 +44,17 @@ def test_rebuild_command_runs_end_to_end_on_tiny_settings(tmp_path):
     assert json.loads((work / "model3" / "report.json").read_text())["model_dir"] == "model3"
 
 
+def test_every_stage_has_a_step_cap_and_its_own_rows():
+    """A stage past the listed caps takes the last cap (stage 8 once crashed on an IndexError)."""
+    from aligner.train.demo_corrector import STAGES, stage_step_cap
+
+    caps = [1100, 2400, 3600]
+    assert [stage_step_cap(s, caps) for s in sorted(STAGES) if s > 1] == [1100, 2400] + [3600] * (len(STAGES) - 3)
+    assert len({st["data"] for st in STAGES.values()}) == len(STAGES)
+    for s, st in STAGES.items():  # each stage continues from the one before
+        assert st["base"] == ("init" if s == 1 else STAGES[s - 1]["out"])
+
+
 @pytest.mark.skipif(not (ASSET / "config.json").is_file(), reason="demo corrector not built yet")
 def test_shipped_demo_corrector_is_small_marked_and_loads():
     from aligner.correctors import load_corrector
@@ -53,6 +64,8 @@ def test_shipped_demo_corrector_is_small_marked_and_loads():
     meta = json.loads((ASSET / "aligner_config.json").read_text())
     assert meta["demo"] is True and meta["template"] == "aligner-v1.0"
     assert meta["trained_by"] == "aligner train"
+    tok_cfg = json.loads((ASSET / "tokenizer_config.json").read_text())
+    assert not {"is_local", "local_files_only"} & set(tok_cfg)  # build-machine flags are not shipped
     report = json.loads((ASSET / "report.json").read_text())
     for key in ("synthetic_heldout", "splice_generalisation", "latency_s", "size_mb", "rebuild_command"):
         assert key in report
