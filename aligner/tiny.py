@@ -72,11 +72,24 @@ def build_model(tokenizer: Any, kind: str = "causal", *, hidden_size: int = 64, 
 
 def save_corrector(model: Any, tokenizer: Any, path: "str | Path", *, template: str | None = None,
                    **extra: Any) -> Path:
-    """Save a model as a corrector directory; ``aligner_config.json`` records its template."""
+    """Save a model as a corrector directory; ``aligner_config.json`` records its template.
+
+    transformers writes the loading flags the tokenizer was given (``is_local``,
+    ``local_files_only``) into ``tokenizer_config.json``; they describe the machine that trained
+    the corrector, not the corrector, so they are dropped from what is saved.
+    """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
+    tok_cfg_file = path / "tokenizer_config.json"
+    if tok_cfg_file.is_file():
+        tok_cfg = json.loads(tok_cfg_file.read_text())
+        flags = {"is_local", "local_files_only"} & tok_cfg.keys()
+        if flags:
+            for key in flags:
+                del tok_cfg[key]
+            tok_cfg_file.write_text(json.dumps(tok_cfg, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     if template is not None or extra:
         meta = {"template": template, **extra}
         (path / ALIGNER_CONFIG).write_text(json.dumps(meta, indent=2) + "\n")

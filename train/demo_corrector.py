@@ -181,25 +181,14 @@ def stage_step_cap(stage: int, caps: list[int]) -> int:
 
 
 def install(model_dir: Path, dest: Path = ASSET_DIR) -> int:
-    """Copy the shippable files into the package; returns their total size in bytes.
-
-    transformers saves the loading flags it was given (``is_local``, ``local_files_only``) into
-    ``tokenizer_config.json``; they describe the build machine, not the model, so they are dropped.
-    """
+    """Copy the shippable files into the package; returns their total size in bytes."""
     dest.mkdir(parents=True, exist_ok=True)
     total = 0
     for name in SHIPPED:
         src = model_dir / name
-        if not src.is_file():
-            continue
-        if name == "tokenizer_config.json":
-            cfg = json.loads(src.read_text())
-            for key in ("is_local", "local_files_only"):
-                cfg.pop(key, None)
-            (dest / name).write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
-        else:
+        if src.is_file():
             shutil.copy2(src, dest / name)
-        total += (dest / name).stat().st_size
+            total += src.stat().st_size
     return total
 
 
