@@ -88,7 +88,8 @@ def build_data(work: Path, n: int, hh_path: Path | None, seed: int = 1, later: d
     train_pool, held_pool, desc = _sentences(hh_path)
     files = {"train": d / "train.jsonl", "eval_loss": d / "eval_loss.jsonl",
              "eval_synthetic": d / "eval_synthetic.jsonl", "eval_splice": d / "eval_splice.jsonl"}
-    write_jsonl([r.to_dict() for r in generate(n, seed=seed, mix=MIX, sentences=train_pool)], files["train"])
+    write_jsonl([r.to_dict() for r in generate(n, seed=seed, mix=STAGES[1]["mix"], sentences=train_pool)],
+                files["train"])
     for stage, rows in sorted((later or {}).items()):  # stage → rows; each stage its own seed
         files[f"train{stage}"] = stage_data(work, stage, rows, train_pool, seed, overwrite=True)
     write_jsonl([r.to_dict() for r in generate(256, seed=seed + 100, mix=MIX, sentences=train_pool)], files["eval_loss"])
@@ -109,8 +110,8 @@ def stage_data(work: Path, stage: int, rows: int, train_pool: list[str], seed: i
 
     path = work / "data" / STAGES[stage]["data"]
     if overwrite or not path.is_file():
-        mix = STAGES[stage].get("mix", MIX_STAGE2)
-        write_jsonl([r.to_dict() for r in generate(rows, seed=seed + stage, mix=mix, sentences=train_pool)], path)
+        write_jsonl([r.to_dict() for r in generate(rows, seed=seed + stage, mix=STAGES[stage]["mix"],
+                                                    sentences=train_pool)], path)
     return path
 
 
@@ -130,21 +131,21 @@ def build_init(work: Path, train_file: Path, model: dict[str, Any] | None = None
     return save_corrector(net, tok, work / "init", template=TEMPLATE)
 
 
-#: per stage: data file, base model, output, learning rate, identity warm-up share
-STAGES = {
-    1: {"data": "train.jsonl", "base": "init", "out": "model", "lr": 2e-3, "identity_warmup": 0.2},
-    2: {"data": "train2.jsonl", "base": "model", "out": "model2", "lr": 1.5e-3, "identity_warmup": 0.1},
-    3: {"data": "train3.jsonl", "base": "model2", "out": "model3", "lr": 1e-3, "identity_warmup": 0.05},
-    4: {"data": "train4.jsonl", "base": "model3", "out": "model4", "lr": 6e-4, "identity_warmup": 0.05},
-    5: {"data": "train5.jsonl", "base": "model4", "out": "model5", "lr": 4e-4, "identity_warmup": 0.05,
-        "mix": MIX_STAGE5},
-    6: {"data": "train6.jsonl", "base": "model5", "out": "model6", "lr": 3e-4, "identity_warmup": 0.05,
-        "mix": MIX_STAGE5},
-    7: {"data": "train7.jsonl", "base": "model6", "out": "model7", "lr": 4e-4, "identity_warmup": 0.05,
-        "mix": MIX_STAGE7},
-    8: {"data": "train8.jsonl", "base": "model7", "out": "model8", "lr": 3e-4, "identity_warmup": 0.05,
-        "mix": MIX_STAGE8},
-}
+#: per stage: peak learning rate, identity warm-up share, synthetic mix of its rows
+RECIPES = {1: (2e-3, 0.2, MIX), 2: (1.5e-3, 0.1, MIX_STAGE2), 3: (1e-3, 0.05, MIX_STAGE2),
+           4: (6e-4, 0.05, MIX_STAGE2), 5: (4e-4, 0.05, MIX_STAGE5), 6: (3e-4, 0.05, MIX_STAGE5),
+           7: (4e-4, 0.05, MIX_STAGE7), 8: (3e-4, 0.05, MIX_STAGE8)}
+
+
+def _stage_out(stage: int) -> str:
+    return "model" if stage == 1 else f"model{stage}"
+
+
+#: per stage: data file, base model (the previous stage's output), output folder and its recipe
+STAGES = {s: {"data": "train.jsonl" if s == 1 else f"train{s}.jsonl",
+              "base": "init" if s == 1 else _stage_out(s - 1), "out": _stage_out(s),
+              "lr": lr, "identity_warmup": warmup, "mix": mix}
+          for s, (lr, warmup, mix) in RECIPES.items()}
 
 
 def train(work: Path, epochs: float, lr: float | None, batch: int, threads: int, resume: bool, max_steps: int = -1,
