@@ -7,6 +7,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 _TOKEN = re.compile(r"\s+|\w+|[^\w\s]")
+_WORD = re.compile(r"\w+")
+#: kept words between two edits that still read as part of one replaced span (see ``Correction.diff``)
+MERGE_ISLAND_WORDS = 2
 
 
 @dataclass
@@ -30,17 +33,29 @@ class Correction:
         """Word-level edit script as ``(op, text)`` pairs, op in ``" "`` (kept), ``"-"``, ``"+"``.
 
         Words, not characters: a human reads what changed in words, and the demo highlights these.
+        A kept island of at most :data:`MERGE_ISLAND_WORDS` words (or only spaces and punctuation)
+        between two edits joins them into one replaced span: otherwise a full rewrite shows as a
+        scatter of chips around the ``a``, ``to`` and ``.`` the two texts happen to share. Kept +
+        removed text is always the answer, kept + added text the correction.
         """
         a, b = _TOKEN.findall(self.answer), _TOKEN.findall(self.correction)
-        out: list[tuple[str, str]] = []
+        # [kept?, answer text, correction text]; difflib alternates equal and changed runs
+        runs: list[list[Any]] = []
         for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
-            if tag == "equal":
-                out.append((" ", "".join(a[i1:i2])))
-            else:
-                if i2 > i1:
-                    out.append(("-", "".join(a[i1:i2])))
-                if j2 > j1:
-                    out.append(("+", "".join(b[j1:j2])))
+            runs.append([tag == "equal", "".join(a[i1:i2]), "".join(b[j1:j2])])
+        for i in range(1, len(runs) - 1):
+            if runs[i][0] and len(_WORD.findall(runs[i][1])) <= MERGE_ISLAND_WORDS:
+                runs[i][0] = False
+        out: list[tuple[str, str]] = []
+        removed = added = ""
+        for kept, old, new in runs + [[True, "", ""]]:
+            if not kept:
+                removed, added = removed + old, added + new
+                continue
+            out += [(op, text) for op, text in (("-", removed), ("+", added)) if text]
+            removed = added = ""
+            if old:
+                out.append((" ", old))
         return out
 
     def unified_diff(self) -> str:
