@@ -13,6 +13,7 @@ from typing import Any, Iterator, Mapping
 
 from ..decoding import DecodingConfig, LocalGenerator, pick_device
 from ..errors import ConfigError
+from ..progress import model_loading
 from ..correctors.base import StreamParser
 from .base import Messages, Upstream
 
@@ -38,8 +39,9 @@ def load_causal_lm(spec: "str | Path", device: str | None = None) -> tuple[Any, 
         raise ConfigError(f"no such model directory: {ident!r}.", field="upstream", fix=fix)
     target = str(local) if local.exists() else ident
     try:
-        tokenizer = AutoTokenizer.from_pretrained(target)
-        model = AutoModelForCausalLM.from_pretrained(target)
+        with model_loading():
+            tokenizer = AutoTokenizer.from_pretrained(target)
+            model = AutoModelForCausalLM.from_pretrained(target)
     except (OSError, ValueError) as exc:
         where = "a local directory but not a loadable model" if local.exists() else \
             "not a local directory and not reachable on the hub (offline, or a typo?)"

@@ -12,6 +12,7 @@ import sys
 from typing import Sequence
 
 from .errors import AlignerError
+from .progress import quiet_model_loading
 
 #: modules exposing ``add_commands(subparsers) -> None``; each parser sets ``func=callable(args)->int``.
 COMMAND_MODULES = (
@@ -43,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    quiet_model_loading(not args.verbose)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

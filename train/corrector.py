@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from aligner.errors import ConfigError, DataError
+from aligner.progress import model_loading
 
 from .config import CorrectorTrainConfig
 
@@ -278,7 +279,8 @@ def load_base(config: CorrectorTrainConfig) -> tuple[Any, Any, bool]:
         model = auto.from_config(mconfig, dtype=torch.float32)
     else:
         try:
-            model = auto.from_pretrained(spec, **kwargs)
+            with model_loading():
+                model = auto.from_pretrained(spec, **kwargs)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot load weights from {spec!r}: {str(exc).splitlines()[0]}", field="base_model",
                               fix="pass a directory with model weights, or add --from-scratch to train a "

@@ -13,6 +13,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from ..decoding import DecodingConfig, LocalGenerator, pick_device
 from ..errors import ConfigError, CorrectorError
+from ..progress import model_loading
 from ..templates import Template
 from .base import Corrector
 
@@ -72,8 +73,9 @@ class LocalCorrector(Corrector):
 
             kwargs["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) else dtype
         try:
-            tokenizer = AutoTokenizer.from_pretrained(model_id)
-            model = auto.from_pretrained(model_id, **kwargs)
+            with model_loading():
+                tokenizer = AutoTokenizer.from_pretrained(model_id)
+                model = auto.from_pretrained(model_id, **kwargs)
         except (OSError, ValueError) as exc:
             raise CorrectorError(f"cannot load corrector {model_id!r}: {exc}", field="corrector",
                                  fix="check the directory holds a complete save_pretrained output.") from exc
