@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "aligner.train.commands",
     "aligner.serve.commands",
     "aligner.demo",
+    "aligner.eval.commands",
 )
 
 
