@@ -118,7 +118,8 @@ class LocalGenerator:
         return tml if isinstance(tml, int) and 0 < tml < 1_000_000 else 512
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+        # verbose=False: counting an over-long text is how truncation starts, not an "indexing error"
+        return len(self.tokenizer(text, add_special_tokens=True, verbose=False)["input_ids"])
 
     def _gen_kwargs(self, decoding: DecodingConfig, prompt_len: int, batch: int) -> dict[str, Any]:
         kw = decoding.hf_kwargs()

@@ -1,7 +1,6 @@
 """Local correctors: a tiny Llama and a tiny T5 saved with save_pretrained and loaded back by path,
 the same from_pretrained path a hub id takes."""
 import asyncio
-import warnings
 
 import pytest
 
@@ -51,14 +50,13 @@ def test_prompt_lookup_gives_the_same_greedy_text(tiny_causal_path):
     assert lookup.correct_batch(PAIRS) == plain.correct_batch(PAIRS)
 
 
-def test_overlong_answer_is_truncated_with_a_warning(tiny_causal_path):
+def test_overlong_answer_is_truncated_with_a_warning(tiny_causal_path, caplog):
     c = load_corrector(str(tiny_causal_path), decoding={"max_new_tokens": 4})
     long_answer = "word " * 2000
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with caplog.at_level("WARNING", logger="aligner"):
         out = c.correct("q?", long_answer)
     assert isinstance(out, str) and c.truncations == 1
-    assert any("answer truncated" in str(w.message) for w in caught)
+    assert [r.getMessage()[:16] for r in caplog.records if r.name == "aligner"] == ["answer truncated"]
     with pytest.raises(ConfigError, match="question.*shorten the question"):
         c.correct("why " * 2000, "a")
 

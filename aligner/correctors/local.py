@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -97,7 +96,8 @@ class LocalCorrector(Corrector):
 
         The correction is about as long as the answer, so the prompt may use at most half the
         context of a decoder-only model; an encoder-decoder's encoder takes the whole context.
-        The truncation is logged as a warning and counted in ``self.truncations``.
+        The truncation is logged once as a warning (logger ``aligner``; Python prints it on stderr
+        even where logging is not configured) and counted in ``self.truncations``.
         """
         gen = self.generator
         ctx = gen.context_length
@@ -105,19 +105,18 @@ class LocalCorrector(Corrector):
         prompt_tokens = gen.count_tokens(self.template.render(question, answer, aspects="x"))
         if prompt_tokens <= budget:
             return question, answer
-        overhead = prompt_tokens - len(gen.tokenizer(answer, add_special_tokens=False)["input_ids"])
+        answer_ids = gen.tokenizer(answer, add_special_tokens=False, verbose=False)["input_ids"]
+        overhead = prompt_tokens - len(answer_ids)
         keep = budget - overhead
         if keep < 1:
             raise ConfigError(f"the question alone takes {overhead} tokens, more than the corrector's "
                               f"input budget of {budget} tokens.", field="question",
                               fix="shorten the question or use a corrector with a longer context.")
-        ids = gen.tokenizer(answer, add_special_tokens=False)["input_ids"][:keep]
-        short = gen.tokenizer.decode(ids, skip_special_tokens=True)
+        short = gen.tokenizer.decode(answer_ids[:keep], skip_special_tokens=True)
         self.truncations += 1
         msg = (f"answer truncated from {prompt_tokens - overhead} to {keep} tokens to fit the corrector's "
                f"context ({ctx} tokens); only the kept part is corrected.")
-        log.warning(msg)
-        warnings.warn(msg, stacklevel=4)
+        log.warning(msg)  # once: a warnings.warn as well printed the same line twice on the CLI
         return question, short
 
     def generate(self, prompts: Sequence[str], decoding: DecodingConfig) -> list[str]:
