@@ -45,6 +45,9 @@ class DemoConfig:
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, mps (default: best available)"})
     host: str = field(default="127.0.0.1", metadata={"help": "interface to bind"})
     port: int = field(default=7860, metadata={"help": "TCP port"})
+    share: bool = field(default=False, metadata={
+        "help": "also serve the page on a temporary public *.gradio.live link (needs network; anyone "
+                "with the link can use your corrector and upstream)"})
 
 
 # -- the built-in offline upstream ------------------------------------------------------------
@@ -191,10 +194,19 @@ def theme() -> Any:
                              font_mono=["ui-monospace", "monospace"])
 
 
-def launch(demo: Any, *, host: str = "127.0.0.1", port: int | None = 7860, block: bool = True) -> Any:
-    """Launch with settings that work offline (no SSR node server, no share link, no analytics)."""
-    return demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block, share=False,
-                       ssr_mode=False, quiet=not block, theme=theme(), footer_links=[])
+def launch(demo: Any, *, host: str = "127.0.0.1", port: int | None = 7860, block: bool = True,
+           share: bool = False) -> Any:
+    """Launch with settings that work offline (no SSR node server, no analytics).
+
+    ``share`` asks Gradio for a temporary public link. Gradio's own start-up lines are off
+    (``quiet``): they tell the user to "set share=True in launch()", which a CLI user cannot do —
+    :func:`run_demo` prints the address and the ``--share`` flag instead.
+    """
+    out = demo.launch(server_name=host, server_port=port, prevent_thread_lock=True, share=share,
+                      ssr_mode=False, quiet=True, theme=theme(), footer_links=[])
+    if block:
+        demo.block_thread()
+    return out
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -204,8 +216,17 @@ def run_demo(args: argparse.Namespace) -> int:
     demo = create_demo(config=cfg)
     if demo.aligner.is_demo:
         print(DEMO_NOTE, file=sys.stderr)
-    print(f"aligner demo: http://{cfg.host}:{cfg.port}", file=sys.stderr)
-    launch(demo, host=cfg.host, port=cfg.port)
+    launch(demo, host=cfg.host, port=cfg.port, block=False, share=cfg.share)
+    print(f"aligner demo: {demo.local_url.rstrip('/')}", file=sys.stderr)
+    if not cfg.share:
+        print("  add --share for a temporary public link (anyone with it can use this page)", file=sys.stderr)
+    elif demo.share_url:
+        print(f"  public link: {demo.share_url} (temporary; anyone with it can use this page)", file=sys.stderr)
+    else:
+        print("  --share: no public link could be made (see above); the page is served locally only",
+              file=sys.stderr)
+    sys.stderr.flush()
+    demo.block_thread()
     return 0
 
 
@@ -214,4 +235,5 @@ def add_commands(sub: Any) -> None:
                        description="Gradio demo: ask a question, watch the Aligner correct the upstream's answer. "
                        "Runs offline with the built-in upstream and the embedded demo corrector. Examples:\n"
                        "  aligner demo\n  aligner demo --upstream http://localhost:8001/v1 --upstream-model llama3\n"
-                       "  aligner demo --corrector aligner/aligner-7b-v1.0 --port 7861")
+                       "  aligner demo --corrector aligner/aligner-7b-v1.0 --port 7861\n"
+                       "  aligner demo --share   # also on a temporary public gradio.live link")
