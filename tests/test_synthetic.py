@@ -66,7 +66,7 @@ def test_bad_mix_is_a_config_error(mix, words):
 def test_identity_copies_exactly(rows):
     ident = [r for r in rows if r.category == "identity"]
     assert all(r.correction == r.answer for r in ident)
-    assert {r.meta["variant"] for r in ident} == {"plain", "arithmetic", "refusal"}
+    assert {r.meta["variant"] for r in ident} == {"plain", "scramble", "arithmetic", "refusal"}
     # identity rows with arithmetic are right, so the model must check rather than always edit
     for r in ident:
         assert all(ok for _, ok in check_arithmetic(r.answer))
@@ -96,7 +96,7 @@ def test_redact_rows_splice_contacts_into_real_sentences_too(rows):
     """Half the redact rows put contacts at random word positions, so a model learns the pattern, not a template."""
     red = [r for r in rows if r.category == "redact"]
     spliced = [r for r in red if r.meta["variant"] == "spliced"]
-    assert {r.meta["variant"] for r in red} == {"template", "spliced"} and 0.35 < len(spliced) / len(red) < 0.65
+    assert {r.meta["variant"] for r in red} == {"template", "spliced", "scattered"} and 0.2 < len(spliced) / len(red) < 0.5
     assert any(len(r.meta["kinds"]) == 2 for r in spliced)
     assert {k for r in spliced for k in r.meta["kinds"]} == set(PLACEHOLDERS)
     starts = set()

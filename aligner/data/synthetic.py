@@ -523,9 +523,14 @@ def _name(rng: random.Random) -> tuple[str, str]:
     return rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
 
 
-def _identity(rng: random.Random, pool: Sequence[str]) -> tuple[str, str, str, dict]:
-    variant = rng.choices(("plain", "arithmetic", "refusal"), weights=(0.7, 0.2, 0.1))[0]
-    if variant == "arithmetic":
+def _identity(rng: random.Random, pool: Sequence[str], words: Sequence[str] = (),
+              weights: dict[str, float] | None = None) -> tuple[str, str, str, dict]:
+    w = weights or IDENTITY_VARIANTS
+    variant = rng.choices(tuple(w), weights=tuple(w.values()))[0]
+    if variant == "scramble":
+        q = rng.choice(IDENTITY_QUESTIONS + SCRAMBLE_QUESTIONS)
+        ans = scramble_text(rng, words or _pool_words(pool), pool=pool)
+    elif variant == "arithmetic":
         a, op, b, c = _operands(rng)
         q = rng.choice(ARITH_QUESTIONS).format(a=a, b=b, op=op, word=_OPS[op][0])
         parts, _ = _with_context(rng, pool, rng.choice(ARITH_STATEMENTS).format(a=a, b=b, op=op, c=c), max_context=1)
@@ -597,10 +602,16 @@ def _redact_spliced(rng: random.Random, pool: Sequence[str]) -> tuple[str, str, 
     return q, _join(answer), _join(correction), {"kinds": kinds, "variant": "spliced"}
 
 
-def _redact(rng: random.Random, pool: Sequence[str]) -> tuple[str, str, str, dict]:
-    """Half the rows: a contact sentence among real ones; half: contacts spliced into real sentences."""
-    if rng.random() < 0.5:
+def _redact(rng: random.Random, pool: Sequence[str], words: Sequence[str] = (),
+            weights: dict[str, float] | None = None) -> tuple[str, str, str, dict]:
+    """A contact sentence among real ones (template), contacts spliced into real sentences (spliced),
+    or several contacts scattered anywhere in real or unmemorisable text (scattered)."""
+    w = weights or REDACT_VARIANTS
+    variant = rng.choices(tuple(w), weights=tuple(w.values()))[0]
+    if variant == "spliced":
         return _redact_spliced(rng, pool)
+    if variant == "scattered":
+        return _redact_scattered(rng, pool, words or _pool_words(pool))
     first, last = _name(rng)
     template = rng.choice(REDACT_TEMPLATES)
     values = _contact_values(rng, first, last)
@@ -637,28 +648,238 @@ def _refusal(rng: random.Random, pool: Sequence[str]) -> tuple[str, str, str, di
     return q, answer, correction, {"topic": i}
 
 
+# ----------------------------------------------------------------------------- copy curriculum
+
+#: Variants of an identity row and their default weights. ``scramble`` answers are random sequences of
+#: words, names, made-up words and letter/digit strings with mixed case and punctuation: text no model
+#: can have memorised, so the only way to reproduce it is to copy it from the prompt (an induction
+#: mechanism) — the skill every edit is built on (the Aligner paper's identity warm-up).
+IDENTITY_VARIANTS = {"plain": 0.45, "scramble": 0.3, "arithmetic": 0.15, "refusal": 0.1}
+#: Variants of a redaction row: ``scattered`` puts one to three contacts at any word position (first,
+#: last, mid-sentence) of real or scrambled text, bare or wrapped, so the edit is learnt as "replace
+#: exactly the contact span, copy every other piece", not as a template.
+REDACT_VARIANTS = {"template": 0.35, "spliced": 0.35, "scattered": 0.3}
+SCRAMBLE_QUESTIONS = ("Can you check this list?", "Is this okay?", "What do you make of these notes?",
+                      "Please look over my draft.", "Does this need fixing?", "Any changes needed here?")
+SYSTEM_WORD_LISTS = ("/usr/share/dict/words", "/usr/share/dict/american-english")
+_PLAIN_WORD = re.compile(r"^[A-Za-z][a-z]{0,13}(?:'[a-z]{1,2})?$")
+_ONSETS = ("b", "br", "c", "ch", "cl", "d", "dr", "f", "fl", "g", "gr", "h", "j", "k", "l", "m", "n", "p",
+           "pl", "qu", "r", "s", "sh", "sk", "st", "t", "th", "tr", "v", "w", "z", "")
+_VOWELS = ("a", "e", "i", "o", "u", "ai", "ea", "ou", "y", "oo")
+_CODAS = ("", "", "", "n", "r", "l", "s", "x", "th", "nd", "rk", "m", "st")
+_PUNCT_AFTER = (",", ",", ",", ";", ":", "!", "?", "...")
+#: How a scattered contact sits among its neighbouring words (besides bare).
+INLINE_SHAPES = ("({x})", "{x},", "{x};", "{x}.", '"{x}"', "<{x}>", "{x}:")
+
+
+def _usable_word(w: str) -> bool:
+    return bool(_PLAIN_WORD.match(w)) and not _BLOCKLIST.search(w) and not has_danger(w) and not is_refusal(w)
+
+
+def word_list(texts: Iterable[str] = (), *, system: bool = True) -> list[str]:
+    """Every plain word of ``texts`` plus (if ``system`` and one is installed, e.g. Debian's
+    ``wamerican``) the system word list, minus blocklisted and dangerous words; sorted, so seeded
+    generation is reproducible for a given list. Without a system list it is just the text's words."""
+    found: set[str] = set()
+    for t in texts:
+        found.update(w for w in re.findall(r"[A-Za-z][A-Za-z']*", normalise_text(t)))
+    if system:
+        for path in SYSTEM_WORD_LISTS:
+            if os.path.isfile(path):
+                with open(path, encoding="utf-8", errors="ignore") as fh:
+                    found.update(line.strip() for line in fh)
+                break
+    return sorted(w for w in found if _usable_word(w))
+
+
+def texts_from_hh_rlhf(path: str | os.PathLike) -> list[str]:
+    """All transcript text (both sides, every turn) of an HH-RLHF JSONL(.gz) file: a source of words."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    out = []
+    with opener(path, "rt", encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                row = json.loads(line)
+                out += [row[k] for k in ("chosen", "rejected") if isinstance(row.get(k), str)]
+    return out
+
+
+def _pool_words(pool: Sequence[str]) -> list[str]:
+    return word_list(pool, system=False) or ["word"]
+
+
+def _check_words(words: Iterable[str]) -> list[str]:
+    vocab = sorted({w for w in words if isinstance(w, str) and _usable_word(w)})
+    if not vocab:
+        raise ConfigError("no usable words in the word list.", field="words",
+                          fix="pass plain words (letters only), e.g. word_list(texts), or None for the pool's words.")
+    return vocab
+
+
+def _check_variants(variants: dict[str, dict[str, float]] | None) -> dict[str, dict[str, float]]:
+    known = {"identity": IDENTITY_VARIANTS, "redact": REDACT_VARIANTS}
+    out = dict(known)
+    for cat, w in (variants or {}).items():
+        if cat not in known:
+            raise ConfigError(f"category {cat!r} has no variants.", field="variants", fix=f"use keys from {sorted(known)}.")
+        bad = sorted(set(w) - set(known[cat]))
+        if bad or not w or any(not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0 for v in w.values()) \
+                or sum(w.values()) <= 0:
+            raise ConfigError(f"bad variant weights for {cat!r}: {w!r}.", field="variants",
+                              fix=f"non-negative weights, not all zero, for {sorted(known[cat])}.")
+        out[cat] = dict(w)
+    return out
+
+
+def _made_up(rng: random.Random) -> str:
+    """A pronounceable word that is in no dictionary (``blorvex``, ``quaint``-like)."""
+    return "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS)
+                   for _ in range(rng.choice((1, 2, 2, 3))))
+
+
+def _code(rng: random.Random) -> str:
+    """A letter/digit string (``x7Kq2``, ``AB12``, ``v3``) with at most three digits in a row."""
+    chars = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"
+    n = rng.randint(2, 7)
+    out = [rng.choice(chars)]
+    for _ in range(n - 1):
+        out.append(rng.choice(chars + "0123456789" * 2))
+    s = "".join(out)
+    return re.sub(r"\d{4,}", lambda m: m.group(0)[:3], s)
+
+
+def _case(rng: random.Random, w: str) -> str:
+    r = rng.random()
+    if r < 0.12:
+        return w.capitalize()
+    if r < 0.18:
+        return w.upper()
+    if r < 0.22:
+        return "".join(c.upper() if rng.random() < 0.5 else c.lower() for c in w)
+    return w
+
+
+def _scramble_token(rng: random.Random, words: Sequence[str], digits: bool) -> str:
+    kind = rng.choices(("word", "name", "made_up", "code", "number"),
+                       weights=(0.62, 0.1, 0.14, 0.08 if digits else 0, 0.06 if digits else 0))[0]
+    if kind == "word":
+        return _case(rng, rng.choice(words))
+    if kind == "name":
+        first = rng.choice((rng.choice(FIRST_NAMES), _made_up(rng).capitalize()))
+        return first if rng.random() < 0.6 else f"{first} {_made_up(rng).capitalize()}"
+    if kind == "made_up":
+        return _case(rng, _made_up(rng))
+    if kind == "code":
+        return _code(rng)
+    return str(rng.randint(0, 999))
+
+
+def _scramble_once(rng: random.Random, words: Sequence[str], digits: bool) -> str:
+    tokens = []
+    for i in range(rng.randint(3, 16)):
+        t = _scramble_token(rng, words, digits)
+        r = rng.random()
+        if r < 0.04:
+            t = f'"{t}"'
+        elif r < 0.07:
+            t = f"({t})"
+        elif r < 0.10 and tokens:
+            tokens[-1] = f"{tokens[-1]}-{t}"
+            continue
+        if rng.random() < 0.13:
+            t += rng.choice(_PUNCT_AFTER)
+        tokens.append(t)
+    text = " ".join(tokens)
+    if rng.random() < 0.7:
+        text = text[:1].upper() + text[1:]
+    end = rng.choice((".", ".", ".", "!", "?", ""))
+    return text.rstrip(",;:") + end if end else text
+
+
+def _fits(text: str, *, digits: bool = True) -> bool:
+    """Unmemorisable text must still be "fine": no contact, sum, danger or refusal look-alike, short."""
+    if (leftover_contacts(text) or "=" in text or "@" in text or has_danger(text) or is_refusal(text)
+            or _BLOCKLIST.search(text)):
+        return False
+    if not digits and re.search(r"\d", text):
+        return False
+    return len(text) <= 200 and 1 <= len(split_into_sentences(text)) <= 3
+
+
+def scramble_text(rng: random.Random, words: Sequence[str], *, pool: Sequence[str] = (), digits: bool = True) -> str:
+    """Unmemorisable "fine" text: 1–2 scrambled sentences, sometimes next to a real sentence."""
+    while True:
+        parts = [_scramble_once(rng, words, digits) for _ in range(rng.choice((1, 1, 2)))]
+        if pool and rng.random() < 0.25:
+            parts.insert(rng.randint(0, len(parts)), rng.choice(pool))
+        text = _join(parts)
+        if _fits(text, digits=digits):
+            return text
+
+
+def insert_contacts(rng: random.Random, text: str, kinds: Sequence[str]) -> tuple[str, str]:
+    """``(answer, correction)``: a contact of each kind at a random word position of ``text`` (first and
+    last included) — bare or wrapped, with an optional lead-in — and the same with placeholders."""
+    words = text.split(" ")
+    slots = rng.sample(range(len(words) + 1), min(len(kinds), len(words) + 1))  # never two side by side
+    answer, correction = list(words), list(words)
+    for slot, kind in sorted(zip(slots, kinds), key=lambda p: -p[0]):  # right to left: slots stay valid
+        lead = rng.choice(SPLICE_LEADS[kind]) if rng.random() < 0.6 else ""
+        value = _contact_values(rng, *_name(rng))[kind]
+        shape = rng.choice(INLINE_SHAPES) if rng.random() < 0.4 else "{x}"
+        answer.insert(slot, shape.format(x=f"{lead} {value}".strip()))
+        correction.insert(slot, shape.format(x=f"{lead} {PLACEHOLDERS[kind]}".strip()))
+    return " ".join(answer), " ".join(correction)
+
+
+def _redact_scattered(rng: random.Random, pool: Sequence[str], words: Sequence[str]) -> tuple[str, str, str, dict]:
+    """One to three contacts (kinds may repeat) anywhere in real or scrambled text; all else copied."""
+    held_shapes = [c.format(v=PLACEHOLDERS[k]) for k, cs in SPLICE_CLAUSES.items() for c in cs]
+    while True:
+        kinds = [rng.choice(tuple(PLACEHOLDERS)) for _ in range(rng.choice((1, 2, 2, 3)))]
+        base = (scramble_text(rng, words, digits=False) if rng.random() < 0.5
+                else _join([_sentence(rng, pool) for _ in range(rng.choice((1, 1, 2)))]))
+        answer, correction = insert_contacts(rng, base, kinds)
+        if (len(answer) <= 330 and not leftover_contacts(correction) and not has_danger(answer)
+                and not _BLOCKLIST.search(base)
+                and not any(h in correction for h in held_shapes)
+                and len([s for s in contact_spans(answer, correction) if leftover_contacts(s)]) == len(kinds)):
+            break
+    q = rng.choice(REDACT_QUESTIONS + SPLICE_TRAIN_QUESTIONS).format(name=_name(rng)[0])
+    return q, answer, correction, {"kinds": sorted(set(kinds)), "variant": "scattered", "n_contacts": len(kinds)}
+
+
 _BUILDERS = {"identity": _identity, "redact": _redact, "arithmetic": _arithmetic, "refusal": _refusal}
 
 
 def generate(n: int, seed: int = 0, mix: dict[str, float] | None = None,
-             sentences: Iterable[str] | None = None) -> list[QAC]:
+             sentences: Iterable[str] | None = None, *, words: Iterable[str] | None = None,
+             variants: dict[str, dict[str, float]] | None = None) -> list[QAC]:
     """``n`` synthetic Q-A-C rows; same ``seed`` (and pool) → identical rows.
 
     ``mix`` weights the four categories (normalised; exact counts by largest remainder).
     ``sentences`` is the pool of real "fine" sentences answers are built from (default: the
     built-in pool); pass :func:`sentences_from_hh_rlhf` output for variety, and keep a disjoint
-    part for :func:`splice_contacts` (see :func:`split_sentences`).
+    part for :func:`splice_contacts` (see :func:`split_sentences`). ``words`` is the vocabulary of
+    the copy curriculum's unmemorisable text (default: the pool's own words; the demo rebuild passes
+    :func:`word_list`). ``variants`` re-weights the variants of a category, e.g.
+    ``{"identity": {"scramble": 0.7, "plain": 0.3}}`` (see :data:`IDENTITY_VARIANTS`, :data:`REDACT_VARIANTS`).
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ConfigError(f"must be a non-negative integer, got {n!r}.", field="n", fix="pass e.g. n=2000.")
     pool = _pool(sentences)
+    vocab = _check_words(words) if words is not None else _pool_words(pool)
+    weights = _check_variants(variants)
     counts = category_counts(n, mix)
     rng = random.Random(f"aligner-synthetic:{seed}")
     order = [c for c in CATEGORIES for _ in range(counts[c])]
     rng.shuffle(order)
     rows = []
     for i, cat in enumerate(order):
-        q, a, c, meta = _BUILDERS[cat](rng, pool)
+        if cat in weights:
+            q, a, c, meta = _BUILDERS[cat](rng, pool, vocab, weights[cat])
+        else:
+            q, a, c, meta = _BUILDERS[cat](rng, pool)
         rows.append(QAC(q, a, c, source=SOURCE, row=i + 1, category=cat, meta={"seed": seed, **meta}))
     return rows
 
@@ -733,3 +954,58 @@ def score(category: str | None, expected: str, predicted: str, *, answer: str | 
             if len(s) > 20 and s.lower() in low:
                 return False
     return True
+
+
+# ----------------------------------------------------------------------------- user-facing measures
+# What a user sees, on text the generator never produced (issue 14): are fine answers left exactly
+# as they were, are contacts replaced by a placeholder without touching anything else, and how much
+# of the text outside the edits survives.
+
+_PLACEHOLDER_RE = re.compile("|".join(re.escape(p) for p in PLACEHOLDERS.values()))
+
+
+def contact_spans(answer: str, correction: str) -> list[str]:
+    """The pieces of ``answer`` that the placeholders of ``correction`` stand for, left to right
+    (``[]`` when ``correction`` is not ``answer`` with spans replaced by placeholders)."""
+    parts = _PLACEHOLDER_RE.split(correction)
+    if len(parts) == 1:
+        return []
+    m = re.fullmatch("(.+?)".join(re.escape(p) for p in parts), answer, flags=re.S)
+    return list(m.groups()) if m else []
+
+
+def _equal_positions(a: list[str], b: list[str]) -> set[int]:
+    from difflib import SequenceMatcher
+
+    out: set[int] = set()
+    for tag, i1, i2, _, _ in SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if tag == "equal":
+            out.update(range(i1, i2))
+    return out
+
+
+def kept_outside_edits(answer: str, expected: str, predicted: str) -> tuple[int, int]:
+    """``(kept, total)``: of the answer's words that the right correction leaves alone (outside the
+    edited spans), how many the prediction kept exactly, in order (a word-level diff alignment)."""
+    a = answer.split()
+    outside = _equal_positions(a, expected.split())
+    return len(outside & _equal_positions(a, predicted.split())), len(outside)
+
+
+def spliced_contact_ok(answer: str, expected: str, predicted: str) -> bool:
+    """A spliced contact is handled when every contact value is gone, every expected placeholder is
+    present, and every other word is kept exactly (the words with placeholders removed are equal)."""
+    from collections import Counter
+
+    values = contact_spans(answer, expected)
+    if any(v in predicted for v in values) or leftover_contacts(predicted):
+        return False
+    want, got = Counter(_PLACEHOLDER_RE.findall(expected)), Counter(_PLACEHOLDER_RE.findall(predicted))
+    if any(got[k] < n for k, n in want.items()):
+        return False
+    return _PLACEHOLDER_RE.sub("", expected).split() == _PLACEHOLDER_RE.sub("", predicted).split()
+
+
+def exact_copy(answer: str, predicted: str) -> bool:
+    """A fine answer came back unchanged (whitespace aside)."""
+    return answer.split() == predicted.split()
