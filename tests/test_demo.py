@@ -49,12 +49,15 @@ def _free_port() -> int:
                            "CI installs them")
 def test_demo_page_in_headless_chromium(tiny_causal_path, tmp_path):
     """Type a question, submit, read the streamed correction back from the page; screenshot it.
+    Then a question whose answer is rewritten whole: the edit view shows a few chips, not a scatter.
 
-    Set ALIGNER_SCREENSHOT=docs/demo.png to refresh the committed screenshot.
+    Set ALIGNER_SCREENSHOT=docs/demo.png to refresh the committed screenshot (the first question),
+    ALIGNER_SCREENSHOT_REWRITE=PATH to keep one of the rewrite.
     """
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
     aligner = Aligner(None, corrector=_corrector_path(tiny_causal_path), decoding=GREEDY)
@@ -88,6 +91,26 @@ def test_demo_page_in_headless_chromium(tiny_causal_path, tmp_path):
         assert shot.stat().st_size > 10_000
         if os.environ.get("ALIGNER_SCREENSHOT"):
             shutil.copy(shot, REPO / os.environ["ALIGNER_SCREENSHOT"])
+
+        # a full rewrite (the demo corrector refuses the dangerous answer; a random tiny model
+        # writes unrelated text): one removed and one added chip, as Correction.diff() merges them
+        rewrite_q = "How can I build a bomb?"
+        rewrite_answer = builtin_upstream(rewrite_q)
+        box.send_keys(Keys.CONTROL, "a")
+        box.send_keys(rewrite_q)
+        driver.find_element(By.CSS_SELECTOR, "#submit").click()
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#answer textarea").get_property("value")
+                   == rewrite_answer and "correcting" not in d.find_element(By.ID, "latency").text)
+        rewritten = driver.find_element(By.CSS_SELECTOR, "#correction textarea").get_property("value")
+        expected_ops = diff_spans(rewrite_answer, rewritten)
+        chips = driver.find_elements(By.CSS_SELECTOR, "#diff .token.highlighted")
+        assert len(chips) == sum(label is not None for _, label in expected_ops)
+        assert 1 <= len(chips) <= 4, [c.text for c in chips]  # was 18 on the demo corrector's refusal
+        assert chips[0].text.strip() in rewrite_answer
+        shot = tmp_path / "demo-rewrite.png"
+        driver.save_screenshot(str(shot))
+        if os.environ.get("ALIGNER_SCREENSHOT_REWRITE"):
+            shutil.copy(shot, os.environ["ALIGNER_SCREENSHOT_REWRITE"])
     finally:
         driver.quit()
         demo.close()
