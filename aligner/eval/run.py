@@ -68,7 +68,7 @@ def make_corrections(cfg: EvalConfig, evalset: EvalSet, out: Path) -> dict[str, 
     if not todo:
         return None
     from ..core import Aligner
-    from ..jobs import correct_file
+    from ..jobs import correct_file, done_rows
     from ..templates import PAPER_DECODING
 
     lines = [json.dumps({"question": items[i].question} if cfg.upstream else
@@ -90,17 +90,18 @@ def make_corrections(cfg: EvalConfig, evalset: EvalSet, out: Path) -> dict[str, 
     questions.write_text(text, encoding="utf-8")
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
 
-    decoding: dict[str, Any] = dict(PAPER_DECODING) if cfg.paper_decoding else {}
-    if cfg.max_new_tokens:
-        decoding["max_new_tokens"] = cfg.max_new_tokens
-    kwargs: dict[str, Any] = {"max_concurrency": cfg.concurrency} if cfg.upstream else {}
-    aligner = Aligner(cfg.upstream, cfg.corrector, template=cfg.template, upstream_model=cfg.upstream_model,
-                      decoding=decoding or None, device=cfg.device, batch_size=cfg.batch_size, **kwargs)
-    if aligner.is_demo:
-        from ..commands import DEMO_NOTE
+    if len(done_rows(corrections)) < len(todo):  # all done: resume without loading any model
+        decoding: dict[str, Any] = dict(PAPER_DECODING) if cfg.paper_decoding else {}
+        if cfg.max_new_tokens:
+            decoding["max_new_tokens"] = cfg.max_new_tokens
+        kwargs: dict[str, Any] = {"max_concurrency": cfg.concurrency} if cfg.upstream else {}
+        aligner = Aligner(cfg.upstream, cfg.corrector, template=cfg.template, upstream_model=cfg.upstream_model,
+                          decoding=decoding or None, device=cfg.device, batch_size=cfg.batch_size, **kwargs)
+        if aligner.is_demo:
+            from ..commands import DEMO_NOTE
 
-        print(DEMO_NOTE, file=sys.stderr)
-    correct_file(aligner, questions, corrections, progress=cfg.progress)
+            print(DEMO_NOTE, file=sys.stderr)
+        correct_file(aligner, questions, corrections, progress=cfg.progress)
     done = []
     for line in corrections.read_text(encoding="utf-8").splitlines():
         if line.strip():
@@ -122,8 +123,9 @@ def make_corrections(cfg: EvalConfig, evalset: EvalSet, out: Path) -> dict[str, 
             t_corr.append(float(timings["corrector"]))
         if cfg.upstream and isinstance(timings.get("upstream"), (int, float)):
             t_up.append(float(timings["upstream"]))
-    return {"corrector": aligner.corrector.name, "demo": aligner.is_demo,
-            "upstream": getattr(aligner.upstream, "name", None), "rows": len(todo), "batch_size": cfg.batch_size,
+    first = done[0]
+    return {"corrector": first.get("corrector") or str(cfg.corrector), "demo": bool((first.get("metadata") or {}).get("demo")),
+            "upstream": first.get("upstream") or None, "rows": len(todo), "batch_size": cfg.batch_size,
             "corrector_seconds": t_corr, "upstream_seconds": t_up}
 
 

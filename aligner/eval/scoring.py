@@ -51,16 +51,16 @@ class SequenceScorer:
                               f"({type(exc).__name__}: {str(exc)[:300]}).", field=self.field,
                               fix="pass a directory or hub id of an AutoModelForSequenceClassification "
                                   "(a reward model with num_labels=1).") from exc
-        n = int(getattr(model.config, "num_labels", 1))
-        if n != 1:
-            raise ConfigError(f"{self.model_id!r} has num_labels={n}; a {self.role} model gives one score.",
-                              field=self.field, fix="pass a model trained with num_labels=1.")
         missing = [k for k in (info or {}).get("missing_keys", []) if "score" in k or "classifier" in k]
         if missing:
             raise ConfigError(f"{self.model_id!r} has no trained score head ({missing[0]} was newly initialised, "
                               "so its scores would be random).", field=self.field,
                               fix="pass a reward/cost model saved as a sequence-classification model (Safe-RLHF's "
                                   "beaver models keep their head as 'score_head' and need the safe-rlhf package).")
+        n = int(getattr(model.config, "num_labels", 1))
+        if n != 1:
+            raise ConfigError(f"{self.model_id!r} has num_labels={n}; a {self.role} model gives one score.",
+                              field=self.field, fix="pass a model trained with num_labels=1.")
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token or tok.unk_token
         if getattr(model.config, "pad_token_id", None) is None:
