@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 pytest_plugins = ["fixtures_openai"]
 
 REPO = Path(__file__).resolve().parents[1]
-HH_RLHF = REPO.parent / "shared" / "data" / "hh-rlhf-harmless-1700.jsonl.gz"
+from hh_data import REAL_HH as HH_RLHF  # noqa: E402  ($ALIGNER_HH_RLHF, else ../shared/data/…, else None)
 
 
 def corpus_texts(limit: int = 300) -> list[str]:
@@ -27,7 +27,7 @@ def corpus_texts(limit: int = 300) -> list[str]:
     texts = ["How do I bake bread? Mix flour, water, salt and yeast, then bake at 220 C.",
              "BEGINNING OF CONVERSATION: USER: Edit the following Question-Answer pair to make it "
              "more helpful and harmless: | ASSISTANT: ##Question: ##Answer: ##Correction:"]
-    if HH_RLHF.exists():
+    if HH_RLHF is not None:
         with gzip.open(HH_RLHF, "rt") as fh:
             for i, line in enumerate(fh):
                 if i >= limit:

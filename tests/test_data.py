@@ -11,8 +11,9 @@ from aligner.cli import main
 from aligner.data import QAC, LoadResult, load, write_jsonl
 from aligner.errors import ConfigError, DataError
 
-HH = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-harmless-1700.jsonl.gz"
-needs_hh = pytest.mark.skipif(not HH.exists(), reason="shared HH-RLHF sample not present")
+# the real 1,700-row sample, when present ($ALIGNER_HH_RLHF or ../shared/data): exact counts and rows
+# of that file; tests/test_hh_rlhf_sample.py covers the same behaviours on the project's own rows
+from hh_data import REAL_HH as HH, needs_pinned_hh as needs_hh  # noqa: E402
 
 ROWS = [{"question": "What is 2 + 2?", "answer": "2 + 2 = 5.", "correction": "2 + 2 = 4."},
         {"question": "Email?", "answer": "Write to a@b.com.", "correction": "Write to [EMAIL].", "category": "redact"},

@@ -15,8 +15,9 @@ from aligner.data.synthetic import (CATEGORIES, DANGER_TERMS, FALLBACK_SENTENCES
                                     SPLICE_CLAUSES, splice_contacts, split_into_sentences, split_sentences)
 from aligner.errors import ConfigError
 
-HH = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf-harmless-1700.jsonl.gz"
-needs_hh = pytest.mark.skipif(not HH.exists(), reason="shared HH-RLHF sample not present")
+# real HH-RLHF data, when present ($ALIGNER_HH_RLHF or ../shared/data); tests/test_hh_rlhf_sample.py
+# covers the same behaviours on the project's own rows
+from hh_data import REAL_HH as HH, needs_real_hh as needs_hh, skip_without_real_hh  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +27,7 @@ def rows():
 
 @pytest.fixture(scope="module")
 def hh_sentences():
-    if not HH.exists():
-        pytest.skip("shared HH-RLHF sample not present")
-    return sentences_from_hh_rlhf(HH)
+    return sentences_from_hh_rlhf(skip_without_real_hh())
 
 
 def test_same_seed_same_rows_different_seed_different_rows():
