@@ -22,6 +22,16 @@ _IGNORED = frozenset({"seed", "presence_penalty", "frequency_penalty", "n", "use
 _PLAIN_STOP = "\nUser:"
 
 
+def plain_prompt(messages: Messages) -> str:
+    """The transcript a model without a chat template continues: ``User: …\\nAssistant:``.
+
+    ``aligner export`` writes plain (non ``--chat``) prompts with this function, so a strong model
+    fine-tuned on an export answers the very prompt it gets when it is served back as ``hf:DIR``.
+    """
+    lines = [f"{m.get('role', 'user').capitalize()}: {m.get('content', '')}" for m in messages]
+    return "\n".join(lines) + "\nAssistant:"
+
+
 def _looks_like_path(spec: str) -> bool:
     return spec.startswith((".", "/", "~")) or spec.count("/") > 1 or "\\" in spec
 
@@ -109,8 +119,7 @@ class HFUpstream(Upstream):
             if bos and isinstance(text, str) and text.startswith(bos):
                 text = text[len(bos):]  # the generator's tokenizer call adds BOS itself
             return text
-        lines = [f"{m.get('role', 'user').capitalize()}: {m.get('content', '')}" for m in messages]
-        return "\n".join(lines) + "\nAssistant:"
+        return plain_prompt(messages)
 
     def _params(self, overrides: dict[str, Any]) -> dict[str, Any]:
         """OpenAI-style request fields → ``decoding`` + ``stop``, checked before any attempt."""

@@ -12,6 +12,21 @@ _WORD = re.compile(r"\w+")
 MERGE_ISLAND_WORDS = 2
 
 
+def edit_size(answer: str, correction: str) -> int:
+    """Words removed from the answer plus words added by the correction (a word-level edit distance).
+
+    Words only (``\\w+``): a correction that only touches spaces or punctuation has size 0, so a
+    size threshold (``aligner export --min-edit``) drops cosmetic edits. Unlike :meth:`Correction.diff`
+    nothing is merged: the count is what changed, not how it reads best.
+    """
+    a, b = _WORD.findall(answer), _WORD.findall(correction)
+    size = 0
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if tag != "equal":
+            size += (i2 - i1) + (j2 - j1)
+    return size
+
+
 @dataclass
 class Correction:
     question: str
@@ -28,6 +43,11 @@ class Correction:
     def changed(self) -> bool:
         """Whether the corrector edited the answer (whitespace at the ends is not an edit)."""
         return self.answer.strip() != self.correction.strip()
+
+    @property
+    def edit_size(self) -> int:
+        """Words removed plus words added (see :func:`edit_size`)."""
+        return edit_size(self.answer, self.correction)
 
     def diff(self) -> list[tuple[str, str]]:
         """Word-level edit script as ``(op, text)`` pairs, op in ``" "`` (kept), ``"-"``, ``"+"``.

@@ -1,4 +1,5 @@
-"""``aligner data convert | stats | synth``: get training data into Q-A-C JSONL and look at it.
+"""``aligner data convert | stats | synth`` and ``aligner export``: get training data into Q-A-C JSONL, look at
+it, and export corrections for trl.
 
 Only argparse wiring at import time: ``datasets``/``pyarrow``/``transformers`` are imported by the
 loaders when a command actually runs, so ``aligner --help`` stays fast.
@@ -59,6 +60,10 @@ def add_commands(subparsers: Any) -> None:
                     help="also write a held-out splice_contacts set built from sentences the generator did not use")
     sy.add_argument("--eval-n", type=int, default=200, help="rows in --eval-out (default: 200)")
     sy.set_defaults(func=run_synth)
+
+    from .export import add_command as add_export
+
+    add_export(subparsers)  # top-level ``aligner export``: corrections → trl SFT / DPO sets
 
 
 def _help(parser: argparse.ArgumentParser) -> int:
