@@ -12,9 +12,10 @@ import logging
 import random
 import time
 from abc import ABC, abstractmethod
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Protocol, Sequence, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, ClassVar, Iterator, Protocol, Sequence, TypeVar
 
 from ..errors import AlignerError, ConfigError, UpstreamError, UpstreamTimeout, require_text
 
@@ -46,13 +47,58 @@ class RetryPolicy:
 
 @dataclass
 class UpstreamStats:
-    """Counters a user (or a test) can read to see what the retry loop did."""
+    """Counters a user (or a test) can read to see what the retry loop did.
+
+    ``retry_log`` keeps only the latest ``RETRY_LOG_SIZE`` retries: a server runs for weeks, and a
+    list that grows by one line per retry would grow for ever.
+    """
+
+    RETRY_LOG_SIZE: ClassVar[int] = 100
 
     calls: int = 0
     attempts: int = 0
     retries: int = 0
     failures: int = 0
-    retry_log: list[str] = field(default_factory=list)
+    retry_log: "deque[str]" = field(default_factory=lambda: deque(maxlen=UpstreamStats.RETRY_LOG_SIZE))
+
+
+@dataclass
+class UpstreamReply:
+    """A whole upstream answer, not just its text: what a proxy needs to pass an answer on.
+
+    Only upstreams that speak the OpenAI protocol fill ``tool_calls`` (OpenAI's list of
+    ``{"id", "type", "function": {"name", "arguments"}}``) and ``usage`` (the upstream's own token
+    counts); other upstreams give the text alone, with ``usage`` None.
+    """
+
+    text: str
+    tool_calls: list[dict[str, Any]] | None = None
+    finish_reason: str | None = None
+    usage: dict[str, Any] | None = None
+
+    @classmethod
+    def from_openai(cls, reply: Any) -> "UpstreamReply":
+        """From a chat completion: its JSON (a dict) or an SDK object with ``model_dump``
+        (the ``openai`` SDK's ``ChatCompletion``, LiteLLM's ``ModelResponse``)."""
+        data = reply if isinstance(reply, dict) else reply.model_dump()
+        choice = data["choices"][0]
+        message = choice.get("message") or {}
+        text = message.get("content") or ""
+        if not isinstance(text, str):
+            raise TypeError(f"message.content is {type(text).__name__}, not text")
+        calls = [_tool_call(c) for c in message.get("tool_calls") or []] or None
+        usage = data.get("usage")
+        usage = {k: v for k, v in usage.items() if v is not None} if isinstance(usage, dict) else None
+        return cls(text, calls, choice.get("finish_reason"), usage or None)
+
+
+def _tool_call(call: Any) -> dict[str, Any]:
+    """One tool call in OpenAI's shape, whatever extra keys a provider library adds."""
+    if not isinstance(call, dict):
+        raise TypeError(f"a tool call is {type(call).__name__}, not an object")
+    fn = call.get("function") or {}
+    return {"id": call.get("id"), "type": call.get("type") or "function",
+            "function": {"name": fn.get("name"), "arguments": fn.get("arguments") or ""}}
 
 
 class Upstream(ABC):
@@ -60,6 +106,12 @@ class Upstream(ABC):
 
     #: provider/model id, shown in logs and the server's ``aligner`` object.
     name: str = "upstream"
+    #: True when the upstream speaks the OpenAI chat protocol: a proxy may pass a client's request
+    #: fields (``tools``, ``response_format``, ``seed``, ...) straight to it.
+    takes_openai_params: ClassVar[bool] = False
+    #: whether retry warnings quote the upstream's error text (which may repeat the prompt); the
+    #: server turns it off unless ``--log-prompts``.
+    log_error_text: bool = True
 
     def __init__(self, *, retry: RetryPolicy | None = None, max_concurrency: int = 8,
                  system_prompt: str | None = None, params: dict[str, Any] | None = None,
@@ -90,6 +142,13 @@ class Upstream(ABC):
 
     async def _acomplete(self, messages: Messages, **params: Any) -> str:
         return await asyncio.to_thread(self._complete, messages, **params)
+
+    def _complete_reply(self, messages: Messages, **params: Any) -> UpstreamReply:
+        """The whole reply; OpenAI-protocol upstreams override it to keep tool calls and usage."""
+        return UpstreamReply(self._complete(messages, **params))
+
+    async def _acomplete_reply(self, messages: Messages, **params: Any) -> UpstreamReply:
+        return UpstreamReply(await self._acomplete(messages, **params))
 
     def _to_error(self, exc: BaseException) -> UpstreamError:
         """Map a provider exception onto an UpstreamError (status, retryable). Extend per provider."""
@@ -122,6 +181,17 @@ class Upstream(ABC):
         msgs, merged = self.messages(question), self._params(params)
         self.stats.calls += 1
         return await aretry_call(self, lambda: self._acomplete(msgs, **merged))
+
+    def complete(self, question: "str | Messages", **params: Any) -> UpstreamReply:
+        """Like ``answer``, with tool calls, finish reason and usage beside the text."""
+        msgs, merged = self.messages(question), self._params(params)
+        self.stats.calls += 1
+        return retry_call(self, lambda: self._complete_reply(msgs, **merged))
+
+    async def acomplete(self, question: "str | Messages", **params: Any) -> UpstreamReply:
+        msgs, merged = self.messages(question), self._params(params)
+        self.stats.calls += 1
+        return await aretry_call(self, lambda: self._acomplete_reply(msgs, **merged))
 
     def stream(self, question: "str | Messages", **params: Any) -> Iterator[str]:
         """Answer pieces; a failure before the first piece is retried, after it is raised."""
@@ -190,13 +260,17 @@ def retry_fail(host: RetryHost, attempt: int, exc: BaseException) -> float:
         if err.retryable:
             cls = UpstreamTimeout if isinstance(err, UpstreamTimeout) else UpstreamError
             raise cls(f"{host.name} still failing after {attempt} attempts: {bare_message(err)}",
-                      status=err.status, field=err.field, fix=err.fix or "check the upstream server, or "
-                      "raise RetryPolicy.max_retries / timeout.") from exc
+                      status=err.status, field=err.field, retry_after=err.retry_after,
+                      fix=err.fix or "check the upstream server, or raise RetryPolicy.max_retries / timeout.") from exc
         raise err
-    wait = host.retry.delay(attempt, getattr(err, "retry_after", None))
+    wait = host.retry.delay(attempt, err.retry_after)
     host.stats.retries += 1
     host.stats.retry_log.append(f"attempt {attempt}: {err.status or type(exc).__name__}; waiting {wait:.2f}s")
-    log.warning("%s: attempt %d failed (%s); retrying in %.2fs", host.name, attempt, err, wait)
+    # An upstream's error text may quote the request (a "prompt too long: ..." echo): the server
+    # keeps it out of its log unless prompts may be logged.
+    detail = str(err) if getattr(host, "log_error_text", True) else \
+        f"{type(exc).__name__}, status {err.status}; error text not logged, it may quote the prompt"
+    log.warning("%s: attempt %d failed (%s); retrying in %.2fs", host.name, attempt, detail, wait)
     if host.on_retry:
         host.on_retry(attempt, err, wait)
     return wait
@@ -280,16 +354,20 @@ def _generic_error(exc: BaseException, policy: RetryPolicy) -> UpstreamError:
         return UpstreamError(f"cannot reach the upstream ({type(exc).__name__}: {exc}).", status=502,
                              retryable=True, fix="check the URL/host and that the server is running.")
     if isinstance(status, int):
-        err = UpstreamError(f"HTTP {status}: {str(exc)[:300]}", status=status,
-                            retryable=status in policy.retry_on_status,
-                            fix=_STATUS_FIX.get(status, "see the upstream's error message."))
         headers = getattr(getattr(exc, "response", None), "headers", None) or {}
-        try:
-            err.retry_after = float(headers.get("retry-after"))  # type: ignore[attr-defined]
-        except (TypeError, ValueError):
-            pass
-        return err
+        return UpstreamError(f"HTTP {status}: {str(exc)[:300]}", status=status,
+                             retryable=status in policy.retry_on_status, retry_after=retry_after_of(headers),
+                             fix=_STATUS_FIX.get(status, "see the upstream's error message."))
     return UpstreamError(f"{type(exc).__name__}: {exc}", retryable=False)
+
+
+def retry_after_of(headers: Any) -> float | None:
+    """Seconds from a ``Retry-After`` header (delay-seconds form; an HTTP date counts as absent)."""
+    try:
+        value = float(headers.get("retry-after"))
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return value if value >= 0 and value == value and value != float("inf") else None
 
 
 _STATUS_FIX = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, AsyncIterator, Iterator
 
 from ..errors import ConfigError, UpstreamError, UpstreamTimeout
-from .base import Messages, Upstream, _generic_error, bare_message
+from .base import Messages, Upstream, UpstreamReply, _generic_error, bare_message
 
 
 def _litellm() -> Any:
@@ -24,6 +24,8 @@ def _litellm() -> Any:
 
 class LiteLLMUpstream(Upstream):
     """Chat completions through ``litellm.completion`` / ``acompletion``."""
+
+    takes_openai_params = True
 
     def __init__(self, model: str, api_base: str | None = None, api_key: str | None = None, **kw: Any):
         if not isinstance(model, str) or not model.strip():
@@ -49,9 +51,11 @@ class LiteLLMUpstream(Upstream):
         choices = getattr(chunk, "choices", None)
         return (getattr(choices[0].delta, "content", None) or "") if choices else ""
 
+    def _complete_reply(self, messages: Messages, **params: Any) -> UpstreamReply:
+        return UpstreamReply.from_openai(_litellm().completion(**self._request(messages, params, False)))
+
     def _complete(self, messages: Messages, **params: Any) -> str:
-        reply = _litellm().completion(**self._request(messages, params, False))
-        return reply.choices[0].message.content or ""
+        return self._complete_reply(messages, **params).text
 
     def _stream(self, messages: Messages, **params: Any) -> Iterator[str]:
         for chunk in _litellm().completion(**self._request(messages, params, True)):
@@ -59,9 +63,11 @@ class LiteLLMUpstream(Upstream):
             if piece:
                 yield piece
 
+    async def _acomplete_reply(self, messages: Messages, **params: Any) -> UpstreamReply:
+        return UpstreamReply.from_openai(await _litellm().acompletion(**self._request(messages, params, False)))
+
     async def _acomplete(self, messages: Messages, **params: Any) -> str:
-        reply = await _litellm().acompletion(**self._request(messages, params, False))
-        return reply.choices[0].message.content or ""
+        return (await self._acomplete_reply(messages, **params)).text
 
     async def _astream(self, messages: Messages, **params: Any) -> AsyncIterator[str]:
         stream = await _litellm().acompletion(**self._request(messages, params, True))

@@ -8,11 +8,13 @@ turned off, so back-off happens once, in :mod:`aligner.adapters.base`, and is vi
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import weakref
 from typing import Any, AsyncIterator, Iterator
 
 from ..errors import ConfigError, UpstreamError, UpstreamTimeout
-from .base import Messages, Upstream, _generic_error
+from .base import Messages, Upstream, UpstreamReply, _generic_error
 
 
 def _twin(client: Any, async_: bool) -> Any:
@@ -28,8 +30,18 @@ def _twin(client: Any, async_: bool) -> Any:
                default_query=getattr(client, "_custom_query", None) or None, max_retries=0)
 
 
+@functools.lru_cache(maxsize=1)
+def _create_fields() -> frozenset[str]:
+    """Keyword arguments of the installed SDK's ``chat.completions.create``."""
+    from openai.resources.chat.completions import Completions
+
+    return frozenset(inspect.signature(Completions.create).parameters) - {"self"}
+
+
 class OpenAIUpstream(Upstream):
     """Chat completions through the official SDK (``client.chat.completions.create``)."""
+
+    takes_openai_params = True
 
     def __init__(self, client: Any, model: str, **kw: Any):
         import openai
@@ -73,16 +85,24 @@ class OpenAIUpstream(Upstream):
         return client
 
     def _request(self, messages: Messages, params: dict[str, Any], stream: bool) -> dict[str, Any]:
-        return {**params, "model": self.model, "messages": messages, "stream": stream,
-                "timeout": self.retry.timeout}
+        # A field the SDK's create() does not name (a vLLM ``top_k``) would be a TypeError there;
+        # it goes in ``extra_body``, which the SDK merges into the JSON as it is.
+        known = _create_fields()
+        req = {k: v for k, v in params.items() if k in known}
+        extra = {k: v for k, v in params.items() if k not in known}
+        if extra:
+            req["extra_body"] = {**(req.get("extra_body") or {}), **extra}
+        return {**req, "model": self.model, "messages": messages, "stream": stream, "timeout": self.retry.timeout}
 
     @staticmethod
     def _delta(chunk: Any) -> str:
         return (chunk.choices[0].delta.content or "") if chunk.choices else ""
 
+    def _complete_reply(self, messages: Messages, **params: Any) -> UpstreamReply:
+        return UpstreamReply.from_openai(self.client.chat.completions.create(**self._request(messages, params, False)))
+
     def _complete(self, messages: Messages, **params: Any) -> str:
-        reply = self.client.chat.completions.create(**self._request(messages, params, False))
-        return reply.choices[0].message.content or ""
+        return self._complete_reply(messages, **params).text
 
     def _stream(self, messages: Messages, **params: Any) -> Iterator[str]:
         with self.client.chat.completions.create(**self._request(messages, params, True)) as stream:
@@ -91,9 +111,12 @@ class OpenAIUpstream(Upstream):
                 if piece:
                     yield piece
 
-    async def _acomplete(self, messages: Messages, **params: Any) -> str:
+    async def _acomplete_reply(self, messages: Messages, **params: Any) -> UpstreamReply:
         reply = await self.aclient.chat.completions.create(**self._request(messages, params, False))
-        return reply.choices[0].message.content or ""
+        return UpstreamReply.from_openai(reply)
+
+    async def _acomplete(self, messages: Messages, **params: Any) -> str:
+        return (await self._acomplete_reply(messages, **params)).text
 
     async def _astream(self, messages: Messages, **params: Any) -> AsyncIterator[str]:
         stream = await self.aclient.chat.completions.create(**self._request(messages, params, True))
@@ -118,9 +141,6 @@ class OpenAIUpstream(Upstream):
             if isinstance(body, dict) and isinstance(body.get("message"), str):
                 msg = body["message"]
             err = _generic_error(exc, self.retry)
-            out = UpstreamError(f"{self.name}: HTTP {exc.status_code}: {msg}", status=exc.status_code,
-                                retryable=err.retryable, fix=err.fix)
-            if hasattr(err, "retry_after"):
-                out.retry_after = err.retry_after  # type: ignore[attr-defined]
-            return out
+            return UpstreamError(f"{self.name}: HTTP {exc.status_code}: {msg}", status=exc.status_code,
+                                 retryable=err.retryable, fix=err.fix, retry_after=err.retry_after)
         return _generic_error(exc, self.retry)

@@ -8,7 +8,7 @@ import threading
 from typing import Any, AsyncIterator, Callable, Iterator
 
 from ..errors import UpstreamError
-from .base import Messages, Upstream, _generic_error, bare_message
+from .base import Messages, Upstream, UpstreamReply, _generic_error, bare_message
 from .openai_http import OpenAIHTTP, SSEError, first_model
 
 
@@ -67,6 +67,8 @@ async def adiscover_model(http: OpenAIHTTP, timeout: float | None,
 class OpenAICompatibleUpstream(Upstream):
     """Chat completions from ``{base_url}/chat/completions``; ``model=None`` asks ``/models``."""
 
+    takes_openai_params = True
+
     def __init__(self, base_url: str, model: str | None = None, api_key: str | None = None, *,
                  headers: dict[str, str] | None = None, **kw: Any):
         super().__init__(**kw)
@@ -99,9 +101,12 @@ class OpenAICompatibleUpstream(Upstream):
         choices = event.get("choices") or []
         return (choices[0].get("delta") or {}).get("content") or "" if choices else ""
 
+    def _complete_reply(self, messages: Messages, **params: Any) -> UpstreamReply:
+        body = self._body(self._model(), messages, params)
+        return UpstreamReply.from_openai(self.http.post("chat/completions", body, self.retry.timeout))
+
     def _complete(self, messages: Messages, **params: Any) -> str:
-        reply = self.http.post("chat/completions", self._body(self._model(), messages, params), self.retry.timeout)
-        return reply["choices"][0]["message"].get("content") or ""
+        return self._complete_reply(messages, **params).text
 
     def _stream(self, messages: Messages, **params: Any) -> Iterator[str]:
         for event in self.http.stream("chat/completions", self._body(self._model(), messages, params),
@@ -110,10 +115,12 @@ class OpenAICompatibleUpstream(Upstream):
             if piece:
                 yield piece
 
-    async def _acomplete(self, messages: Messages, **params: Any) -> str:
+    async def _acomplete_reply(self, messages: Messages, **params: Any) -> UpstreamReply:
         body = self._body(await self._amodel(), messages, params)
-        reply = await self.http.apost("chat/completions", body, self.retry.timeout)
-        return reply["choices"][0]["message"].get("content") or ""
+        return UpstreamReply.from_openai(await self.http.apost("chat/completions", body, self.retry.timeout))
+
+    async def _acomplete(self, messages: Messages, **params: Any) -> str:
+        return (await self._acomplete_reply(messages, **params)).text
 
     async def _astream(self, messages: Messages, **params: Any) -> AsyncIterator[str]:
         body = self._body(await self._amodel(), messages, params)

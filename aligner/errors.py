@@ -36,14 +36,16 @@ class UpstreamError(AlignerError, RuntimeError):
     """The upstream model could not be reached or kept failing after retries.
 
     ``status`` carries the HTTP status when there was one, so the server can map it onto an
-    OpenAI-style error with the right code.
+    OpenAI-style error with the right code; ``retry_after`` the seconds a rate-limited upstream
+    asked to wait (its ``Retry-After``), which the server passes on to its own client.
     """
 
     def __init__(self, message: str, *, field: str | None = "upstream", fix: str | None = None,
-                 status: int | None = None, retryable: bool = False):
+                 status: int | None = None, retryable: bool = False, retry_after: float | None = None):
         super().__init__(message, field=field, fix=fix)
         self.status = status
         self.retryable = retryable
+        self.retry_after = retry_after
 
 
 class UpstreamTimeout(UpstreamError):

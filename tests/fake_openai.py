@@ -17,6 +17,12 @@ Usage::
         srv.last_body()                     # JSON body of the last request
         srv.requests                        # every request: method, path, headers, body
 
+A responder may return a dict instead of text to script a whole chat message: ``content`` (str or
+None), ``tool_calls`` (OpenAI's list), ``finish_reason`` (default ``tool_calls`` when there are
+calls, else ``stop``) and ``usage`` (default: whitespace word counts)::
+
+    srv.responder = lambda req: {"content": None, "tool_calls": [call], "usage": {...}}
+
 Faults are consumed one per request, in order, by generation requests (the two POST endpoints)
 unless ``path=`` names another endpoint.
 """
@@ -36,7 +42,7 @@ COMPLETIONS = "/v1/completions"
 MODELS = "/v1/models"
 GENERATION_PATHS = (CHAT, COMPLETIONS)
 
-Responder = Callable[[dict], str]
+Responder = Callable[[dict], "str | dict"]
 
 
 def request_text(req: dict) -> str:
@@ -206,7 +212,13 @@ class FakeOpenAI:
         return None
 
     def _answer(self, body: dict) -> str:
-        return (self.responder or default_responder)(body)
+        out = self._scripted(body)
+        return out.get("content") or ""
+
+    def _scripted(self, body: dict) -> dict:
+        """The responder's answer as message fields (a plain text answer is ``{"content": text}``)."""
+        out = (self.responder or default_responder)(body)
+        return dict(out) if isinstance(out, dict) else {"content": out}
 
 
 _STATUS_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
@@ -319,15 +331,20 @@ class _Handler(BaseHTTPRequestHandler):
         return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
 
     def _chat(self, body: dict) -> None:
-        text = self.fake._answer(body)
+        scripted = self.fake._scripted(body)
+        content, tool_calls = scripted.get("content"), scripted.get("tool_calls")
+        text = content or ""
+        finish = scripted.get("finish_reason") or ("tool_calls" if tool_calls else "stop")
         model, created, cid = body["model"], int(time.time()), f"chatcmpl-fake{len(self.fake.requests)}"
-        usage = self._usage(request_text(body), text)
+        usage = scripted.get("usage") or self._usage(request_text(body), text)
         if not body.get("stream"):
+            message = {"role": "assistant", "content": content, "refusal": None}
+            if tool_calls:
+                message["tool_calls"] = tool_calls
             return self._send_json(200, {
                 "id": cid, "object": "chat.completion", "created": created, "model": model,
                 "system_fingerprint": None,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
-                             "logprobs": None, "finish_reason": "stop"}],
+                "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
                 "usage": usage})
 
         def chunk(delta: dict, finish: str | None) -> dict:
@@ -336,8 +353,11 @@ class _Handler(BaseHTTPRequestHandler):
                     "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
 
         events = [chunk({"role": "assistant", "content": ""}, None)]
-        events += [chunk({"content": p}, None) for p in split_pieces(text, self.fake.max_pieces)]
-        events.append(chunk({}, "stop"))
+        if text or not tool_calls:
+            events += [chunk({"content": p}, None) for p in split_pieces(text, self.fake.max_pieces)]
+        for i, call in enumerate(tool_calls or []):  # OpenAI streams each call with its index
+            events.append(chunk({"tool_calls": [{"index": i, **call}]}, None))
+        events.append(chunk({}, finish))
         if (body.get("stream_options") or {}).get("include_usage"):
             events.append({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                            "system_fingerprint": None, "choices": [], "usage": usage})

@@ -95,3 +95,22 @@ def test_demo_offers_share_flag_instead_of_gradios_hint(tiny_causal_path, tmp_pa
     assert "share=True" not in shared
     assert "Could not create share link" in shared, shared
     assert "no public link" in shared
+
+
+def test_every_model_loader_follows_the_switch(tiny_causal_path, capfd):
+    """The corrector and the hf: upstream load through aligner.progress; the library default shows the bar."""
+    from aligner.adapters.hf_local import load_causal_lm
+    from aligner.correctors.local import LocalCorrector
+    from aligner.progress import quiet_model_loading
+
+    loaders = (lambda: LocalCorrector.from_pretrained(str(tiny_causal_path)),
+               lambda: load_causal_lm(str(tiny_causal_path)))
+    try:
+        for quiet in (True, False):
+            quiet_model_loading(quiet)
+            for load in loaders:
+                capfd.readouterr()
+                load()
+                assert ("Loading weights" in capfd.readouterr().err) is not quiet
+    finally:
+        quiet_model_loading(False)
