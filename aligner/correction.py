@@ -54,17 +54,23 @@ class Correction:
 
         Words, not characters: a human reads what changed in words, and the demo highlights these.
         A kept island of at most :data:`MERGE_ISLAND_WORDS` words (or only spaces and punctuation)
-        between two edits joins them into one replaced span: otherwise a full rewrite shows as a
-        scatter of chips around the ``a``, ``to`` and ``.`` the two texts happen to share. Kept +
-        removed text is always the answer, kept + added text the correction.
+        between two edits of words joins them into one replaced span: otherwise a full rewrite
+        shows as a scatter of chips around the ``a``, ``to`` and ``.`` the two texts happen to
+        share. An edit of punctuation alone (a dropped full stop) is exact as it is and pulls no
+        words in. Kept + removed text is always the answer, kept + added text the correction.
         """
         a, b = _TOKEN.findall(self.answer), _TOKEN.findall(self.correction)
         # [kept?, answer text, correction text]; difflib alternates equal and changed runs
         runs: list[list[Any]] = []
         for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
             runs.append([tag == "equal", "".join(a[i1:i2]), "".join(b[j1:j2])])
-        for i in range(1, len(runs) - 1):
-            if runs[i][0] and len(_WORD.findall(runs[i][1])) <= MERGE_ISLAND_WORDS:
+        def has_words(run: list[Any]) -> bool:
+            return bool(_WORD.search(run[1]) or _WORD.search(run[2]))
+
+        small = [runs[i][0] and len(_WORD.findall(runs[i][1])) <= MERGE_ISLAND_WORDS
+                 and has_words(runs[i - 1]) and has_words(runs[i + 1]) for i in range(1, len(runs) - 1)]
+        for i, merge in enumerate(small, start=1):
+            if merge:
                 runs[i][0] = False
         out: list[tuple[str, str]] = []
         removed = added = ""

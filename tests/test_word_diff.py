@@ -50,6 +50,11 @@ def test_small_edits_stay_small():
     assert [op for op, _ in ops] == [" ", "-", "+", " ", "-", "+", " "]
     assert ("-", "maria.garcia@example.com") in ops and ("+", "[PHONE]") in ops
     assert (" ", ". Call Maria on ") in ops
+    # a lone punctuation edit is exact on its own: the words before it are not pulled into a span
+    c = "You can email Maria at [EMAIL]. Call Maria on [PHONE] after six"
+    ops = diff(a, c)
+    assert_rebuilds(a, c, ops)
+    assert ops[-4:] == [("-", "+1 555 010 2345"), ("+", "[PHONE]"), (" ", " after six"), ("-", ".")]
 
 
 @pytest.mark.parametrize("answer, correction, merged", [
