@@ -21,6 +21,7 @@ from fake_openai import FakeOpenAI, default_responder
 
 GREEDY = {"max_new_tokens": 16}
 MODEL = "fake-model"
+AUTH = {"Authorization": "Bearer sk-good"}  # /health shows its details only to key holders
 
 
 def upstream_answer(question: str) -> str:
@@ -53,7 +54,7 @@ def keyfile(tmp_path_factory):
 def server(aligner, keyfile, tmp_path_factory):
     logs = tmp_path_factory.mktemp("logs")
     cfg = ServeConfig(upstream_model=MODEL, api_keys_file=str(keyfile), max_body_bytes=60_000,
-                      request_timeout=4.0, log_corrections=str(logs / "corrections.jsonl"))
+                      request_timeout=4.0, log_corrections=str(logs / "corrections.jsonl"), allow_bypass=True)
     with ServerThread(create_app(aligner, cfg)) as srv:
         srv.log_path = logs / "corrections.jsonl"
         yield srv
@@ -138,7 +139,7 @@ def test_bypass_header_returns_the_upstream_answer(server):
 
 def test_models_health_and_corrections_log(server):
     assert [m.id for m in client(server).models.list()] == [MODEL, "aligner"]
-    health = httpx.get(server.url + "/health").json()
+    health = httpx.get(server.url + "/health", headers=AUTH).json()
     assert health["status"] == "ok" and health["upstream"]
     rows = list(CorrectionsLog(server.log_path).read())
     assert rows and {"question", "answer", "correction", "model", "timings", "timestamp"} <= set(rows[0])
@@ -160,12 +161,12 @@ def test_64_concurrent_requests_are_all_answered_and_never_mixed_up(server, alig
 
             return await asyncio.gather(*(one(q) for q in questions))
 
-    before = httpx.get(server.url + "/health").json()["batching"]
+    before = httpx.get(server.url + "/health", headers=AUTH).json()["batching"]
     results = asyncio.run(run())
     for q, body in zip(questions, results):
         assert body["aligner"]["original"] == upstream_answer(q)  # its own upstream answer
         assert body["choices"][0]["message"]["content"] == expected(aligner, q)  # its own correction
-    health = httpx.get(server.url + "/health").json()
+    health = httpx.get(server.url + "/health", headers=AUTH).json()
     assert health["status"] == "ok" and health["in_flight"] == 0
     done = health["batching"]["requests"] - before["requests"]
     assert done == 64 and health["batching"]["batches"] - before["batches"] < 64  # batched together
@@ -216,7 +217,7 @@ def test_upstream_failures_map_to_502_429_504_and_the_server_stays_up(server, fa
     fake.fail_next("hang")  # past the server's 4 s request timeout
     r = _post(server, {"model": MODEL, "messages": msgs})
     assert r.status_code == 504 and r.json()["error"]["code"] == "timeout"
-    assert httpx.get(server.url + "/health").json()["status"] == "ok"
+    assert httpx.get(server.url + "/health", headers=AUTH).json()["status"] == "ok"
     ok = client(server).chat.completions.create(model=MODEL, messages=msgs)
     assert ok.model_extra["aligner"]["original"] == upstream_answer("Will this work?")
     import openai

@@ -6,9 +6,15 @@ upstream's own answer, the corrector id and timings ride beside it in an extra `
 (on the final chunk when streaming), which OpenAI clients keep as an extra field.
 
 The question the Aligner corrects for is the last user message; the whole message list goes to the
-upstream. Only the corrector step is batched (``DynamicBatcher``): upstream calls run concurrently
-and independently. Errors come back in OpenAI's shape ``{"error": {"message", "type", "code"}}``
-with the status an OpenAI client expects, so its retry logic (429, 5xx) just works.
+upstream, with every request field the proxy does not read itself (``tools``, ``response_format``,
+``seed``...) when the upstream speaks the OpenAI protocol. An answer that is not prose is passed on
+uncorrected, and the ``aligner`` object says so (``"skipped"``): tool calls, and the JSON a
+``response_format`` asked for. ``usage`` is the upstream's own; the corrector's tokens are in
+``aligner.usage``. Only the corrector step is batched (``DynamicBatcher``): upstream calls run
+concurrently and independently. Errors come back in OpenAI's shape
+``{"error": {"message", "type", "param", "code"}}`` with the status an OpenAI client expects, so its
+retry logic (429 with ``Retry-After``, 5xx) just works; they never name the upstream's address,
+which stays in the server log.
 """
 from __future__ import annotations
 
@@ -17,6 +23,8 @@ import contextlib
 import hmac
 import json
 import logging
+import math
+import re
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -26,66 +34,42 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..adapters.base import UpstreamReply, bare_message
 from ..decoding import DecodingConfig
 from ..errors import AlignerError, ConfigError, UpstreamError, UpstreamTimeout
 from .batching import DynamicBatcher
 from .config import ServeConfig
+from .request import APIError, check_fields, check_messages, form_fields, forwarded, json_mode, parse_body
 
 log = logging.getLogger("aligner.serve")
 access_log = logging.getLogger("aligner.serve.access")
 
 BYPASS_HEADER = "x-aligner-bypass"
-#: request fields passed on to the upstream when present (the corrector keeps its own decoding).
-UPSTREAM_PARAMS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed",
-                   "presence_penalty", "frequency_penalty")
-#: upstream kinds that take OpenAI request parameters (a plain ``str -> str`` function does not).
-PARAM_UPSTREAMS = ("OpenAICompatibleUpstream", "OpenAIUpstream", "LiteLLMUpstream")
-
-_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "invalid_request_error",
-          413: "invalid_request_error", 429: "rate_limit_error", 500: "server_error", 502: "upstream_error",
-          503: "server_error", 504: "timeout_error"}
-
-
-class APIError(Exception):
-    """An error returned to the client as OpenAI-style JSON with ``status``."""
-
-    def __init__(self, status: int, message: str, *, code: str | None = None, param: str | None = None,
-                 type: str | None = None, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status, self.message, self.code, self.param = status, message, code, param
-        self.type = type or _TYPES.get(status, "invalid_request_error")
-        self.headers = headers
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
-
-    def response(self) -> JSONResponse:
-        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
+#: anything that looks like a URL in an upstream's error text (its address, an endpoint path).
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.IGNORECASE)
 
 
 def upstream_error(exc: UpstreamError) -> APIError:
     """Map an upstream failure onto what the proxy's client should see.
 
-    429 stays 429 (the client should back off); a timeout is 504; a 400 is the client's request
-    (e.g. too long for the upstream); anything else — 5xx, connection errors, and 401/403/404,
-    which mean the *proxy's* upstream settings are wrong — is 502.
+    429 stays 429 with the upstream's ``Retry-After`` (the client should back off); a timeout is
+    504; a 400 is the client's request (e.g. too long for the upstream); anything else — 5xx,
+    connection errors, and 401/403/404, which mean the *proxy's* upstream settings are wrong — is
+    502. The message keeps the upstream's reason but not its address: the upstream is internal.
     """
-    status = getattr(exc, "status", None)
-    msg = f"upstream: {exc}"
+    status = exc.status
+    msg = "upstream: " + _URL.sub("<upstream>", bare_message(exc))
     if isinstance(exc, UpstreamTimeout) or status in (408, 504):
         return APIError(504, msg, code="upstream_timeout")
     if status == 429:
-        retry_after = getattr(exc, "retry_after", None)
-        return APIError(429, msg, code="rate_limit_exceeded",
-                        headers={"Retry-After": str(int(retry_after))} if retry_after else None)
+        headers = None
+        if exc.retry_after is not None:  # both forms: the OpenAI SDK reads retry-after-ms first
+            headers = {"Retry-After": str(math.ceil(exc.retry_after)),
+                       "retry-after-ms": str(round(exc.retry_after * 1000))}
+        return APIError(429, msg, code="rate_limit_exceeded", headers=headers)
     if status == 400:
         return APIError(400, msg, code="upstream_rejected")
     return APIError(502, msg, code="upstream_error")
-
-
-def _approx_tokens(text: str) -> int:
-    """Whitespace word count: a cheap, tokenizer-free stand-in for ``usage`` (documented as approximate)."""
-    return len(text.split())
 
 
 class AccessLogMiddleware:
@@ -131,6 +115,11 @@ class _State:
         self.aligner = aligner
         self.config = config
         self.keys = config.load_api_keys()
+        #: the upstream as clients see it: its name without its address (kept for the server log)
+        self.upstream_label = None
+        if aligner.upstream is not None:
+            aligner.upstream.log_error_text = config.log_prompts  # its error text may quote the prompt
+            self.upstream_label = _URL.sub("", aligner.upstream.name).rstrip("@") or type(aligner.upstream).__name__
         self.batcher = DynamicBatcher(aligner.corrector,
                                       max_batch_size=config.max_batch_size if config.batching else 1,
                                       max_wait=config.batch_wait_ms / 1000 if config.batching else 0.0,
@@ -174,6 +163,12 @@ def create_app(source: "ServeConfig | Any", config: ServeConfig | None = None) -
                               field="source", fix="create_app(ServeConfig(...)) or create_app(Aligner(...)).")
         aligner = source
         config = config or ServeConfig()
+    template = aligner.corrector.template
+    if "aspects" in template.placeholders:
+        raise ConfigError(f"template {template.name!r} needs aspects, which an OpenAI chat request cannot "
+                          "carry: every request would fail.", field="template",
+                          fix="serve with a template without {aspects}, e.g. --template aligner-v1.0 "
+                              "(`aligner templates` lists them).")
     state = _State(aligner, config)
 
     @contextlib.asynccontextmanager
@@ -210,13 +205,18 @@ def create_app(source: "ServeConfig | Any", config: ServeConfig | None = None) -
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s", request.url.path)
-        return APIError(500, f"internal error: {type(exc).__name__}: {exc}", code="internal_error").response()
+        log.exception("unhandled error on %s", request.url.path)  # the details stay in the server log
+        return APIError(500, f"internal error ({type(exc).__name__}); the server log has the details.",
+                        code="internal_error").response()
 
     @app.get("/health")
-    async def health() -> dict[str, Any]:
+    async def health(request: Request) -> dict[str, Any]:
+        # A load balancer's probe needs no key; what the server runs (file paths, the upstream's
+        # address) is for key holders only.
+        if state.keys is not None and _key_error(request, state) is not None:
+            return {"status": "ok"}
         return {"status": "ok", "corrector": aligner.corrector.name, "demo": aligner.is_demo,
-                "upstream": getattr(aligner.upstream, "name", None), "models": state.model_names,
+                "upstream": state.upstream_label, "models": state.model_names,
                 "in_flight": state.in_flight, "served": state.served, "batching": state.batcher.stats.to_dict()}
 
     @app.get("/v1/models")
@@ -228,17 +228,24 @@ def create_app(source: "ServeConfig | Any", config: ServeConfig | None = None) -
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:
         _authorize(request, state)
-        body = await _read_json(request, config.max_body_bytes)
+        if _bypass(request) and not config.allow_bypass:
+            raise APIError(403, "the X-Aligner-Bypass header is turned off on this server: every answer is "
+                                "corrected (its operator can allow the header with --allow-bypass).",
+                           code="bypass_disabled")
+        body = await _read_json(request, config.max_body_bytes, config.body_timeout)
         req = _validate(body, state)
         request.state.log = {"model": req["model"], "stream": req["stream"], "bypass": _bypass(request),
                              "question": req["question"]}
+        if not _bypass(request) and not req["json_mode"]:
+            await _check_fits(state, req)  # a client error is a 400 whether streamed or not
         state.in_flight += 1
         deadline = time.perf_counter() + config.request_timeout
         try:
             if req["stream"]:
                 answer, t_up = await _with_deadline(_get_answer(state, req), deadline, "upstream")
-                return StreamingResponse(_sse(state, req, request, answer, t_up, deadline),
-                                         media_type="text/event-stream",
+                stream = _sse_uncorrected(state, req, request, t_up, skipped) if (skipped := _skipped(req)) \
+                    else _sse(state, req, request, answer, t_up, deadline)
+                return StreamingResponse(stream, media_type="text/event-stream",
                                          headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
             return await _with_deadline(_complete(state, req, request), deadline, "request")
         finally:
@@ -254,37 +261,55 @@ def _version() -> str:
 
 
 # -- request handling -------------------------------------------------------------------------
-def _authorize(request: Request, state: _State) -> None:
+def _key_error(request: Request, state: _State) -> APIError | None:
+    """Why the request's bearer key is not accepted, or None when it is (or auth is off)."""
     if state.keys is None:
-        return
+        return None
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
     key = key.strip()
     if scheme.lower() != "bearer" or not key:
-        raise APIError(401, "missing API key: send 'Authorization: Bearer <key>'.", code="invalid_api_key",
-                       headers={"WWW-Authenticate": "Bearer"})
+        return APIError(401, "missing API key: send 'Authorization: Bearer <key>'.", code="invalid_api_key",
+                        headers={"WWW-Authenticate": "Bearer"})
     if not any(hmac.compare_digest(key.encode(), k.encode()) for k in state.keys):
-        raise APIError(401, "invalid API key.", code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+        return APIError(401, "invalid API key.", code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+    return None
 
 
-async def _read_json(request: Request, limit: int) -> Any:
+def _authorize(request: Request, state: _State) -> None:
+    error = _key_error(request, state)
+    if error is not None:
+        raise error
+
+
+#: bodies larger than this are parsed and checked in a worker thread, off the event loop.
+_PARSE_INLINE_BYTES = 64_000
+
+
+async def _read_json(request: Request, limit: int, timeout: float) -> Any:
     """The JSON body, refusing more than ``limit`` bytes before reading them (Content-Length) or
-    while reading them (chunked bodies have no length)."""
+    while reading them (chunked bodies have no length), and a body that takes longer than
+    ``timeout`` seconds to arrive: uvicorn bounds idle connections, not slow bodies, so a client
+    trickling a byte at a time would otherwise hold a connection for as long as it likes."""
     too_big = APIError(413, f"request body larger than {limit} bytes.", code="request_too_large")
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise too_big
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_big
-        chunks.append(chunk)
-    raw = b"".join(chunks)
     try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise APIError(400, f"body is not valid JSON ({exc}).", code="invalid_json") from exc
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise too_big
+                chunks.append(chunk)
+    except TimeoutError as exc:
+        raise APIError(408, f"the request body did not arrive within {timeout:g} seconds.", code="body_timeout",
+                       headers={"Connection": "close"}) from exc
+    raw = b"".join(chunks)
+    if len(raw) > _PARSE_INLINE_BYTES:
+        return await asyncio.to_thread(parse_body, raw)
+    return parse_body(raw)
 
 
 def _bypass(request: Request) -> bool:
@@ -292,29 +317,23 @@ def _bypass(request: Request) -> bool:
 
 
 def _validate(body: Any, state: _State) -> dict[str, Any]:
-    """Check the request the way OpenAI does, naming the offending field."""
+    """Check the request the way OpenAI does, every field before anything runs, naming the
+    offending field (see :mod:`aligner.serve.request`)."""
     from ..wrapped_client import question_of
 
     cfg = state.config
     if not isinstance(body, dict):
         raise APIError(400, "body must be a JSON object.", code="invalid_request")
     messages = body.get("messages")
-    if messages is None:
-        raise APIError(400, "'messages' is required.", param="messages", code="missing_required_parameter")
-    if not isinstance(messages, list) or not messages:
-        raise APIError(400, "'messages' must be a non-empty array.", param="messages", code="invalid_value")
-    chars = 0
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or "content" not in m:
-            raise APIError(400, f"messages[{i}] must be an object with 'role' and 'content'.",
-                           param=f"messages[{i}]", code="invalid_value")
-        content = m["content"]
-        if isinstance(content, list):
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-        if content is not None and not isinstance(content, str):
-            raise APIError(400, f"messages[{i}].content must be a string or text parts.",
-                           param=f"messages[{i}].content", code="invalid_value")
-        chars += len(content or "")
+    chars = check_messages(messages)
+    check_fields(body, cfg.max_tokens_limit)
+    upstream = state.aligner.upstream
+    takes_params = bool(getattr(upstream, "takes_openai_params", False))
+    refused = next(iter(form_fields(body)), None) if upstream is not None and not takes_params else None
+    if refused:
+        raise APIError(400, f"{refused}: this server's upstream ({type(upstream).__name__}) takes no request "
+                            f"parameters, so it cannot honour {refused!r}; send the request without it.",
+                       param=refused, code="unsupported_parameter")
     if chars > cfg.max_prompt_chars:
         raise APIError(400, f"messages hold {chars} characters; this server accepts at most {cfg.max_prompt_chars}.",
                        param="messages", code="context_length_exceeded")
@@ -329,29 +348,27 @@ def _validate(body: Any, state: _State) -> dict[str, Any]:
     if not isinstance(model, str) or model not in state.model_names:
         raise APIError(404, f"model {model!r} does not exist here; this server serves {state.model_names} "
                             "(see GET /v1/models).", param="model", code="model_not_found")
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    if max_tokens is not None:
-        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
-            raise APIError(400, f"max_tokens must be a positive integer, got {max_tokens!r}.",
-                           param="max_tokens", code="invalid_value")
-        if max_tokens > cfg.max_tokens_limit:
-            raise APIError(400, f"max_tokens={max_tokens} exceeds this server's limit of {cfg.max_tokens_limit}.",
-                           param="max_tokens", code="invalid_value")
-    n = body.get("n", 1)
-    if n not in (1, None):
-        raise APIError(400, "only n=1 is supported.", param="n", code="invalid_value")
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise APIError(400, "stream must be true or false.", param="stream", code="invalid_value")
+    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+    stream = bool(body.get("stream"))
     corrector = state.aligner.corrector
     new_tokens = min(corrector.decoding.max_new_tokens, cfg.max_new_tokens, max_tokens or cfg.max_new_tokens)
     decoding = corrector.decoding if new_tokens == corrector.decoding.max_new_tokens else \
         DecodingConfig.from_any({"max_new_tokens": new_tokens}, corrector.decoding.to_dict())
-    include_usage = bool((body.get("stream_options") or {}).get("include_usage")) if isinstance(
-        body.get("stream_options"), dict) else False
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     return {"messages": messages, "question": question, "model": model, "stream": stream,
-            "decoding": decoding, "include_usage": include_usage,
-            "params": {k: body[k] for k in UPSTREAM_PARAMS if body.get(k) is not None}}
+            "decoding": decoding, "include_usage": include_usage, "json_mode": json_mode(body),
+            "params": forwarded(body) if takes_params else {}}
+
+
+async def _check_fits(state: _State, req: dict[str, Any]) -> None:
+    """Refuse a question too long for the corrector before the upstream is asked (and paid for)
+    and before a stream starts: the corrector's ``fit`` raises when the question alone is over its
+    input budget, whatever the answer. Tokenising runs off the event loop."""
+    try:
+        await asyncio.to_thread(state.aligner.corrector.fit, req["question"], "")
+    except ConfigError as exc:
+        raise APIError(400, f"messages: the question (last user message) is too long for the corrector: "
+                            f"{bare_message(exc)}", param="messages", code="context_length_exceeded") from exc
 
 
 async def _with_deadline(coro: Any, deadline: float, what: str) -> Any:
@@ -365,7 +382,10 @@ async def _with_deadline(coro: Any, deadline: float, what: str) -> Any:
 
 
 async def _get_answer(state: _State, req: dict[str, Any]) -> tuple[str, float]:
-    """The upstream's answer (or, with no upstream configured, the final assistant message)."""
+    """The upstream's answer (or, with no upstream configured, the final assistant message).
+
+    The whole reply (tool calls, finish reason, usage) is kept in ``req["reply"]``.
+    """
     t0 = time.perf_counter()
     upstream = state.aligner.upstream
     messages = req["messages"]
@@ -376,22 +396,56 @@ async def _get_answer(state: _State, req: dict[str, Any]) -> tuple[str, float]:
                                 "assistant message (after the user question).", param="messages",
                            code="invalid_value")
         req["messages"] = messages[:-1]
+        req["reply"] = UpstreamReply(last["content"])
         return last["content"], 0.0
     try:
-        params = req["params"] if type(upstream).__name__ in PARAM_UPSTREAMS else {}
-        answer = await upstream.aanswer(messages, **params)
+        reply = await upstream.acomplete(messages, **req["params"])
     except UpstreamError as exc:
+        # The address goes to the operator's log, not to the client; the upstream's own error
+        # text only with --log-prompts (it may quote the prompt).
+        detail = str(exc) if state.config.log_prompts else \
+            f"{type(exc).__name__}, status {exc.status} (error text not logged: it may quote the prompt)"
+        log.warning("upstream %s failed: %s", upstream.name, detail)
         raise upstream_error(exc) from exc
-    if not isinstance(answer, str):
-        raise APIError(502, f"upstream returned {type(answer).__name__}, not text.", code="upstream_error")
-    return answer, time.perf_counter() - t0
+    if not isinstance(reply, UpstreamReply) or not isinstance(reply.text, str):
+        raise APIError(502, "the upstream's answer is not text.", code="upstream_error")
+    req["reply"] = reply
+    return reply.text, time.perf_counter() - t0
+
+
+def _skipped(req: dict[str, Any]) -> str | None:
+    """Why this answer goes back uncorrected, or None: tool calls are actions for the client's code
+    to run, and JSON the client asked for is data — rewriting either into prose would break the
+    client. A tool-call turn's text (if any) goes back as it came too; the answer that follows
+    the tool's result is a later request, and that one is corrected."""
+    if req["reply"].tool_calls:
+        return "tool_calls"
+    if req["json_mode"]:
+        return "response_format"
+    return None
+
+
+async def _corrector_usage(state: _State, question: str, answer: str, correction: str) -> dict[str, int] | None:
+    """The corrector's own tokens (its prompt and the correction), counted with its tokenizer off
+    the event loop; None for a corrector with no local tokenizer (a remote endpoint)."""
+    corrector = state.aligner.corrector
+    tokenizer = getattr(getattr(corrector, "generator", None), "tokenizer", None)
+    if tokenizer is None:
+        return None
+
+    def count() -> dict[str, int]:
+        prompt = len(tokenizer(corrector.template.render(question, answer), verbose=False)["input_ids"])
+        completion = len(tokenizer(correction, add_special_tokens=False, verbose=False)["input_ids"])
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+    return await asyncio.to_thread(count)
 
 
 def _meta(state: _State, req: dict[str, Any], answer: str, correction: str, timings: dict[str, float],
           bypassed: bool) -> dict[str, Any]:
     corrector = state.aligner.corrector
     return {"original": answer, "corrector": corrector.name, "template": corrector.template.name,
-            "upstream": getattr(state.aligner.upstream, "name", None), "changed": answer.strip() != correction.strip(),
+            "upstream": state.upstream_label, "changed": answer.strip() != correction.strip(),
             "bypassed": bypassed, "demo": state.aligner.is_demo,
             "timings": {k: round(v, 6) for k, v in timings.items()}}
 
@@ -412,9 +466,12 @@ async def _record(state: _State, req: dict[str, Any], answer: str, correction: s
 async def _complete(state: _State, req: dict[str, Any], request: Request) -> JSONResponse:
     t0 = time.perf_counter()
     answer, t_up = await _get_answer(state, req)
+    reply: UpstreamReply = req["reply"]
     bypassed = _bypass(request)
+    skipped = _skipped(req)
     timings: dict[str, float] = {"upstream": t_up}
-    if bypassed:
+    corrector_usage = None
+    if bypassed or skipped:
         correction = answer
     else:
         try:
@@ -422,23 +479,62 @@ async def _complete(state: _State, req: dict[str, Any], request: Request) -> JSO
         except AlignerError as exc:
             raise APIError(400, str(exc), param=exc.field, code="invalid_value") from exc
         timings.update(queue=info["queue"], corrector=info["corrector"], batch_size=info["batch_size"])
+        corrector_usage = await _corrector_usage(state, req["question"], answer, correction)
     timings["total"] = time.perf_counter() - t0
     request.state.log.update(upstream_ms=round(t_up * 1000, 1), corrector_ms=round(timings.get("corrector", 0) * 1000, 1),
-                             batch_size=timings.get("batch_size"))
-    if not bypassed:
+                             batch_size=timings.get("batch_size"), skipped=skipped)
+    if not bypassed and not skipped:
         await _record(state, req, answer, correction, timings)
     state.served += 1
-    prompt_tokens = sum(_approx_tokens(m.get("content") or "") for m in req["messages"]
-                        if isinstance(m.get("content"), str))
-    completion_tokens = _approx_tokens(correction)
+    message: dict[str, Any] = {"role": "assistant", "content": correction}
+    finish = "stop"
+    if skipped:  # the upstream's message as it came
+        message = {"role": "assistant", "content": reply.text or (None if reply.tool_calls else "")}
+        if reply.tool_calls:
+            message["tool_calls"] = reply.tool_calls
+        finish = reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
+    meta = _meta(state, req, answer, correction, timings, bypassed)
+    meta["usage"] = corrector_usage
+    if skipped:
+        meta["skipped"] = skipped
     return JSONResponse({
         "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
         "model": req["model"],
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": correction}, "logprobs": None,
-                     "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens},
-        "aligner": _meta(state, req, answer, correction, timings, bypassed)})
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+        "usage": reply.usage, "aligner": meta})
+
+
+def _usage_chunk(head: dict[str, Any], req: dict[str, Any]) -> str:
+    """The last event of a stream with ``include_usage``: the upstream's own usage (null when the
+    upstream reports none)."""
+    return "data: " + json.dumps({**head, "choices": [], "usage": req["reply"].usage}) + "\n\n"
+
+
+async def _sse_uncorrected(state: _State, req: dict[str, Any], request: Request, t_up: float,
+                           skipped: str) -> AsyncIterator[str]:
+    """A reply passed on as it came (tool calls, requested JSON) as chat.completion.chunk events."""
+    reply: UpstreamReply = req["reply"]
+    head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
+            "created": int(time.time()), "model": req["model"]}
+
+    def event(delta: dict, finish: str | None = None, **extra: Any) -> str:
+        return "data: " + json.dumps({**head, "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                                                          "finish_reason": finish}], **extra},
+                                     ensure_ascii=False) + "\n\n"
+
+    yield event({"role": "assistant", "content": ""})
+    if reply.text:
+        yield event({"content": reply.text})
+    if reply.tool_calls:
+        yield event({"tool_calls": [{"index": i, **call} for i, call in enumerate(reply.tool_calls)]})
+    meta = _meta(state, req, reply.text, reply.text, {"upstream": t_up, "total": t_up}, False)
+    meta.update(usage=None, skipped=skipped)
+    yield event({}, reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop"), aligner=meta)
+    if req["include_usage"]:
+        yield _usage_chunk(head, req)
+    state.served += 1
+    request.state.log.update(upstream_ms=round(t_up * 1000, 1), skipped=skipped)
+    yield "data: [DONE]\n\n"
 
 
 async def _sse(state: _State, req: dict[str, Any], request: Request, answer: str, t_up: float,
@@ -483,10 +579,7 @@ async def _sse(state: _State, req: dict[str, Any], request: Request, answer: str
         timings["total"] = t_up + timings["corrector"]
         yield event({}, "stop", aligner=_meta(state, req, answer, text, timings, bypassed))
         if req["include_usage"]:
-            p = sum(_approx_tokens(m.get("content") or "") for m in req["messages"] if isinstance(m.get("content"), str))
-            c = _approx_tokens(text)
-            yield "data: " + json.dumps({**head, "choices": [], "usage": {
-                "prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}}) + "\n\n"
+            yield _usage_chunk(head, req)
         yield "data: [DONE]\n\n"
         state.served += 1
         request.state.log.update(upstream_ms=round(t_up * 1000, 1),

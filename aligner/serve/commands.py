@@ -53,9 +53,10 @@ def run_serve(args: argparse.Namespace) -> int:
     if state.aligner.is_demo:
         print(DEMO_NOTE, file=sys.stderr)
     print(f"aligner serve: http://{cfg.host}:{cfg.port}/v1 (models: {', '.join(state.model_names)}; "
-          f"auth {'on' if state.keys else 'off'}; batching {'on' if cfg.batching else 'off'})", file=sys.stderr)
+          f"auth {'on' if state.keys else 'off'}; batching {'on' if cfg.batching else 'off'}; "
+          f"bypass header {'allowed' if cfg.allow_bypass else 'refused'})", file=sys.stderr)
     uvicorn.run(app, host=cfg.host, port=cfg.port, access_log=False, log_level="info",
-                timeout_graceful_shutdown=cfg.graceful_timeout)
+                timeout_graceful_shutdown=cfg.graceful_timeout, **cfg.uvicorn_options())
     return 0
 
 
@@ -66,4 +67,5 @@ def add_commands(sub: Any) -> None:
                        "  aligner serve --upstream http://localhost:8001/v1 --upstream-model llama3 --port 8000\n"
                        "  ALIGNER_KEYS=secret aligner serve --upstream openai/gpt-4o-mini --api-keys-env ALIGNER_KEYS\n"
                        "  aligner serve --config serve.yaml --log-corrections traffic.jsonl\n"
-                       "Send 'X-Aligner-Bypass: 1' to get the upstream's answer uncorrected.")
+                       "With --allow-bypass, a request with 'X-Aligner-Bypass: 1' gets the upstream's answer "
+                       "uncorrected (without it such a request gets 403).")

@@ -1,13 +1,15 @@
 """``ServeConfig``: every option of ``aligner serve`` — one field = one CLI flag = one YAML key.
 
 Defaults are chosen to be safe on a shared host: bind to 127.0.0.1, bounded bodies, prompts and
-generation, a per-request deadline, and no prompt text in the logs.
+generation, a per-request deadline, bounded connections and body reads, no uncorrected bypass, and
+no prompt text in the logs.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError
 
@@ -47,18 +49,30 @@ class ServeConfig:
     log_corrections: str | None = field(default=None, metadata={
         "help": "append every correction to PATH.jsonl or PATH.sqlite (weak-to-strong data)"})
     access_log: bool = field(default=True, metadata={"help": "one JSON access-log line per request on stderr"})
+    allow_bypass: bool = field(default=False, metadata={
+        "help": "honour the X-Aligner-Bypass header (the upstream's answer, uncorrected); off, the header gets 403"})
+    body_timeout: float = field(default=30.0, metadata={
+        "help": "seconds a client may take to send its request body; a slower body gets 408"})
+    timeout_keep_alive: int = field(default=5, metadata={"help": "seconds an idle keep-alive connection stays open"})
+    limit_concurrency: int = field(default=512, metadata={
+        "help": "most connections (and requests) at once; beyond it uvicorn answers 503 (0: no limit)"})
 
     def __post_init__(self) -> None:
-        for name in ("max_batch_size", "max_new_tokens", "max_body_bytes", "max_prompt_chars", "max_tokens_limit"):
+        for name in ("max_batch_size", "max_new_tokens", "max_body_bytes", "max_prompt_chars", "max_tokens_limit",
+                     "timeout_keep_alive"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"must be a positive int, got {value!r}.", field=name,
                                   fix=f"e.g. --{name.replace('_', '-')} {ServeConfig.__dataclass_fields__[name].default}.")
-        for name in ("request_timeout", "upstream_timeout", "batch_wait_ms"):
+        for name in ("request_timeout", "upstream_timeout", "batch_wait_ms", "body_timeout"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0 or (value == 0 and name != "batch_wait_ms"):
                 raise ConfigError(f"must be a positive number of {'ms' if name.endswith('ms') else 'seconds'}, "
                                   f"got {value!r}.", field=name, fix=f"e.g. --{name.replace('_', '-')} 10.")
+        if not isinstance(self.limit_concurrency, int) or isinstance(self.limit_concurrency, bool) \
+                or self.limit_concurrency < 0:
+            raise ConfigError(f"must be a whole number (0 for no limit), got {self.limit_concurrency!r}.",
+                              field="limit_concurrency", fix="e.g. --limit-concurrency 512.")
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise ConfigError(f"must be 0-65535, got {self.port!r}.", field="port", fix="e.g. --port 8000.")
         if isinstance(self.served_model_name, str):
@@ -66,6 +80,10 @@ class ServeConfig:
         if self.log_corrections and not str(self.log_corrections).endswith((".jsonl", ".sqlite", ".db", ".sqlite3")):
             raise ConfigError(f"unknown format {self.log_corrections!r}.", field="log_corrections",
                               fix="use a path ending in .jsonl or .sqlite.")
+
+    def uvicorn_options(self) -> dict[str, Any]:
+        """The connection limits uvicorn enforces, for ``aligner serve`` and ``ServerThread`` alike."""
+        return {"timeout_keep_alive": self.timeout_keep_alive, "limit_concurrency": self.limit_concurrency or None}
 
     @property
     def model_names(self) -> list[str]:

@@ -13,15 +13,19 @@ from typing import Any
 class ServerThread:
     """``with ServerThread(app) as srv: srv.base_url`` — uvicorn on an ephemeral port.
 
-    Leaving the block asks uvicorn to shut down gracefully (in-flight requests finish first).
+    Leaving the block asks uvicorn to shut down gracefully (in-flight requests finish first). An
+    app from ``create_app`` runs under its ``ServeConfig``'s connection limits, as with
+    ``aligner serve``.
     """
 
     def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0, graceful_timeout: int = 10,
                  startup_timeout: float = 60.0):
         import uvicorn
 
+        state = getattr(getattr(app, "state", None), "aligner", None)
+        limits = state.config.uvicorn_options() if state is not None else {}
         self.config = uvicorn.Config(app, host=host, port=port, access_log=False, log_level="warning",
-                                     timeout_graceful_shutdown=graceful_timeout, lifespan="on")
+                                     timeout_graceful_shutdown=graceful_timeout, lifespan="on", **limits)
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self.server.run, name="aligner-uvicorn", daemon=True)
         self.startup_timeout = startup_timeout

@@ -1,0 +1,312 @@
+"""A client's chat request: read, checked field by field, and the OpenAI-style error it may get.
+
+Everything a body can hold is checked here before anything runs. Python's ``json`` accepts what no
+upstream will (``NaN``, ``Infinity``, a lone UTF-16 surrogate ``"\\ud800"``) and fails in ways that
+are not ``JSONDecodeError`` (a 5,000-digit integer is a ``ValueError``, deep nesting a
+``RecursionError``); without these checks such bodies surfaced as a 500 from deep inside or a 502
+when the upstream client could not encode them. Each known field's type and range is checked the
+way OpenAI checks it, and every error is a 400 that names the field (``param``) and says what is
+allowed.
+
+Fields the proxy does not itself read are passed to upstreams that speak the OpenAI protocol as
+they came (``tools``, ``response_format``, ``seed``, a vLLM ``top_k``...), so nothing a client
+sends is dropped silently; an upstream that takes no request parameters refuses the ones that
+change what kind of answer comes back (tools, JSON mode) instead of ignoring them.
+"""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Iterable
+
+from fastapi.responses import JSONResponse
+
+_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+          404: "invalid_request_error", 408: "timeout_error", 413: "invalid_request_error",
+          429: "rate_limit_error", 500: "server_error", 502: "upstream_error", 503: "server_error",
+          504: "timeout_error"}
+
+#: deepest nesting a body may have (an OpenAI tool's JSON schema needs far fewer levels).
+MAX_DEPTH = 64
+ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+#: fields the proxy reads itself and never sends upstream.
+OWN_FIELDS = frozenset({"model", "messages", "stream", "stream_options", "n", "logprobs", "top_logprobs"})
+#: ``response_format`` types that ask for JSON: the answer is data, not prose to rewrite.
+JSON_FORMATS = ("json_object", "json_schema")
+
+
+class APIError(Exception):
+    """An error returned to the client as OpenAI-style JSON with ``status``."""
+
+    def __init__(self, status: int, message: str, *, code: str | None = None, param: str | None = None,
+                 type: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.code, self.param = status, message, code, param
+        self.type = type or _TYPES.get(status, "invalid_request_error")
+        self.headers = headers
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
+
+
+def invalid(param: str, message: str, code: str = "invalid_value") -> APIError:
+    """A 400 for one field; the message starts with the field's name."""
+    return APIError(400, f"{param}: {message}", param=param, code=code)
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=True) if isinstance(value, (str, list, dict)) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+# -- the body as JSON --------------------------------------------------------------------------------
+def parse_body(raw: bytes) -> Any:
+    """The body's JSON, refused with a 400 for anything an upstream could not be sent."""
+    try:
+        body = json.loads(raw)
+    except RecursionError as exc:
+        raise APIError(400, f"body is not valid JSON here: nested more than {MAX_DEPTH} levels deep.",
+                       code="invalid_json") from exc
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer over the digit limit
+        reason = str(exc)
+        if "integer string conversion" in reason:
+            reason = "a number has more digits than any field takes"
+        raise APIError(400, f"body is not valid JSON ({reason}).", code="invalid_json") from exc
+    check_json(body)
+    return body
+
+
+def check_json(value: Any) -> None:
+    """Refuse non-finite numbers, lone surrogates and deep nesting anywhere, naming where."""
+    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise APIError(400, f"body is nested more than {MAX_DEPTH} levels deep (at {path}).",
+                           code="invalid_json")
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                raise invalid(path or "body", f"{item!r} is not a number JSON allows (no NaN or Infinity).")
+        elif isinstance(item, str):
+            _check_text(item, path or "body")
+        elif isinstance(item, dict):
+            for key, sub in item.items():
+                _check_text(key, path or "body")
+                stack.append((sub, f"{path}.{key}" if path else key, depth + 1))
+        elif isinstance(item, list):
+            stack.extend((sub, f"{path}[{i}]", depth + 1) for i, sub in enumerate(item))
+
+
+def _check_text(text: str, path: str) -> None:
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise invalid(path, f"holds a lone UTF-16 surrogate ({text[exc.start]!r}), which is not valid "
+                            "Unicode text; send the character's full surrogate pair.") from exc
+
+
+# -- fields ------------------------------------------------------------------------------------------
+def _number(body: dict, name: str, lo: float, hi: float) -> None:
+    value = body.get(name)
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+        raise invalid(name, f"must be a number from {lo:g} to {hi:g}, got {_show(value)}.")
+
+
+def _integer(body: dict, name: str, lo: int, hi: int, what: str = "an integer") -> None:
+    value = body.get(name)
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise invalid(name, f"must be {what} from {lo} to {hi}, got {_show(value)}.")
+
+
+def _kind(body: dict, name: str, kind: type, what: str) -> None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, kind):
+        raise invalid(name, f"must be {what}, got {_show(value)}.")
+
+
+def _name(obj: Any, path: str) -> None:
+    if not isinstance(obj, dict):
+        raise invalid(path, f"must be an object with a 'name', got {_show(obj)}.")
+    if not isinstance(obj.get("name"), str) or not obj["name"].strip():
+        raise invalid(f"{path}.name", f"must be a non-empty string, got {_show(obj.get('name'))}.")
+
+
+def _check_tools(body: dict) -> None:
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list) or len(tools) > 128:
+            raise invalid("tools", f"must be an array of at most 128 tools, got {_show(tools)}.")
+        for i, tool in enumerate(tools):
+            if not isinstance(tool, dict) or not isinstance(tool.get("type"), str):
+                raise invalid(f"tools[{i}]", "must be an object with a 'type' ('function').")
+            if tool["type"] == "function":
+                _name(tool.get("function"), f"tools[{i}].function")
+                params = tool["function"].get("parameters")
+                if params is not None and not isinstance(params, dict):
+                    raise invalid(f"tools[{i}].function.parameters", "must be a JSON schema object.")
+    choice = body.get("tool_choice")
+    if choice is not None:
+        if isinstance(choice, str):
+            if choice not in ("none", "auto", "required"):
+                raise invalid("tool_choice", f"must be 'none', 'auto', 'required' or an object, got {_show(choice)}.")
+        elif not isinstance(choice, dict) or not isinstance(choice.get("type"), str):
+            raise invalid("tool_choice", f"must be 'none', 'auto', 'required' or an object, got {_show(choice)}.")
+        elif choice["type"] == "function":
+            _name(choice.get("function"), "tool_choice.function")
+    _kind(body, "parallel_tool_calls", bool, "true or false")
+    functions = body.get("functions")
+    if functions is not None:
+        if not isinstance(functions, list):
+            raise invalid("functions", f"must be an array of functions, got {_show(functions)}.")
+        for i, fn in enumerate(functions):
+            _name(fn, f"functions[{i}]")
+    call = body.get("function_call")
+    if call is not None and call not in ("none", "auto"):
+        _name(call, "function_call")
+
+
+def _check_response_format(body: dict) -> None:
+    fmt = body.get("response_format")
+    if fmt is None:
+        return
+    if not isinstance(fmt, dict):
+        raise invalid("response_format", f"must be an object like {{\"type\": \"json_object\"}}, got {_show(fmt)}.")
+    if fmt.get("type") not in ("text", *JSON_FORMATS):
+        raise invalid("response_format.type", f"must be 'text', 'json_object' or 'json_schema', "
+                                               f"got {_show(fmt.get('type'))}.")
+    if fmt["type"] == "json_schema":
+        schema = fmt.get("json_schema")
+        if not isinstance(schema, dict):
+            raise invalid("response_format.json_schema", "is required with type 'json_schema': an object "
+                                                         "with a 'name' and a 'schema'.")
+        _name(schema, "response_format.json_schema")
+
+
+def check_fields(body: dict, max_tokens_limit: int) -> None:
+    """Type and range of every known top-level field but ``messages`` and ``model``."""
+    _number(body, "temperature", 0, 2)
+    _number(body, "top_p", 0, 1)
+    _number(body, "presence_penalty", -2, 2)
+    _number(body, "frequency_penalty", -2, 2)
+    for name in ("max_tokens", "max_completion_tokens"):
+        _integer(body, name, 1, max_tokens_limit, "a positive integer")
+    _integer(body, "seed", -2 ** 63, 2 ** 63 - 1)
+    _integer(body, "top_logprobs", 0, 20)
+    if body.get("n") not in (None, 1):
+        raise invalid("n", f"only n=1 is supported here (one answer, one correction), got {_show(body['n'])}.")
+    if body.get("logprobs") not in (None, False):
+        raise invalid("logprobs", "is not available here: the answer returned is the corrector's rewrite, "
+                                  "so the upstream's token log-probabilities would not describe it.")
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise invalid("stream", f"must be true or false, got {_show(stream)}.")
+    options = body.get("stream_options")
+    if options is not None:
+        if not isinstance(options, dict):
+            raise invalid("stream_options", f"must be an object like {{\"include_usage\": true}}, got {_show(options)}.")
+        if options.get("include_usage") is not None and not isinstance(options["include_usage"], bool):
+            raise invalid("stream_options.include_usage", "must be true or false.")
+    stop = body.get("stop")
+    if stop is not None and not isinstance(stop, str) and not (
+            isinstance(stop, list) and 1 <= len(stop) <= 4 and all(isinstance(s, str) for s in stop)):
+        raise invalid("stop", f"must be a string or an array of 1 to 4 strings, got {_show(stop)}.")
+    for name in ("user", "service_tier", "reasoning_effort", "verbosity", "prompt_cache_key", "safety_identifier"):
+        _kind(body, name, str, "a string")
+    _kind(body, "store", bool, "true or false")
+    bias = body.get("logit_bias")
+    if bias is not None and (not isinstance(bias, dict) or not all(
+            not isinstance(v, bool) and isinstance(v, (int, float)) and -100 <= v <= 100 for v in bias.values())):
+        raise invalid("logit_bias", f"must map token ids to numbers from -100 to 100, got {_show(bias)}.")
+    metadata = body.get("metadata")
+    if metadata is not None and (not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values())):
+        raise invalid("metadata", f"must be an object of string values, got {_show(metadata)}.")
+    _check_tools(body)
+    _check_response_format(body)
+
+
+def check_messages(messages: Any) -> int:
+    """Check each message's shape; the number of text characters they hold."""
+    if messages is None:
+        raise APIError(400, "'messages' is required.", param="messages", code="missing_required_parameter")
+    if not isinstance(messages, list) or not messages:
+        raise invalid("messages", f"must be a non-empty array of messages, got {_show(messages)}.")
+    chars = 0
+    for i, m in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(m, dict):
+            raise invalid(where, f"must be an object with 'role' and 'content', got {_show(m)}.")
+        role = m.get("role")
+        if role not in ROLES:
+            raise invalid(f"{where}.role", f"must be one of {', '.join(ROLES)}; got {_show(role)}.")
+        calls = m.get("tool_calls")
+        if "content" not in m and not (role == "assistant" and (calls or m.get("function_call"))):
+            raise invalid(f"{where}.content", "is required.")
+        chars += _content_chars(m.get("content"), role, f"{where}.content")
+        if m.get("name") is not None and not isinstance(m["name"], str):
+            raise invalid(f"{where}.name", f"must be a string, got {_show(m['name'])}.")
+        if calls is not None:
+            if role != "assistant" or not isinstance(calls, list):
+                raise invalid(f"{where}.tool_calls", "must be an array, on an assistant message.")
+            for j, call in enumerate(calls):
+                if not isinstance(call, dict) or not isinstance(call.get("id"), str):
+                    raise invalid(f"{where}.tool_calls[{j}]", "must be an object with an 'id' and a 'function'.")
+                _name(call.get("function"), f"{where}.tool_calls[{j}].function")
+        if role == "tool" and not isinstance(m.get("tool_call_id"), str):
+            raise invalid(f"{where}.tool_call_id", "is required on a tool message: the id of the call it answers.")
+    return chars
+
+
+def _content_chars(content: Any, role: str, where: str) -> int:
+    if isinstance(content, str):
+        return len(content)
+    if content is None:
+        if role == "assistant":
+            return 0
+        raise invalid(where, "must be text (null only on an assistant message), got null.")
+    if not isinstance(content, list):
+        raise invalid(where, f"must be a string or an array of content parts, got {_show(content)}.")
+    chars = 0
+    for j, part in enumerate(content):
+        at = f"{where}[{j}]"
+        if not isinstance(part, dict):
+            raise invalid(at, f"must be a content part object, got {_show(part)}.")
+        kind = part.get("type")
+        if not isinstance(kind, str):
+            raise invalid(f"{at}.type", f"must be a string such as 'text', got {_show(kind)}.")
+        if kind in ("text", "refusal"):
+            if not isinstance(part.get(kind), str):
+                raise invalid(f"{at}.{kind}", f"must be a string, got {_show(part.get(kind))}.")
+            chars += len(part[kind])
+    return chars
+
+
+def forwarded(body: dict) -> dict[str, Any]:
+    """The fields an OpenAI-protocol upstream gets: all but the proxy's own, nulls left out."""
+    return {k: v for k, v in body.items() if k not in OWN_FIELDS and v is not None}
+
+
+def form_fields(body: dict) -> Iterable[str]:
+    """Fields asking for a kind of answer other than text (tools, JSON), which an upstream that
+    takes no request parameters cannot honour."""
+    for name in ("tools", "functions"):
+        if body.get(name):
+            yield name
+    for name in ("tool_choice", "function_call"):
+        if body.get(name) not in (None, "none"):
+            yield name
+    if (body.get("response_format") or {}).get("type") in JSON_FORMATS:
+        yield "response_format"
+
+
+def json_mode(body: dict) -> bool:
+    """True when the client asked for JSON (``response_format`` json_object / json_schema)."""
+    return (body.get("response_format") or {}).get("type") in JSON_FORMATS
