@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable, ClassVar, Iterator, Protocol, Sequence, TypeVar
 
-from ..errors import AlignerError, ConfigError, UpstreamError, UpstreamTimeout, require_text
+from ..errors import AlignerError, ConfigError, UpstreamError, UpstreamTimeout, hide_cause, require_text
 
 log = logging.getLogger("aligner.upstream")
 T = TypeVar("T")
@@ -254,14 +254,14 @@ def retry_fail(host: RetryHost, attempt: int, exc: BaseException) -> float:
         raise exc
     err = exc if isinstance(exc, UpstreamError) else host._to_error(exc)
     if isinstance(err, UpstreamError) and err is not exc:
-        err.__cause__ = exc
+        hide_cause(err, exc)  # the message says it; httpx's 40-line chain would bury it
     if not err.retryable or attempt > host.retry.max_retries:
         host.stats.failures += 1
         if err.retryable:
             cls = UpstreamTimeout if isinstance(err, UpstreamTimeout) else UpstreamError
-            raise cls(f"{host.name} still failing after {attempt} attempts: {bare_message(err)}",
+            raise hide_cause(cls(f"{host.name} still failing after {attempt} attempts: {bare_message(err)}",
                       status=err.status, field=err.field, retry_after=err.retry_after,
-                      fix=err.fix or "check the upstream server, or raise RetryPolicy.max_retries / timeout.") from exc
+                      fix=err.fix or "check the upstream server, or raise RetryPolicy.max_retries / timeout."), exc)
         raise err
     wait = host.retry.delay(attempt, err.retry_after)
     host.stats.retries += 1
@@ -321,7 +321,7 @@ def retry_stream(host: RetryHost, make_iter: Callable[[], Iterator[T]]) -> Itera
             return
         except Exception as exc:
             if started:
-                raise _final(host, exc) from exc
+                raise hide_cause(_final(host, exc), exc)
             time.sleep(retry_fail(host, attempt, exc))
 
 
@@ -338,7 +338,7 @@ async def aretry_stream(host: RetryHost, make_iter: Callable[[], AsyncIterator[T
             return
         except Exception as exc:
             if started:
-                raise _final(host, exc) from exc
+                raise hide_cause(_final(host, exc), exc)
             await asyncio.sleep(retry_fail(host, attempt, exc))
 
 

@@ -5,9 +5,14 @@ wrong and says how to fix it, so a user never has to read a traceback from deep 
 """
 from __future__ import annotations
 
+from typing import TypeVar
+
 
 class AlignerError(Exception):
     """Base class: ``field`` is the argument at fault, ``fix`` what to do about it."""
+
+    #: the library exception this error was made from, kept for debugging (see :func:`hide_cause`)
+    cause: BaseException | None = None
 
     def __init__(self, message: str, *, field: str | None = None, fix: str | None = None):
         self.field = field
@@ -61,6 +66,22 @@ class DataError(AlignerError, ValueError):
                                       field and f"field '{field}'") if p)
         super().__init__(f"{where}: {message}" if where else message, fix=fix)
         self.source, self.row, self.field = source, row, field
+
+
+E = TypeVar("E", bound=AlignerError)
+
+
+def hide_cause(err: E, cause: BaseException | None) -> E:
+    """``raise hide_cause(ConfigError(...), exc)`` instead of ``raise ConfigError(...) from exc``.
+
+    The message already says what went wrong and how to fix it; chaining the library's exception
+    would put 40-100 lines of transformers or httpx internals under it in every traceback. The
+    library's exception stays on ``err.cause`` for debugging (``aligner -v`` prints it).
+    """
+    err.cause = cause if cause is not err else None
+    err.__cause__ = None
+    err.__suppress_context__ = True  # the implicit "during handling" context too
+    return err
 
 
 def require_text(value: object, field: str) -> str:

@@ -82,19 +82,46 @@ def _demo_output(args: list[str], port: int, tmp_path: Path, extra_env: dict[str
     return log.read_text()
 
 
-@pytest.mark.skipif(shutil.which("true") is None, reason="needs a POSIX system")
+FAKE_FRPC = """#!/bin/sh
+# Stands in for Gradio's tunnel client (frpc) at the network edge: answers as frpc does, then
+# lives as long as the demo that started it.
+echo "{line}"
+while kill -0 $PPID 2>/dev/null; do sleep 0.5; done
+"""
+
+
+def _fake_tunnel_client(hf_home: Path, line: str) -> dict[str, str]:
+    """Environment for a demo whose ``--share`` runs a fake frpc (no network, no download)."""
+    import platform
+
+    machine = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine()).lower()
+    folder = hf_home / "gradio" / "frpc"  # gradio.tunneling.BINARY_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    binary = folder / f"frpc_{platform.system().lower()}_{machine}_v0.3"
+    binary.write_text(FAKE_FRPC.format(line=line))
+    binary.chmod(0o755)
+    # a share server address skips Gradio's call to its API server for one
+    return {"HF_HOME": str(hf_home), "GRADIO_SHARE_SERVER_ADDRESS": "127.0.0.1:9"}
+
+
+@pytest.mark.skipif(shutil.which("sh") is None or os.name == "nt", reason="the fake tunnel client is a sh script")
 def test_demo_offers_share_flag_instead_of_gradios_hint(tiny_causal_path, tmp_path):
     out = _demo_output(["--corrector", str(tiny_causal_path)], _free_port(), tmp_path)
     assert "share=True" not in out, out  # a hint the CLI user could not act on
     assert "--share" in out
 
-    # --share reaches Gradio's launch: it asks for a tunnel. No network here, so it fails, says so,
-    # and the page is still served locally.
-    shared = _demo_output(["--corrector", str(tiny_causal_path), "--share"], _free_port(), tmp_path,
-                          {"GRADIO_SHARE_SERVER_ADDRESS": "127.0.0.1:9"})
+    # --share reaches Gradio's launch: the tunnel comes up and the public link is printed
+    args = ["--corrector", str(tiny_causal_path), "--share"]
+    env = _fake_tunnel_client(tmp_path / "hf-ok", "start proxy success: https://0123abcd.gradio.live")
+    shared = _demo_output(args, _free_port(), tmp_path, env)
     assert "share=True" not in shared
-    assert "Could not create share link" in shared, shared
-    assert "no public link" in shared
+    assert "public link: https://0123abcd.gradio.live" in shared, shared
+
+    # the tunnel fails (no network): said once, and the page is still served locally
+    env = _fake_tunnel_client(tmp_path / "hf-fail", "login to server failed: dial tcp 127.0.0.1:9: connection refused")
+    failed = _demo_output(args, _free_port(), tmp_path, env)
+    assert "Could not create share link" in failed, failed
+    assert "no public link could be made" in failed and "public link: https" not in failed
 
 
 def test_every_model_loader_follows_the_switch(tiny_causal_path, capfd):

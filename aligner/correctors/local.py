@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from ..decoding import DecodingConfig, LocalGenerator, pick_device
-from ..errors import ConfigError, CorrectorError
+from ..errors import ConfigError, CorrectorError, hide_cause
 from ..progress import model_loading
 from ..templates import Template
 from .base import Corrector
@@ -61,10 +61,10 @@ class LocalCorrector(Corrector):
             local = Path(model_id).expanduser()
             hint = ("no such directory" if not local.exists() and ("/" not in model_id or model_id.startswith((".", "/", "~")))
                     else "not a local model directory and not reachable on the hub")
-            raise ConfigError(f"cannot load corrector {model_id!r}: {hint}.", field="corrector",
+            raise hide_cause(ConfigError(f"cannot load corrector {model_id!r}: {hint}.", field="corrector",
                               fix="pass a directory with config.json and weights (e.g. from `aligner train`), "
                                   "a hub id such as aligner/aligner-7b-v1.0 (needs network or a cached "
-                                  "copy), or omit it to use the embedded demo corrector.") from exc
+                                  "copy), or omit it to use the embedded demo corrector."), exc)
         auto = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
         kwargs = dict(model_kwargs)
         if dtype:
@@ -76,8 +76,8 @@ class LocalCorrector(Corrector):
                 tokenizer = AutoTokenizer.from_pretrained(model_id)
                 model = auto.from_pretrained(model_id, **kwargs)
         except (OSError, ValueError) as exc:
-            raise CorrectorError(f"cannot load corrector {model_id!r}: {exc}", field="corrector",
-                                 fix="check the directory holds a complete save_pretrained output.") from exc
+            raise hide_cause(CorrectorError(f"cannot load corrector {model_id!r}: {exc}", field="corrector",
+                                 fix="check the directory holds a complete save_pretrained output."), exc)
         model.to(pick_device(device)).eval()
         template = template or meta.get("template") or None
         return cls(model, tokenizer, name=str(model_id), template=template, decoding=decoding,
