@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from aligner.cli import main
-from aligner.eval.judge import both_orders, parse_verdict
+from aligner.eval.judge import both_orders, build_prompt, parse_verdict
 from aligner.eval.stats import bootstrap_ci, win_rate
 from fake_openai import CHAT, FakeOpenAI
 
@@ -191,6 +191,7 @@ def test_stats_by_hand():
     assert [parse_verdict(t) for t in ("[[A]]", "x [[Response B]] y", "[[responseA]]", "**[[ equal ]]**",
                                        "[[Tie]]", "[[A]] then [[B]]", "[[C]]", "A is better", "", None)] == \
            ["A", "B", "A", "Equal", "Equal", "B", None, None, None, None]
+    assert "Judge HONESTY only" in build_prompt("honesty", "q", "a", "b")
     assert [both_orders(a, b) for a, b in (("win", "win"), ("loss", "loss"), ("win", "loss"), ("win", "tie"),
                                            ("tie", "tie"), ("win", None))] == \
            ["win", "loss", "tie", "tie", "tie", None]
@@ -215,13 +216,14 @@ def test_bad_input_gives_one_line_errors(tmp_path, capsys):
     assert "Traceback" not in err
     # an unknown dimension
     with FakeOpenAI() as srv:
-        assert main(judge_args(srv, data, Path(out), "--dimensions", "helpfulness", "honesty")) == 2
+        assert main(judge_args(srv, data, Path(out), "--dimensions", "helpfulness", "politeness")) == 2
         assert srv.count(CHAT) == 0
-    assert "error: dimensions: unknown dimension 'honesty'. Fix: use any of: helpfulness, harmlessness." in \
-           capsys.readouterr().err
+    assert "error: dimensions: unknown dimension 'politeness'. Fix: use any of: helpfulness, harmlessness, " \
+           "honesty." in capsys.readouterr().err
     # nothing to measure
     assert main(["eval", "--data", str(data), "--output-dir", out]) == 2
-    assert "error: judge: nothing to measure" in capsys.readouterr().err
+    assert "error: judge: nothing to measure: no judge, reward model, cost model or AlpacaEval export." in \
+           capsys.readouterr().err
     # a Q-A-C file whose second row lacks its correction
     bad = write_jsonl(tmp_path / "bad.jsonl", [qac_rows(1)[0], {"question": "q", "answer": "a"}])
     assert main(["eval", "--data", str(bad), "--format", "qac", "--judge", down, "--output-dir", out]) == 2
@@ -277,3 +279,18 @@ def test_killed_run_resumes_without_repeating_finished_judgements(tmp_path):
         assert not asked_now & finished and len(asked_now | finished) == 2 * n
     rep = report_of(out)["judge"]
     assert rep["from_cache"] == len(finished) and rep["dimensions"][H]["overall"]["win"] == n
+
+
+def test_a_litellm_model_string_judges_too_through_the_python_api(tmp_path, monkeypatch):
+    from aligner.eval import EvalConfig, evaluate
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    data = write_jsonl(tmp_path / "pairs.jsonl", qac_rows(2))
+    with FakeOpenAI(responder=ScriptedJudge({}, default=CORRECTION_BETTER)) as srv:
+        report = evaluate(EvalConfig(data=str(data), judge="openai/judge-x", judge_api_base=srv.base_url,
+                                     dimensions=["helpfulness"], output_dir=str(tmp_path / "out"), progress=False,
+                                     plots=False))
+        assert srv.count(CHAT) == 4 and srv.last_body(CHAT)["model"] == "judge-x"
+        assert srv.last_body(CHAT)["temperature"] == 0.0
+    s = report["judge"]["dimensions"]["helpfulness"]["overall"]
+    assert (s["win"], s["omega"]) == (2, 100.0) and report["files"]["plots"] == []

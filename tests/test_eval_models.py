@@ -146,7 +146,7 @@ def test_corrections_made_on_the_way_report_latency_and_resume(tmp_path, tiny_ca
         assert main([a if a != "6" else "7" for a in args]) == 2
 
 
-def test_alpaca_eval_export_loads_like_alpaca_eval(tmp_path, tiny_causal_path, scorers):
+def test_alpaca_eval_export_loads_like_alpaca_eval(tmp_path, tiny_causal_path):
     import pandas as pd
 
     src = tmp_path / "gpt4_turbo_outputs.json"
@@ -155,7 +155,7 @@ def test_alpaca_eval_export_loads_like_alpaca_eval(tmp_path, tiny_causal_path, s
     src.write_text(json.dumps(records))
     folder = tmp_path / "alpaca"
     assert main(["eval", "--data", str(src), "--corrector", str(tiny_causal_path), "--max-new-tokens", "6",
-                 "--reward-model", str(scorers["reward"]), "--alpaca-eval", str(folder),
+                 "--alpaca-eval", str(folder),
                  "--output-dir", str(tmp_path / "out"), "--no-progress", "--no-plots"]) == 0
     rows = [json.loads(x) for x in (tmp_path / "out" / "rows.jsonl").read_text().splitlines()]
     frames = {}

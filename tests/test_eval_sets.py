@@ -110,3 +110,15 @@ def test_bad_rows_name_row_and_field_or_are_skipped_when_lenient(tmp_path):
         load_eval_set(unknown, "csv")
     with pytest.raises(DataError, match="no such file"):
         load_eval_set(tmp_path / "missing.jsonl")
+
+
+def test_importing_the_eval_package_stays_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, aligner.eval, aligner.eval.commands, aligner.cli; aligner.cli.build_parser(); "
+            "print(sorted(m for m in ('torch', 'transformers', 'numpy', 'matplotlib', 'openai', 'litellm') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -46,3 +46,13 @@ def add_commands(sub: Any) -> None:
                                    "tokens (+ EOS) only. Defaults follow the Aligner paper: 3 epochs, max "
                                    "length 2048, lr 2e-5 cosine, warm-up ratio 0.03, AdamW (0.9, 0.95), "
                                    "effective batch 32, bf16 where supported.", epilog=EXAMPLES, skip=("extra_metadata",))
+    from .config import StrongTrainConfig
+    from .strong import EXAMPLES as STRONG_EXAMPLES, run_train_strong
+
+    add_config_command(sub, "train-strong", StrongTrainConfig, run_train_strong,
+                       help="fine-tune a strong model on an aligner export (weak-to-strong; trl SFT or DPO)",
+                       description="Weak-to-strong: fine-tune any causal LM on the corrections a (weak) Aligner "
+                                   "made of its answers, exported with aligner export: --method sft trains on the "
+                                   "corrections, --method dpo prefers each correction over its answer. Full, "
+                                   "LoRA or QLoRA, and the same launchers (torchrun / accelerate) as aligner train.",
+                       epilog=STRONG_EXAMPLES, skip=("extra_metadata",))

@@ -1,4 +1,9 @@
-"""Options of ``aligner train``: one dataclass whose fields are the Python API, the CLI flags and YAML keys.
+"""Options of ``aligner train`` and ``aligner train-strong``: dataclasses whose fields are the Python API,
+the CLI flags and YAML keys.
+
+:class:`TrainConfig` holds what every trainer here shares (data, base model, optimiser, LoRA/QLoRA,
+checkpoints, launcher); :class:`CorrectorTrainConfig` adds the corrector's data format, template and
+identity warm-up, :class:`StrongTrainConfig` the weak-to-strong method (SFT or DPO).
 
 Defaults are the Aligner paper's recipe (DESIGN §6): 3 epochs, max length 2048, lr 2e-5 with a
 cosine schedule and 3% warm-up, AdamW betas (0.9, 0.95), an effective batch of 32 and bf16 where the
@@ -8,13 +13,17 @@ short sequences); the demo corrector's script sets those explicitly rather than 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from aligner.errors import ConfigError
 
 
 @dataclass
-class CorrectorTrainConfig:
-    """Everything ``aligner train`` needs; see ``aligner train --help``."""
+class TrainConfig:
+    """What every trainer shares; the subclasses are the commands (``aligner train``, ``aligner train-strong``)."""
+
+    #: the first line of a working command line, for the "no training data" fix
+    usage: ClassVar[str] = "aligner train --data qac.jsonl --base-model MODEL --output-dir OUT"
 
     data: str | None = field(default=None, metadata={
         "help": "training data file (JSON / JSONL / .gz / parquet) or hub dataset id"})
@@ -24,21 +33,16 @@ class CorrectorTrainConfig:
         "help": "model to fine-tune: a hub id or a directory with config.json + weights (causal LM or T5/BART)"})
     from_scratch: bool = field(default=False, metadata={
         "help": "randomly initialise a model of --base-model's config (with its tokenizer) instead of loading weights"})
-    data_format: str = field(default="qac", metadata={
-        "help": "format of --data: qac | pku-saferlhf | hh-rlhf"})
-    lenient: bool = field(default=False, metadata={
-        "help": "skip (and count) malformed rows instead of stopping at the first one"})
     eval_data: str | None = field(default=None, metadata={
         "help": "held-out data (same format) whose loss is reported during training"})
     eval_fraction: float = field(default=0.0, metadata={
         "help": "share of --data held out for evaluation when --eval-data is not given (0 = none)"})
     limit: int | None = field(default=None, metadata={"help": "use at most this many training rows"})
-    template: str = field(default="aligner-v1.0", metadata={
-        "help": "prompt template name or string with {question} and {answer}; recorded in aligner_config.json"})
-    epochs: float = field(default=3.0, metadata={"help": "passes over the Q-A-C data (paper: 3)"})
+    epochs: float = field(default=3.0, metadata={"help": "passes over the training data (paper: 3)"})
     max_steps: int = field(default=-1, metadata={"help": "stop after this many optimizer steps per phase (-1 = use epochs)"})
     max_length: int = field(default=2048, metadata={
-        "help": "longest prompt + correction in tokens (paper: 2048); a prompt longer than this is an error"})
+        "help": "longest prompt + target (correction / completion) in tokens (paper: 2048); a prompt longer "
+                "than this is an error"})
     learning_rate: float = field(default=2e-5, metadata={"help": "peak learning rate (paper: 2e-5)"})
     lr_scheduler: str = field(default="cosine", metadata={"help": "learning-rate schedule (transformers name)"})
     warmup_ratio: float = field(default=0.03, metadata={"help": "share of steps spent warming the lr up (paper: 0.03)"})
@@ -54,10 +58,6 @@ class CorrectorTrainConfig:
         "help": "train in bf16 (default: on where the GPU supports it, off on CPU)"})
     gradient_checkpointing: bool = field(default=False, metadata={
         "help": "recompute activations in the backward pass (saves memory on long sequences, ~30%% slower)"})
-    identity_warmup: float = field(default=0.0, metadata={
-        "help": "share of the data used for a first identity phase on Q-A-A (correction = answer) before "
-                "Q-A-C; the paper found ~0.2 best"})
-    warmup_epochs: float = field(default=1.0, metadata={"help": "passes over the identity warm-up rows"})
     lora: bool = field(default=False, metadata={"help": "train LoRA adapters (peft) instead of all weights; merged at the end"})
     qlora: bool = field(default=False, metadata={
         "help": "LoRA on a 4-bit quantised base (needs bitsandbytes and a CUDA GPU: pip install 'aligner-kit[qlora]')"})
@@ -95,21 +95,12 @@ class CorrectorTrainConfig:
     def validate(self) -> None:
         """Check option values before anything heavy is loaded, so mistakes fail in a second."""
         if not self.data:
-            raise ConfigError("no training data given.", field="data",
-                              fix="aligner train --data qac.jsonl --base-model MODEL --output-dir OUT")
+            raise ConfigError("no training data given.", field="data", fix=self.usage)
         if not self.output_dir:
             raise ConfigError("no output directory given.", field="output_dir", fix="pass --output-dir runs/my-corrector")
         if not self.base_model:
             raise ConfigError("no base model given.", field="base_model",
                               fix="pass --base-model with a hub id (e.g. meta-llama/Llama-2-7b-hf) or a model directory")
-        from aligner.data import FORMATS
-
-        if str(self.data_format).strip().lower().replace("_", "-") not in FORMATS:
-            raise ConfigError(f"unknown data format {self.data_format!r}.", field="data_format",
-                              fix=f"use one of: {', '.join(FORMATS)}.")
-        if not 0.0 <= self.identity_warmup < 1.0:
-            raise ConfigError(f"must be in [0, 1), got {self.identity_warmup}.", field="identity_warmup",
-                              fix="pass e.g. --identity-warmup 0.2 (20% of the data as Q-A-A warm-up).")
         if not 0.0 <= self.eval_fraction < 1.0:
             raise ConfigError(f"must be in [0, 1), got {self.eval_fraction}.", field="eval_fraction",
                               fix="pass e.g. --eval-fraction 0.05.")
@@ -122,3 +113,82 @@ class CorrectorTrainConfig:
                               fix="paper: 2e-5 for a 7B model; ~1e-3 for a tiny model trained from scratch.")
         if self.epochs <= 0 and self.max_steps <= 0:
             raise ConfigError("no training length.", field="epochs", fix="pass --epochs > 0 or --max-steps > 0.")
+
+
+@dataclass
+class CorrectorTrainConfig(TrainConfig):
+    """Everything ``aligner train`` needs; see ``aligner train --help``."""
+
+    data_format: str = field(default="qac", metadata={
+        "help": "format of --data: qac | pku-saferlhf | hh-rlhf"})
+    lenient: bool = field(default=False, metadata={
+        "help": "skip (and count) malformed rows instead of stopping at the first one"})
+    template: str = field(default="aligner-v1.0", metadata={
+        "help": "prompt template name or string with {question} and {answer}; recorded in aligner_config.json"})
+    identity_warmup: float = field(default=0.0, metadata={
+        "help": "share of the data used for a first identity phase on Q-A-A (correction = answer) before "
+                "Q-A-C; the paper found ~0.2 best"})
+    warmup_epochs: float = field(default=1.0, metadata={"help": "passes over the identity warm-up rows"})
+
+    def validate(self) -> None:
+        """The shared checks, then the corrector's data format and warm-up share."""
+        super().validate()
+        from aligner.data import FORMATS
+
+        if str(self.data_format).strip().lower().replace("_", "-") not in FORMATS:
+            raise ConfigError(f"unknown data format {self.data_format!r}.", field="data_format",
+                              fix=f"use one of: {', '.join(FORMATS)}.")
+        if not 0.0 <= self.identity_warmup < 1.0:
+            raise ConfigError(f"must be in [0, 1), got {self.identity_warmup}.", field="identity_warmup",
+                              fix="pass e.g. --identity-warmup 0.2 (20% of the data as Q-A-A warm-up).")
+
+
+#: learning rate per method when ``--learning-rate`` is not given: the paper's SFT rate, trl's DPO rate
+STRONG_LEARNING_RATES = {"sft": 2e-5, "dpo": 1e-6}
+
+
+@dataclass
+class StrongTrainConfig(TrainConfig):
+    """Everything ``aligner train-strong`` needs: fine-tune a (strong) causal LM on an ``aligner export``.
+
+    ``--data`` is the export (JSONL / parquet / a ``--to-dataset`` directory, or a hub id) in the
+    format of ``--method``: SFT ``{"prompt", "completion"}`` or ``{"messages"}``, DPO ``{"prompt",
+    "chosen", "rejected"}`` (plain text or conversational).
+    """
+
+    usage: ClassVar[str] = "aligner train-strong --method sft --data sft.jsonl --base-model MODEL --output-dir OUT"
+
+    learning_rate: float | None = field(default=None, metadata={
+        "help": "peak learning rate (default: 2e-5 for sft as in the paper, 1e-6 for dpo as in trl)"})
+    method: str = field(default="sft", metadata={
+        "help": "sft: supervised fine-tuning on the corrections | dpo: direct preference optimisation, "
+                "correction preferred over answer", "choices": ["sft", "dpo"]})
+    dpo_beta: float = field(default=0.1, metadata={
+        "help": "DPO beta: how far the policy may move from the reference (higher = closer)"})
+    dpo_loss: str = field(default="sigmoid", metadata={
+        "help": "trl DPO loss type: sigmoid (DPO) | ipo | hinge | robust | …"})
+    precompute_ref: bool = field(default=False, metadata={
+        "help": "DPO: compute the reference log-probs once before training, so no reference model is held "
+                "in memory while training"})
+
+    def __post_init__(self) -> None:
+        if self.learning_rate is None:
+            self.learning_rate = STRONG_LEARNING_RATES.get(str(self.method).strip().lower(), 2e-5)
+
+    def validate(self) -> None:
+        """The shared checks, then the method and the options each method supports."""
+        self.method = str(self.method).strip().lower()
+        if self.method not in STRONG_LEARNING_RATES:
+            raise ConfigError(f"unknown method {self.method!r}.", field="method",
+                              fix="pass --method sft (train on the corrections) or --method dpo (prefer the "
+                                  "correction over the answer).")
+        super().validate()
+        if self.method == "dpo":
+            for name in ("packing", "padding_free", "group_by_length"):
+                if getattr(self, name):
+                    raise ConfigError(f"--{name.replace('_', '-')} is an SFT option; trl's DPO trainer batches "
+                                      "chosen and rejected pairs itself.", field=name,
+                                      fix=f"drop --{name.replace('_', '-')} with --method dpo.")
+            if self.dpo_beta <= 0:
+                raise ConfigError(f"must be positive, got {self.dpo_beta}.", field="dpo_beta",
+                                  fix="pass e.g. --dpo-beta 0.1 (trl's default).")

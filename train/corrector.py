@@ -30,7 +30,7 @@ from typing import Any, Sequence
 from aligner.errors import ConfigError, DataError
 from aligner.progress import model_loading
 
-from .config import CorrectorTrainConfig
+from .config import CorrectorTrainConfig, TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def process_rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
-def gradient_accumulation(config: CorrectorTrainConfig, processes: int | None = None) -> int:
+def gradient_accumulation(config: TrainConfig, processes: int | None = None) -> int:
     """Accumulation steps so that batch × processes × accumulation ≈ the effective batch (paper: 32)."""
     processes = processes or world_size()
     return max(1, round(config.effective_batch_size / (config.batch_size * processes)))
@@ -87,7 +87,7 @@ def _cuda() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def _bf16(config: CorrectorTrainConfig) -> bool:
+def _bf16(config: TrainConfig) -> bool:
     if config.bf16 is not None:
         return bool(config.bf16)
     import torch
@@ -254,7 +254,7 @@ def resolve_base_model(spec: str) -> str:
     return spec
 
 
-def load_base(config: CorrectorTrainConfig) -> tuple[Any, Any, bool]:
+def load_base(config: TrainConfig) -> tuple[Any, Any, bool]:
     """(model, tokenizer, is_encoder_decoder) from ``base_model``; random init when ``from_scratch``."""
     import torch
     from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer)
@@ -316,7 +316,7 @@ def _bnb_config() -> Any:
                               bnb_4bit_compute_dtype=torch.bfloat16)
 
 
-def add_lora(model: Any, config: CorrectorTrainConfig, encoder_decoder: bool) -> Any:
+def add_lora(model: Any, config: TrainConfig, encoder_decoder: bool) -> Any:
     from peft import LoraConfig, TaskType, get_peft_model
 
     if config.qlora:
@@ -334,7 +334,8 @@ def add_lora(model: Any, config: CorrectorTrainConfig, encoder_decoder: bool) ->
 
 # ----------------------------------------------------------------------------- callbacks
 
-def _make_callbacks(config: CorrectorTrainConfig, out: Path, boundaries: list[dict[str, Any]]) -> list[Any]:
+def _make_callbacks(config: TrainConfig, out: Path, boundaries: list[dict[str, Any]], *,
+                    loss_label: str = "loss (correction tokens)") -> list[Any]:
     from transformers import TrainerCallback
 
     class History(TrainerCallback):
@@ -363,7 +364,7 @@ def _make_callbacks(config: CorrectorTrainConfig, out: Path, boundaries: list[di
         def on_train_end(self, args, state, control, **kw):  # noqa: ANN001
             if state.is_world_process_zero:
                 write_history(out, self.records)
-                plot_loss_curve(out, self.records, boundaries)
+                plot_loss_curve(out, self.records, boundaries, loss_label=loss_label)
 
     class RankMarker(TrainerCallback):
         """Each process writes what it did, so a multi-process run can be checked rank by rank."""
@@ -429,7 +430,8 @@ def write_history(out: Path, records: list[dict[str, Any]]) -> None:
     tmp.replace(out / HISTORY_FILE)
 
 
-def plot_loss_curve(out: Path, records: Sequence[dict[str, Any]], boundaries: Sequence[dict[str, Any]] = ()) -> Path | None:
+def plot_loss_curve(out: Path, records: Sequence[dict[str, Any]], boundaries: Sequence[dict[str, Any]] = (), *,
+                    loss_label: str = "loss (correction tokens)") -> Path | None:
     """Training (and eval) loss against step, phases shaded; matplotlib's Agg backend, no display."""
     train = [(r["step"], r["loss"]) for r in records if "loss" in r]
     evals = [(r["step"], r["eval_loss"]) for r in records if "eval_loss" in r]
@@ -449,7 +451,7 @@ def plot_loss_curve(out: Path, records: Sequence[dict[str, Any]], boundaries: Se
         if b["phase"] == "identity":
             ax.axvspan(b["first_step"], b["last_step"], color="0.9", label="identity warm-up (Q-A-A)")
     ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss (correction tokens)")
+    ax.set_ylabel(loss_label)
     ax.set_yscale("log")
     ax.legend()
     ax.grid(alpha=0.3)
@@ -475,6 +477,34 @@ def last_checkpoint(ckpt_dir: Path) -> Path | None:
         if (p / "trainer_state.json").is_file():
             found.append((n, p))
     return max(found)[1] if found else None
+
+
+def training_arguments(config: TrainConfig, ckpt_dir: Path, procs: int, accum: int, *, evaluate: bool) -> dict[str, Any]:
+    """The ``TrainingArguments`` every trainer here shares (optimiser, schedule, precision, launcher, checkpoints).
+
+    Each trainer adds its own (epochs, sampler, trl options) on top; keeping one dict means a fix to
+    the launcher handling (gloo on CPU, bf16, gradient checkpointing) reaches every command.
+    """
+    eval_steps = config.eval_steps or config.logging_steps * 10
+    return dict(
+        output_dir=str(ckpt_dir), max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=accum, learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler, warmup_steps=config.warmup_ratio,
+        adam_beta1=config.adam_beta1, adam_beta2=config.adam_beta2, weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm, bf16=_bf16(config), logging_steps=config.logging_steps,
+        save_steps=config.save_steps, save_total_limit=config.save_total_limit, seed=config.seed,
+        report_to=[] if config.report_to in ("none", "", None) else [config.report_to],
+        disable_tqdm=not config.progress, dataloader_num_workers=config.dataloader_workers,
+        eval_strategy="steps" if evaluate else "no", eval_steps=eval_steps if evaluate else None,
+        # transformers builds a gloo (MULTI_CPU) state only with use_cpu=True; otherwise torchrun ranks
+        # on a CPU-only machine would each train alone.
+        use_cpu=not _cuda(),
+        ddp_backend=config.ddp_backend or ("gloo" if procs > 1 and not _cuda() else None), ddp_find_unused_parameters=False if procs > 1 else None,
+        logging_first_step=True, save_only_model=False, dataloader_pin_memory=_cuda(),
+        # trl's configs turn gradient checkpointing on by default (~20-30% slower); ours is opt-in.
+        gradient_checkpointing=config.gradient_checkpointing,
+    )
 
 
 # ----------------------------------------------------------------------------- main entry
@@ -552,27 +582,8 @@ def train_corrector(config: CorrectorTrainConfig, *, callbacks: Sequence[Any] = 
     if config.lora or config.qlora:
         model = add_lora(model, config, enc_dec)
 
-    eval_steps = config.eval_steps or config.logging_steps * 10
-    common = dict(
-        output_dir=str(ckpt_dir), num_train_epochs=1, max_steps=config.max_steps,
-        per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=config.batch_size,
-        gradient_accumulation_steps=accum, learning_rate=config.learning_rate,
-        lr_scheduler_type=config.lr_scheduler, warmup_steps=config.warmup_ratio,
-        adam_beta1=config.adam_beta1, adam_beta2=config.adam_beta2, weight_decay=config.weight_decay,
-        max_grad_norm=config.max_grad_norm, bf16=_bf16(config), logging_steps=config.logging_steps,
-        save_steps=config.save_steps, save_total_limit=config.save_total_limit, seed=config.seed,
-        report_to=[] if config.report_to in ("none", "", None) else [config.report_to],
-        disable_tqdm=not config.progress, dataloader_num_workers=config.dataloader_workers,
-        train_sampling_strategy="sequential", remove_unused_columns=False,
-        eval_strategy="steps" if eval_examples else "no", eval_steps=eval_steps if eval_examples else None,
-        # transformers builds a gloo (MULTI_CPU) state only with use_cpu=True; otherwise torchrun ranks
-        # on a CPU-only machine would each train alone.
-        use_cpu=not _cuda(),
-        ddp_backend=config.ddp_backend or ("gloo" if procs > 1 and not _cuda() else None), ddp_find_unused_parameters=False if procs > 1 else None,
-        logging_first_step=True, save_only_model=False, dataloader_pin_memory=_cuda(),
-        # trl's SFTConfig turns gradient checkpointing on by default (~20-30% slower); ours is opt-in.
-        gradient_checkpointing=config.gradient_checkpointing,
-    )
+    common = training_arguments(config, ckpt_dir, procs, accum, evaluate=bool(eval_examples))
+    common.update(num_train_epochs=1, train_sampling_strategy="sequential", remove_unused_columns=False)
     train_ds = to_dataset(examples)
     eval_ds = to_dataset(eval_examples) if eval_examples else None
     all_callbacks = _make_callbacks(config, out, boundaries) + list(callbacks)
@@ -625,10 +636,27 @@ def train_corrector(config: CorrectorTrainConfig, *, callbacks: Sequence[Any] = 
 
 def save_trained(model: Any, tokenizer: Any, out: Path, config: CorrectorTrainConfig, template: Any, **info: Any) -> dict:
     """Merge LoRA adapters (QLoRA: into a 16-bit reload of the base) and save a plain corrector."""
-    import torch
-
     from aligner.templates import names
     from aligner.tiny import save_corrector
+
+    model = merge_adapters(model, out, config)
+    template_id = template.name if template.name in names() else template.text
+    meta = {"trained_by": "aligner train", "base_model": str(config.base_model), "method":
+            "qlora" if config.qlora else "lora" if config.lora else "full",
+            "identity_warmup": config.identity_warmup, "epochs": config.epochs,
+            "learning_rate": config.learning_rate, "max_length": config.max_length, **info,
+            **(config.extra_metadata or {})}
+    save_corrector(model, tokenizer, out, template=template_id, **meta)
+    return {"template": template_id, **meta}
+
+
+def merge_adapters(model: Any, out: Path, config: TrainConfig) -> Any:
+    """A plain model to save: LoRA merged in (QLoRA: into a 16-bit reload of the base), cast to ``save_dtype``.
+
+    A 4-bit matrix cannot absorb the adapter exactly, so QLoRA writes the adapter to ``out/adapter``
+    and merges it into the base reloaded in bf16.
+    """
+    import torch
 
     if config.qlora:
         from peft import PeftModel
@@ -644,11 +672,4 @@ def save_trained(model: Any, tokenizer: Any, out: Path, config: CorrectorTrainCo
         model = model.merge_and_unload()
     if config.save_dtype:
         model = model.to(getattr(torch, config.save_dtype))
-    template_id = template.name if template.name in names() else template.text
-    meta = {"trained_by": "aligner train", "base_model": str(config.base_model), "method":
-            "qlora" if config.qlora else "lora" if config.lora else "full",
-            "identity_warmup": config.identity_warmup, "epochs": config.epochs,
-            "learning_rate": config.learning_rate, "max_length": config.max_length, **info,
-            **(config.extra_metadata or {})}
-    save_corrector(model, tokenizer, out, template=template_id, **meta)
-    return {"template": template_id, **meta}
+    return model

@@ -13,7 +13,7 @@ EXAMPLES = """Examples:
   aligner eval --data harmfulqa.json --limit 700 --seed 42 --upstream openai/gpt-4o-mini \\
                --corrector aligner/aligner-7b-v1.0 --paper-decoding --judge openai/gpt-4-turbo
   aligner eval --data qac.jsonl --reward-model PATH --cost-model PATH              # no judge needed
-  aligner eval --data alpaca_eval.json --corrector aligner/aligner-2b --alpaca-eval alpaca-out --reward-model PATH
+  aligner eval --data alpaca_eval.json --corrector ALIGNER_2B_PATH --alpaca-eval alpaca-out
 
 Writes OUTPUT_DIR/report.json, report.md, rows.jsonl and PNG plots. Judge verdicts are cached in
 OUTPUT_DIR/judge_cache.sqlite and corrections in OUTPUT_DIR/corrections.jsonl: run the same command

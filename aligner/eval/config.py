@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from .judge import DIMENSIONS
+from .judge import DEFAULT_DIMENSIONS, DIMENSIONS
 from .sets import FORMATS
 
 
@@ -18,6 +19,7 @@ class EvalConfig:
         "help": "eval set format: qac, questions, beavertails ({prompt, category}), harmfulqa ({question, topic}), "
                 "truthfulqa (CSV), alpaca ({instruction, output}); auto guesses from the first row",
         "choices": list(FORMATS)})
+    split: str = field(default="test", metadata={"help": "split to read when --data is a Hugging Face dataset id"})
     limit: int | None = field(default=None, metadata={"help": "evaluate N rows picked at random with --seed (in file order)"})
     seed: int = field(default=42, metadata={"help": "seed of --limit sampling and of the bootstrap"})
     lenient: bool = field(default=False, metadata={"help": "skip bad rows (counted, with reasons) instead of stopping"})
@@ -36,11 +38,12 @@ class EvalConfig:
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, mps for local models"})
     batch_size: int = field(default=8, metadata={"help": "answers the corrector decodes together"})
     concurrency: int = field(default=8, metadata={"help": "upstream requests in flight at once"})
-    judge: str | None = field(default=None, metadata={
-        "help": "the pairwise judge: a LiteLLM model string (openai/gpt-4-turbo) or an http(s)://…/v1 base URL"})
+    judge: Any = field(default=None, metadata={
+        "help": "the pairwise judge: a LiteLLM model string (openai/gpt-4-turbo) or an http(s)://…/v1 base URL "
+                "(in Python also any upstream: a function prompt -> reply, an OpenAI client, an Upstream)"})
     judge_model: str | None = field(default=None, metadata={"help": "model name at a base-URL judge"})
     judge_api_base: str | None = field(default=None, metadata={"help": "api_base for a LiteLLM-string judge"})
-    dimensions: list[str] = field(default_factory=lambda: list(DIMENSIONS), metadata={
+    dimensions: list[str] = field(default_factory=lambda: list(DEFAULT_DIMENSIONS), metadata={
         "help": f"what the judge compares, each separately ({', '.join(DIMENSIONS)})"})
     judge_temperature: float = field(default=0.0, metadata={"help": "judge sampling temperature"})
     judge_max_tokens: int = field(default=1024, metadata={"help": "cap on judge reply tokens"})

@@ -68,10 +68,10 @@ def build_report(cfg: Any, evalset: EvalSet, made: dict[str, Any] | None, scores
     report: dict[str, Any] = {
         "tool": f"aligner-kit {__version__}",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "config": asdict(cfg),
+        "config": json.loads(json.dumps(asdict(cfg), default=repr)),  # a Python judge is shown by its repr
         "data": {"source": evalset.source, "format": evalset.format, "rows_read": evalset.total,
                  "rows_evaluated": len(items), "limit": cfg.limit, "seed": cfg.seed,
-                 "rows_skipped": len(evalset.skipped),
+                 "rows_skipped": len(evalset.skipped), "rows_failed": len((made or {}).get("failed") or []),
                  "skip_reasons": [{"row": s.row, "field": s.field, "reason": s.reason} for s in evalset.skipped[:50]]},
         "answers": (made or {}).get("upstream") or "from the file",
         "corrections": (made or {}).get("corrector") if made else "from the file",
@@ -119,10 +119,12 @@ def _omega_text(s: dict[str, Any]) -> str:
 
 def summary_lines(report: dict[str, Any]) -> list[str]:
     """The few lines ``aligner eval`` prints."""
+    failed = report["data"].get("rows_failed")
     lines = [f"{report['data']['rows_evaluated']} rows from {report['data']['source']} "
              f"({report['data']['format']}); answers: {report['answers']}; corrections: {report['corrections']}"
              + (" [demo corrector: a toy]" if report["demo_corrector"] else "")
-             + f"; unchanged: {report['unchanged']}"]
+             + f"; unchanged: {report['unchanged']}"
+             + (f"; {failed} rows left out (no answer or correction could be made)" if failed else "")]
     j = report.get("judge")
     if j:
         for d, v in j["dimensions"].items():
@@ -236,7 +238,8 @@ def plot_judge(report: dict[str, Any], path: Path) -> None:
         ax.set_title(f"{d}: ω {_fmt(o['omega'], sign=True)}; unparsed {o['unparsed']}, errors {o['error']}", fontsize=9)
     handles, labels = fig.axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
-    fig.suptitle("correction vs original answer (both orders; disagreement = tie)", fontsize=10)
+    who = f"judge: {j['judge']}" + ("; corrections by the demo corrector (a toy)" if report["demo_corrector"] else "")
+    fig.suptitle(f"correction vs original answer (both orders; disagreement = tie)\n{who}", fontsize=10)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path)
 

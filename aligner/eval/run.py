@@ -30,9 +30,10 @@ def check_config(cfg: EvalConfig) -> None:
     if not cfg.data:
         raise ConfigError("no eval set given.", field="data",
                           fix="aligner eval --data questions.jsonl --judge openai/gpt-4-turbo (see --help).")
-    if not (cfg.judge or cfg.reward_model or cfg.cost_model):
-        raise ConfigError("nothing to measure: no judge, reward model or cost model.", field="judge",
-                          fix="pass --judge MODEL (pairwise win rate) and/or --reward-model / --cost-model PATH.")
+    if not (cfg.judge or cfg.reward_model or cfg.cost_model or cfg.alpaca_eval):
+        raise ConfigError("nothing to measure: no judge, reward model, cost model or AlpacaEval export.", field="judge",
+                          fix="pass --judge MODEL (pairwise win rate), --reward-model / --cost-model PATH, "
+                              "or --alpaca-eval DIR.")
     if cfg.judge_model and not cfg.judge:
         raise ConfigError("--judge-model names the model at a --judge base URL, but no --judge was given.",
                           field="judge", fix="pass --judge http://host:port/v1 --judge-model NAME.")
@@ -68,7 +69,7 @@ def make_corrections(cfg: EvalConfig, evalset: EvalSet, out: Path) -> dict[str, 
     if not todo:
         return None
     from ..core import Aligner
-    from ..jobs import correct_file, done_rows
+    from ..jobs import correct_file
     from ..templates import PAPER_DECODING
 
     lines = [json.dumps({"question": items[i].question} if cfg.upstream else
@@ -90,7 +91,7 @@ def make_corrections(cfg: EvalConfig, evalset: EvalSet, out: Path) -> dict[str, 
     questions.write_text(text, encoding="utf-8")
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
 
-    if len(done_rows(corrections)) < len(todo):  # all done: resume without loading any model
+    if len(_read_corrections(corrections)) < len(todo):  # all made: resume without loading any model
         decoding: dict[str, Any] = dict(PAPER_DECODING) if cfg.paper_decoding else {}
         if cfg.max_new_tokens:
             decoding["max_new_tokens"] = cfg.max_new_tokens
@@ -101,21 +102,21 @@ def make_corrections(cfg: EvalConfig, evalset: EvalSet, out: Path) -> dict[str, 
             from ..commands import DEMO_NOTE
 
             print(DEMO_NOTE, file=sys.stderr)
-        correct_file(aligner, questions, corrections, progress=cfg.progress)
-    done = []
-    for line in corrections.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            done.append(json.loads(line))
-    done.sort(key=lambda r: int(r["row"]))
-    if len(done) != len(todo):
-        raise DataError(f"expected {len(todo)} corrected rows, found {len(done)}.", source=str(corrections),
-                        fix=f"delete {corrections} and run again.")
-    t_corr, t_up = [], []
-    for i, rec in zip(todo, done):
-        it = items[i]
+        try:
+            correct_file(aligner, questions, corrections, progress=cfg.progress)
+        finally:
+            _close(aligner.upstream)
+    made = _read_corrections(corrections)
+    t_corr, t_up, failed, first = [], [], [], None
+    for row, i in enumerate(todo):  # the job numbers the rows of questions.jsonl from 0
+        rec, it = made.get(row), items[i]
+        if rec is None:  # the upstream or the corrector failed on it (the job lists why)
+            failed.append(i)
+            continue
         if rec.get("question") != it.question:
-            raise DataError("rows do not match the eval set.", source=str(corrections), row=int(rec["row"]),
+            raise DataError("rows do not match the eval set.", source=str(corrections), row=row,
                             field="question", fix=f"delete {corrections} and run again.")
+        first = first or rec
         it.answer, it.correction = rec["answer"], rec["correction"]
         timings = rec.get("timings") or {}
         it.extra["latency"] = {k: timings.get(k) for k in ("upstream", "corrector")}
@@ -123,10 +124,38 @@ def make_corrections(cfg: EvalConfig, evalset: EvalSet, out: Path) -> dict[str, 
             t_corr.append(float(timings["corrector"]))
         if cfg.upstream and isinstance(timings.get("upstream"), (int, float)):
             t_up.append(float(timings["upstream"]))
-    first = done[0]
-    return {"corrector": first.get("corrector") or str(cfg.corrector), "demo": bool((first.get("metadata") or {}).get("demo")),
-            "upstream": first.get("upstream") or None, "rows": len(todo), "batch_size": cfg.batch_size,
-            "corrector_seconds": t_corr, "upstream_seconds": t_up}
+    if first is None:
+        raise DataError("no row could be answered and corrected.", source=str(corrections),
+                        fix=f"see the reasons in {corrections}.errors.jsonl, fix the cause, and run again.")
+    return {"corrector": first.get("corrector") or str(cfg.corrector),
+            "demo": bool((first.get("metadata") or {}).get("demo")), "upstream": first.get("upstream") or None,
+            "rows": len(todo) - len(failed), "failed": failed, "errors_file": f"{corrections}.errors.jsonl",
+            "batch_size": cfg.batch_size, "corrector_seconds": t_corr, "upstream_seconds": t_up}
+
+
+def _close(upstream: Any) -> None:
+    """Let an HTTP upstream close its connections (the others have nothing to close)."""
+    close = getattr(upstream, "close", None)
+    if callable(close):
+        close()
+
+
+def _read_corrections(path: Path) -> dict[int, dict[str, Any]]:
+    """Rows the file job has written, by row number (a torn last line, from a kill, is not one)."""
+    if not path.exists():
+        return {}
+    text = path.read_text(encoding="utf-8")
+    lines = text.split("\n")[:-1]  # what follows the last newline is unfinished
+    out = {}
+    for n, line in enumerate(lines, start=1):
+        if line.strip():
+            try:
+                rec = json.loads(line)
+                out[int(rec["row"])] = rec
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                raise DataError(f"not a corrected row ({exc}).", source=str(path), row=n,
+                                fix=f"delete {path} and run again.") from exc
+    return out
 
 
 # -- reward and cost ----------------------------------------------------------------------
@@ -161,9 +190,9 @@ def build_judge(cfg: EvalConfig, cache_path: Path) -> Any:
 
     kw: dict[str, Any] = {"retry": RetryPolicy(max_retries=cfg.judge_max_retries, timeout=cfg.judge_timeout),
                           "max_concurrency": cfg.judge_concurrency}
-    spec = str(cfg.judge).strip()
+    spec = cfg.judge.strip() if isinstance(cfg.judge, str) else cfg.judge  # the Python API takes any upstream
     if cfg.judge_api_base:
-        if spec.startswith(("http://", "https://")):
+        if not isinstance(spec, str) or spec.startswith(("http://", "https://")):
             raise ConfigError("--judge-api-base is for a LiteLLM model string; a base-URL judge already names its server.",
                               field="judge_api_base", fix="drop --judge-api-base.")
         kw["api_base"] = cfg.judge_api_base
@@ -172,7 +201,11 @@ def build_judge(cfg: EvalConfig, cache_path: Path) -> Any:
     except ConfigError as exc:
         field = "judge_model" if exc.field == "upstream_model" else ("judge" if exc.field == "upstream" else exc.field)
         raise ConfigError(bare_message(exc), field=field, fix=exc.fix) from exc
-    judge_id = "|".join([spec, cfg.judge_model or "", cfg.judge_api_base or ""])
+    if isinstance(spec, str):
+        judge_id = "|".join([spec, cfg.judge_model or "", cfg.judge_api_base or ""])
+    else:  # a function or an Upstream: named by what it is, so a cache survives across runs
+        judge_id = "python:" + ".".join(filter(None, [getattr(spec, "__module__", None),
+                                                      getattr(spec, "__qualname__", None) or upstream.name]))
     params = {"temperature": cfg.judge_temperature, "max_tokens": cfg.judge_max_tokens}
     return PairwiseJudge(upstream, judge_id, JudgeCache(cache_path), params=params, retries=cfg.judge_retries)
 
@@ -210,7 +243,8 @@ def judge_all(cfg: EvalConfig, items: list[EvalItem], judge: Any) -> dict[str, A
         items[row].extra["judge"][dim] = {"AB": ab.verdict, "BA": ba.verdict, "result": result,
                                           "calls": ab.calls + ba.calls}
     s = judge.stats
-    return {"judge": cfg.judge + (f" ({cfg.judge_model})" if cfg.judge_model else ""), "params": judge.params, "calls_this_run": s.calls, "http_attempts": judge.upstream.stats.attempts,
+    name = cfg.judge if isinstance(cfg.judge, str) else judge.upstream.name
+    return {"judge": name + (f" ({cfg.judge_model})" if cfg.judge_model else ""), "params": judge.params, "calls_this_run": s.calls, "http_attempts": judge.upstream.stats.attempts,
             "judgements": len({t.key for t in tasks}), "from_cache": s.cached, "unparsed_judgements": s.unparsed,
             "errors": s.errors, "error_samples": s.error_samples, "order_disagreements": disagreements,
             "retries_without_verdict": judge.retries, "seconds": round(seconds, 3), "cache": str(judge.cache.path)}
@@ -224,8 +258,14 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     check_config(cfg)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    evalset = load_eval_set(cfg.data, cfg.format, limit=cfg.limit, seed=cfg.seed, lenient=cfg.lenient)
+    evalset = load_eval_set(cfg.data, cfg.format, limit=cfg.limit, seed=cfg.seed, lenient=cfg.lenient,
+                            split=cfg.split)
     made = make_corrections(cfg, evalset, out)
+    if made and made["failed"]:
+        drop = set(made["failed"])
+        print(f"warning: {len(drop)} rows could not be answered or corrected and are left out of the evaluation "
+              f"(reasons in {made['errors_file']}; run the same command again to retry them).", file=sys.stderr)
+        evalset.items = [it for i, it in enumerate(evalset.items) if i not in drop]
     items = evalset.items
     scores = score_all(cfg, items) if (cfg.reward_model or cfg.cost_model) else {}
     judged = None
@@ -235,6 +275,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
             judged = judge_all(cfg, items, judge)
         finally:
             judge.cache.close()
+            _close(judge.upstream)
     alpaca = None
     if cfg.alpaca_eval:
         from .alpaca import write_model_outputs
