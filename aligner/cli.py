@@ -14,6 +14,14 @@ from typing import Sequence
 from .errors import AlignerError
 from .progress import quiet_model_loading
 
+EXIT_CODES = """exit status:
+  0    done
+  2    an error you can fix: the message names the option (or file, row, field) and the fix
+  3    aligner correct --input: the run finished but some rows failed (listed in OUTPUT.errors.jsonl;
+       run the same command again to retry them)
+  130  interrupted (Ctrl-C); results written so far are kept
+"""
+
 #: modules exposing ``add_commands(subparsers) -> None``; each parser sets ``func=callable(args)->int``.
 COMMAND_MODULES = (
     "aligner.commands",
@@ -26,8 +34,10 @@ COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="aligner", description="Correct any LLM's answers with an Aligner.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug information")
+    parser = argparse.ArgumentParser(prog="aligner", description="Correct any LLM's answers with an Aligner.",
+                                     epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log debug information (and the library traceback behind an error)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -52,6 +62,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except AlignerError as exc:
+        # The message names the option and the fix; the library's traceback under it helps only
+        # when debugging, so it is printed with --verbose alone.
+        if args.verbose:
+            import traceback
+
+            traceback.print_exception(exc.cause or exc, file=sys.stderr)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -35,15 +35,44 @@ class CorrectConfig:
     stream: bool = field(default=False, metadata={"help": "print the correction as it is generated"})
     diff: bool = field(default=False, metadata={"help": "also print a word diff of answer → correction"})
     input: str | None = field(default=None, metadata={"help": 'JSONL of {"question"[, "answer"]} rows to correct'})
-    output: str | None = field(default=None, metadata={"help": "JSONL to append results to; a re-run resumes"})
+    output: str | None = field(default=None, metadata={
+        "help": "JSONL to append results to; a re-run resumes (and retries the rows listed in OUTPUT.errors.jsonl)"})
+    overwrite: bool = field(default=False, metadata={
+        "help": "start --output afresh instead of resuming it (e.g. after changing --input)"})
     batch_size: int = field(default=8, metadata={"help": "answers the corrector decodes together"})
     concurrency: int = field(default=8, metadata={"help": "upstream requests in flight at once"})
+
+
+def check_device(device: str | None) -> None:
+    """``--device`` must be one this torch can use: one line saying what is available, not torch's
+    40-line traceback from deep inside ``model.to``."""
+    if not device:
+        return
+    import torch
+
+    cuda = torch.cuda.is_available()
+    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    available = ["cpu"] + (["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())] if cuda else []) \
+        + (["mps"] if mps else [])
+    fix = "pass one of those to --device, or leave --device out to use the best available."
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"--device {device} is not a device torch knows; available here: "
+                          f"{', '.join(available)}.", field="device", fix=fix) from None
+    if dev.type == "cpu" or (dev.type == "cuda" and cuda and (dev.index is None or dev.index < torch.cuda.device_count())) \
+            or (dev.type == "mps" and mps):
+        return
+    why = " (this torch was built without CUDA)" if dev.type == "cuda" and not torch.backends.cuda.is_built() else ""
+    raise ConfigError(f"--device {device} is not available here{why}; available: {', '.join(available)}.",
+                      field="device", fix=fix)
 
 
 def build_aligner(cfg: Any) -> Any:
     """An Aligner from a config with upstream/corrector/template fields (shared by CLI commands)."""
     from .core import Aligner
 
+    check_device(getattr(cfg, "device", None))
     decoding = {"max_new_tokens": cfg.max_new_tokens} if getattr(cfg, "max_new_tokens", None) else None
     kwargs: dict[str, Any] = {"max_concurrency": getattr(cfg, "concurrency", 8)} if cfg.upstream else {}
     return Aligner(cfg.upstream, cfg.corrector, template=cfg.template, upstream_model=cfg.upstream_model,
@@ -64,22 +93,26 @@ def run_correct(args: argparse.Namespace) -> int:
     elif not question:
         raise ConfigError("no question given.", field="question",
                           fix='aligner correct "How do I ...?" --answer "..." (or --input FILE.jsonl --output OUT.jsonl)')
+    elif cfg.overwrite:
+        raise ConfigError("--overwrite goes with --input/--output.", field="overwrite",
+                          fix="drop --overwrite when correcting one question.")
+    if cfg.input:
+        return _run_file(cfg)
     aligner = build_aligner(cfg)
     if aligner.is_demo:
         print(DEMO_NOTE, file=sys.stderr)
-    if cfg.input:
-        from .jobs import correct_file
-
-        counts = correct_file(aligner, cfg.input, cfg.output)
-        print(json.dumps(counts) if cfg.json else
-              f"{counts['written']} rows corrected, {counts['skipped']} already done, {counts['total']} in all "
-              f"→ {cfg.output}")
-        return 0
     if cfg.stream and not cfg.json:
-        for piece in aligner.stream(question, cfg.answer):
+        answer = cfg.answer if cfg.answer is not None else aligner.answer(question)
+        pieces = []
+        for piece in aligner.stream(question, answer):
+            pieces.append(piece)
             sys.stdout.write(piece)
             sys.stdout.flush()
         sys.stdout.write("\n")
+        if cfg.diff:
+            from .correction import Correction
+
+            print(_word_diff(Correction(question, answer, "".join(pieces))))
         return 0
     c = aligner.correct(question, cfg.answer)
     if cfg.json:
@@ -87,7 +120,33 @@ def run_correct(args: argparse.Namespace) -> int:
     else:
         print(c.correction)
         if cfg.diff:
-            print("".join(text if op == " " else f"[{op}{text}]" for op, text in c.diff()))
+            print(_word_diff(c))
+    return 0
+
+
+def _word_diff(c: Any) -> str:
+    """``kept [-removed][+added]`` on one line, for a terminal."""
+    return "".join(text if op == " " else f"[{op}{text}]" for op, text in c.diff())
+
+
+def _run_file(cfg: CorrectConfig) -> int:
+    """``--input``/``--output``: every check that needs no model runs before the model loads."""
+    from .jobs import EXIT_ROWS_FAILED, BatchJob, most_common_error, summary
+
+    job = BatchJob.open(cfg.input, cfg.output, overwrite=cfg.overwrite)  # type: ignore[arg-type]
+    job.check_answers(bool(cfg.upstream))
+    if job.todo:
+        aligner = build_aligner(cfg)
+        if aligner.is_demo:
+            print(DEMO_NOTE, file=sys.stderr)
+        counts = job.run(aligner)
+    else:
+        counts = {"total": len(job.rows), "skipped": len(job.rows), "written": 0, "failed": 0, "errors_file": None}
+    print(json.dumps(counts) if cfg.json else summary(counts, cfg.output))  # type: ignore[arg-type]
+    if counts["failed"]:
+        print(f"{counts['failed']} rows failed; most common reason: {most_common_error(cfg.output)}",  # type: ignore[arg-type]
+              file=sys.stderr)
+        return EXIT_ROWS_FAILED
     return 0
 
 

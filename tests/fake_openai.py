@@ -12,6 +12,7 @@ Usage::
         srv.fail_next(429, times=2, retry_after=0.01)
         srv.fail_next("slow", seconds=2)    # answer after 2 s
         srv.fail_next("hang")               # never answer (until the server stops)
+        srv.rejecter = lambda req: 400 if "bad" in request_text(req) else None  # a standing rule
         ...
         srv.count("/v1/chat/completions")   # requests received there (faulted ones included)
         srv.last_body()                     # JSON body of the last request
@@ -108,6 +109,9 @@ class FakeOpenAI:
     responder: Responder | None = None
     models: tuple[str, ...] = ("fake-model",)
     api_key: str | None = None  # when set, requests without ``Bearer <api_key>`` get a 401
+    #: a standing rule, unlike the one-shot ``fail_next``: ``rejecter(request_json)`` returns an HTTP
+    #: status to answer that generation request with (e.g. 400 for one question), or None to answer
+    rejecter: Callable[[dict], "int | None"] | None = None
     max_pieces: int = 8
     requests: list[RecordedRequest] = field(default_factory=list)
     #: exceptions raised while answering (a responder bug); the client got a 500 for each
@@ -295,6 +299,9 @@ class _Handler(BaseHTTPRequestHandler):
                     return self._error(400, "request body must be a JSON object.")
                 if not body.get("model"):
                     return self._error(400, "you must provide a model parameter.")
+                status = self.fake.rejecter(body) if self.fake.rejecter else None
+                if status:
+                    return self._error(status, f"rejected by the rejecter rule: {request_text(body)[:80]}")
                 return self._chat(body) if path == CHAT else self._completion(body)
             self._error(404, f"no route {method} {path}")
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout): fine

@@ -50,6 +50,74 @@ def _with_answers(n: int, prefix: str = "Question") -> list[dict]:
 
 # ----------------------------------------------------------------------------- item 11
 
+def test_rejected_rows_are_recorded_the_run_goes_on_and_a_rerun_retries_only_them(tmp_path, fake_openai):
+    bad = {"Question 3?", "Question 7?"}
+    fake_openai.rejecter = lambda req: 400 if "messages" in req and request_text(req) in bad else None
+    src = _write_rows(tmp_path / "in.jsonl", [{"question": f"Question {i}?"} for i in range(12)])
+    out = tmp_path / "out.jsonl"
+    errors = tmp_path / "out.jsonl.errors.jsonl"
+    cmd = ["correct", "--input", str(src), "--output", str(out), "--upstream", fake_openai.base_url,
+           "--upstream-model", "fake-model", "--corrector", fake_openai.base_url, "--batch-size", "4"]
+
+    first = _run(cmd)
+    assert first.returncode == 3, first.stderr
+    assert "10 rows corrected, 2 failed" in first.stdout and str(errors) in first.stdout
+    failed = _rows(errors)
+    assert [e["row"] for e in failed] == [3, 7]
+    assert all(e["stage"] == "upstream" and e["status"] == 400 and "rejected by the rejecter rule" in e["error"]
+               for e in failed)
+    assert [e["question"] for e in failed] == ["Question 3?", "Question 7?"]
+    assert sorted(r["row"] for r in _rows(out)) == [i for i in range(12) if i not in (3, 7)]
+
+    # a re-run while the upstream still rejects them asks only for those two rows
+    fake_openai.clear()
+    again = _run(cmd)
+    assert again.returncode == 3, again.stderr
+    assert fake_openai.count(CHAT) == 2 and fake_openai.count(COMPLETIONS) == 0
+    assert [e["row"] for e in _rows(errors)] == [3, 7]
+
+    # once the upstream accepts them, the re-run corrects just those and the errors file goes away
+    fake_openai.rejecter = None
+    fake_openai.clear()
+    last = _run(cmd + ["--json"])
+    assert last.returncode == 0, last.stderr
+    counts = json.loads(last.stdout.strip().splitlines()[-1])
+    assert (counts["written"], counts["skipped"], counts["failed"], counts["total"]) == (2, 10, 0, 12)
+    assert fake_openai.count(CHAT) == 2 and fake_openai.count(COMPLETIONS) == 2
+    assert not errors.exists()
+    rows = _rows(out)
+    assert sorted(r["row"] for r in rows) == list(range(12))
+    assert all(r["question"] == f"Question {r['row']}?" for r in rows)
+
+
+def test_a_row_the_corrector_server_rejects_is_recorded_with_its_stage(tmp_path, fake_openai, capsys):
+    fake_openai.rejecter = lambda req: 400 if "prompt" in req and "Question 2?" in request_text(req) else None
+    src = _write_rows(tmp_path / "in.jsonl", _with_answers(6))
+    out = tmp_path / "out.jsonl"
+    code = main(["correct", "--input", str(src), "--output", str(out), "--corrector", fake_openai.base_url])
+    assert code == 3
+    (failed,) = _rows(tmp_path / "out.jsonl.errors.jsonl")
+    assert (failed["row"], failed["stage"], failed["status"]) == (2, "corrector", 400)
+    assert sorted(r["row"] for r in _rows(out)) == [0, 1, 3, 4, 5]
+
+
+def test_an_upstream_that_fails_every_row_stops_the_run(tmp_path):
+    """Transient failures (here: nothing listening) on 8 rows in a row stop the run instead of
+    marking all 40 rows failed one by one."""
+    from aligner import Aligner
+    from aligner.adapters.base import RetryPolicy
+    from aligner.jobs import correct_file
+
+    with FakeOpenAI() as corrector:
+        src = _write_rows(tmp_path / "in.jsonl", [{"question": f"Question {i}?"} for i in range(40)])
+        al = Aligner(f"http://127.0.0.1:{_closed_port()}/v1", corrector.base_url, upstream_model="m",
+                     retry=RetryPolicy(max_retries=0))
+        with pytest.raises(UpstreamError) as e:
+            correct_file(al, src, tmp_path / "out.jsonl", progress=False)
+    assert "8 rows in a row" in str(e.value) and "cannot reach" in str(e.value)
+    assert len(_rows(tmp_path / "out.jsonl.errors.jsonl")) == 8
+    assert corrector.count(COMPLETIONS) == 0
+
 
 # ----------------------------------------------------------------------------- item 12
 
@@ -57,10 +125,118 @@ def _file_run(src: Path, out: Path, corrector: str, *extra: str) -> int:
     return main(["correct", "--input", str(src), "--output", str(out), "--corrector", corrector, *extra])
 
 
+def test_output_of_another_input_file_is_an_error_naming_both_files(tmp_path, fake_openai, capsys):
+    a = _write_rows(tmp_path / "a.jsonl", _with_answers(3, "Alpha"))
+    b = _write_rows(tmp_path / "b.jsonl", _with_answers(3, "Beta"))
+    out = tmp_path / "out.jsonl"
+    assert _file_run(a, out, fake_openai.base_url) == 0
+    meta = json.loads((tmp_path / "out.jsonl.meta.json").read_text())
+    assert meta["input"] == str(a.resolve()) and meta["rows"] == 3
+    before = out.read_text()
+    capsys.readouterr()
+
+    assert _file_run(b, out, fake_openai.base_url) == 2
+    err = capsys.readouterr().err
+    assert str(a.resolve()) in err and str(b) in err and "--overwrite" in err and "Traceback" not in err
+    assert out.read_text() == before
+
+    assert _file_run(b, out, fake_openai.base_url, "--overwrite") == 0
+    assert [r["question"] for r in _rows(out)] == ["Beta 0?", "Beta 1?", "Beta 2?"]
+    assert json.loads((tmp_path / "out.jsonl.meta.json").read_text())["input"] == str(b.resolve())
+
+
+def test_a_row_changed_in_the_input_since_the_output_was_written_is_an_error(tmp_path, fake_openai, capsys):
+    src = _write_rows(tmp_path / "in.jsonl", _with_answers(3))
+    out = tmp_path / "out.jsonl"
+    assert _file_run(src, out, fake_openai.base_url) == 0
+    rows = _with_answers(3)
+    rows[1]["answer"] = "A different answer."
+    _write_rows(src, rows)
+    capsys.readouterr()
+    assert _file_run(src, out, fake_openai.base_url) == 2
+    err = capsys.readouterr().err
+    assert "row 1" in err and "has changed" in err and "--overwrite" in err
+
+
+def test_rows_appended_to_the_input_are_corrected_on_resume(tmp_path, fake_openai, capsys):
+    src = _write_rows(tmp_path / "in.jsonl", _with_answers(3))
+    out = tmp_path / "out.jsonl"
+    assert _file_run(src, out, fake_openai.base_url) == 0
+    _write_rows(src, _with_answers(5))
+    capsys.readouterr()
+    assert _file_run(src, out, fake_openai.base_url, "--json") == 0
+    counts = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (counts["written"], counts["skipped"]) == (2, 3)
+    assert sorted(r["row"] for r in _rows(out)) == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("line", [b'{"row": 3}\n', b"garbage\n", b'{"row": 1, "key": "0000", "question": "x"}\n'])
+def test_a_complete_line_aligner_did_not_write_is_an_error_not_a_done_row(tmp_path, fake_openai, capsys, line):
+    src = _write_rows(tmp_path / "in.jsonl", _with_answers(3))
+    out = tmp_path / "out.jsonl"
+    assert _file_run(src, out, fake_openai.base_url) == 0
+    _write_rows(src, _with_answers(4))
+    with out.open("ab") as fh:
+        fh.write(line)
+    capsys.readouterr()
+    assert _file_run(src, out, fake_openai.base_url) == 2
+    err = capsys.readouterr().err
+    assert f"{out}, line 4" in err and "--overwrite" in err and "Traceback" not in err
+
+
+def test_invalid_utf8_in_the_output_is_a_clear_error(tmp_path, fake_openai, capsys):
+    src = _write_rows(tmp_path / "in.jsonl", _with_answers(2))
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(b'\xff\xfe{"row": 0}\n')
+    assert _file_run(src, out, fake_openai.base_url) == 2
+    err = capsys.readouterr().err
+    assert f"{out}, line 1" in err and "UTF-8" in err
+
+
 # ----------------------------------------------------------------------------- item 13
+
+def test_rows_without_answers_and_no_upstream_are_named_up_front(tmp_path, capsys):
+    rows = _with_answers(14)
+    for i in (2, 5, 6, 7, 8, 9, 11, 13):
+        del rows[i]["answer"]
+    src = _write_rows(tmp_path / "in.jsonl", rows)
+    # the corrector does not exist: the check runs before anything is loaded
+    code = main(["correct", "--input", str(src), "--output", str(tmp_path / "o.jsonl"), "--corrector", "/nonexistent"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "rows 2, 5, 6, 7, 8 and 3 more (8 rows)" in err and "--upstream" in err
+    assert "Aligner(" not in err and "corrector" not in err.split("Fix:")[0]
+    assert not (tmp_path / "o.jsonl").exists()
 
 
 # ----------------------------------------------------------------------------- item 14
+
+def test_output_that_is_a_directory_or_not_writable_is_a_clear_error(tmp_path, fake_openai, capsys):
+    src = _write_rows(tmp_path / "in.jsonl", _with_answers(2))
+    (tmp_path / "adir").mkdir()
+    assert _file_run(src, tmp_path / "adir", fake_openai.base_url) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: output:") and "is a directory" in err and "--output" in err
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert _file_run(src, blocker / "out.jsonl", fake_openai.base_url) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: output:") and "cannot write" in err and "Traceback" not in err
+    assert fake_openai.count(COMPLETIONS) == 0
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes to read-only dirs")
+def test_output_in_a_read_only_directory_is_a_clear_error(tmp_path, fake_openai, capsys):
+    src = _write_rows(tmp_path / "in.jsonl", _with_answers(2))
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        assert _file_run(src, ro / "out.jsonl", fake_openai.base_url) == 2
+    finally:
+        ro.chmod(0o755)
+    assert "cannot write" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- item 15
@@ -68,11 +244,35 @@ def _file_run(src: Path, out: Path, corrector: str, *extra: str) -> int:
 
 # ----------------------------------------------------------------------------- item 16
 
+def test_stream_with_diff_prints_the_diff_after_the_streamed_text(fake_openai, capsys):
+    from aligner.correction import Correction
+
+    fake_openai.responder = lambda req: "Hello there, dear friend."
+    code = main(["correct", "Greet me", "--answer", "Hello there friend", "--stream", "--diff",
+                 "--corrector", fake_openai.base_url])
+    assert code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "Hello there, dear friend."
+    expected = Correction("Greet me", "Hello there friend", "Hello there, dear friend.").diff()
+    assert lines[1] == "".join(t if op == " " else f"[{op}{t}]" for op, t in expected)
+    assert "[+" in lines[1]
+
 
 # ----------------------------------------------------------------------------- item 17
 
 
 # ----------------------------------------------------------------------------- item 18
+
+def test_device_that_torch_does_not_have_is_one_line_naming_the_flag(tiny_causal_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this torch has CUDA")
+    assert main(["correct", "Q", "--answer", "A", "--device", "cuda", "--corrector", str(tiny_causal_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--device cuda" in err and "available: cpu" in err
+    assert main(["correct", "Q", "--answer", "A", "--device", "tpu", "--corrector", str(tiny_causal_path)]) == 2
+    assert "--device tpu" in capsys.readouterr().err
 
 
 def test_cli_errors_for_a_missing_corrector_and_an_unreachable_upstream_are_short(tiny_causal_path):
