@@ -12,6 +12,62 @@ from typing import Any, Iterator, Mapping
 from .errors import ConfigError
 
 
+_DECODING_RANGES = (
+    ("max_new_tokens", lambda v: v >= 1, "a positive int"),
+    ("temperature", lambda v: v >= 0, ">= 0"),
+    ("top_p", lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("top_k", lambda v: v >= 0, ">= 0 (0 = off)"),
+    ("repetition_penalty", lambda v: v > 0, "> 0 (1.0 = off)"),
+    ("prompt_lookup", lambda v: v >= 0, ">= 0 (0 = off)"),
+)
+_HINTS: dict[str, Any] = {}
+
+
+def _decoding_hints() -> dict[str, Any]:
+    if not _HINTS:
+        import typing
+
+        _HINTS.update(typing.get_type_hints(DecodingConfig))
+    return _HINTS
+
+
+def _default_of(config: Any, name: str) -> Any:
+    return next((f.default for f in fields(config) if f.name == name), None)
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` fits the annotation (bool is not an int here, an int is a float, NaN is not)."""
+    import math
+    import typing
+
+    origin = typing.get_origin(hint)
+    if hint is None or hint is Any:
+        return True
+    if hint is type(None):
+        return value is None
+    if origin is typing.Union or type(hint).__name__ == "UnionType":
+        return any(_matches(value, h) for h in typing.get_args(hint))
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (list, tuple) or (origin is not None and getattr(origin, "__name__", "") == "Sequence"):
+        args = [a for a in typing.get_args(hint) if a is not Ellipsis]
+        return isinstance(value, (list, tuple)) and (not args or all(_matches(v, args[0]) for v in value))
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+def _check_decoding_value(name: str, value: Any, hint: Any, default: Any) -> None:
+    if not _matches(value, hint):
+        kind = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+        raise ConfigError(f"must be {'a finite number' if hint is float else kind}, got {value!r} "
+                          f"({type(value).__name__}).", field=name, fix=f"e.g. {name}={default!r}.")
+
+
 @dataclass
 class DecodingConfig:
     """How a local or remote model samples. Defaults follow the model card (greedy, 2048 new tokens)."""
@@ -27,9 +83,16 @@ class DecodingConfig:
     prompt_lookup: int = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
-            raise ConfigError(f"must be a positive int, got {self.max_new_tokens!r}.",
-                              field="max_new_tokens", fix="e.g. max_new_tokens=512.")
+        """Check every value's type and range here, so ``{"temperature": "hot"}`` is an error naming
+        the field when the config is made, not a ``TypeError`` from deep inside generation."""
+        hints = _decoding_hints()
+        for f in fields(self):
+            _check_decoding_value(f.name, getattr(self, f.name), hints.get(f.name), f.default)
+        for name, ok, rule in _DECODING_RANGES:
+            value = getattr(self, name, None)
+            if value is not None and not ok(value):
+                raise ConfigError(f"must be {rule}, got {value!r}.", field=name,
+                                  fix=f"e.g. {name}={_default_of(self, name)!r}.")
         if self.temperature <= 0 and self.do_sample:
             raise ConfigError("must be > 0 when sampling.", field="temperature",
                               fix="use temperature > 0, or do_sample=False for greedy decoding.")

@@ -275,6 +275,25 @@ def test_device_that_torch_does_not_have_is_one_line_naming_the_flag(tiny_causal
     assert "--device tpu" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("field,value", [("temperature", "hot"), ("max_new_tokens", "512"), ("max_new_tokens", True),
+                                         ("do_sample", "yes"), ("top_p", float("nan")), ("top_k", 2.5),
+                                         ("repetition_penalty", None), ("prompt_lookup", -1), ("top_p", 1.5)])
+def test_decoding_values_are_type_and_range_checked(field, value):
+    from aligner.decoding import DecodingConfig
+
+    with pytest.raises(ConfigError) as e:
+        DecodingConfig.from_any({field: value})
+    assert e.value.field == field and repr(value) in str(e.value)
+
+
+def test_aligner_with_a_bad_decoding_value_names_the_field(fake_openai):
+    from aligner import Aligner
+
+    with pytest.raises(ConfigError) as e:
+        Aligner(corrector=fake_openai.base_url, decoding={"temperature": "hot"})
+    assert e.value.field == "temperature"
+
+
 def test_cli_errors_for_a_missing_corrector_and_an_unreachable_upstream_are_short(tiny_causal_path):
     res = _run(["correct", "Q", "--answer", "A", "--corrector", "/nonexistent"])
     assert res.returncode == 2
