@@ -44,6 +44,29 @@ def test_rebuild_command_runs_end_to_end_on_tiny_settings(tmp_path):
     meta = json.loads((work / "model3" / "aligner_config.json").read_text())
     assert meta["stage"] == 3 and meta["base_model"].endswith("model2")
     assert json.loads((work / "model3" / "report.json").read_text())["model_dir"] == "model3"
+    # issue 14: the user-facing measures and the five fixed demo inputs are in every report
+    report = json.loads((work / "model3" / "report.json").read_text())
+    user = report["user_measures"]
+    assert set(user["success"]) >= {"exact_copy", "spliced_contacts", "no_damage", "fine_hand", "splice_hh"}
+    assert user["n"]["fine_hand"] == 2 and user["words_outside_edits"]["total"] > 0
+    assert user["targets"] == {"exact_copy": 0.95, "spliced_contacts": 0.80, "no_damage": 0.99}
+    demo_inputs = [json.loads(line) for line in (REPO / "train" / "heldout" / "demo_inputs.jsonl").open()]
+    assert [d["answer"] for d in report["demo_examples"]] == [d["answer"] for d in demo_inputs]
+    assert len(demo_inputs) == 5 and all(isinstance(d["correction"], str) for d in report["demo_examples"])
+    # --measure scores any corrector on the work folder's held-out sets
+    assert demo_corrector.main(["--work", str(work), "--measure", str(work / "model"), "--eval-limit", "2",
+                                "--threads", "1"]) == 0
+    assert json.loads((work / "measure-model.json").read_text())["user_measures"]["n"]["fine_hand"] == 2
+    # --start-from continues from an existing corrector as the stage before --from-stage
+    work2 = tmp_path / "demo2"
+    rc = demo_corrector.main(["--work", str(work2), "--n", "32", "--start-from", str(work / "model3"), "--from-stage", "9",
+                              "--stages", "9", "--rows-per-stage", "16", "--max-steps", "1", "--stage-max-steps", "1",
+                              "--eval-limit", "2", "--no-install", "--tiny", "--threads", "1"])
+    assert rc == 0 and not (work2 / "init").exists()
+    assert json.loads((work2 / "model9" / "aligner_config.json").read_text())["base_model"].endswith("model8")
+    assert (work2 / "model8" / "model.safetensors").read_bytes() == (work / "model3" / "model.safetensors").read_bytes()
+    scattered = [json.loads(line) for line in (work2 / "data" / "train9.jsonl").open()]
+    assert len(scattered) == 16 and (work2 / "data" / "words.txt").is_file()
 
 
 def test_every_stage_has_a_step_cap_and_its_own_rows():
@@ -52,6 +75,7 @@ def test_every_stage_has_a_step_cap_and_its_own_rows():
 
     caps = [1100, 2400, 3600]
     assert [stage_step_cap(s, caps) for s in sorted(STAGES) if s > 1] == [1100, 2400] + [3600] * (len(STAGES) - 3)
+    assert STAGES[9]["variants"]["identity"]["scramble"] > 0.5 and STAGES[1]["variants"] is None
     assert len({st["data"] for st in STAGES.values()}) == len(STAGES)
     for s, st in STAGES.items():  # each stage continues from the one before
         assert st["base"] == ("init" if s == 1 else STAGES[s - 1]["out"])
@@ -78,6 +102,17 @@ def test_shipped_demo_corrector_is_small_marked_and_loads():
     assert corrector.is_demo
     out = corrector.correct("What is 2 + 2?", "So 2 + 2 = 5.")
     assert isinstance(out, str)
+
+
+def test_hand_written_heldout_answers_are_never_training_text():
+    """The fine answers and demo inputs are written by hand and kept out of every training pool."""
+    from aligner.data.synthetic import FALLBACK_SENTENCES, sentences_from_hh_rlhf
+    from aligner.train.demo_corrector import HH_RLHF_DEFAULT, heldout_rows
+
+    hand = [r["answer"] for r in heldout_rows("fine_answers.jsonl") + heldout_rows("demo_inputs.jsonl")]
+    assert len(hand) == 45 and len(set(hand)) == 44  # the spider answer is in both on purpose
+    pool = set(FALLBACK_SENTENCES) | (set(sentences_from_hh_rlhf(HH_RLHF_DEFAULT)) if HH_RLHF_DEFAULT.is_file() else set())
+    assert not any(a in pool for a in hand)
 
 
 def test_split_digits_tokenizer_gives_one_token_per_digit_and_round_trips(tmp_path):

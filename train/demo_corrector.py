@@ -55,6 +55,13 @@ MIX_STAGE5 = {"identity": 0.25, "redact": 0.25, "arithmetic": 0.45, "refusal": 0
 MIX_STAGE7 = {"identity": 0.2, "redact": 0.2, "arithmetic": 0.55, "refusal": 0.05}
 #: stage 8: arithmetic has met its target; redaction of contacts spliced into unseen sentences has not
 MIX_STAGE8 = {"identity": 0.25, "redact": 0.45, "arithmetic": 0.25, "refusal": 0.05}
+#: stages 9 on: the copy curriculum (issue 14). Most identity rows are unmemorisable scrambled text and
+#: most redaction rows scatter several contacts anywhere, so the model learns to copy what it reads
+#: and to replace exactly the contact span, instead of rewriting text it half remembers.
+MIX_COPY = {"identity": 0.45, "redact": 0.35, "arithmetic": 0.13, "refusal": 0.07}
+VARIANTS_COPY = {"identity": {"plain": 0.3, "scramble": 0.55, "arithmetic": 0.1, "refusal": 0.05},
+                 "redact": {"template": 0.15, "spliced": 0.3, "scattered": 0.55}}
+HELDOUT_DIR = Path(__file__).resolve().parent / "heldout"
 MODEL = dict(hidden_size=192, layers=4, heads=6, intermediate_size=512, context=512)
 SHIPPED = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
            "tokenizer_config.json", "special_tokens_map.json", "aligner_config.json", "loss_curve.png")
@@ -72,6 +79,54 @@ def _sentences(hh_path: Path | None) -> tuple[list[str], list[str], str]:
     return train, held, "built-in pool"
 
 
+def words(work: Path, hh_path: Path | None) -> list[str]:
+    """The copy curriculum's vocabulary: every word of the HH-RLHF sample plus the system word list
+    where one is installed (``wamerican``). Written once to ``data/words.txt`` so that a resumed or
+    extended run draws from the very list the first stages used."""
+    from aligner.data.synthetic import FALLBACK_SENTENCES, texts_from_hh_rlhf, word_list
+
+    path = work / "data" / "words.txt"
+    if path.is_file():
+        return path.read_text().split()
+    texts = texts_from_hh_rlhf(hh_path) if hh_path and hh_path.is_file() else list(FALLBACK_SENTENCES)
+    vocab = word_list(texts, system=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(vocab) + "\n")
+    return vocab
+
+
+def heldout_rows(name: str) -> list[dict[str, str]]:
+    """A hand-written held-out file of ``train/heldout`` (never used for training), as dicts."""
+    return [json.loads(line) for line in (HELDOUT_DIR / name).read_text().splitlines() if line.strip()]
+
+
+def build_eval(work: Path, hh_path: Path | None, seed: int = 1) -> dict[str, Path]:
+    """The evaluation files: eval loss, held-out synthetic (another seed), and the user-facing sets on
+    text the generator never produced — held-out HH-RLHF sentences with and without spliced contacts,
+    the hand-written fine answers, and contacts spliced into those."""
+    from aligner.data import write_jsonl
+    from aligner.data.synthetic import generate, splice_contacts
+
+    d = work / "data"
+    d.mkdir(parents=True, exist_ok=True)
+    train_pool, held_pool, _ = _sentences(hh_path)
+    files = {k: d / f"{k}.jsonl" for k in ("eval_loss", "eval_synthetic", "eval_splice", "eval_hand_fine",
+                                           "eval_hand_splice")}
+    vocab = words(work, hh_path)
+    write_jsonl([r.to_dict() for r in generate(256, seed=seed + 100, mix=MIX, sentences=train_pool, words=vocab)],
+                files["eval_loss"])
+    write_jsonl([r.to_dict() for r in generate(400, seed=seed + 1000, sentences=train_pool, words=vocab)],
+                files["eval_synthetic"])
+    write_jsonl([r.to_dict() for r in splice_contacts(held_pool, seed=seed + 2000, n=200)], files["eval_splice"])
+    hand = heldout_rows("fine_answers.jsonl")
+    write_jsonl([{"question": r["question"], "answer": r["answer"], "correction": r["answer"], "category": "identity"}
+                 for r in hand], files["eval_hand_fine"])
+    spliced = [r for r in splice_contacts([r["answer"] for r in hand], seed=seed + 3000, n=120)
+               if r.category == "redact"]
+    write_jsonl([r.to_dict() for r in spliced], files["eval_hand_splice"])
+    return files
+
+
 def build_data(work: Path, n: int, hh_path: Path | None, seed: int = 1, later: dict[int, int] | None = None
                ) -> dict[str, Any]:
     """Write train / eval-loss / eval-synthetic / eval-splice JSONL files under ``work/data``.
@@ -81,22 +136,19 @@ def build_data(work: Path, n: int, hh_path: Path | None, seed: int = 1, later: d
     set is built from sentences the generator never used (hash split of the HH-RLHF pool).
     """
     from aligner.data import write_jsonl
-    from aligner.data.synthetic import generate, splice_contacts
+    from aligner.data.synthetic import generate
 
     d = work / "data"
     d.mkdir(parents=True, exist_ok=True)
     train_pool, held_pool, desc = _sentences(hh_path)
-    files = {"train": d / "train.jsonl", "eval_loss": d / "eval_loss.jsonl",
-             "eval_synthetic": d / "eval_synthetic.jsonl", "eval_splice": d / "eval_splice.jsonl"}
-    write_jsonl([r.to_dict() for r in generate(n, seed=seed, mix=STAGES[1]["mix"], sentences=train_pool)],
-                files["train"])
+    files = {"train": d / "train.jsonl", **build_eval(work, hh_path, seed)}
+    vocab = words(work, hh_path)
+    write_jsonl([r.to_dict() for r in generate(n, seed=seed, mix=STAGES[1]["mix"], sentences=train_pool, words=vocab,
+                                               variants=STAGES[1]["variants"])], files["train"])
     for stage, rows in sorted((later or {}).items()):  # stage → rows; each stage its own seed
         files[f"train{stage}"] = stage_data(work, stage, rows, train_pool, seed, overwrite=True)
-    write_jsonl([r.to_dict() for r in generate(256, seed=seed + 100, mix=MIX, sentences=train_pool)], files["eval_loss"])
-    write_jsonl([r.to_dict() for r in generate(400, seed=seed + 1000, sentences=train_pool)], files["eval_synthetic"])
-    write_jsonl([r.to_dict() for r in splice_contacts(held_pool, seed=seed + 2000, n=200)], files["eval_splice"])
     info = {"n_train": n, "n_train_later_stages": later or {}, "seed": seed, "mix": MIX, "sentences": desc,
-            "files": {k: str(v) for k, v in files.items()}}
+            "words": len(vocab), "files": {k: str(v) for k, v in files.items()}}
     (d / "info.json").write_text(json.dumps(info, indent=1) + "\n")
     return info
 
@@ -110,8 +162,10 @@ def stage_data(work: Path, stage: int, rows: int, train_pool: list[str], seed: i
 
     path = work / "data" / STAGES[stage]["data"]
     if overwrite or not path.is_file():
+        vocab = words(work, None)  # written by build_data (or by --start-from) before any stage
         write_jsonl([r.to_dict() for r in generate(rows, seed=seed + stage, mix=STAGES[stage]["mix"],
-                                                    sentences=train_pool)], path)
+                                                    sentences=train_pool, words=vocab,
+                                                    variants=STAGES[stage]["variants"])], path)
     return path
 
 
@@ -131,10 +185,12 @@ def build_init(work: Path, train_file: Path, model: dict[str, Any] | None = None
     return save_corrector(net, tok, work / "init", template=TEMPLATE)
 
 
-#: per stage: peak learning rate, identity warm-up share, synthetic mix of its rows
+#: per stage: peak learning rate, identity warm-up share, synthetic mix of its rows (and, from stage 9,
+#: the copy curriculum's variant weights; ``None`` = the generator's defaults)
 RECIPES = {1: (2e-3, 0.2, MIX), 2: (1.5e-3, 0.1, MIX_STAGE2), 3: (1e-3, 0.05, MIX_STAGE2),
            4: (6e-4, 0.05, MIX_STAGE2), 5: (4e-4, 0.05, MIX_STAGE5), 6: (3e-4, 0.05, MIX_STAGE5),
-           7: (4e-4, 0.05, MIX_STAGE7), 8: (3e-4, 0.05, MIX_STAGE8)}
+           7: (4e-4, 0.05, MIX_STAGE7), 8: (3e-4, 0.05, MIX_STAGE8), 9: (4e-4, 0.05, MIX_COPY, VARIANTS_COPY),
+           10: (2e-4, 0.05, MIX_COPY, VARIANTS_COPY)}
 
 
 def _stage_out(stage: int) -> str:
@@ -144,8 +200,8 @@ def _stage_out(stage: int) -> str:
 #: per stage: data file, base model (the previous stage's output), output folder and its recipe
 STAGES = {s: {"data": "train.jsonl" if s == 1 else f"train{s}.jsonl",
               "base": "init" if s == 1 else _stage_out(s - 1), "out": _stage_out(s),
-              "lr": lr, "identity_warmup": warmup, "mix": mix}
-          for s, (lr, warmup, mix) in RECIPES.items()}
+              "lr": r[0], "identity_warmup": r[1], "mix": r[2], "variants": r[3] if len(r) > 3 else None}
+          for s, r in RECIPES.items()}
 
 
 def train(work: Path, epochs: float, lr: float | None, batch: int, threads: int, resume: bool, max_steps: int = -1,
@@ -181,8 +237,10 @@ def stage_step_cap(stage: int, caps: list[int]) -> int:
     return caps[min(stage - 2, len(caps) - 1)]
 
 
-def install(model_dir: Path, dest: Path = ASSET_DIR) -> int:
+def install(model_dir: Path, dest: Path = ASSET_DIR, *, overwrite: bool = True) -> int:
     """Copy the shippable files into the package; returns their total size in bytes."""
+    if not overwrite and (dest / "config.json").is_file():
+        return 0
     dest.mkdir(parents=True, exist_ok=True)
     total = 0
     for name in SHIPPED:
@@ -191,6 +249,50 @@ def install(model_dir: Path, dest: Path = ASSET_DIR) -> int:
             shutil.copy2(src, dest / name)
             total += src.stat().st_size
     return total
+
+
+#: what a user needs of the demo corrector (issue 14), on text the generator never produced
+USER_TARGETS = {"exact_copy": 0.95, "spliced_contacts": 0.80, "no_damage": 0.99}
+
+
+def user_measures(corrector: Any, work: Path, limit: int | None = None) -> dict[str, Any]:
+    """Exact copy of fine answers, spliced contacts handled, and words kept outside the edits.
+
+    Fine answers: held-out HH-RLHF sentences (the splice set's untouched rows) and the hand-written
+    ``train/heldout/fine_answers.jsonl``. Spliced contacts: held-out shapes in held-out HH-RLHF
+    sentences and in the hand-written answers. No damage pools every row of these sets.
+    """
+    from aligner.data import load
+    from aligner.data.synthetic import exact_copy, kept_outside_edits, spliced_contact_ok
+
+    def rows(name: str, category: str) -> list[Any]:
+        return [r for r in load(str(work / "data" / f"{name}.jsonl")).rows if r.category == category][:limit]
+
+    sets = {"fine_hh": rows("eval_splice", "identity"), "fine_hand": rows("eval_hand_fine", "identity"),
+            "splice_hh": rows("eval_splice", "redact"), "splice_hand": rows("eval_hand_splice", "redact")}
+    out: dict[str, Any] = {"n": {k: len(v) for k, v in sets.items()}, "success": {}, "failures": []}
+    kept = total = 0
+    hits: dict[str, list[bool]] = {}
+    for name, rs in sets.items():
+        preds: list[str] = []
+        for i in range(0, len(rs), 16):
+            preds += corrector.correct_batch([(r.question, r.answer) for r in rs[i:i + 16]])
+        for r, p in zip(rs, preds):
+            ok = exact_copy(r.answer, p) if name.startswith("fine") else spliced_contact_ok(r.answer, r.correction, p)
+            hits.setdefault(name, []).append(ok)
+            k, t = kept_outside_edits(r.answer, r.correction, p)
+            kept, total = kept + k, total + t
+            if not ok and sum(f["set"] == name for f in out["failures"]) < 4:
+                out["failures"].append({"set": name, "answer": r.answer, "expected": r.correction, "got": p})
+    share = lambda v: round(sum(v) / len(v), 4) if v else 0.0  # noqa: E731
+    out["success"] = {k: share(v) for k, v in hits.items()}
+    out["success"]["exact_copy"] = share(hits.get("fine_hh", []) + hits.get("fine_hand", []))
+    out["success"]["spliced_contacts"] = share(hits.get("splice_hh", []) + hits.get("splice_hand", []))
+    out["success"]["no_damage"] = round(kept / total, 4) if total else 0.0
+    out["words_outside_edits"] = {"kept": kept, "total": total}
+    out["targets"] = USER_TARGETS
+    out["targets_met"] = {k: bool(out["success"][k] >= v) for k, v in USER_TARGETS.items()}
+    return out
 
 
 def evaluate(model_dir: Path, work: Path, limit: int | None = None, threads: int = 2) -> dict[str, Any]:
@@ -223,6 +325,10 @@ def evaluate(model_dir: Path, work: Path, limit: int | None = None, threads: int
 
     report["synthetic_heldout"] = run("eval_synthetic")
     report["splice_generalisation"] = run("eval_splice")
+    report["user_measures"] = user_measures(corrector, work, limit)
+    report["demo_examples"] = [{"question": r["question"], "answer": r["answer"],
+                                "correction": corrector.correct(r["question"], r["answer"])}
+                               for r in heldout_rows("demo_inputs.jsonl")]
     # latency: one correction at a time, as `aligner correct` does
     rows = load(str(work / "data" / "eval_synthetic.jsonl")).rows[:min(20, limit or 20)]
     corrector.correct(rows[0].question, rows[0].answer)  # warm-up
@@ -248,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default=str(REPO / "runs" / "demo"), help="work folder (data, checkpoints, logs)")
     ap.add_argument("--n", type=int, default=17000, help="synthetic training rows, stage 1")
-    ap.add_argument("--stages", type=int, default=8, choices=sorted(STAGES), help="how many stages to run")
+    ap.add_argument("--stages", type=int, default=10, choices=sorted(STAGES), help="how many stages to run")
     ap.add_argument("--rows-per-stage", type=int, default=60000, help="fresh synthetic rows for each stage after the first")
     ap.add_argument("--stage-max-steps", type=int, nargs="+", default=[1100, 2400, 3600],
                     help="step caps (the cosine horizons) of stages 2, 3, 4; a later stage takes the last; "
@@ -268,22 +374,41 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-train", action="store_true", help="only install + evaluate the last model in WORK")
     ap.add_argument("--no-install", action="store_true", help="do not copy into aligner/assets/demo-corrector")
     ap.add_argument("--eval-limit", type=int, default=None, help="evaluate on at most this many rows per set")
+    ap.add_argument("--measure", metavar="DIR", default=None,
+                    help="only score the corrector at DIR on the held-out sets (written to WORK/measure-NAME.json)")
+    ap.add_argument("--start-from", metavar="DIR", default=None,
+                    help="use the corrector at DIR (e.g. aligner/assets/demo-corrector) as the output of stage "
+                         "--from-stage minus 1, i.e. continue from its weights instead of rebuilding them")
     ap.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tests: a 2-layer 64-wide model
     args = ap.parse_args(argv)
     work = Path(args.work)
     t0 = time.time()
     stages = list(range(1, args.stages + 1))
+    hh = Path(args.hh_rlhf) if args.hh_rlhf else None
+    if args.measure:  # score any corrector on this work folder's held-out sets (built if missing)
+        if not (work / "data" / "eval_hand_splice.jsonl").is_file():
+            build_eval(work, hh)
+        report = evaluate(Path(args.measure), work, args.eval_limit, args.threads)
+        out = work / f"measure-{Path(args.measure).resolve().name}.json"
+        out.write_text(json.dumps(report, indent=1) + "\n")
+        print(json.dumps({k: report[k] for k in ("synthetic_heldout", "user_measures", "latency_s")}, indent=1))
+        print(f"written to {out}")
+        return 0
+    if args.start_from:  # continue from an existing corrector (e.g. the shipped one) as stage from-stage - 1
+        if args.from_stage < 2:
+            raise SystemExit("--start-from needs --from-stage N (N >= 2): it stands in for stage N - 1's output")
+        install(Path(args.start_from), work / STAGES[args.from_stage - 1]["out"], overwrite=False)
     if not args.skip_train:
         if not args.resume or not (work / "data" / "info.json").is_file():
-            info = build_data(work, args.n, Path(args.hh_rlhf) if args.hh_rlhf else None,
-                              later={s: args.rows_per_stage for s in stages if s > 1})
+            info = build_data(work, args.n, hh,
+                              later={s: args.rows_per_stage for s in stages if s > 1 and s >= args.from_stage})
             print(f"data: {json.dumps(info)}", flush=True)
         else:  # resuming, or extending a finished run by a further stage: write the missing stage rows
             train_pool = _sentences(Path(args.hh_rlhf) if args.hh_rlhf else None)[0]
             for s in stages:
                 if s > 1 and s >= args.from_stage:
                     stage_data(work, s, args.rows_per_stage, train_pool)
-        if not (args.resume or args.from_stage > 1) or not (work / "init" / "config.json").is_file():
+        if args.from_stage == 1 and (not args.resume or not (work / "init" / "config.json").is_file()):
             model = dict(hidden_size=64, layers=2, heads=4, intermediate_size=128, context=512) if args.tiny else None
             build_init(work, work / "data" / "train.jsonl", model, vocab_size=512 if args.tiny else 2048)
         for stage in stages:
