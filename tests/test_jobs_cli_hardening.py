@@ -241,6 +241,52 @@ def test_output_in_a_read_only_directory_is_a_clear_error(tmp_path, fake_openai,
 
 # ----------------------------------------------------------------------------- item 15
 
+def test_resolve_base_model_sends_hub_ids_to_the_hub_and_missing_paths_are_errors(tmp_path):
+    from aligner.train.corrector import resolve_base_model
+
+    for hub_id in ("meta-llama/Llama-2-7b-hf", "Qwen/Qwen2.5-0.5B-Instruct", "gpt2"):
+        assert resolve_base_model(hub_id) == hub_id
+    (tmp_path / "runs").mkdir()
+    for local in ("./my-model", "~/models/x", str(tmp_path / "nope"), "a/b/c", f"{tmp_path}/runs/x"):
+        with pytest.raises(ConfigError) as e:
+            resolve_base_model(local)
+        assert e.value.field == "base_model" and "no such model directory" in str(e.value)
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:  # "runs/x" where runs/ is a local folder: a missing local path, not a hub id
+        with pytest.raises(ConfigError):
+            resolve_base_model("runs/x")
+    finally:
+        os.chdir(cwd)
+
+
+def test_train_base_model_hub_id_loads_from_the_local_hub_cache(tmp_path):
+    """The layout ``huggingface_hub`` writes on download (models--org--name/snapshots/<hash>, refs/main),
+    read offline: what a user with a cached Llama has."""
+    from conftest import corpus_texts
+
+    from aligner.data import write_jsonl
+    from aligner.data.synthetic import generate
+    from aligner.tiny import make_tiny_corrector
+
+    cache = tmp_path / "hub"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache / "models--tiny-org--tiny-llama"
+    make_tiny_corrector(repo / "snapshots" / commit, corpus_texts(50), "causal", vocab_size=512, context=256,
+                        hidden_size=32, layers=1, heads=2)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    data = tmp_path / "train.jsonl"
+    write_jsonl([r.to_dict() for r in generate(8, seed=0)], data)
+    env = {**ENV, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    res = _run(["train", "--data", str(data), "--base-model", "tiny-org/tiny-llama", "--output-dir",
+                str(tmp_path / "out"), "--max-steps", "1", "--batch-size", "4", "--effective-batch-size", "4",
+                "--max-length", "256", "--learning-rate", "1e-3", "--no-progress", "--no-bf16",
+                "--logging-steps", "1", "--save-steps", "1000"], env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (tmp_path / "out" / "config.json").is_file()
+    assert json.loads((tmp_path / "out" / "aligner_config.json").read_text())["base_model"] == "tiny-org/tiny-llama"
+
 
 # ----------------------------------------------------------------------------- item 16
 

@@ -235,8 +235,16 @@ def to_dataset(examples: Sequence[Example]) -> Any:
 # ----------------------------------------------------------------------------- model
 
 def _looks_like_path(spec: str) -> bool:
-    return spec.startswith((".", "/", "~")) or os.sep in spec.strip("/").replace("/", os.sep, 1) \
-        or spec.count("/") > 1 or Path(spec).suffix != ""
+    """Whether a ``--base-model`` that is not on disk was meant as a local path (then it is missing)
+    rather than a hub id (then the hub, or its local cache, is asked).
+
+    A hub id is ``name`` or ``org/name``: one slash at most, and a dot is fine (``Qwen/Qwen2.5-0.5B``).
+    A path starts with ``.``, ``/`` or ``~``, has a backslash, a drive colon or two slashes, or
+    starts with a folder that exists here (``runs/x`` beside a ``runs/`` folder).
+    """
+    if spec.startswith((".", "/", "~")) or "\\" in spec or ":" in spec or spec.count("/") > 1:
+        return True
+    return "/" in spec and Path(spec.split("/", 1)[0]).is_dir()
 
 
 def resolve_base_model(spec: str) -> str:
