@@ -243,8 +243,9 @@ def create_app(source: "ServeConfig | Any", config: ServeConfig | None = None) -
         try:
             if req["stream"]:
                 answer, t_up = await _with_deadline(_get_answer(state, req), deadline, "upstream")
-                stream = _sse_uncorrected(state, req, request, t_up, skipped) if (skipped := _skipped(req)) \
-                    else _sse(state, req, request, answer, t_up, deadline)
+                skipped = _skipped(req)
+                stream = _sse_uncorrected(state, req, request, t_up, skipped) if skipped else \
+                    _sse(state, req, request, answer, t_up, deadline)
                 return StreamingResponse(stream, media_type="text/event-stream",
                                          headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
             return await _with_deadline(_complete(state, req, request), deadline, "request")
