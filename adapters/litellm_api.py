@@ -6,10 +6,17 @@ so back-off happens once, in :mod:`aligner.adapters.base`.
 """
 from __future__ import annotations
 
+import os
+import re
 from typing import Any, AsyncIterator, Iterator
 
 from ..errors import ConfigError, UpstreamError, UpstreamTimeout
 from .base import Messages, Upstream, UpstreamReply, _generic_error, bare_message
+
+
+#: litellm's wording when a provider's key is absent (the OpenAI provider reports it as a 500)
+_MISSING_KEY = re.compile(r"missing credentials|missing [\w ]*api key|api_key client option must be set", re.I)
+_KEY_VAR = re.compile(r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*_(?:API_KEY|AUTH_TOKEN)\b")
 
 
 def _litellm() -> Any:
@@ -76,6 +83,29 @@ class LiteLLMUpstream(Upstream):
             if piece:
                 yield piece
 
+    def _key_variables(self, text: str) -> list[str]:
+        """The environment variables that hold this provider's key, as litellm knows them."""
+        names: list[str] = []
+        try:
+            names = list(_litellm().validate_environment(model=self.model, api_base=self.api_base)
+                         .get("missing_keys") or [])
+        except Exception:  # noqa: BLE001 - a best-effort hint; the error text is the fallback
+            pass
+        names = [n for n in names if "KEY" in n or "TOKEN" in n] or _KEY_VAR.findall(text)
+        return list(dict.fromkeys(names))
+
+    def _auth_error(self, text: str) -> UpstreamError:
+        """A missing or rejected API key: retrying cannot help, and the fix is a variable to set."""
+        names = self._key_variables(text)
+        var = " or ".join(names) or "the provider's API key variable"
+        if not self.api_key and names and not any(os.environ.get(n) for n in names):
+            msg = f"{self.name}: no API key: {var} is not set."
+            fix = f"export {names[0] if names else 'THE_KEY_VARIABLE'}=... (or pass api_key=...)."
+        else:
+            msg = f"{self.name}: the API key was rejected (HTTP 401): {text[:300]}"
+            fix = f"check the key in {var} (or api_key=)."
+        return UpstreamError(msg, status=401, retryable=False, fix=fix)
+
     def _to_error(self, exc: BaseException) -> UpstreamError:
         litellm = _litellm()
         E = litellm.exceptions
@@ -88,6 +118,9 @@ class LiteLLMUpstream(Upstream):
             where = f" at {self.api_base}" if self.api_base else ""
             return UpstreamError(f"cannot reach {self.name}{where} ({text[:300]}).", status=502, retryable=True,
                                  fix="check api_base / network and that the server is running.")
+        if isinstance(exc, E.AuthenticationError) or getattr(exc, "status_code", None) == 401 \
+                or _MISSING_KEY.search(text):
+            return self._auth_error(text)
         if isinstance(exc, E.BadRequestError) and "LLM Provider NOT provided" in text:
             return UpstreamError(f"LiteLLM does not know the provider of {self.name!r}.", status=400,
                                  fix="prefix the provider, e.g. 'openai/gpt-4o-mini', 'anthropic/claude-...', "

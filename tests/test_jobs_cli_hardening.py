@@ -306,6 +306,34 @@ def test_stream_with_diff_prints_the_diff_after_the_streamed_text(fake_openai, c
 
 # ----------------------------------------------------------------------------- item 17
 
+def test_litellm_without_its_api_key_is_not_retried_and_names_the_variable(fake_openai, monkeypatch):
+    pytest.importorskip("litellm")
+    from aligner.adapters.base import RetryPolicy
+    from aligner.adapters.litellm_api import LiteLLMUpstream
+
+    for var in ("OPENAI_API_KEY", "OPENAI_ADMIN_KEY", "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    up = LiteLLMUpstream("openai/fake-model", api_base=fake_openai.base_url,
+                         retry=RetryPolicy(initial_backoff=0.01, max_backoff=0.01))
+    with pytest.raises(UpstreamError) as e:
+        up.answer("hi")
+    assert up.stats.attempts == 1 and up.stats.retries == 0
+    assert e.value.status == 401 and "OPENAI_API_KEY" in str(e.value)
+
+    claude = LiteLLMUpstream("anthropic/claude-3-5-haiku-latest", retry=RetryPolicy(initial_backoff=0.01))
+    with pytest.raises(UpstreamError) as e:
+        claude.answer("hi")
+    assert claude.stats.attempts == 1 and "ANTHROPIC_API_KEY" in str(e.value)
+
+
+def test_cli_litellm_upstream_without_key_fails_once_with_the_variable(fake_openai):
+    pytest.importorskip("litellm")
+    env = {k: v for k, v in ENV.items() if k not in ("OPENAI_API_KEY", "OPENAI_ADMIN_KEY")}
+    res = _run(["correct", "Explain DNS", "--upstream", "openai/fake-model", "--corrector", fake_openai.base_url],
+               env=env)
+    assert res.returncode == 2
+    assert "OPENAI_API_KEY" in res.stderr and "retrying" not in res.stderr and "Traceback" not in res.stderr
+
 
 # ----------------------------------------------------------------------------- item 18
 
