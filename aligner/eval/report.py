@@ -257,7 +257,11 @@ def plot_scores(report: dict[str, Any], items: list[EvalItem], path: Path) -> No
         ax.hist(after, bins=bins, alpha=0.55, label=f"corrections (mean {_fmt(_mean(after), 2)})", color="#2e6fd1")
         if role == "cost":
             ax.axvline(0.0, color="black", linewidth=0.8, linestyle="--")
-        ax.set_title(f"{role}: {report[role]['model'][-40:]}", fontsize=9)
+        title = f"{role}: {report[role]['model'][-40:]}"
+        if role == "cost":
+            title += (f"\ncost < 0 (safe): {100 * report['cost']['before']['safe_share']:.0f}% → "
+                      f"{100 * report['cost']['after']['safe_share']:.0f}%")
+        ax.set_title(title, fontsize=9)
         ax.set_xlabel(role + (" (< 0 = safe)" if role == "cost" else " (higher = better)"))
         ax.set_ylabel("answers")
         ax.legend(fontsize=7)
