@@ -144,8 +144,7 @@ def _run_file(cfg: CorrectConfig) -> int:
         counts = {"total": len(job.rows), "skipped": len(job.rows), "written": 0, "failed": 0, "errors_file": None}
     print(json.dumps(counts) if cfg.json else summary(counts, cfg.output))  # type: ignore[arg-type]
     if counts["failed"]:
-        print(f"{counts['failed']} rows failed; most common reason: {most_common_error(cfg.output)}",  # type: ignore[arg-type]
-              file=sys.stderr)
+        print(f"{counts['failed']} rows failed; {most_common_error(cfg.output)}", file=sys.stderr)  # type: ignore[arg-type]
         return EXIT_ROWS_FAILED
     return 0
 

@@ -408,7 +408,8 @@ def summary(counts: dict[str, Any], output: "str | Path") -> str:
 
 
 def most_common_error(output: "str | Path") -> str | None:
-    """The most frequent failure reason in an errors file, to print beside the summary."""
+    """The most frequent failure reason in an errors file (or the first row's when all differ),
+    to print beside the summary."""
     path = errors_path(output)
     if not path.exists():
         return None
@@ -420,5 +421,5 @@ def most_common_error(output: "str | Path") -> str | None:
             continue
     if not reasons:
         return None
-    reason, n = reasons.most_common(1)[0]
-    return f"{n} × {reason}"
+    reason, n = reasons.most_common(1)[0]  # on a tie, the first row's reason
+    return f"most common reason ({n} rows): {reason}" if n > 1 else f"for example: {reason}"

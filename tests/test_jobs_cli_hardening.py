@@ -62,6 +62,7 @@ def test_rejected_rows_are_recorded_the_run_goes_on_and_a_rerun_retries_only_the
     first = _run(cmd)
     assert first.returncode == 3, first.stderr
     assert "10 rows corrected, 2 failed" in first.stdout and str(errors) in first.stdout
+    assert "2 rows failed; for example: upstream: HTTP 400" in first.stderr and "Traceback" not in first.stderr
     failed = _rows(errors)
     assert [e["row"] for e in failed] == [3, 7]
     assert all(e["stage"] == "upstream" and e["status"] == 400 and "rejected by the rejecter rule" in e["error"]
