@@ -67,6 +67,13 @@ def test_rebuild_command_runs_end_to_end_on_tiny_settings(tmp_path):
     assert (work2 / "model8" / "model.safetensors").read_bytes() == (work / "model3" / "model.safetensors").read_bytes()
     scattered = [json.loads(line) for line in (work2 / "data" / "train9.jsonl").open()]
     assert len(scattered) == 16 and (work2 / "data" / "words.txt").is_file()
+    # the report keeps the seed model's training history, and --before adds the replaced model's figures
+    # (--reuse-report: no second evaluation)
+    rc = demo_corrector.main(["--work", str(work2), "--stages", "9", "--from-stage", "9", "--skip-train", "--reuse-report",
+                              "--before", str(work / "measure-model.json"), "--no-install", "--threads", "1"])
+    report = json.loads((work2 / "model9" / "report.json").read_text())
+    assert rc == 0 and set(report["training"]) == {"stage1", "stage2", "stage3", "stage9"}
+    assert report["before"]["user_measures"] == json.loads((work / "measure-model.json").read_text())["user_measures"]["success"]
 
 
 def test_every_stage_has_a_step_cap_and_its_own_rows():

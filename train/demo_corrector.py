@@ -379,6 +379,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--start-from", metavar="DIR", default=None,
                     help="use the corrector at DIR (e.g. aligner/assets/demo-corrector) as the output of stage "
                          "--from-stage minus 1, i.e. continue from its weights instead of rebuilding them")
+    ap.add_argument("--before", metavar="JSON", default=None,
+                    help="a --measure result of the model being replaced: its figures go into report.json as 'before'")
+    ap.add_argument("--reuse-report", action="store_true",
+                    help="with --skip-train: keep the last model's measured report.json instead of evaluating again")
     ap.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tests: a 2-layer 64-wide model
     args = ap.parse_args(argv)
     work = Path(args.work)
@@ -397,7 +401,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.start_from:  # continue from an existing corrector (e.g. the shipped one) as stage from-stage - 1
         if args.from_stage < 2:
             raise SystemExit("--start-from needs --from-stage N (N >= 2): it stands in for stage N - 1's output")
-        install(Path(args.start_from), work / STAGES[args.from_stage - 1]["out"], overwrite=False)
+        seed_dir = work / STAGES[args.from_stage - 1]["out"]
+        if not (seed_dir / "config.json").is_file() and (Path(args.start_from) / "report.json").is_file():
+            seed_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(Path(args.start_from) / "report.json", seed_dir / "report.json")  # its training history
+        install(Path(args.start_from), seed_dir, overwrite=False)
     if not args.skip_train:
         if not args.resume or not (work / "data" / "info.json").is_file():
             info = build_data(work, args.n, hh,
@@ -418,13 +426,28 @@ def main(argv: list[str] | None = None) -> int:
             steps = args.max_steps if args.max_steps >= 0 or stage == 1 else stage_step_cap(stage, args.stage_max_steps)
             train(work, args.epochs, args.lr, args.batch, args.threads, args.resume, steps, args.max_minutes, stage)
     model_dir = work / STAGES[max(s for s in stages if (work / STAGES[s]["out"] / "config.json").is_file())]["out"]
-    report = evaluate(model_dir, work, args.eval_limit, args.threads)
+    old = model_dir / "report.json"
+    if args.reuse_report and old.is_file() and "user_measures" in json.loads(old.read_text()):
+        report = {k: v for k, v in json.loads(old.read_text()).items()
+                  if k in ("synthetic_heldout", "splice_generalisation", "user_measures", "demo_examples", "latency_s",
+                           "size_mb", "weights_mb", "parameters", "targets", "targets_met")}
+    else:
+        report = evaluate(model_dir, work, args.eval_limit, args.threads)
+    if args.before:  # the figures of the model this one replaces, on the same held-out sets
+        before = json.loads(Path(args.before).read_text())
+        report["before"] = {"synthetic_heldout": before["synthetic_heldout"]["success"],
+                            "user_measures": before["user_measures"]["success"],
+                            "demo_examples": before.get("demo_examples"), "latency_s": before.get("latency_s")}
     report["model_dir"] = model_dir.name
     report["data"] = json.loads((work / "data" / "info.json").read_text())
     report["data"].pop("files", None)
     report["training"] = {}
     for s in stages:
         state_file = work / STAGES[s]["out"] / "train_state.json"
+        seeded = work / STAGES[s]["out"] / "report.json"
+        if not state_file.is_file() and seeded.is_file() and s < args.from_stage:  # a --start-from model's history
+            report["training"].update(json.loads(seeded.read_text()).get("training", {}))
+            report["started_from"] = f"an existing corrector as stage {s} (--start-from)"
         if state_file.is_file():
             st = json.loads(state_file.read_text())
             report["training"][f"stage{s}"] = {k: st.get(k) for k in ("phases", "world_size", "examples",
