@@ -28,6 +28,16 @@ after the hour-long first part. Held-out eval loss after each stage of the shipp
 69%, 95%, 98%. Copying — the skill every edit needs — appears abruptly during stage 2.
 Rebuild time on 2 free CPU cores: 63 minutes for stages 1-4 in one command (measured), 22-28 more
 for each later stage (~3 hours in all); much longer on a busy machine.
+
+Stages 9 and 10 are the copy curriculum (issue 14): most identity rows are unmemorisable scrambled
+text (random words from ``data/words.txt`` — every word of the HH-RLHF sample plus the system word
+list where one is installed — made-up words, names, letter/digit strings, mixed case and punctuation)
+and most redaction rows scatter one to three contacts anywhere in the text. ``--start-from DIR
+--from-stage 9`` continues from an existing corrector (the shipped one) instead of rebuilding stages
+1-8; ``--measure DIR`` scores any corrector on the held-out sets. Besides the synthetic categories,
+every report has the user-facing measures on text the generator never produced (exact copy of fine
+answers, spliced contacts replaced with nothing else touched, words kept outside the edits) and the
+corrections of the five fixed inputs of ``train/heldout/demo_inputs.jsonl``.
 """
 from __future__ import annotations
 
