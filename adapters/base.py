@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
@@ -43,6 +44,52 @@ class RetryPolicy:
         if retry_after is not None:
             base = min(self.max_backoff, max(base, retry_after))
         return base * (1 + random.uniform(-self.jitter, self.jitter))
+
+
+class RateLimiter:
+    """At most ``per_minute`` request starts in any 60 s window, spread evenly (one every
+    ``60/per_minute`` s), shared by threads and event loops alike: a provider's requests-per-minute
+    quota is one number for the whole process, whichever way the calls are made."""
+
+    def __init__(self, per_minute: float):
+        if isinstance(per_minute, bool) or not isinstance(per_minute, (int, float)) or not per_minute > 0 \
+                or per_minute == float("inf"):
+            raise ConfigError(f"must be a positive number, got {per_minute!r}.", field="requests_per_minute",
+                              fix="e.g. requests_per_minute=600 (or leave it out for no limit).")
+        self.per_minute = float(per_minute)
+        self.interval = 60.0 / self.per_minute
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def _reserve(self) -> float:
+        """Book the next free start time; returns the seconds to wait for it."""
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self.interval
+            return start - now
+
+    def wait(self) -> None:
+        delay = self._reserve()
+        if delay > 0:
+            time.sleep(delay)
+
+    async def await_turn(self) -> None:
+        delay = self._reserve()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+def _throttle(host: Any) -> None:
+    limiter = getattr(host, "rate_limiter", None)
+    if limiter is not None:
+        limiter.wait()
+
+
+async def _athrottle(host: Any) -> None:
+    limiter = getattr(host, "rate_limiter", None)
+    if limiter is not None:
+        await limiter.await_turn()
 
 
 @dataclass
@@ -115,12 +162,15 @@ class Upstream(ABC):
 
     def __init__(self, *, retry: RetryPolicy | None = None, max_concurrency: int = 8,
                  system_prompt: str | None = None, params: dict[str, Any] | None = None,
-                 on_retry: Callable[[int, UpstreamError, float], None] | None = None):
+                 on_retry: Callable[[int, UpstreamError, float], None] | None = None,
+                 requests_per_minute: float | None = None):
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ConfigError(f"must be a positive int, got {max_concurrency!r}.",
                               field="max_concurrency", fix="e.g. max_concurrency=8.")
         self.retry = retry or RetryPolicy()
         self.max_concurrency = max_concurrency
+        #: every attempt (retries too) waits its turn here: the one requests-per-minute limit
+        self.rate_limiter = RateLimiter(requests_per_minute) if requests_per_minute else None
         self.system_prompt = system_prompt
         self.params = dict(params or {})
         self.on_retry = on_retry
@@ -282,6 +332,7 @@ def retry_call(host: RetryHost, fn: Callable[[], T]) -> T:
     while True:
         attempt += 1
         host.stats.attempts += 1
+        _throttle(host)
         try:
             return fn()
         except Exception as exc:  # classified by retry_fail
@@ -294,6 +345,7 @@ async def aretry_call(host: RetryHost, fn: Callable[[], Awaitable[T]]) -> T:
     while True:
         attempt += 1
         host.stats.attempts += 1
+        await _athrottle(host)
         try:
             if host.retry.timeout is not None:
                 return await asyncio.wait_for(fn(), host.retry.timeout)
@@ -314,6 +366,7 @@ def retry_stream(host: RetryHost, make_iter: Callable[[], Iterator[T]]) -> Itera
         attempt += 1
         host.stats.attempts += 1
         started = False
+        _throttle(host)
         try:
             for piece in make_iter():
                 started = True
@@ -331,6 +384,7 @@ async def aretry_stream(host: RetryHost, make_iter: Callable[[], AsyncIterator[T
         attempt += 1
         host.stats.attempts += 1
         started = False
+        await _athrottle(host)
         try:
             async for piece in make_iter():
                 started = True

@@ -56,39 +56,65 @@ def errors_path(output: "str | Path") -> Path:
     return Path(f"{output}.errors.jsonl")
 
 
-def read_questions(path: "str | Path") -> list[dict[str, Any]]:
-    """Rows ``{"question"[, "answer"]}`` with their 0-based ``row`` and ``key``; a bad row is an error naming it."""
+def read_questions(path: "str | Path", *, fields: tuple[str, ...] = ("question",),
+                   split: str = "train") -> list[dict[str, Any]]:
+    """Rows ``{"question"[, "answer"]}`` with their 0-based ``row`` and ``key``; a bad row is an error naming it.
+
+    ``fields`` are the names the question may have, first found wins (``aligner generate`` reads
+    ``question`` or ``prompt``); with more than one, a path that is not a file may be a hub dataset id.
+    """
     p = Path(path)
+    flag = "--prompts" if len(fields) > 1 else "--input"
     if not p.is_file():
-        raise DataError("no such file.", source=str(p), fix="pass an existing JSONL file to --input.")
+        from .data.io import _looks_like_hub_id, read_records
+
+        if len(fields) > 1 and not p.exists() and _looks_like_hub_id(str(path)):
+            source, records = read_records(str(path), split=split)
+            return _check_rows(((i - 1, obj) for i, obj in records), source, fields)
+        raise DataError("no such file.", source=str(p), fix=f"pass an existing JSONL file to {flag}.")
+
+    def lines() -> Iterator[tuple[int, Any]]:
+        with p.open("rb") as fh:
+            for i, raw in enumerate(fh):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise DataError("not UTF-8 text.", source=str(p), row=i, fix="save the file as UTF-8.") from None
+                if not line.strip():
+                    continue
+                try:
+                    yield i, json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"not valid JSON ({exc.msg}).", source=str(p), row=i,
+                                    fix="one JSON object per line.") from None
+
+    return _check_rows(lines(), str(p), fields)
+
+
+def _check_rows(records: "Iterator[tuple[int, Any]]", source: str, fields: tuple[str, ...]) -> list[dict[str, Any]]:
+    names = " or ".join(f'"{f}"' for f in fields)
     rows = []
-    with p.open("rb") as fh:
-        for i, raw in enumerate(fh):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise DataError("not UTF-8 text.", source=str(p), row=i, fix="save the file as UTF-8.") from None
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"not valid JSON ({exc.msg}).", source=str(p), row=i,
-                                fix="one JSON object per line.") from None
-            if not isinstance(obj, dict):
-                raise DataError("expected a JSON object.", source=str(p), row=i, fix='write {"question": "..."}.')
-            q = obj.get("question")
-            if not isinstance(q, str) or not q.strip():
-                raise DataError("missing or empty.", source=str(p), row=i, field="question",
-                                fix='every row needs a non-empty "question" string.')
-            a = obj.get("answer")
-            if a is not None and not isinstance(a, str):
-                raise DataError(f"expected a string, got {type(a).__name__}.", source=str(p), row=i,
-                                field="answer", fix='"answer" is optional; when given it must be a string.')
-            rows.append({"row": i, "key": row_key(q, a), "question": q, "answer": a})
+    for i, obj in records:
+        if not isinstance(obj, dict):
+            raise DataError("expected a JSON object.", source=source, row=i, fix=f'write {{{names.split(" or ")[0]}: "..."}}.')
+        name = next((f for f in fields if f in obj), fields[0])
+        q = obj.get(name)
+        if not isinstance(q, str) or not q.strip():
+            raise DataError("missing or empty.", source=source, row=i, field=name if name in obj else " or ".join(fields),
+                            fix=f"every row needs a non-empty {names} string.")
+        a = obj.get("answer")
+        if a is not None and not isinstance(a, str):
+            raise DataError(f"expected a string, got {type(a).__name__}.", source=source, row=i,
+                            field="answer", fix='"answer" is optional; when given it must be a string.')
+        rows.append({"row": i, "key": row_key(q, a), "question": q, "answer": a})
     if not rows:
-        raise DataError("the file has no rows.", source=str(p), fix="add one JSON object per line.")
+        raise DataError("the file has no rows.", source=source, fix="add one JSON object per line.")
     return rows
+
+
+def _source_id(path: Path) -> str:
+    """How OUT.meta.json names the input: a file's absolute path, a hub dataset's id as given."""
+    return str(path.resolve()) if path.exists() else str(path)
 
 
 def _fix_output(output: Path) -> str:
@@ -202,14 +228,25 @@ class BatchJob:
     previous_errors: dict[int, dict[str, Any]] = field(default_factory=dict)
     #: --overwrite: the output and errors file are replaced when the run starts
     fresh: bool = False
+    #: (I, N): this job does the rows whose number is I modulo N (``aligner generate --shard I/N``)
+    shard: tuple[int, int] | None = None
+    #: ``aligner generate``: each output line also says where its answer came from (and the shard)
+    provenance: bool = False
 
     @classmethod
-    def open(cls, input_path: "str | Path", output_path: "str | Path", *, overwrite: bool = False) -> "BatchJob":
+    def open(cls, input_path: "str | Path", output_path: "str | Path", *, overwrite: bool = False,
+             fields: tuple[str, ...] = ("question",), shard: tuple[int, int] | None = None,
+             split: str = "train", provenance: bool = False) -> "BatchJob":
         inp, out = Path(input_path), Path(output_path)
         check_output_writable(out)
-        rows = read_questions(inp)
+        rows = read_questions(input_path, fields=fields, split=split)
+        if shard is not None and shard[1] > 1:
+            rows = [r for r in rows if r["row"] % shard[1] == shard[0]]
+        else:
+            shard = None
+        extra = {"shard": shard, "provenance": provenance}
         if overwrite:  # the old files go when the run starts, not if loading a model fails first
-            return cls(inp, out, rows, set(), {}, fresh=True)
+            return cls(inp, out, rows, set(), {}, fresh=True, **extra)
         by_row = {r["row"]: r for r in rows}
         meta = _read_json(meta_path(out))
         source = (meta or {}).get("input")
@@ -220,7 +257,7 @@ class BatchJob:
                 done.add(obj["row"])
                 continue
             where = f"{out}, line {n}"
-            if source and Path(source) != inp.resolve():
+            if source and source != _source_id(inp):
                 raise DataError(f"{out} was made from {source}, not from {inp}: its rows do not match.",
                                 source=where, fix=_fix_output(out))
             what = (f"row {obj['row']} of {inp} has changed since {out} was written" if mine is not None
@@ -237,7 +274,7 @@ class BatchJob:
                     continue
                 if r is not None and r["key"] == e.get("key") and r["row"] not in done:
                     previous[r["row"]] = e
-        return cls(inp, out, rows, done, previous)
+        return cls(inp, out, rows, done, previous, **extra)
 
     @property
     def todo(self) -> list[dict[str, Any]]:
@@ -253,10 +290,15 @@ class BatchJob:
                                   "http(s)://…/v1 base URL or hf:PATH), or give those rows an \"answer\".")
 
     def _write_meta(self) -> None:
-        digest = hashlib.sha256(self.input_path.read_bytes()).hexdigest()
-        _write_atomic(meta_path(self.output_path), json.dumps({
-            "input": str(self.input_path.resolve()), "input_sha256": digest, "rows": len(self.rows),
-            "key": "sha256 of [question, answer] as JSON, first 16 hex digits"}, indent=2) + "\n")
+        if self.input_path.is_file():
+            digest = hashlib.sha256(self.input_path.read_bytes()).hexdigest()
+        else:  # a hub dataset: the rows as read stand for the file
+            digest = hashlib.sha256(json.dumps([r["key"] for r in self.rows]).encode()).hexdigest()
+        meta: dict[str, Any] = {"input": _source_id(self.input_path), "input_sha256": digest, "rows": len(self.rows),
+                                "key": "sha256 of [question, answer] as JSON, first 16 hex digits"}
+        if self.shard:
+            meta["shard"] = f"{self.shard[0]}/{self.shard[1]}"
+        _write_atomic(meta_path(self.output_path), json.dumps(meta, indent=2) + "\n")
 
     def _write_errors(self, errors: dict[int, dict[str, Any]]) -> None:
         path = errors_path(self.output_path)
@@ -265,8 +307,17 @@ class BatchJob:
         else:
             path.unlink(missing_ok=True)
 
-    def run(self, aligner: Aligner, *, chunk_size: int | None = None, progress: bool = True) -> dict[str, Any]:
-        """Correct every row not yet in the output; returns counts (total, skipped, written, failed)."""
+    def run(self, aligner: Aligner, *, chunk_size: int | None = None, progress: bool = True,
+            pipelined: bool = True) -> dict[str, Any]:
+        """Correct every row not yet in the output; returns counts (total, skipped, written, failed).
+
+        Pipelined (the default): upstream calls run concurrently (``max_concurrency``, and the
+        upstream's requests-per-minute limit) and feed a queue that the corrector, in a worker
+        thread, drains in batches of up to ``batch_size`` — neither waits for the other, and rows
+        are appended as they finish (not in input order; ``aligner data merge`` sorts). With
+        ``pipelined=False`` the old loop runs: ask ``chunk_size`` answers, wait, correct them, wait
+        (kept for ``bench/generate.py`` to compare against).
+        """
         from tqdm.auto import tqdm
 
         todo = self.todo
@@ -275,51 +326,172 @@ class BatchJob:
             for p in (self.output_path, errors_path(self.output_path)):
                 p.unlink(missing_ok=True)
         self._write_meta()
-        errors = dict(self.previous_errors)
         concurrency = getattr(aligner.upstream, "max_concurrency", 1) if aligner.upstream else 1
-        size = chunk_size or max(aligner.batch_size, concurrency)
-        written = failed = streak = 0
-        last_transient: BaseException | None = None
-        with open(self.output_path, "a", encoding="utf-8") as out, \
-                tqdm(total=len(self.rows), initial=len(self.rows) - len(todo), desc="correcting", unit="row",
-                     disable=not progress) as bar:
-            for chunk in _chunks(todo, size):
-                results, failures = _correct_chunk(aligner, chunk)
-                for r, c in results:
-                    out.write(json.dumps({"row": r["row"], "key": r["key"], **c.to_dict()}, ensure_ascii=False) + "\n")
-                out.flush()
-                os.fsync(out.fileno())
-                for r, _ in results:
-                    errors.pop(r["row"], None)
-                for r, stage, exc in failures:
-                    errors[r["row"]] = {"row": r["row"], "key": r["key"], "question": r["question"], "stage": stage,
-                                        "status": getattr(exc, "status", None), "error": str(exc),
-                                        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-                self._write_errors(errors)
-                written += len(results)
-                failed += len(failures)
-                # rows in input order: a success ends a streak of transient failures
-                outcome = sorted([(r["row"], None) for r, _ in results] + [(r["row"], e) for r, _, e in failures],
-                                 key=lambda t: t[0])
-                for _, exc in outcome:
-                    if exc is not None and _is_transient(exc):
-                        streak, last_transient = streak + 1, exc
-                    else:
-                        streak = 0
-                bar.update(len(chunk))
-                if failed:
-                    bar.set_postfix(failed=failed)
-                if streak >= STOP_AFTER_FAILURES_IN_A_ROW:
-                    assert last_transient is not None
-                    raise UpstreamError(
-                        f"stopped after {streak} rows in a row failed ({written} rows corrected in this run, "
-                        f"{failed} failed, listed in {errors_path(self.output_path)}); the last error: "
-                        f"{last_transient}", field=getattr(last_transient, "field", None) or "upstream",
-                        status=getattr(last_transient, "status", None),
-                        fix="check the upstream (URL, server, network), then run the same command again: "
-                            "it resumes, and retries the failed rows.")
-        return {"total": len(self.rows), "skipped": len(self.rows) - len(todo), "written": written,
-                "failed": failed, "errors_file": str(errors_path(self.output_path)) if failed else None}
+        with tqdm(total=len(self.rows), initial=len(self.rows) - len(todo), desc="correcting", unit="row",
+                  disable=not progress) as bar, _Sink(self, bar) as sink:
+            if pipelined:
+                _run_async(_pipeline(aligner, todo, sink, concurrency))
+            else:
+                for chunk in _chunks(todo, chunk_size or max(aligner.batch_size, concurrency)):
+                    sink.record(*_correct_chunk(aligner, chunk))
+        return {"total": len(self.rows), "skipped": len(self.rows) - len(todo), "written": sink.written,
+                "failed": sink.failed, "errors_file": str(errors_path(self.output_path)) if sink.failed else None}
+
+    def line(self, row: dict[str, Any], correction: Any) -> str:
+        """One output line: the row's number and key, the correction, and (generate) its provenance."""
+        obj = {"row": row["row"], "key": row["key"], **correction.to_dict()}
+        if self.provenance:
+            obj["answer_from"] = "input" if row["answer"] is not None else "upstream"
+            if self.shard:
+                obj["shard"] = f"{self.shard[0]}/{self.shard[1]}"
+        return json.dumps(obj, ensure_ascii=False) + "\n"
+
+
+class _Sink:
+    """The one writer of ``OUT`` and ``OUT.errors.jsonl``: whole lines, flushed and fsynced per
+    batch, so a kill loses at most the batch in flight and never leaves half a row but a torn last
+    line (which the next open cuts). It also stops the run after a streak of transient failures."""
+
+    def __init__(self, job: BatchJob, bar: Any):
+        self.job, self.bar = job, bar
+        self.errors = dict(job.previous_errors)
+        self.written = self.failed = self.streak = 0
+        self.last_transient: BaseException | None = None
+
+    def __enter__(self) -> "_Sink":
+        self.out = open(self.job.output_path, "a", encoding="utf-8")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.out.close()
+
+    def record(self, results: list[tuple[dict, Any]], failures: "list[Failure]") -> None:
+        if results:
+            self.out.write("".join(self.job.line(r, c) for r, c in results))
+            self.out.flush()
+            os.fsync(self.out.fileno())
+        had = bool(self.errors)
+        for r, _ in results:
+            self.errors.pop(r["row"], None)
+        for r, stage, exc in failures:
+            self.errors[r["row"]] = {"row": r["row"], "key": r["key"], "question": r["question"], "stage": stage,
+                                     "status": getattr(exc, "status", None), "error": str(exc),
+                                     "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        if failures or had:
+            self.job._write_errors(self.errors)
+        self.written += len(results)
+        self.failed += len(failures)
+        # in the order rows finished: a success ends a streak of transient failures
+        outcome = sorted([(r["row"], None) for r, _ in results] + [(r["row"], e) for r, _, e in failures],
+                         key=lambda t: t[0])
+        for _, exc in outcome:
+            if exc is not None and _is_transient(exc):
+                self.streak, self.last_transient = self.streak + 1, exc
+            else:
+                self.streak = 0
+        self.bar.update(len(results) + len(failures))
+        if self.failed:
+            self.bar.set_postfix(failed=self.failed)
+        if self.streak >= STOP_AFTER_FAILURES_IN_A_ROW:
+            last = self.last_transient
+            assert last is not None
+            raise UpstreamError(
+                f"stopped after {self.streak} rows in a row failed ({self.written} rows corrected in this run, "
+                f"{self.failed} failed, listed in {errors_path(self.job.output_path)}); the last error: "
+                f"{last}", field=getattr(last, "field", None) or "upstream", status=getattr(last, "status", None),
+                fix="check the upstream (URL, server, network), then run the same command again: "
+                    "it resumes, and retries the failed rows.")
+
+
+def _run_async(coro: Any) -> Any:
+    """``asyncio.run``, also from code already inside an event loop (a notebook): then in a thread."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+async def _pipeline(aligner: Aligner, todo: list[dict[str, Any]], sink: _Sink, concurrency: int) -> None:
+    """Upstream answers (concurrent tasks, at most ``concurrency`` in flight) → a bounded queue →
+    the corrector, which takes whatever is ready (up to ``batch_size``) each time it is free."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=max(2 * aligner.batch_size, concurrency))
+    end = object()
+
+    async def answer(r: dict[str, Any], gate: asyncio.Semaphore) -> None:
+        try:
+            t0 = time.perf_counter()
+            try:
+                text = await aligner.aanswer(r["question"])
+            except AlignerError as exc:
+                if not _is_row_error(exc):
+                    raise
+                sink.record([], [(r, "upstream", exc)])
+                return
+            await queue.put((r, text, time.perf_counter() - t0))
+        finally:
+            gate.release()
+
+    async def feed() -> None:
+        gate = asyncio.Semaphore(concurrency)
+        async with asyncio.TaskGroup() as tasks:
+            for r in todo:
+                if r["answer"] is not None:
+                    await queue.put((r, r["answer"], None))
+                    continue
+                await gate.acquire()
+                tasks.create_task(answer(r, gate))
+        await queue.put(end)
+
+    async def drain(pool: ThreadPoolExecutor) -> None:
+        finished = False
+        while not finished:
+            item = await queue.get()
+            if item is end:
+                return
+            batch = [item]
+            while len(batch) < aligner.batch_size:
+                try:
+                    item = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+                if item is end:
+                    finished = True
+                    break
+                batch.append(item)
+            ready = [r for r, _, _ in batch]
+            texts = [t for _, t, _ in batch]
+            asked = {r["row"]: (t, dt) for r, t, dt in batch if dt is not None}
+            sink.record(*await loop.run_in_executor(pool, _correct_rows, aligner, ready, texts, asked))
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="corrector") as pool:
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(feed())
+                group.create_task(drain(pool))
+        except BaseExceptionGroup as group_error:  # the first failure stopped the others: raise it alone
+            raise _first_error(group_error) from None
+
+
+def _first_error(group: BaseExceptionGroup) -> BaseException:
+    """The error that stopped a task group (an AlignerError first), out of its nested groups."""
+    leaves: list[BaseException] = []
+
+    def walk(e: BaseException) -> None:
+        if isinstance(e, BaseExceptionGroup):
+            for sub in e.exceptions:
+                walk(sub)
+        else:
+            leaves.append(e)
+
+    walk(group)
+    return next((e for e in leaves if isinstance(e, AlignerError)), leaves[0])
 
 
 def _chunks(rows: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
@@ -361,6 +533,14 @@ def _correct_chunk(aligner: Aligner, chunk: list[dict[str, Any]]) -> tuple[list[
     failed = {r["row"] for r, _, _ in failures}
     ready = [r for r in chunk if r["row"] not in failed]
     texts = [r["answer"] if r["answer"] is not None else answers[r["row"]][0] for r in ready]
+    results, more = _correct_rows(aligner, ready, texts, answers)
+    return results, failures + more
+
+
+def _correct_rows(aligner: Aligner, ready: list[dict[str, Any]], texts: list[str],
+                  answers: dict[int, tuple[str, float]]) -> tuple[list[tuple[dict, Any]], list[Failure]]:
+    """Correct ``ready`` rows (answers ``texts``); ``answers`` holds the upstream time of rows asked
+    here. A batch one row spoils is retried row by row to find it."""
 
     def correct(rows: list[dict[str, Any]], texts: list[str]) -> list[Any]:
         out = aligner.correct_batch([r["question"] for r in rows], texts, progress=False)
@@ -371,6 +551,7 @@ def _correct_chunk(aligner: Aligner, chunk: list[dict[str, Any]]) -> tuple[list[
         return out
 
     results: list[tuple[dict, Any]] = []
+    failures: list[Failure] = []
     if ready:
         try:
             results = list(zip(ready, correct(ready, texts)))
@@ -378,8 +559,7 @@ def _correct_chunk(aligner: Aligner, chunk: list[dict[str, Any]]) -> tuple[list[
             if not _is_row_error(exc):
                 raise
             if _is_transient(exc):  # the corrector server is failing, not one row: no use in one by one
-                return results, failures + [(r, "corrector", exc) for r in ready]
-            # one row spoiled the batch: correct the rows one by one to find it
+                return results, [(r, "corrector", exc) for r in ready]
             for r, t in zip(ready, texts):
                 try:
                     results.append((r, correct([r], [t])[0]))
