@@ -17,7 +17,7 @@ from .progress import quiet_model_loading
 EXIT_CODES = """exit status:
   0    done
   2    an error you can fix: the message names the option (or file, row, field) and the fix
-  3    aligner correct --input: the run finished but some rows failed (listed in OUTPUT.errors.jsonl;
+  3    aligner correct --input / aligner generate: the run finished but some rows failed (listed in OUTPUT.errors.jsonl;
        run the same command again to retry them)
   130  interrupted (Ctrl-C); results written so far are kept
 """
@@ -25,6 +25,7 @@ EXIT_CODES = """exit status:
 #: modules exposing ``add_commands(subparsers) -> None``; each parser sets ``func=callable(args)->int``.
 COMMAND_MODULES = (
     "aligner.commands",
+    "aligner.generate",
     "aligner.data.commands",
     "aligner.train.commands",
     "aligner.serve.commands",

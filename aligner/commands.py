@@ -75,6 +75,8 @@ def build_aligner(cfg: Any) -> Any:
     check_device(getattr(cfg, "device", None))
     decoding = {"max_new_tokens": cfg.max_new_tokens} if getattr(cfg, "max_new_tokens", None) else None
     kwargs: dict[str, Any] = {"max_concurrency": getattr(cfg, "concurrency", 8)} if cfg.upstream else {}
+    if cfg.upstream and getattr(cfg, "requests_per_minute", None):
+        kwargs["requests_per_minute"] = cfg.requests_per_minute
     return Aligner(cfg.upstream, cfg.corrector, template=cfg.template, upstream_model=cfg.upstream_model,
                    decoding=decoding, device=getattr(cfg, "device", None),
                    batch_size=getattr(cfg, "batch_size", 8), **kwargs)

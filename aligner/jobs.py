@@ -578,6 +578,48 @@ def correct_file(aligner: Aligner, input_path: "str | Path", output_path: "str |
     return job.run(aligner, chunk_size=chunk_size, progress=progress)
 
 
+def merge_shards(shards: "list[str | Path]", output: "str | Path") -> dict[str, Any]:
+    """Join shard outputs into one file in prompt (row) order, each line as it was written.
+
+    Shards must come from one input (their ``.meta.json`` name the same content hash); a row found
+    twice is kept once if both copies are of the same prompt (same key), an error otherwise.
+    """
+    out = Path(output)
+    check_output_writable(out)
+    by_row: dict[int, tuple[str, bytes]] = {}
+    digests: dict[str, str] = {}
+    expected = 0
+    for shard in shards:
+        p = Path(shard)
+        if not p.is_file():
+            raise DataError("no such file.", source=str(p), fix="pass the shard files aligner generate wrote.")
+        if p.resolve() == out.resolve():
+            raise ConfigError(f"--out {out} is one of the shards.", field="out", fix="write the merge to a new file.")
+        meta = _read_json(meta_path(p)) or {}
+        if meta.get("input_sha256"):
+            digests[str(p)] = meta["input_sha256"]
+            expected += int(meta.get("rows") or 0)
+    if len(set(digests.values())) > 1:
+        raise DataError("the shards were made from different inputs: "
+                        + ", ".join(f"{k} ({v[:12]})" for k, v in digests.items()) + ".",
+                        source=str(shards[0]), fix="merge shards of one aligner generate run only.")
+    for shard in shards:
+        p = Path(shard)
+        raw_lines = [line for line in p.read_bytes().split(b"\n")[:-1] if line.strip()]
+        for (n, obj), raw in zip(_read_output(p), raw_lines):
+            seen = by_row.get(obj["row"])
+            if seen is not None and seen[0] != obj["key"]:
+                raise DataError(f"row {obj['row']} is also in another shard, with another prompt.",
+                                source=f"{p}, line {n}", fix="merge shards of one aligner generate run only.")
+            by_row[obj["row"]] = (obj["key"], raw)
+    tmp = out.with_name(out.name + ".tmp")
+    with tmp.open("wb") as fh:
+        for row in sorted(by_row):
+            fh.write(by_row[row][1] + b"\n")
+    os.replace(tmp, out)
+    return {"rows": len(by_row), "shards": len(shards), "missing": max(0, expected - len(by_row))}
+
+
 def summary(counts: dict[str, Any], output: "str | Path") -> str:
     """The one line ``aligner correct --input`` prints at the end."""
     failed = counts.get("failed", 0)

@@ -61,6 +61,14 @@ def add_commands(subparsers: Any) -> None:
     sy.add_argument("--eval-n", type=int, default=200, help="rows in --eval-out (default: 200)")
     sy.set_defaults(func=run_synth)
 
+    mg = actions.add_parser("merge", help="join `aligner generate` shard files into one file, in prompt order",
+                            description="Rows of the shard files (OUT.shard-I-of-N.jsonl) sorted by their prompt "
+                                        "number, each line copied byte for byte; a row in two shards is kept once "
+                                        "when both copies are of the same prompt, an error otherwise.")
+    mg.add_argument("shards", nargs="+", metavar="SHARD.jsonl", help="shard files written by aligner generate")
+    mg.add_argument("--out", required=True, metavar="OUT.jsonl", help="merged JSONL to write")
+    mg.set_defaults(func=run_merge)
+
     from .export import add_command as add_export
 
     add_export(subparsers)  # top-level ``aligner export``: corrections → trl SFT / DPO sets
@@ -196,3 +204,12 @@ def run_synth(args: argparse.Namespace) -> int:
         print(f"{write_jsonl(ev, args.eval_out)} held-out splice rows written to {args.eval_out}")
     return 0
 
+
+def run_merge(args: argparse.Namespace) -> int:
+    from ..jobs import merge_shards
+
+    counts = merge_shards(args.shards, args.out)
+    missing = f", {counts['missing']} prompts not generated yet (or failed: see the shards' .errors.jsonl)" \
+        if counts["missing"] else ""
+    print(f"{counts['rows']} rows from {counts['shards']} shard files → {args.out}{missing}")
+    return 0

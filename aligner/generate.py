@@ -1,0 +1,171 @@
+"""``aligner generate``: corrections of a model's answers at scale, for weak-to-strong training.
+
+It is the resumable batch job of :mod:`aligner.jobs` (same row keys, ``OUT.meta.json``,
+``OUT.errors.jsonl``, torn-line rule and exit code 3), run pipelined, with three additions:
+
+- prompts may be a ``question`` or ``prompt`` field, in a file or a hub dataset;
+- ``--shard I/N`` (or ``RANK``/``WORLD_SIZE`` from ``torchrun``/``accelerate``) makes this process
+  do rows ``I, I+N, I+2N, ...`` into ``OUT.shard-I-of-N.jsonl``; ``aligner data merge`` joins the
+  shard files into one file in prompt order;
+- ``--engine ray`` runs the same job on Ray Data (:mod:`aligner.generate_ray`): upstream calls as
+  tasks, corrector batches on actors that load the corrector once each, rows written by the same
+  resumable writer.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import add_config_command, build_config
+from .errors import ConfigError
+
+PROMPT_FIELDS = ("question", "prompt")
+
+
+@dataclass
+class GenerateConfig:
+    """Options of ``aligner generate`` (flags, YAML keys and Python API alike)."""
+
+    prompts: str | None = field(default=None, metadata={
+        "help": 'JSONL of {"question"|"prompt"[, "answer"]} rows, or a hub dataset id; answers given are used as they are'})
+    out: str | None = field(default=None, metadata={
+        "help": "JSONL to append rows to as they finish; a re-run resumes (with --shard: OUT.shard-I-of-N.jsonl)"})
+    upstream: str | None = field(default=None, metadata={
+        "help": "who answers: a LiteLLM model string, an http(s)://…/v1 base URL, or hf:PATH"})
+    upstream_model: str | None = field(default=None, metadata={"help": "model name at a base-URL upstream"})
+    corrector: str | None = field(default=None, metadata={
+        "help": "corrector hub id or path, or an http(s)://…/v1 completions endpoint (e.g. vLLM); default: the demo corrector"})
+    template: str | None = field(default=None, metadata={"help": "prompt template name or string"})
+    split: str = field(default="train", metadata={"help": "split, for a hub dataset id"})
+    shard: str | None = field(default=None, metadata={
+        "help": "I/N: do every N-th prompt starting at I (default: RANK/WORLD_SIZE when set, else all)"})
+    concurrency: int = field(default=8, metadata={"help": "upstream requests in flight at once"})
+    requests_per_minute: float | None = field(default=None, metadata={"help": "cap on upstream requests per minute"})
+    batch_size: int = field(default=8, metadata={"help": "answers the corrector decodes together (at most)"})
+    max_new_tokens: int | None = field(default=None, metadata={"help": "cap on the corrector's generated tokens"})
+    device: str | None = field(default=None, metadata={"help": "cpu, cuda, mps (default: best available)"})
+    engine: str = field(default="local", metadata={"help": "local (one process, pipelined) or ray (Ray Data)",
+                                                   "choices": ("local", "ray")})
+    ray_address: str | None = field(default=None, metadata={
+        "help": "Ray cluster to join (auto: RAY_ADDRESS or a running `ray start` cluster, else a local one)"})
+    ray_actors: int = field(default=1, metadata={"help": "corrector actors (each loads the corrector once)"})
+    ray_gpus_per_actor: float = field(default=0.0, metadata={"help": "GPUs per corrector actor (0: CPU)"})
+    overwrite: bool = field(default=False, metadata={"help": "start --out afresh instead of resuming it"})
+    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+    json: bool = field(default=False, metadata={"help": "print the counts as one JSON object"})
+
+    def __post_init__(self) -> None:
+        for name in ("concurrency", "batch_size", "ray_actors"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"must be a positive whole number, got {v!r}.", field=name,
+                                  fix=f"e.g. --{name.replace('_', '-')} 8.")
+        rpm = self.requests_per_minute
+        if rpm is not None and (isinstance(rpm, bool) or not isinstance(rpm, (int, float)) or not rpm > 0):
+            raise ConfigError(f"must be a positive number, got {rpm!r}.", field="requests_per_minute",
+                              fix="e.g. --requests-per-minute 600, or leave it out for no limit.")
+        if self.engine not in ("local", "ray"):
+            raise ConfigError(f"unknown engine {self.engine!r}.", field="engine", fix="--engine local or --engine ray.")
+
+
+def parse_shard(spec: str | None, env: "dict[str, str] | os._Environ[str] | None" = None) -> tuple[int, int] | None:
+    """``"I/N"`` → (I, N); without it, ``RANK``/``WORLD_SIZE`` when a launcher set them; None for one process."""
+    env = os.environ if env is None else env
+    source = "shard"
+    if spec is None and env.get("WORLD_SIZE") not in (None, "", "1"):
+        spec, source = f"{env.get('RANK', '0')}/{env['WORLD_SIZE']}", "RANK/WORLD_SIZE"
+    if spec is None:
+        return None
+    try:
+        i, n = (int(p) for p in str(spec).split("/"))
+    except ValueError:
+        raise ConfigError(f"expected I/N (e.g. 0/4), got {spec!r} from {source}.", field="shard",
+                          fix="--shard 0/4 for the first of four shards.") from None
+    if n < 1 or not 0 <= i < n:
+        raise ConfigError(f"shard {i}/{n} is out of range: I must be 0..N-1 and N at least 1.", field="shard",
+                          fix=f"--shard 0/{max(n, 1)} … {max(n, 1) - 1}/{max(n, 1)}.")
+    return (i, n) if n > 1 else None
+
+
+def shard_path(out: "str | Path", shard: tuple[int, int] | None) -> Path:
+    """Where shard I of N writes: ``OUT.shard-I-of-N.jsonl`` beside ``OUT`` (``OUT`` itself unsharded)."""
+    p = Path(out)
+    if shard is None:
+        return p
+    i, n = shard
+    width = len(str(n - 1))
+    return p.with_name(f"{p.stem}.shard-{i:0{width}d}-of-{n}{p.suffix or '.jsonl'}")
+
+
+def generate(cfg: GenerateConfig, *, aligner: Any = None) -> dict[str, Any]:
+    """Run one generation job (or one shard of it); returns the batch job's counts plus ``out``.
+
+    Everything that needs no model (the prompts, the output, the shard) is checked first.
+    """
+    from .jobs import BatchJob
+
+    if not cfg.prompts:
+        raise ConfigError("no prompts given.", field="prompts",
+                          fix="aligner generate --prompts PROMPTS.jsonl --upstream SPEC --out OUT.jsonl")
+    if not cfg.out:
+        raise ConfigError("no output given.", field="out", fix="add --out OUT.jsonl.")
+    shard = parse_shard(cfg.shard)
+    out = shard_path(cfg.out, shard)
+    job = BatchJob.open(cfg.prompts, out, overwrite=cfg.overwrite, fields=PROMPT_FIELDS, shard=shard,
+                        split=cfg.split, provenance=True)
+    job.check_answers(bool(cfg.upstream) or (aligner is not None and aligner.upstream is not None))
+    counts: dict[str, Any]
+    if not job.todo:
+        counts = {"total": len(job.rows), "skipped": len(job.rows), "written": 0, "failed": 0, "errors_file": None}
+    elif cfg.engine == "ray":
+        from .generate_ray import run_ray
+
+        counts = run_ray(job, cfg)
+    else:
+        if aligner is None:
+            from .commands import DEMO_NOTE, build_aligner
+
+            aligner = build_aligner(cfg)
+            if aligner.is_demo and cfg.progress:
+                print(DEMO_NOTE, file=sys.stderr)
+        counts = job.run(aligner, progress=cfg.progress)
+    return {**counts, "out": str(out)}
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from .jobs import EXIT_ROWS_FAILED, most_common_error
+
+    cfg = build_config(GenerateConfig, args, getattr(args, "config", None))
+    counts = generate(cfg)
+    out = counts["out"]
+    if cfg.json:
+        print(json.dumps(counts))
+    else:
+        failed = f", {counts['failed']} failed (reasons in {counts['errors_file']}; run the same command " \
+                 "again to retry them)" if counts["failed"] else ""
+        print(f"{counts['written']} rows generated{failed}, {counts['skipped']} already done, "
+              f"{counts['total']} in all → {out}")
+    if counts["failed"]:
+        print(f"{counts['failed']} rows failed; {most_common_error(out)}", file=sys.stderr)
+        return EXIT_ROWS_FAILED
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    add_config_command(
+        sub, "generate", GenerateConfig, run_generate,
+        help="answer prompts with an upstream and correct them, at scale (pipelined, resumable, sharded, Ray)",
+        description="For each prompt: the upstream's answer (or the file's), corrected; one JSON row per prompt "
+                    "appended to --out as it finishes, with its provenance. Safe to kill: the same command resumes. "
+                    "Exit status 3 when some rows failed (listed in OUT.errors.jsonl).",
+        epilog="examples:\n"
+               "  aligner generate --prompts prompts.jsonl --upstream http://localhost:8000/v1 --upstream-model m \\\n"
+               "      --corrector aligner/aligner-7b-v1.0 --out corrections.jsonl\n"
+               "  torchrun --nproc-per-node 4 -m aligner generate ... --out c.jsonl   # 4 shard files\n"
+               "  aligner data merge c.shard-*-of-4.jsonl --out c.jsonl\n"
+               "  aligner generate ... --engine ray --ray-actors 8 --ray-gpus-per-actor 1")
