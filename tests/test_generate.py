@@ -233,3 +233,29 @@ def test_rate_limited_upstream_through_generate_spaces_its_requests(tmp_path):
     # 120 per minute: starts 0.5 s apart although 4 may be in flight (lower bounds only; the first
     # request also opens the connection, so its arrival may lag its start)
     assert arrivals[-1] - arrivals[0] > 1.2 and all(b - a > 0.3 for a, b in zip(arrivals, arrivals[1:])), arrivals
+
+
+@pytest.mark.ray
+def test_ray_engine_equals_the_single_process_run(tmp_path):
+    ray = pytest.importorskip("ray")
+    from aligner.generate import GenerateConfig, generate
+
+    rows = [{"prompt": f"How can I reach person {i}?"} for i in range(6)]
+    rows[2] = {"question": "What is 2 + 2?", "answer": "2 + 2 = 5."}
+    prompts = _write(tmp_path / "p.jsonl", rows)
+    with FakeOpenAI() as srv:
+        common = dict(prompts=str(prompts), upstream=srv.base_url, upstream_model="fake-model", corrector=None,
+                      batch_size=4, progress=False)
+        local = generate(GenerateConfig(out=str(tmp_path / "local.jsonl"), **common))
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        try:
+            on_ray = generate(GenerateConfig(out=str(tmp_path / "ray.jsonl"), engine="ray", ray_actors=1, **common))
+            again = generate(GenerateConfig(out=str(tmp_path / "ray.jsonl"), engine="ray", **common))
+        finally:
+            ray.shutdown()
+    assert local["written"] == on_ray["written"] == 6 and again["skipped"] == 6 and again["written"] == 0
+    by_row = lambda p: sorted(_rows(p), key=lambda r: r["row"])  # noqa: E731
+    fields = SAME + ("upstream", "corrector", "template")
+    assert [{k: r[k] for k in fields} for r in by_row(tmp_path / "ray.jsonl")] == \
+        [{k: r[k] for k in fields} for r in by_row(tmp_path / "local.jsonl")]
+    assert json.loads((tmp_path / "ray.jsonl.meta.json").read_text())["input"] == str(prompts.resolve())

@@ -1,0 +1,178 @@
+"""``aligner generate --engine ray``: the same job on Ray Data, for a cluster.
+
+- upstream calls are Ray tasks (``map_batches`` with a function): each answers its batch with
+  ``--concurrency`` requests in flight, from an upstream resolved once per worker process;
+- corrector batches run on actors (``map_batches`` with a callable class, ``--ray-actors`` of
+  them, ``--ray-gpus-per-actor`` GPUs each) that load the corrector once when they start — or
+  call a served corrector (``--corrector http://…/v1``, e.g. vLLM);
+- rows stream back to this process as they finish and are written by the batch job's one
+  resumable writer (:class:`aligner.jobs._Sink`): the same keys, meta, errors file and resume
+  rule as the local engine, so a killed Ray run resumes with the local engine or Ray alike, and
+  shards (``--shard``, one Ray job each) merge with ``aligner data merge``.
+
+Ray is imported only here, only when this engine runs (``pip install "aligner-kit[ray]"``).
+"""
+from __future__ import annotations
+
+import json
+import time
+from functools import lru_cache
+from typing import Any
+
+from .errors import AlignerError, ConfigError, CorrectorError, UpstreamError
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise ConfigError("--engine ray needs Ray Data, which is not installed.", field="engine",
+                          fix='pip install "aligner-kit[ray]" (or "ray[data]"), or use --engine local.') from None
+    return ray
+
+
+@lru_cache(maxsize=4)
+def _upstream(spec: str, model: str | None, concurrency: int, rpm: float | None) -> Any:
+    """One upstream per worker process (Ray reuses workers across tasks)."""
+    from .adapters.resolve import resolve_upstream
+
+    kw: dict[str, Any] = {"max_concurrency": concurrency}
+    if rpm:
+        kw["requests_per_minute"] = rpm
+    return resolve_upstream(spec, model=model, **kw)
+
+
+def _error_json(stage: str, exc: AlignerError) -> str:
+    return json.dumps({"stage": stage, "type": type(exc).__name__, "message": str(exc),
+                       "status": getattr(exc, "status", None), "field": exc.field})
+
+
+def answer_batch(batch: dict[str, Any], *, spec: str | None, model: str | None, concurrency: int,
+                 rpm: float | None) -> dict[str, Any]:
+    """A Ray task: the upstream's answer to each row without one; a row's failure goes in ``error``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .jobs import _is_row_error
+
+    n = len(batch["row"])
+    answers = [a if isinstance(a, str) else None for a in batch["answer"]]
+    upstream_s = [0.0] * n
+    errors: list[str | None] = [None] * n
+    need = [i for i in range(n) if answers[i] is None]
+    if need:
+        assert spec is not None
+        up = _upstream(spec, model, concurrency, rpm)
+
+        def ask(i: int) -> None:
+            t0 = time.perf_counter()
+            try:
+                answers[i] = up.answer(str(batch["question"][i]))
+                upstream_s[i] = time.perf_counter() - t0
+            except AlignerError as exc:
+                if not _is_row_error(exc):
+                    raise
+                errors[i] = _error_json("upstream", exc)
+
+        with ThreadPoolExecutor(max_workers=min(concurrency, len(need))) as pool:
+            list(pool.map(ask, need))
+    return {"row": list(batch["row"]), "key": list(batch["key"]), "question": list(batch["question"]),
+            "given": [isinstance(a, str) for a in batch["answer"]],
+            "answer": [a or "" for a in answers], "upstream_s": upstream_s, "error": errors}
+
+
+class CorrectorActor:
+    """A Ray actor: loads the corrector once, then corrects batch after batch."""
+
+    def __init__(self, corrector: str | None, template: str | None, max_new_tokens: int | None,
+                 device: str | None, batch_size: int, upstream_name: str):
+        from .core import Aligner
+
+        decoding = {"max_new_tokens": max_new_tokens} if max_new_tokens else None
+        self.aligner = Aligner(None, corrector, template=template, decoding=decoding, device=device,
+                               batch_size=batch_size)
+        self.upstream_name = upstream_name
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        from .jobs import _correct_rows
+
+        n = len(batch["row"])
+        rows = [{"row": int(batch["row"][i]), "key": str(batch["key"][i]), "question": str(batch["question"][i]),
+                 "answer": str(batch["answer"][i])} for i in range(n)]
+        errors: list[str | None] = [e if isinstance(e, str) else None for e in batch["error"]]
+        ready = [i for i in range(n) if errors[i] is None]
+        asked = {rows[i]["row"]: ("", float(batch["upstream_s"][i])) for i in ready if not batch["given"][i]}
+        results, failures = _correct_rows(self.aligner, [rows[i] for i in ready],
+                                          [rows[i]["answer"] for i in ready], asked)
+        out: list[str | None] = [None] * n
+        at = {r["row"]: i for i, r in enumerate(rows)}
+        for r, c in results:
+            c.upstream = self.upstream_name  # as the local engine records it: the job's upstream
+            d = c.to_dict()
+            d.pop("changed", None)
+            out[at[r["row"]]] = json.dumps(d, ensure_ascii=False)
+        for r, stage, exc in failures:
+            errors[at[r["row"]]] = _error_json(stage, exc)
+        return {"row": [r["row"] for r in rows], "given": list(batch["given"]), "result": out, "error": errors}
+
+
+def _rebuild_error(text: str) -> AlignerError:
+    e = json.loads(text)
+    if e["stage"] == "upstream":
+        return UpstreamError(e["message"], status=e.get("status"), field=None)
+    return CorrectorError(e["message"])
+
+
+def run_ray(job: Any, cfg: Any) -> dict[str, Any]:
+    """Run ``job``'s rows still to do on Ray Data; rows are written as their batches come back."""
+    from tqdm.auto import tqdm
+
+    from .correction import Correction
+    from .jobs import _Sink, errors_path
+
+    ray = _import_ray()
+    todo = job.todo
+    if not ray.is_initialized():
+        ray.init(address=cfg.ray_address, include_dashboard=False, log_to_driver=False,
+                 ignore_reinit_error=True)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    upstream_name = ""
+    if cfg.upstream:
+        upstream_name = _upstream(cfg.upstream, cfg.upstream_model, cfg.concurrency, cfg.requests_per_minute).name
+    items = [{"row": r["row"], "key": r["key"], "question": r["question"], "answer": r["answer"]} for r in todo]
+    ds = ray.data.from_items(items)
+    ds = ds.map_batches(answer_batch, batch_size=cfg.concurrency, num_cpus=0.25, fn_kwargs={
+        "spec": cfg.upstream, "model": cfg.upstream_model, "concurrency": cfg.concurrency,
+        "rpm": cfg.requests_per_minute})
+    ds = ds.map_batches(CorrectorActor, batch_size=cfg.batch_size, concurrency=cfg.ray_actors,
+                        num_cpus=0 if cfg.ray_gpus_per_actor else 1, num_gpus=cfg.ray_gpus_per_actor or None,
+                        fn_constructor_kwargs={"corrector": cfg.corrector, "template": cfg.template,
+                                               "max_new_tokens": cfg.max_new_tokens, "device": cfg.device,
+                                               "batch_size": cfg.batch_size, "upstream_name": upstream_name})
+    by_row = {r["row"]: r for r in todo}
+    job.check_answers(bool(cfg.upstream))
+    if job.fresh:
+        for p in (job.output_path, errors_path(job.output_path)):
+            p.unlink(missing_ok=True)
+    job._write_meta()
+    with tqdm(total=len(job.rows), initial=len(job.rows) - len(todo), desc="generating (ray)", unit="row",
+              disable=not cfg.progress) as bar, _Sink(job, bar) as sink:
+        try:
+            for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                results, failures = [], []
+                for row, result, error in zip(batch["row"], batch["result"], batch["error"]):
+                    r = by_row[int(row)]
+                    if isinstance(error, str):
+                        exc = _rebuild_error(error)
+                        failures.append((r, json.loads(error)["stage"], exc))
+                    else:
+                        results.append((r, Correction(**json.loads(result))))
+                sink.record(results, failures)
+        except Exception as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, AlignerError):  # a task's or actor's own error, not Ray's wrapper
+                raise cause from None
+            raise
+    return {"total": len(job.rows), "skipped": len(job.rows) - len(todo), "written": sink.written,
+            "failed": sink.failed, "errors_file": str(errors_path(job.output_path)) if sink.failed else None}
