@@ -10,6 +10,7 @@ from typing import Any, AsyncIterator, Iterator, Mapping, Sequence
 
 from .correction import Correction
 from .correctors import Corrector, load_corrector
+from .correctors.base import AsyncCorrectionStream, CorrectionStream, CorrectorResult
 from .decoding import DecodingConfig
 from .errors import ConfigError, require_text
 
@@ -53,12 +54,14 @@ class Aligner:
                                   "string, an OpenAI client, a base URL, 'hf:PATH' or a function).")
         return self.upstream
 
-    def _record(self, question: str, answer: str, correction: str, t_up: float, t_corr: float) -> Correction:
-        return Correction(question=question, answer=answer, correction=correction,
+    def _record(self, question: str, answer: str, result: CorrectorResult, t_up: float,
+                t_corr: float) -> Correction:
+        return Correction(question=question, answer=answer, correction=result.text,
                           timings={"upstream": t_up, "corrector": t_corr, "total": t_up + t_corr},
                           corrector=self.corrector.name, template=self.corrector.template.name,
                           upstream=getattr(self.upstream, "name", "") if self.upstream else "",
-                          metadata={"demo": True} if self.is_demo else {})
+                          metadata={"demo": True} if self.is_demo else {},
+                          fallback=result.fallback, fallback_reason=result.fallback_reason)
 
     def answer(self, question: str, **params: Any) -> str:
         """The upstream's uncorrected answer."""
@@ -76,9 +79,8 @@ class Aligner:
         if answer is None:
             answer = self.answer(question)
         t1 = time.perf_counter()
-        corrected = self.corrector.correct(question, answer, aspects=aspects, decoding=decoding)
-        return self._record(question, answer, corrected, t1 - t0,
-                            time.perf_counter() - t1)
+        result = self.corrector.correct_results([(question, answer)], aspects=aspects, decoding=decoding)[0]
+        return self._record(question, answer, result, t1 - t0, time.perf_counter() - t1)
 
     async def acorrect(self, question: str, answer: str | None = None, *, aspects: str | None = None,
                        decoding: Any = None) -> Correction:
@@ -87,8 +89,9 @@ class Aligner:
         if answer is None:
             answer = await self.aanswer(question)
         t1 = time.perf_counter()
-        corrected = await self.corrector.acorrect(question, answer, aspects=aspects, decoding=decoding)
-        return self._record(question, answer, corrected, t1 - t0, time.perf_counter() - t1)
+        result = (await self.corrector.acorrect_results([(question, answer)], aspects=aspects,
+                                                        decoding=decoding))[0]
+        return self._record(question, answer, result, t1 - t0, time.perf_counter() - t1)
 
     # -- many -----------------------------------------------------------------------------
     def correct_batch(self, questions: Sequence[str], answers: Sequence[str | None] | None = None, *,
@@ -111,7 +114,7 @@ class Aligner:
             for start in range(0, len(questions), self.batch_size):
                 qs, ans = questions[start:start + self.batch_size], answers[start:start + self.batch_size]
                 t1 = time.perf_counter()
-                fixed = self.corrector.correct_batch(list(zip(qs, ans)), aspects=aspects, decoding=decoding)
+                fixed = self.corrector.correct_results(list(zip(qs, ans)), aspects=aspects, decoding=decoding)
                 each = (time.perf_counter() - t1) / len(qs)
                 for j, (q, a, c) in enumerate(zip(qs, ans, fixed)):
                     out.append(self._record(q, a, c, t_up if start + j in missing else 0.0, each))
@@ -130,28 +133,45 @@ class Aligner:
         for start in range(0, len(questions), self.batch_size):
             qs, ans = questions[start:start + self.batch_size], answers[start:start + self.batch_size]
             t1 = time.perf_counter()
-            fixed = await self.corrector.acorrect_batch(list(zip(qs, ans)), aspects=aspects, decoding=decoding)
+            fixed = await self.corrector.acorrect_results(list(zip(qs, ans)), aspects=aspects, decoding=decoding)
             each = (time.perf_counter() - t1) / len(qs)
             out += [self._record(q, a, c, 0.0, each) for q, a, c in zip(qs, ans, fixed)]
         return out
 
     # -- streamed ------------------------------------------------------------------------
     def stream(self, question: str, answer: str | None = None, *, aspects: str | None = None,
-               decoding: Any = None) -> Iterator[str]:
+               decoding: Any = None) -> CorrectionStream:
         """The correction, piece by piece as the corrector generates it (the upstream answer is
-        awaited in full first: a correction needs the whole answer)."""
+        awaited in full first: a correction needs the whole answer). Once exhausted, the stream's
+        ``result`` says whether the correction fell back to the answer (see ``CorrectionStream``)."""
         require_text(question, "question")
-        if answer is None:
-            answer = self.answer(question)
-        yield from self.corrector.stream(question, answer, aspects=aspects, decoding=decoding)
 
-    async def astream(self, question: str, answer: str | None = None, *, aspects: str | None = None,
-                      decoding: Any = None) -> AsyncIterator[str]:
+        def run(stream: CorrectionStream) -> Iterator[str]:
+            text = answer if answer is not None else self.answer(question)
+            inner = self.corrector.stream(question, text, aspects=aspects, decoding=decoding)
+            try:
+                yield from inner
+            finally:
+                inner.close()
+                stream.result = inner.result
+
+        return CorrectionStream(run)
+
+    def astream(self, question: str, answer: str | None = None, *, aspects: str | None = None,
+                decoding: Any = None) -> AsyncCorrectionStream:
         require_text(question, "question")
-        if answer is None:
-            answer = await self.aanswer(question)
-        async for piece in self.corrector.astream(question, answer, aspects=aspects, decoding=decoding):
-            yield piece
+
+        async def run(stream: AsyncCorrectionStream) -> AsyncIterator[str]:
+            text = answer if answer is not None else await self.aanswer(question)
+            inner = self.corrector.astream(question, text, aspects=aspects, decoding=decoding)
+            try:
+                async for piece in inner:
+                    yield piece
+            finally:
+                await inner.aclose()
+                stream.result = inner.result
+
+        return AsyncCorrectionStream(run)
 
     def __repr__(self) -> str:
         return f"Aligner(upstream={self.upstream!r}, corrector={self.corrector!r})"

@@ -38,6 +38,10 @@ class Correction:
     template: str = ""
     upstream: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: True when the corrector's output was degenerate and ``correction`` is the original answer.
+    fallback: bool = False
+    #: why it was: ``repetition``, ``template_marker``, ``too_long`` or ``empty`` (see ``aligner.guard``).
+    fallback_reason: str | None = None
 
     @property
     def changed(self) -> bool:

@@ -6,8 +6,8 @@ corrector and a causal upstream (``hf:`` spec) decode exactly the same way.
 from __future__ import annotations
 
 import threading
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Callable, Iterator, Mapping
 
 from .errors import ConfigError
 
@@ -81,6 +81,13 @@ class DecodingConfig:
     #: Prompt-lookup decoding: draft this many tokens by copying from the prompt (the answer being
     #: corrected) and verify them in one forward pass. Same greedy output, fewer passes. 0 = off.
     prompt_lookup: int = 0
+    #: Cap the new tokens at ``2 × answer tokens + 64`` (see :mod:`aligner.guard`): a correction
+    #: rewrites the answer, so one running far longer is runaway. Setting ``max_new_tokens``
+    #: yourself turns this off (you chose the length), unless you also set ``cap_to_answer``.
+    cap_to_answer: bool = True
+    #: Replace a degenerate correction (runaway repetition, the template's own markers, an empty
+    #: or over-long result) by the original answer, flagged ``fallback``. False returns it as is.
+    fallback: bool = True
 
     def __post_init__(self) -> None:
         """Check every value's type and range here, so ``{"temperature": "hot"}`` is an error naming
@@ -100,16 +107,23 @@ class DecodingConfig:
     @classmethod
     def from_any(cls, value: "DecodingConfig | Mapping[str, Any] | None",
                  base: Mapping[str, Any] | None = None) -> "DecodingConfig":
-        """Merge template defaults (``base``) with user overrides; unknown keys are an error."""
+        """Merge template defaults (``base``) with user overrides; unknown keys are an error.
+
+        A ``max_new_tokens`` among the overrides is the user's choice of length, so it turns the
+        answer-relative cap off (``cap_to_answer``) unless the overrides set that too.
+        """
         if isinstance(value, DecodingConfig):
             return value
         merged = dict(base or {})
         names = {f.name for f in fields(cls)}
-        for key, v in dict(value or {}).items():
+        user = dict(value or {})
+        for key, v in user.items():
             if key not in names:
                 raise ConfigError(f"unknown decoding option {key!r}.", field="decoding",
                                   fix=f"use only {sorted(names)}.")
             merged[key] = v
+        if "max_new_tokens" in user and "cap_to_answer" not in user:
+            merged["cap_to_answer"] = False
         return cls(**{k: v for k, v in merged.items() if k in names})
 
     def hf_kwargs(self) -> dict[str, Any]:
@@ -200,84 +214,255 @@ class LocalGenerator:
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=True)
         return {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
 
-    def generate(self, prompts: list[str], decoding: DecodingConfig) -> list[str]:
-        """New text for each prompt, in order (special tokens removed)."""
+    def generate(self, prompts: list[str], decoding: DecodingConfig,
+                 rows: "list[RowControl] | None" = None) -> list[str]:
+        """New text for each prompt, in order (special tokens removed).
+
+        ``rows`` (one per prompt) make the batch controllable row by row: each is checked after
+        every decoding step, and a row that is cancelled, hits its own cap or trips its guard stops
+        there (its ``stop_reason`` says why) while the others go on; rows with ``on_text`` receive
+        their text as it is generated. A row cancelled before the call is not generated at all.
+        """
         import torch
 
         if not prompts:
             return []
-        enc = self._encode(prompts)
+        rows = list(rows) if rows is not None else [RowControl() for _ in prompts]
+        if len(rows) != len(prompts):
+            raise ValueError(f"{len(rows)} rows for {len(prompts)} prompts")
+        live = [i for i, row in enumerate(rows) if not row.cancelled]
+        for i, row in enumerate(rows):
+            if row.cancelled:
+                row.stop_reason = "cancelled"
+                _notify_end(row)
+        out_texts = [""] * len(prompts)
+        if not live:
+            return out_texts
+        sub = [rows[i] for i in live]
+        enc = self._encode([prompts[i] for i in live])
         width = enc["input_ids"].shape[1]
-        with self._lock, torch.inference_mode():
-            out = self.model.generate(**enc, **self._gen_kwargs(decoding, width, len(prompts)))
+        kw = self._gen_kwargs(decoding, width, len(live))
+        caps = [row.max_new_tokens for row in sub]
+        if all(c is not None for c in caps):  # the batch need not run past its longest row
+            kw["max_new_tokens"] = max(1, min(kw["max_new_tokens"], max(caps)))  # type: ignore[type-var]
+        start = 1 if self.is_encoder_decoder else width  # where new tokens begin in input_ids
+        criteria = _row_criteria(self.tokenizer, sub, start, self.tokenizer.eos_token_id)
+        streamer = _RowStreamer(self.tokenizer, sub) if any(r.on_text or r.on_end for r in sub) else None
+        try:
+            with self._lock, torch.inference_mode():
+                out = self.model.generate(**enc, **kw, stopping_criteria=criteria, streamer=streamer)
+        except BaseException:
+            for row in sub:
+                row.stop_reason = row.stop_reason or "error"
+            raise
+        finally:
+            for row in sub:
+                row.stop_reason = row.stop_reason or "length"
+            if streamer is not None:
+                streamer.close()
         new = out if self.is_encoder_decoder else out[:, width:]
-        return self.tokenizer.batch_decode(new, skip_special_tokens=True)
+        for i, text in zip(live, self.tokenizer.batch_decode(new, skip_special_tokens=True)):
+            out_texts[i] = text
+        return out_texts
 
-    def stream(self, prompt: str, decoding: DecodingConfig) -> Iterator[str]:
-        """Text pieces as tokens are generated (generate keeps the KV cache between steps)."""
-        import torch
+    def stream(self, prompt: str, decoding: DecodingConfig, row: "RowControl | None" = None) -> Iterator[str]:
+        """Text pieces as tokens are generated (generate keeps the KV cache between steps).
 
-        enc = self._encode([prompt])
-        streamer = _PieceStreamer(self.tokenizer, skip_prompt=not self.is_encoder_decoder)
-        kwargs = dict(**enc, **self._gen_kwargs(decoding, enc["input_ids"].shape[1], 1), streamer=streamer)
+        Leaving the loop early cancels the generation (it stops within a step) instead of letting
+        it run on behind the model lock.
+        """
+        import queue
+
+        row = row if row is not None else RowControl()
+        pieces: "queue.Queue[str | None]" = queue.Queue()
+        row.on_text, row.on_end = pieces.put, lambda: pieces.put(None)
         errors: list[BaseException] = []
 
         def run() -> None:
             try:
-                with self._lock, torch.inference_mode():
-                    self.model.generate(**kwargs)
+                self.generate([prompt], decoding, [row])
             except BaseException as exc:  # surfaced in the consuming thread below
                 errors.append(exc)
-                streamer.end()
+                pieces.put(None)
 
-        worker = threading.Thread(target=run, daemon=True)
+        worker = threading.Thread(target=run, daemon=True, name="aligner-stream")
         worker.start()
-        while True:
-            piece = streamer.queue.get()
-            if piece is None:
-                break
-            yield piece
+        finished = False
+        try:
+            while True:
+                piece = pieces.get()
+                if piece is None:
+                    break
+                yield piece
+            finished = True
+        finally:
+            if not finished:
+                row.cancel()
         worker.join()
         if errors:
             raise errors[0]
 
 
-class _PieceStreamer:
-    """A ``generate`` streamer that emits only the stable decoded prefix.
+@dataclass(eq=False)
+class RowControl:
+    """One request's handle on its row of a (batched) generation.
+
+    The request owns it: ``cancel()`` — from any thread, when its client has gone or its deadline
+    has passed — stops the row at the next decoding step while the other rows of the batch go on.
+    The generator fills in ``steps`` and ``stop_reason`` (``eos``, ``length``, ``cap``, ``stop``,
+    ``marker``, ``repetition``, ``cancelled``, ``error``).
+    """
+
+    #: this row's own cap on new tokens (the guard's answer-relative cap); None = the batch's.
+    max_new_tokens: int | None = None
+    #: an :class:`aligner.guard.Guard`: judges the text's tail after every step.
+    guard: Any = None
+    #: receives the row's text as it becomes stable (a stream); called in the generating thread.
+    on_text: Callable[[str], None] | None = None
+    #: called once the row has finished (its last text delivered), even if others go on.
+    on_end: Callable[[], None] | None = None
+    steps: int = 0
+    stop_reason: str | None = None
+    #: ``steps`` when ``cancel()`` was called: ``steps - cancelled_at`` is how far it ran after.
+    cancelled_at: int | None = None
+    _event: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def cancel(self) -> None:
+        if not self._event.is_set():
+            self.cancelled_at = self.steps
+            self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    @property
+    def steps_after_cancel(self) -> int | None:
+        return None if self.cancelled_at is None else self.steps - self.cancelled_at
+
+
+def _notify_end(row: RowControl) -> None:
+    if row.on_end is not None:
+        try:
+            row.on_end()
+        except Exception:  # a consumer that has gone (closed loop) must not stop the batch
+            pass
+
+
+#: tokens of a row's tail decoded for its guard after each step (enough for the guard's tail).
+_GUARD_WINDOW = 256
+_CRITERIA_CLASS: Any = None
+
+
+def _row_criteria(tokenizer: Any, rows: list[RowControl], start: int, eos_id: int | None) -> Any:
+    """A ``StoppingCriteriaList`` with one criterion that stops rows one by one: it returns a bool
+    per row, which ``generate`` ands into its unfinished-rows mask, so a stopped row only receives
+    padding while the rest of the batch decodes on."""
+    global _CRITERIA_CLASS
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    if _CRITERIA_CLASS is None:
+        class _RowCriteria(StoppingCriteria):
+            def __init__(self, tokenizer: Any, rows: list[RowControl], start: int, eos_id: int | None):
+                self.tokenizer, self.rows, self.start, self.eos_id = tokenizer, rows, start, eos_id
+                self.guarded = any(r.guard is not None for r in rows)
+
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                import torch
+
+                steps = input_ids.shape[1] - self.start
+                behind = max([steps - r.steps for r in self.rows if r.stop_reason is None] or [1])
+                window = min(steps, max(behind, _GUARD_WINDOW if self.guarded else 0))
+                recent = input_ids[:, input_ids.shape[1] - window:].tolist()  # one copy to the host
+                done = []
+                for i, row in enumerate(self.rows):
+                    if row.stop_reason is not None:
+                        done.append(True)
+                        continue
+                    fresh = recent[i][window - (steps - row.steps):]
+                    row.steps = steps
+                    reason = None
+                    if row.cancelled:
+                        reason = "cancelled"
+                    elif self.eos_id is not None and self.eos_id in fresh:
+                        reason = "eos"
+                    elif row.max_new_tokens is not None and steps >= row.max_new_tokens:
+                        reason = "cap"
+                    elif row.guard is not None:
+                        text = self.tokenizer.decode(recent[i][-_GUARD_WINDOW:], skip_special_tokens=True)
+                        reason = row.guard.check(text[-row.guard.tail_chars:])
+                    if reason is not None:
+                        row.stop_reason = reason
+                    done.append(reason is not None)
+                return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+        _CRITERIA_CLASS = _RowCriteria
+    return StoppingCriteriaList([_CRITERIA_CLASS(tokenizer, rows, start, eos_id)])
+
+
+class _RowStreamer:
+    """A ``generate`` streamer that splits each step's tokens by row and emits each row's stable text.
 
     Byte-level tokenizers can end a step in the middle of a UTF-8 character (decoded as U+FFFD),
     and what that turns into depends on later tokens. Emitting only text before the first U+FFFD
-    guarantees the pieces concatenate to exactly the batch-decoded text (the parity tests rely on it).
+    guarantees a row's pieces concatenate to exactly its batch-decoded text (the parity tests rely
+    on it). A row that has stopped is finished (``on_end``) as soon as its last token is in, not
+    when the whole batch is.
     """
 
-    def __init__(self, tokenizer: Any, skip_prompt: bool):
-        import queue
-
+    def __init__(self, tokenizer: Any, rows: list[RowControl]):
         self.tokenizer = tokenizer
-        self.skip_prompt = skip_prompt
-        self.ids: list[int] = []
-        self.emitted = ""
-        self.queue: "queue.Queue[str | None]" = queue.Queue()
-        self.ended = False
+        self.rows = rows
+        self.ids: list[list[int]] = [[] for _ in rows]
+        self.emitted = ["" for _ in rows]
+        self.ended = [False] * len(rows)
+        self.prompt_seen = False
 
-    def _text(self) -> str:
-        return self.tokenizer.decode(self.ids, skip_special_tokens=True)
+    def _text(self, i: int) -> str:
+        return self.tokenizer.decode(self.ids[i], skip_special_tokens=True)
 
     def put(self, value: Any) -> None:
-        if self.skip_prompt:  # the first call carries the prompt of a decoder-only model
-            self.skip_prompt = False
+        if not self.prompt_seen:  # the first call carries the prompt (or the decoder's start token)
+            self.prompt_seen = True
             return
-        self.ids.extend(int(t) for t in value.reshape(-1).tolist())
-        stable = self._text().split("\ufffd", 1)[0]
-        if len(stable) > len(self.emitted) and stable.startswith(self.emitted):
-            self.queue.put(stable[len(self.emitted):])
-            self.emitted = stable
+        per_row = value.tolist()
+        if value.dim() == 1:
+            per_row = [[t] for t in per_row]
+        for i, toks in enumerate(per_row):
+            if self.ended[i]:
+                continue
+            row = self.rows[i]
+            self.ids[i].extend(int(t) for t in toks)
+            if row.on_text is not None:
+                stable = self._text(i).split("\ufffd", 1)[0]
+                if len(stable) > len(self.emitted[i]) and stable.startswith(self.emitted[i]):
+                    self._send(row, stable[len(self.emitted[i]):])
+                    self.emitted[i] = stable
+            if row.stop_reason is not None and len(self.ids[i]) >= row.steps:
+                self._end(i)
+
+    def _send(self, row: RowControl, piece: str) -> None:
+        try:
+            row.on_text(piece)  # type: ignore[misc]
+        except Exception:  # the consumer has gone: stop feeding it, keep the batch going
+            row.on_text = None
+            row.cancel()
+
+    def _end(self, i: int) -> None:
+        if self.ended[i]:
+            return
+        self.ended[i] = True
+        row = self.rows[i]
+        if row.on_text is not None:
+            text = self._text(i)
+            if len(text) > len(self.emitted[i]) and text.startswith(self.emitted[i]):
+                self._send(row, text[len(self.emitted[i]):])
+                self.emitted[i] = text
+        row.stop_reason = row.stop_reason or "length"
+        _notify_end(row)
 
     def end(self) -> None:
-        if self.ended:
-            return
-        self.ended = True
-        text = self._text()
-        if len(text) > len(self.emitted) and text.startswith(self.emitted):
-            self.queue.put(text[len(self.emitted):])
-        self.queue.put(None)
+        for i in range(len(self.rows)):
+            self._end(i)
+
+    close = end

@@ -375,15 +375,18 @@ class _Handler(BaseHTTPRequestHandler):
         prompts = prompts if isinstance(prompts, list) else [prompts]
         if not prompts or not all(isinstance(p, str) for p in prompts):
             return self._error(400, "prompt must be a string or a list of strings.")
-        texts = [self.fake._answer({**body, "prompt": p}) for p in prompts]
+        scripted = [self.fake._scripted({**body, "prompt": p}) for p in prompts]
+        texts = [out.get("content") or "" for out in scripted]
+        # a dict responder may script the finish reason too (``length``: cut at max_tokens)
+        finishes = [out.get("finish_reason") or "stop" for out in scripted]
         model, created, cid = body["model"], int(time.time()), f"cmpl-fake{len(self.fake.requests)}"
         if not body.get("stream"):
             usage = self._usage(" ".join(prompts), " ".join(texts))
             return self._send_json(200, {
                 "id": cid, "object": "text_completion", "created": created, "model": model,
                 "system_fingerprint": None,
-                "choices": [{"index": i, "text": t, "logprobs": None, "finish_reason": "stop"}
-                            for i, t in enumerate(texts)],
+                "choices": [{"index": i, "text": t, "logprobs": None, "finish_reason": f}
+                            for i, (t, f) in enumerate(zip(texts, finishes))],
                 "usage": usage})
 
         def chunk(i: int, text: str, finish: str | None) -> dict:
@@ -392,7 +395,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "choices": [{"index": i, "text": text, "logprobs": None, "finish_reason": finish}]}
 
         events = []
-        for i, t in enumerate(texts):
+        for i, (t, f) in enumerate(zip(texts, finishes)):
             events += [chunk(i, p, None) for p in split_pieces(t, self.fake.max_pieces)]
-            events.append(chunk(i, "", "stop"))
+            events.append(chunk(i, "", f))
         self._sse(events)

@@ -1,20 +1,26 @@
-"""The corrector contract: render the template, generate, parse — batch, stream and async once.
+"""The corrector contract: render the template, generate, parse, guard — batch, stream and async once.
 
 A backend implements two primitives over *rendered prompts*: ``generate`` (a batch, in order) and
-``stream_prompt`` (one prompt, raw text pieces). Everything a user calls — ``correct``,
-``correct_batch``, ``stream`` and their async twins — is built here, so every backend parses,
-truncates and streams identically (and the sync/async/stream parity tests hold for all of them).
+``stream_prompt`` (one prompt, raw text pieces). It may also implement ``generate_rows``, which
+takes one :class:`~aligner.decoding.RowControl` per prompt (cancel handle, per-row cap, guard,
+streaming sink) — local models do, so a cancelled or runaway row stops within a decoding step.
+Everything a user calls — ``correct``, ``correct_batch``, ``stream`` and their async twins — is
+built here, so every backend parses, truncates, guards (:mod:`aligner.guard`) and streams
+identically (and the sync/async/stream parity tests hold for all of them).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import threading
 from abc import ABC, abstractmethod
-from typing import Any, AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 
-from ..decoding import DecodingConfig
+from ..decoding import DecodingConfig, RowControl
 from ..errors import require_text
+from ..guard import Guard, new_token_cap
 from ..templates import STOP_MARKERS, Template, cut_at_stop, get_template
 
 log = logging.getLogger("aligner")
@@ -93,6 +99,74 @@ class StreamParser:
         return new
 
 
+@dataclass
+class CorrectorResult:
+    """One correction as the corrector made it.
+
+    ``text`` is what to show: the correction, or — when the raw output was degenerate — the
+    original answer, with ``fallback_reason`` saying why (see :mod:`aligner.guard`).
+    """
+
+    text: str
+    fallback_reason: str | None = None
+    #: the generated text before parsing (for debugging a fallback).
+    raw: str = ""
+    #: how generation ended: eos, length, cap, stop, marker, repetition, cancelled (None: unknown).
+    stop_reason: str | None = None
+
+    @property
+    def fallback(self) -> bool:
+        return self.fallback_reason is not None
+
+
+class _Job:
+    """One correction in flight: its prompt, the answer to fall back to, and its row."""
+
+    def __init__(self, prompt: str, answer: str, row: RowControl):
+        self.prompt, self.answer, self.row = prompt, answer, row
+
+
+class CorrectionStream:
+    """The pieces of one streamed correction — an iterator of str, as ``stream()`` always was.
+
+    Once it is exhausted, ``result`` holds the :class:`CorrectorResult` (``fallback_reason`` set
+    when the guard replaced a degenerate correction). Pieces already shown cannot be taken back: a
+    correction found degenerate *after* text was streamed stops there, and only ``result`` says
+    so; one found degenerate before anything was shown streams the original answer instead, so a
+    stream and ``correct()`` then agree. Closing it early cancels the generation.
+    """
+
+    def __init__(self, run: Callable[["CorrectionStream"], Iterator[str]]):
+        self.result: CorrectorResult | None = None
+        self._it = run(self)
+
+    def __iter__(self) -> "CorrectionStream":
+        return self
+
+    def __next__(self) -> str:
+        return next(self._it)
+
+    def close(self) -> None:
+        self._it.close()  # type: ignore[attr-defined]
+
+
+class AsyncCorrectionStream:
+    """The async twin of :class:`CorrectionStream` (``async for``; ``result`` once exhausted)."""
+
+    def __init__(self, run: Callable[["AsyncCorrectionStream"], AsyncIterator[str]]):
+        self.result: CorrectorResult | None = None
+        self._it = run(self)
+
+    def __aiter__(self) -> "AsyncCorrectionStream":
+        return self
+
+    async def __anext__(self) -> str:
+        return await self._it.__anext__()
+
+    async def aclose(self) -> None:
+        await self._it.aclose()  # type: ignore[attr-defined]
+
+
 class Corrector(ABC):
     """Rewrites an answer given its question. Subclasses provide ``generate`` and ``stream_prompt``."""
 
@@ -121,6 +195,94 @@ class Corrector(ABC):
         async for piece in _iterate_in_thread(lambda: self.stream_prompt(prompt, decoding)):
             yield piece
 
+    def generate_rows(self, prompts: Sequence[str], decoding: DecodingConfig,
+                      rows: Sequence[RowControl]) -> list[str]:
+        """Raw text per prompt, honouring each row as well as the backend can (blocking).
+
+        This default runs on the two primitives: a streaming row (``on_text``) streams and is
+        checked after every piece (cancel, guard); the others go in one ``generate`` call capped
+        at the largest row cap and are judged when done. Backends that decode step by step
+        override it to stop each row within a step.
+        """
+        out = [""] * len(prompts)
+        plain = []
+        for i, (prompt, row) in enumerate(zip(prompts, rows)):
+            if row.cancelled:
+                row.stop_reason = "cancelled"
+                _end(row)
+            elif row.on_text is not None:
+                out[i] = feed_pieces(row, self.stream_prompt(prompt, capped(decoding, [row])))
+            else:
+                plain.append(i)
+        if plain:
+            texts = self.generate([prompts[i] for i in plain], capped(decoding, [rows[i] for i in plain]))
+            for i, text in zip(plain, texts):
+                out[i] = text
+                _end(rows[i])
+        return out
+
+    async def agenerate_rows(self, prompts: Sequence[str], decoding: DecodingConfig,
+                             rows: Sequence[RowControl]) -> list[str]:
+        return await asyncio.to_thread(self.generate_rows, list(prompts), decoding, list(rows))
+
+    async def astream_row(self, prompt: str, decoding: DecodingConfig, row: RowControl) -> AsyncIterator[str]:
+        """Raw pieces of one guarded row, for ``astream``; this default generates in a worker
+        thread and cancels the row when the consumer stops early."""
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue = asyncio.Queue()
+        row.on_text = lambda p: loop.call_soon_threadsafe(pieces.put_nowait, p)
+        row.on_end = lambda: loop.call_soon_threadsafe(pieces.put_nowait, None)
+        task = asyncio.ensure_future(asyncio.to_thread(self.generate_rows, [prompt], decoding, [row]))
+
+        def done(t: asyncio.Future) -> None:
+            pieces.put_nowait(None)
+            if not t.cancelled():
+                t.exception()  # retrieved here too, so one the consumer left behind is not "never retrieved"
+
+        task.add_done_callback(done)
+        finished = False
+        try:
+            while True:
+                piece = await pieces.get()
+                if piece is None:
+                    break
+                yield piece
+            finished = True
+        finally:
+            if not finished:
+                row.cancel()
+        await task  # surfaces a generation error
+
+    def stream_row(self, prompt: str, decoding: DecodingConfig, row: RowControl) -> Iterator[str]:
+        """Raw pieces of one guarded row, for ``stream`` (generated in a worker thread)."""
+        pieces: "queue.Queue[str | None]" = queue.Queue()
+        row.on_text, row.on_end = pieces.put, lambda: pieces.put(None)
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                self.generate_rows([prompt], decoding, [row])
+            except BaseException as exc:  # surfaced in the consuming thread below
+                errors.append(exc)
+            pieces.put(None)
+
+        worker = threading.Thread(target=run, daemon=True, name="aligner-stream")
+        worker.start()
+        finished = False
+        try:
+            while True:
+                piece = pieces.get()
+                if piece is None:
+                    break
+                yield piece
+            finished = True
+        finally:
+            if not finished:
+                row.cancel()  # the consumer left: stop generating for it
+        worker.join()
+        if errors:
+            raise errors[0]
+
     @property
     def eos_token(self) -> str | None:
         return None
@@ -134,6 +296,12 @@ class Corrector(ABC):
         """Make the prompt fit the corrector's context; the default backend has no limit."""
         return question, answer
 
+    def answer_tokens(self, answer: str) -> int:
+        """The answer's length in the corrector's tokens, for the new-token cap. Without a
+        tokenizer its UTF-8 byte count stands in: never fewer than a byte-level tokenizer's
+        tokens, so the cap errs long."""
+        return len(answer.encode("utf-8", "replace"))
+
     # -- built once ------------------------------------------------------------------------
     def render(self, question: str, answer: str, *, aspects: str | None = None) -> str:
         require_text(question, "question")
@@ -141,6 +309,29 @@ class Corrector(ABC):
             require_text(answer, "answer")
         question, answer = self.fit(question, answer)
         return self.template.render(question, answer, aspects=aspects)
+
+    def guard(self, question: str, answer: str, decoding: DecodingConfig) -> Guard:
+        """The guard for one correction of ``answer`` (as the corrector sees it, after ``fit``)."""
+        cap = None
+        if decoding.cap_to_answer:
+            cap = new_token_cap(self.answer_tokens(answer))
+            cap = cap if cap < decoding.max_new_tokens else None
+        return Guard(self.template, question, answer, eos_token=self.eos_token, cap=cap,
+                     enabled=decoding.fallback)
+
+    def prepare(self, question: str, answer: str, *, aspects: str | None = None,
+                decoding: "DecodingConfig | None" = None) -> tuple[str, RowControl]:
+        """The rendered prompt and a fresh row (its guard and cap) for one correction.
+
+        Tokenises the answer (to fit and to cap it), so a server calls it in a worker thread.
+        """
+        decoding = decoding or self.decoding
+        require_text(question, "question")
+        if not isinstance(answer, str):
+            require_text(answer, "answer")
+        q, a = self.fit(question, answer)
+        guard = self.guard(q, a, decoding)
+        return self.template.render(q, a, aspects=aspects), RowControl(max_new_tokens=guard.cap, guard=guard)
 
     def _decoding(self, overrides: "DecodingConfig | Mapping[str, Any] | None") -> DecodingConfig:
         if overrides is None:
@@ -150,14 +341,41 @@ class Corrector(ABC):
     def parse(self, raw: str) -> str:
         return self.template.parse(raw, eos_token=self.eos_token)
 
+    def finish(self, raw: str, answer: str, row: RowControl) -> CorrectorResult:
+        """Parse a raw generation and judge it: the correction, or ``answer`` when degenerate."""
+        guard: Guard | None = row.guard
+        text = self.parse(raw)
+        if guard is not None and guard.markers:
+            text = cut_at_stop(text, guard.markers).strip()
+        reason = guard.verdict(raw, text, row.stop_reason) if guard is not None else None
+        if reason is not None:
+            log.info("corrector output is degenerate (%s): returning the original answer", reason)
+            text = answer
+        return CorrectorResult(text, reason, raw, row.stop_reason)
+
+    def _jobs(self, pairs: Sequence[tuple[str, str]], aspects: str | None,
+              decoding: DecodingConfig) -> list[_Job]:
+        jobs = []
+        for q, a in pairs:
+            prompt, row = self.prepare(q, a, aspects=aspects, decoding=decoding)
+            jobs.append(_Job(prompt, a, row))
+        return jobs
+
     def correct(self, question: str, answer: str, *, aspects: str | None = None,
                 decoding: "DecodingConfig | Mapping[str, Any] | None" = None) -> str:
         return self.correct_batch([(question, answer)], aspects=aspects, decoding=decoding)[0]
 
     def correct_batch(self, pairs: Sequence[tuple[str, str]], *, aspects: str | None = None,
                       decoding: "DecodingConfig | Mapping[str, Any] | None" = None) -> list[str]:
-        prompts = [self.render(q, a, aspects=aspects) for q, a in pairs]
-        return [self.parse(t) for t in self.generate(prompts, self._decoding(decoding))]
+        return [r.text for r in self.correct_results(pairs, aspects=aspects, decoding=decoding)]
+
+    def correct_results(self, pairs: Sequence[tuple[str, str]], *, aspects: str | None = None,
+                        decoding: "DecodingConfig | Mapping[str, Any] | None" = None) -> list[CorrectorResult]:
+        """Like ``correct_batch``, with each correction's fallback reason."""
+        dec = self._decoding(decoding)
+        jobs = self._jobs(pairs, aspects, dec)
+        raws = self.generate_rows([j.prompt for j in jobs], dec, [j.row for j in jobs])
+        return [self.finish(raw, j.answer, j.row) for raw, j in zip(raws, jobs)]
 
     async def acorrect(self, question: str, answer: str, *, aspects: str | None = None,
                        decoding: "DecodingConfig | Mapping[str, Any] | None" = None) -> str:
@@ -165,22 +383,135 @@ class Corrector(ABC):
 
     async def acorrect_batch(self, pairs: Sequence[tuple[str, str]], *, aspects: str | None = None,
                              decoding: "DecodingConfig | Mapping[str, Any] | None" = None) -> list[str]:
-        prompts = [self.render(q, a, aspects=aspects) for q, a in pairs]
-        return [self.parse(t) for t in await self.agenerate(prompts, self._decoding(decoding))]
+        return [r.text for r in await self.acorrect_results(pairs, aspects=aspects, decoding=decoding)]
+
+    async def acorrect_results(self, pairs: Sequence[tuple[str, str]], *, aspects: str | None = None,
+                               decoding: "DecodingConfig | Mapping[str, Any] | None" = None
+                               ) -> list[CorrectorResult]:
+        dec = self._decoding(decoding)
+        jobs = self._jobs(pairs, aspects, dec)
+        raws = await self.agenerate_rows([j.prompt for j in jobs], dec, [j.row for j in jobs])
+        return [self.finish(raw, j.answer, j.row) for raw, j in zip(raws, jobs)]
 
     def stream(self, question: str, answer: str, *, aspects: str | None = None,
-               decoding: "DecodingConfig | Mapping[str, Any] | None" = None) -> Iterator[str]:
-        yield from StreamParser(self.stop_markers).parse(
-            self.stream_prompt(self.render(question, answer, aspects=aspects), self._decoding(decoding)))
+               decoding: "DecodingConfig | Mapping[str, Any] | None" = None) -> CorrectionStream:
+        """The correction piece by piece (see :class:`CorrectionStream` for what a fallback does)."""
+        dec = self._decoding(decoding)
+        prompt, row = self.prepare(question, answer, aspects=aspects, decoding=dec)
 
-    async def astream(self, question: str, answer: str, *, aspects: str | None = None,
-                      decoding: "DecodingConfig | Mapping[str, Any] | None" = None) -> AsyncIterator[str]:
-        pieces = self.astream_prompt(self.render(question, answer, aspects=aspects), self._decoding(decoding))
-        async for out in StreamParser(self.stop_markers).aparse(pieces):
-            yield out
+        def run(stream: CorrectionStream) -> Iterator[str]:
+            shown = _Shown(self, answer, row)
+            pieces = self.stream_row(prompt, dec, row)
+            try:
+                for piece in pieces:
+                    out = shown.feed(piece)
+                    if out:
+                        yield out
+                    if shown.parser.stopped:
+                        break
+            finally:
+                pieces.close()  # type: ignore[attr-defined]
+            tail, stream.result = shown.finish()
+            if tail:
+                yield tail
+
+        return CorrectionStream(run)
+
+    def astream(self, question: str, answer: str, *, aspects: str | None = None,
+                decoding: "DecodingConfig | Mapping[str, Any] | None" = None) -> AsyncCorrectionStream:
+        dec = self._decoding(decoding)
+        prompt, row = self.prepare(question, answer, aspects=aspects, decoding=dec)
+
+        async def run(stream: AsyncCorrectionStream) -> AsyncIterator[str]:
+            shown = _Shown(self, answer, row)
+            pieces = self.astream_row(prompt, dec, row)
+            try:
+                async for piece in pieces:
+                    out = shown.feed(piece)
+                    if out:
+                        yield out
+                    if shown.parser.stopped:
+                        break
+            finally:
+                await pieces.aclose()  # type: ignore[attr-defined]
+            tail, stream.result = shown.finish()
+            if tail:
+                yield tail
+
+        return AsyncCorrectionStream(run)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, template={self.template.name!r})"
+
+
+class _Shown:
+    """What a stream of one correction has shown: the parser over its raw pieces, and the verdict
+    at the end (the original answer streamed instead when nothing had been shown yet)."""
+
+    def __init__(self, corrector: Corrector, answer: str, row: RowControl):
+        self.corrector, self.answer, self.row = corrector, answer, row
+        guard = row.guard
+        self.parser = StreamParser(guard.cut_markers if guard is not None else corrector.stop_markers)
+        self.text = ""
+
+    def feed(self, piece: str) -> str:
+        out = self.parser.feed(piece)
+        self.text += out
+        return out
+
+    def finish(self) -> tuple[str, CorrectorResult]:
+        """The last piece to show and the verdict. Degenerate with nothing shown yet: the original
+        answer is the last (only) piece. Degenerate after text was shown: nothing more."""
+        shown_before = self.text
+        tail = self.parser.finish()
+        result = self.corrector.finish(self.parser.raw, self.answer, self.row)
+        if result.fallback:
+            tail = "" if shown_before else self.answer
+        self.text += tail
+        return tail, result
+
+
+def capped(decoding: DecodingConfig, rows: Sequence[RowControl]) -> DecodingConfig:
+    """``decoding`` with ``max_new_tokens`` lowered to the rows' largest cap (when all have one)."""
+    caps = [r.max_new_tokens for r in rows]
+    if not caps or any(c is None for c in caps):
+        return decoding
+    top = max(caps)  # type: ignore[type-var]
+    return replace(decoding, max_new_tokens=top) if top < decoding.max_new_tokens else decoding
+
+
+def feed_pieces(row: RowControl, pieces: Iterator[str]) -> str:
+    """Run a piece-by-piece generation for ``row``: deliver pieces to ``on_text``, stop (closing
+    the source, e.g. an HTTP stream) on cancel or when the guard trips; the raw text."""
+    raw = ""
+    guard: Guard | None = row.guard
+    try:
+        for piece in pieces:
+            raw += piece
+            row.steps += 1
+            if row.on_text is not None:
+                row.on_text(piece)
+            if row.cancelled:
+                row.stop_reason = "cancelled"
+                break
+            reason = guard.check(raw[-guard.tail_chars:]) if guard is not None else None
+            if reason is not None:
+                row.stop_reason = reason
+                break
+    finally:
+        close = getattr(pieces, "close", None)
+        if close is not None:
+            close()
+        _end(row)
+    return raw
+
+
+def _end(row: RowControl) -> None:
+    if row.on_end is not None:
+        try:
+            row.on_end()
+        except Exception:
+            pass
 
 
 _DONE = object()
@@ -189,20 +520,20 @@ _DONE = object()
 async def _iterate_in_thread(make_iter: Any) -> AsyncIterator[Any]:
     """Drive a blocking iterator in a thread and yield its items on the event loop."""
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue = asyncio.Queue()
+    queue_: asyncio.Queue = asyncio.Queue()
 
     def pump() -> None:
         try:
             for item in make_iter():
-                loop.call_soon_threadsafe(queue.put_nowait, (item, None))
+                loop.call_soon_threadsafe(queue_.put_nowait, (item, None))
         except BaseException as exc:
-            loop.call_soon_threadsafe(queue.put_nowait, (_DONE, exc))
+            loop.call_soon_threadsafe(queue_.put_nowait, (_DONE, exc))
             return
-        loop.call_soon_threadsafe(queue.put_nowait, (_DONE, None))
+        loop.call_soon_threadsafe(queue_.put_nowait, (_DONE, None))
 
     threading.Thread(target=pump, daemon=True).start()
     while True:
-        item, exc = await queue.get()
+        item, exc = await queue_.get()
         if item is _DONE:
             if exc is not None:
                 raise exc

@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from ..decoding import DecodingConfig, LocalGenerator, pick_device
+from ..decoding import DecodingConfig, LocalGenerator, RowControl, pick_device
 from ..errors import ConfigError, CorrectorError, hide_cause
 from ..progress import model_loading
 from ..templates import Template
@@ -45,6 +45,7 @@ class LocalCorrector(Corrector):
         self.metadata = dict(metadata or {})
         self.max_input_tokens = max_input_tokens
         self.truncations = 0
+        self._token_chars: int | None = None
 
     @classmethod
     def from_pretrained(cls, model_id: str, *, template: "str | Template | None" = None,
@@ -97,33 +98,56 @@ class LocalCorrector(Corrector):
         The correction is about as long as the answer, so the prompt may use at most half the
         context of a decoder-only model; an encoder-decoder's encoder takes the whole context.
         The truncation is logged once as a warning (logger ``aligner``; Python prints it on stderr
-        even where logging is not configured) and counted in ``self.truncations``.
+        even where logging is not configured) and counted in ``self.truncations``. Only a head of
+        the answer that surely holds more tokens than fit is tokenised, so a 5 MB answer costs
+        what a context-sized one does.
         """
         gen = self.generator
+        tok = gen.tokenizer
         ctx = gen.context_length
         budget = self.max_input_tokens or (ctx if gen.is_encoder_decoder else max(16, ctx // 2))
-        prompt_tokens = gen.count_tokens(self.template.render(question, answer, aspects="x"))
-        if prompt_tokens <= budget:
+        limit = (budget + 64) * self._max_token_chars()  # chars that hold more than budget + 64 tokens
+        head = answer if len(answer) <= limit else answer[:limit]
+        prompt_tokens = gen.count_tokens(self.template.render(question, head, aspects="x"))
+        if head is answer and prompt_tokens <= budget:
             return question, answer
-        answer_ids = gen.tokenizer(answer, add_special_tokens=False, verbose=False)["input_ids"]
+        answer_ids = tok(head, add_special_tokens=False, verbose=False)["input_ids"]
         overhead = prompt_tokens - len(answer_ids)
         keep = budget - overhead
         if keep < 1:
             raise ConfigError(f"the question alone takes {overhead} tokens, more than the corrector's "
                               f"input budget of {budget} tokens.", field="question",
                               fix="shorten the question or use a corrector with a longer context.")
-        short = gen.tokenizer.decode(answer_ids[:keep], skip_special_tokens=True)
+        short = tok.decode(answer_ids[:keep], skip_special_tokens=True)
         self.truncations += 1
-        msg = (f"answer truncated from {prompt_tokens - overhead} to {keep} tokens to fit the corrector's "
+        was = (f"{len(answer_ids)}" if head is answer else
+               f"more than {len(answer_ids)} ({len(answer):,} characters)")
+        msg = (f"answer truncated from {was} to {keep} tokens to fit the corrector's "
                f"context ({ctx} tokens); only the kept part is corrected.")
         log.warning(msg)  # once: a warnings.warn as well printed the same line twice on the CLI
         return question, short
 
+    def _max_token_chars(self) -> int:
+        """The most characters one token of this vocabulary can stand for (bounds ``fit``'s work)."""
+        if self._token_chars is None:
+            vocab = self.generator.tokenizer.get_vocab()
+            self._token_chars = max([len(t) for t in vocab] or [1])
+        return self._token_chars
+
+    def answer_tokens(self, answer: str) -> int:
+        return len(self.generator.tokenizer(answer, add_special_tokens=False, verbose=False)["input_ids"])
+
     def generate(self, prompts: Sequence[str], decoding: DecodingConfig) -> list[str]:
+        return self.generate_rows(prompts, decoding, [RowControl() for _ in prompts])
+
+    def generate_rows(self, prompts: Sequence[str], decoding: DecodingConfig,
+                      rows: Sequence[RowControl]) -> list[str]:
+        """One batched ``generate`` in which every row is checked after each step (cancel, cap,
+        guard) and streams its own text when it has ``on_text``."""
         if decoding.prompt_lookup and len(prompts) > 1 and not decoding.do_sample:
             # transformers runs prompt-lookup decoding one sequence at a time.
-            return [self.generator.generate([p], decoding)[0] for p in prompts]
-        return self.generator.generate(list(prompts), decoding)
+            return [self.generator.generate([p], decoding, [r])[0] for p, r in zip(prompts, rows)]
+        return self.generator.generate(list(prompts), decoding, list(rows))
 
     def stream_prompt(self, prompt: str, decoding: DecodingConfig) -> Iterator[str]:
         return self.generator.stream(prompt, decoding)

@@ -17,10 +17,10 @@ from ..adapters.base import (RetryPolicy, UpstreamStats, aretry_call, aretry_str
                              retry_call, retry_stream)
 from ..adapters.openai_compatible import adiscover_model, discover_model, http_error
 from ..adapters.openai_http import OpenAIHTTP
-from ..decoding import DecodingConfig
+from ..decoding import DecodingConfig, RowControl
 from ..errors import ConfigError, UpstreamError
 from ..templates import Template
-from .base import Corrector
+from .base import Corrector, _end, feed_pieces
 
 
 class RemoteCorrector(Corrector):
@@ -82,6 +82,36 @@ class RemoteCorrector(Corrector):
         choices = event.get("choices") or []
         return (choices[0].get("text") or "") if choices else ""
 
+    @staticmethod
+    def _row_body(model: str, prompt: str, decoding: DecodingConfig, row: RowControl) -> dict[str, Any]:
+        """The request for one guarded row: ``max_tokens`` lowered to the row's cap."""
+        body = RemoteCorrector._body(model, prompt, decoding)
+        if row.max_new_tokens is not None:
+            body["max_tokens"] = min(body["max_tokens"], row.max_new_tokens)
+        return body
+
+    @staticmethod
+    def _ended(row: RowControl, finish: Any) -> None:
+        """How the server says the row ended: ``length`` at the row's own cap is the guard's ``cap``."""
+        if row.stop_reason is None:
+            if finish == "length":
+                row.stop_reason = "cap" if row.max_new_tokens is not None else "length"
+            elif finish:
+                row.stop_reason = "eos"
+
+    def _row_pieces(self, prompt: str, decoding: DecodingConfig, row: RowControl) -> Iterator[str]:
+        def pieces() -> Iterator[str]:
+            body = self._row_body(self._model(), prompt, decoding, row)
+            for event in self.http.stream("completions", body, self.retry.timeout):
+                piece = self._piece(event)
+                choices = event.get("choices") or []
+                if choices and choices[0].get("finish_reason"):
+                    self._ended(row, choices[0]["finish_reason"])
+                if piece:
+                    yield piece
+
+        return retry_stream(self, pieces)
+
     # -- sync -----------------------------------------------------------------------------
     def _one(self, prompt: str, decoding: DecodingConfig) -> str:
         self.stats.calls += 1
@@ -95,6 +125,84 @@ class RemoteCorrector(Corrector):
             return [self._one(p, decoding) for p in prompts]
         with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(prompts))) as pool:
             return list(pool.map(lambda p: self._one(p, decoding), prompts))
+
+    def _one_row(self, prompt: str, decoding: DecodingConfig, row: RowControl) -> str:
+        if row.cancelled:
+            row.stop_reason = "cancelled"
+            _end(row)
+            return ""
+        self.stats.calls += 1
+        if row.on_text is not None:  # streamed, and stopped early when the guard trips
+            return feed_pieces(row, self._row_pieces(prompt, decoding, row))
+        reply = retry_call(self, lambda: self.http.post(
+            "completions", self._row_body(self._model(), prompt, decoding, row), self.retry.timeout))
+        self._ended(row, reply["choices"][0].get("finish_reason"))
+        _end(row)
+        return self._text(reply)
+
+    def generate_rows(self, prompts: Sequence[str], decoding: DecodingConfig,
+                      rows: Sequence[RowControl]) -> list[str]:
+        """One request per row (``max_tokens`` at the row's cap), ``max_concurrency`` in flight; a
+        streaming row is read piece by piece and its request closed when cancelled or degenerate."""
+        prompts, rows = list(prompts), list(rows)
+        if len(prompts) <= 1:
+            return [self._one_row(p, decoding, r) for p, r in zip(prompts, rows)]
+        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(prompts))) as pool:
+            return list(pool.map(lambda pr: self._one_row(pr[0], decoding, pr[1]), zip(prompts, rows)))
+
+    async def agenerate_rows(self, prompts: Sequence[str], decoding: DecodingConfig,
+                             rows: Sequence[RowControl]) -> list[str]:
+        gate = asyncio.Semaphore(self.max_concurrency)
+
+        async def one(prompt: str, row: RowControl) -> str:
+            async with gate:
+                if row.cancelled:
+                    row.stop_reason = "cancelled"
+                    return ""
+                self.stats.calls += 1
+
+                async def call() -> Any:
+                    body = self._row_body(await self._amodel(), prompt, decoding, row)
+                    return await self.http.apost("completions", body, self.retry.timeout)
+
+                reply = await aretry_call(self, call)
+                self._ended(row, reply["choices"][0].get("finish_reason"))
+                return self._text(reply)
+
+        return list(await asyncio.gather(*(one(p, r) for p, r in zip(prompts, rows))))
+
+    async def astream_row(self, prompt: str, decoding: DecodingConfig, row: RowControl) -> AsyncIterator[str]:
+        """Native async streaming of one guarded row: the HTTP stream is closed as soon as the
+        row is cancelled or its guard trips."""
+        self.stats.calls += 1
+        guard = row.guard
+
+        async def pieces() -> AsyncIterator[str]:
+            body = self._row_body(await self._amodel(), prompt, decoding, row)
+            async for event in self.http.astream("completions", body, self.retry.timeout):
+                choices = event.get("choices") or []
+                if choices and choices[0].get("finish_reason"):
+                    self._ended(row, choices[0]["finish_reason"])
+                piece = self._piece(event)
+                if piece:
+                    yield piece
+
+        raw = ""
+        source = aretry_stream(self, pieces)
+        try:
+            async for piece in source:
+                raw += piece
+                row.steps += 1
+                yield piece
+                if row.cancelled:
+                    row.stop_reason = "cancelled"
+                    return
+                reason = guard.check(raw[-guard.tail_chars:]) if guard is not None else None
+                if reason is not None:
+                    row.stop_reason = reason
+                    return
+        finally:
+            await source.aclose()
 
     def stream_prompt(self, prompt: str, decoding: DecodingConfig) -> Iterator[str]:
         self.stats.calls += 1
