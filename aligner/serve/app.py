@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hmac
 import json
 import logging
@@ -143,7 +144,9 @@ def _build_aligner(config: ServeConfig) -> Any:
     from ..core import Aligner
 
     aligner = Aligner(config.upstream, config.corrector, template=config.template,
-                      upstream_model=config.upstream_model, decoding={"max_new_tokens": config.max_new_tokens},
+                      upstream_model=config.upstream_model,
+                      # --max-new-tokens is a ceiling, not a chosen length: the answer-relative cap stays
+                      decoding={"max_new_tokens": config.max_new_tokens, "cap_to_answer": True},
                       device=config.device)
     if aligner.upstream is not None:  # a server fails fast: its client has its own retry logic
         aligner.upstream.retry = RetryPolicy(max_retries=config.upstream_retries, timeout=config.upstream_timeout)
@@ -246,7 +249,7 @@ def create_app(source: "ServeConfig | Any", config: ServeConfig | None = None) -
                 skipped = _skipped(req)
                 stream = _sse_uncorrected(state, req, request, t_up, skipped) if skipped else \
                     _sse(state, req, request, answer, t_up, deadline)
-                return StreamingResponse(stream, media_type="text/event-stream",
+                return _SSEResponse(stream, media_type="text/event-stream",
                                          headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
             return await _with_deadline(_complete(state, req, request), deadline, "request")
         finally:
@@ -443,25 +446,56 @@ async def _corrector_usage(state: _State, question: str, answer: str, correction
 
 
 def _meta(state: _State, req: dict[str, Any], answer: str, correction: str, timings: dict[str, float],
-          bypassed: bool) -> dict[str, Any]:
+          bypassed: bool, fallback: str | None = None) -> dict[str, Any]:
+    """The ``aligner`` object. ``fallback``: the reason the corrector's output was degenerate and
+    the original answer was served instead (a stream may have shown part of it already)."""
     corrector = state.aligner.corrector
     return {"original": answer, "corrector": corrector.name, "template": corrector.template.name,
             "upstream": state.upstream_label, "changed": answer.strip() != correction.strip(),
             "bypassed": bypassed, "demo": state.aligner.is_demo,
+            "fallback": fallback is not None, "fallback_reason": fallback,
             "timings": {k: round(v, 6) for k, v in timings.items()}}
 
 
-async def _record(state: _State, req: dict[str, Any], answer: str, correction: str, timings: dict[str, float]) -> None:
+async def _record(state: _State, req: dict[str, Any], answer: str, correction: str, timings: dict[str, float],
+                  fallback: str | None = None) -> None:
+    """Append to the corrections log. The write is shielded: a client leaving at that moment
+    (which cancels a stream's generator) must not lose a correction it was served."""
     if state.records is None:
         return
     rec = {"timestamp": time.time(), "model": req["model"], "question": req["question"], "answer": answer,
            "correction": correction, "changed": answer.strip() != correction.strip(),
            "corrector": state.aligner.corrector.name, "upstream": getattr(state.aligner.upstream, "name", None),
-           "timings": timings}
+           "timings": timings, "fallback": fallback}
     try:
-        await asyncio.to_thread(state.records.write, rec)
+        await asyncio.shield(asyncio.to_thread(state.records.write, rec))
+    except asyncio.CancelledError:
+        raise  # the write itself goes on in its thread
     except Exception:  # never fail a served answer because the log could not be written
         log.exception("could not write to the corrections log %s", state.records.path)
+
+
+async def _unless_disconnected(request: Request, work: Any) -> Any:
+    """Await ``work`` (a correction), cancelling it if the client disconnects first: its row then
+    stops generating within a step instead of decoding for nobody. The body has been read, so
+    the next ASGI message is the disconnect (uvicorn sends it when the client goes)."""
+    task = asyncio.ensure_future(work)
+
+    async def gone() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(gone())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            task.cancel()
+            raise APIError(499, "the client closed the connection.", code="client_closed_request")
+        return task.result()
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
 
 
 async def _complete(state: _State, req: dict[str, Any], request: Request) -> JSONResponse:
@@ -472,20 +506,23 @@ async def _complete(state: _State, req: dict[str, Any], request: Request) -> JSO
     skipped = _skipped(req)
     timings: dict[str, float] = {"upstream": t_up}
     corrector_usage = None
+    fallback = None
     if bypassed or skipped:
         correction = answer
     else:
         try:
-            correction, info = await state.batcher.correct(req["question"], answer, req["decoding"])
+            correction, info = await _unless_disconnected(request, state.batcher.correct(
+                req["question"], answer, _corrector_decoding(state, req)))
         except AlignerError as exc:
             raise APIError(400, str(exc), param=exc.field, code="invalid_value") from exc
         timings.update(queue=info["queue"], corrector=info["corrector"], batch_size=info["batch_size"])
+        fallback = info.get("fallback_reason")
         corrector_usage = await _corrector_usage(state, req["question"], answer, correction)
     timings["total"] = time.perf_counter() - t0
     request.state.log.update(upstream_ms=round(t_up * 1000, 1), corrector_ms=round(timings.get("corrector", 0) * 1000, 1),
                              batch_size=timings.get("batch_size"), skipped=skipped)
     if not bypassed and not skipped:
-        await _record(state, req, answer, correction, timings)
+        await _record(state, req, answer, correction, timings, fallback)
     state.served += 1
     message: dict[str, Any] = {"role": "assistant", "content": correction}
     finish = "stop"
@@ -494,7 +531,7 @@ async def _complete(state: _State, req: dict[str, Any], request: Request) -> JSO
         if reply.tool_calls:
             message["tool_calls"] = reply.tool_calls
         finish = reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
-    meta = _meta(state, req, answer, correction, timings, bypassed)
+    meta = _meta(state, req, answer, correction, timings, bypassed, fallback)
     meta["usage"] = corrector_usage
     if skipped:
         meta["skipped"] = skipped
@@ -540,7 +577,13 @@ async def _sse_uncorrected(state: _State, req: dict[str, Any], request: Request,
 
 async def _sse(state: _State, req: dict[str, Any], request: Request, answer: str, t_up: float,
                deadline: float) -> AsyncIterator[str]:
-    """The correction as OpenAI chat.completion.chunk events, streamed as the corrector decodes."""
+    """The correction as OpenAI chat.completion.chunk events, streamed as the corrector decodes.
+
+    The stream is a row of the dynamic batcher like any plain request. Leaving early — the client
+    disconnects (the response cancels this generator), the deadline passes — cancels the row, so
+    the model stops generating for it within a step. The corrections-log row is written *before*
+    the final events: a client that hangs up on ``[DONE]`` cannot lose it.
+    """
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
             "created": int(time.time()), "model": req["model"]}
 
@@ -549,10 +592,13 @@ async def _sse(state: _State, req: dict[str, Any], request: Request, answer: str
                                                           "finish_reason": finish}], **extra},
                                      ensure_ascii=False) + "\n\n"
 
+    def error(err: APIError) -> str:
+        return "data: " + json.dumps(err.body()) + "\n\n"
+
     bypassed = _bypass(request)
     state.in_flight += 1
     t1 = time.perf_counter()
-    text = ""
+    text, fallback, stream = "", None, None
     try:
         yield event({"role": "assistant", "content": ""})
         if bypassed:
@@ -561,31 +607,63 @@ async def _sse(state: _State, req: dict[str, Any], request: Request, answer: str
         else:
             try:
                 async with asyncio.timeout(max(0.0, deadline - time.perf_counter())):
-                    async for piece in state.aligner.corrector.astream(req["question"], answer,
-                                                                       decoding=req["decoding"]):
+                    stream = await state.batcher.stream(req["question"], answer, _corrector_decoding(state, req))
+                    async for piece in stream:
                         text += piece
                         yield event({"content": piece})
             except TimeoutError:
-                err = APIError(504, "the correction took longer than the server's request timeout.", code="timeout")
-                yield "data: " + json.dumps(err.body()) + "\n\n"
+                yield error(APIError(504, "the correction took longer than the server's request timeout.",
+                                     code="timeout"))
+                yield "data: [DONE]\n\n"
+                return
+            except AlignerError as exc:
+                yield error(APIError(400, str(exc), param=exc.field, code="invalid_value"))
                 yield "data: [DONE]\n\n"
                 return
             except Exception as exc:
                 log.exception("streamed correction failed")
-                err = APIError(500, f"the corrector failed: {exc}", code="corrector_error")
-                yield "data: " + json.dumps(err.body()) + "\n\n"
+                yield error(APIError(500, f"the corrector failed ({type(exc).__name__}); the server log has "
+                                          "the details.", code="corrector_error"))
                 yield "data: [DONE]\n\n"
                 return
-        timings = {"upstream": t_up, "corrector": time.perf_counter() - t1 if not bypassed else 0.0}
+            fallback = stream.result.fallback_reason if stream.result is not None else None
+        timings: dict[str, Any] = {"upstream": t_up, "corrector": time.perf_counter() - t1 if not bypassed else 0.0}
         timings["total"] = t_up + timings["corrector"]
-        yield event({}, "stop", aligner=_meta(state, req, answer, text, timings, bypassed))
+        if stream is not None:
+            timings.update(queue=stream.info.get("queue", 0.0), batch_size=stream.info.get("batch_size"))
+        state.served += 1
+        request.state.log.update(upstream_ms=round(t_up * 1000, 1), corrector_ms=round(timings["corrector"] * 1000, 1),
+                                 batch_size=timings.get("batch_size"), fallback=fallback)
+        if not bypassed:  # before the last events: the client may hang up on [DONE]
+            await _record(state, req, answer, answer if fallback else text, timings, fallback)
+        meta = _meta(state, req, answer, text, timings, bypassed, fallback)
+        yield event({}, "stop", aligner=meta)
         if req["include_usage"]:
             yield _usage_chunk(head, req)
         yield "data: [DONE]\n\n"
-        state.served += 1
-        request.state.log.update(upstream_ms=round(t_up * 1000, 1),
-                                 corrector_ms=round(timings["corrector"] * 1000, 1))
-        if not bypassed:
-            await _record(state, req, answer, text, timings)
     finally:
+        if stream is not None:
+            await stream.aclose()  # a stream left early: its row stops generating
         state.in_flight -= 1
+
+
+def _corrector_decoding(state: _State, req: dict[str, Any]) -> DecodingConfig:
+    """The request's decoding with the corrector's own answer-relative cap setting: the request's
+    ``max_tokens`` lowers the ceiling but is not a choice of length for the correction."""
+    decoding: DecodingConfig = req["decoding"]
+    own = state.aligner.corrector.decoding.cap_to_answer
+    return decoding if decoding.cap_to_answer == own else dataclasses.replace(decoding, cap_to_answer=own)
+
+
+class _SSEResponse(StreamingResponse):
+    """A streaming response that closes its event generator however the response ends, so a
+    stream whose client disconnected while an event was being sent still cancels its row now,
+    not whenever the garbage collector finalises the generator."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()

@@ -1,35 +1,54 @@
-"""Dynamic batching: concurrent corrections share one corrector call.
+"""Dynamic batching: concurrent corrections — plain and streamed — share one corrector call.
 
 A local model decodes a batch of 16 in barely more time than a batch of 1 (one decode step reads
 all weights once, whatever the batch), so a server that corrects requests one at a time wastes
 almost all of its throughput. Requests here wait at most ``max_wait`` for company, then the whole
-group goes to the corrector's batch primitive (``Corrector.generate``) in one worker thread.
+group goes to the corrector's row primitive (``Corrector.generate_rows``) in one worker thread.
+A streamed request is a row like any other whose text is handed to it step by step, so streams
+batch together (and with plain requests) instead of queueing one at a time.
+
+Every request owns its row's cancel handle (:class:`~aligner.decoding.RowControl`): a client that
+disconnects or a request past its deadline cancels it, and the row stops at the next decoding
+step while the rest of its batch goes on — an abandoned stream does not keep the model busy.
+
 Only the corrector step is batched: each request has fetched its upstream answer on its own before
-it gets here, so no request ever waits on another request's upstream.
+it gets here, so no request ever waits on another request's upstream. Rendering the prompt (which
+tokenises the answer to fit it, however long) runs in a worker thread, never on the event loop.
 """
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..decoding import DecodingConfig
+from ..correctors.base import CorrectorResult, _Shown
+from ..decoding import DecodingConfig, RowControl
 
 log = logging.getLogger("aligner.serve")
 
 
 @dataclass
 class BatchStats:
-    """What the batcher did (served on ``/health``; the benchmark reads it)."""
+    """What the batcher did (served on ``/health``; the benchmark and tests read it)."""
 
     requests: int = 0
     batches: int = 0
     largest_batch: int = 0
+    #: requests whose caller had gone (timed out, disconnected) before their batch started.
     cancelled: int = 0
     sizes: dict[int, int] = field(default_factory=dict)
+    #: streamed requests among ``requests``.
+    streams: int = 0
+    #: rows cancelled while generating (a client gone, a deadline passed) and stopped early.
+    stopped_rows: int = 0
+    #: the most tokens any cancelled row generated after its cancel (the promise: at most 2).
+    max_steps_after_cancel: int = 0
+    #: corrections replaced by the original answer, by reason (see ``aligner.guard``).
+    fallbacks: dict[str, int] = field(default_factory=dict)
 
     @property
     def mean_batch(self) -> float:
@@ -37,19 +56,106 @@ class BatchStats:
 
     def to_dict(self) -> dict[str, Any]:
         return {"requests": self.requests, "batches": self.batches, "largest_batch": self.largest_batch,
-                "mean_batch": round(self.mean_batch, 2), "cancelled": self.cancelled}
+                "mean_batch": round(self.mean_batch, 2), "cancelled": self.cancelled, "streams": self.streams,
+                "stopped_rows": self.stopped_rows, "max_steps_after_cancel": self.max_steps_after_cancel,
+                "fallbacks": dict(self.fallbacks)}
+
+    def count_fallback(self, reason: str | None) -> None:
+        if reason:
+            self.fallbacks[reason] = self.fallbacks.get(reason, 0) + 1
 
 
-@dataclass
+_END = object()
+
+
+@dataclass(eq=False)
 class _Item:
     prompt: str
+    answer: str
+    row: RowControl
     decoding: DecodingConfig
-    future: asyncio.Future
     enqueued: float
+    #: plain requests: resolved with (CorrectorResult, info) by the batch.
+    future: asyncio.Future | None = None
+    #: streamed requests: text pieces, then _END (or an exception).
+    pieces: asyncio.Queue | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def gone(self) -> bool:
+        return self.row.cancelled or (self.future is not None and self.future.done())
+
+
+class BatchedStream:
+    """One streamed correction in the batcher: ``async for`` its pieces (parsed and guarded the
+    way ``Corrector.astream`` does them); then ``result`` and ``info`` are set. Leaving early
+    (``aclose()``, a cancelled task) cancels its row."""
+
+    def __init__(self, batcher: "DynamicBatcher", item: _Item):
+        self.batcher, self.item = batcher, item
+        self.result: CorrectorResult | None = None
+        self._shown = _Shown(batcher.corrector, item.answer, item.row)
+        self._done = False
+        self._stopped = False
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return self.item.info
+
+    def cancel(self) -> None:
+        self.item.row.cancel()
+
+    def __aiter__(self) -> "BatchedStream":
+        return self
+
+    async def __anext__(self) -> str:
+        if self._done:
+            raise StopAsyncIteration
+        if self._stopped:
+            return self._finish(ended=False)
+        assert self.item.pieces is not None
+        try:
+            while True:
+                piece = await self.item.pieces.get()
+                if piece is _END:
+                    return self._finish(ended=True)
+                if isinstance(piece, BaseException):
+                    self._done = True
+                    raise piece
+                out = self._shown.feed(piece)
+                if self._shown.parser.stopped:  # a stop or a leaked marker: the rest is not shown
+                    self._stopped = True
+                    return out if out else self._finish(ended=False)
+                if out:
+                    return out
+        except asyncio.CancelledError:
+            self.cancel()
+            raise
+
+    def _finish(self, *, ended: bool) -> str:
+        """The last piece (or StopAsyncIteration): the verdict, once the row has ended or its
+        shown text has (then the row is cancelled: nothing more of it would be shown)."""
+        self._done = True
+        row = self.item.row
+        if ended and row.stop_reason == "cancelled" and row.cancelled:
+            raise StopAsyncIteration  # cut short by its own request: no verdict, nothing to show
+        tail, self.result = self._shown.finish()
+        if not ended:
+            row.cancel()
+        self.batcher.stats.count_fallback(self.result.fallback_reason)
+        if tail:
+            return tail
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        if not self._done:
+            self._done = True
+            self.cancel()
 
 
 class DynamicBatcher:
-    """Gathers ``correct`` calls into batches of at most ``max_batch_size`` (``1`` = unbatched).
+    """Gathers ``correct`` and ``stream`` calls into batches of at most ``max_batch_size``
+    (``1`` = unbatched).
 
     Must be used from one event loop; the model runs in a single worker thread so the loop stays
     free to accept requests (which is what lets the next batch fill while this one decodes).
@@ -87,24 +193,60 @@ class DynamicBatcher:
                 pass
         if self._queue is not None:
             while not self._queue.empty():
-                item = self._queue.get_nowait()
-                if not item.future.done():
-                    item.future.set_exception(RuntimeError("the server is shutting down"))
+                _fail(self._queue.get_nowait(), RuntimeError("the server is shutting down"))
         if self._executor is not None:
             self._executor.shutdown(wait=False)
             self._executor = None
 
-    async def correct(self, question: str, answer: str, decoding: DecodingConfig,
-                      *, aspects: str | None = None) -> tuple[str, dict[str, float]]:
-        """The parsed correction and ``{"queue", "corrector", "batch_size"}`` for this request."""
+    async def _item(self, question: str, answer: str, decoding: DecodingConfig, aspects: str | None,
+                    *, stream: bool) -> _Item:
+        """Render the prompt (tokenising the answer) in a worker thread; errors raise here."""
         self.start()
-        prompt = self.corrector.render(question, answer, aspects=aspects)
         loop = asyncio.get_running_loop()
-        item = _Item(prompt, decoding, loop.create_future(), time.perf_counter())
+        prompt, row = await loop.run_in_executor(None, functools.partial(
+            self.corrector.prepare, question, answer, aspects=aspects, decoding=decoding))
+        item = _Item(prompt, answer, row, decoding, time.perf_counter())
+        if stream:
+            pieces: asyncio.Queue = asyncio.Queue()
+            item.pieces = pieces
+
+            def put(value: Any) -> None:
+                try:
+                    loop.call_soon_threadsafe(pieces.put_nowait, value)
+                except RuntimeError:  # the loop is closed: nobody is listening
+                    row.cancel()
+
+            row.on_text = put
+            row.on_end = lambda: put(_END)
+        else:
+            item.future = loop.create_future()
+        return item
+
+    async def correct(self, question: str, answer: str, decoding: DecodingConfig,
+                      *, aspects: str | None = None) -> tuple[str, dict[str, Any]]:
+        """The correction and ``{"queue", "corrector", "batch_size", "fallback_reason"}``.
+
+        Cancelling the awaiting task (a deadline, a client gone) cancels the row: it stops at the
+        next decoding step, or is never generated if its batch has not started.
+        """
+        item = await self._item(question, answer, decoding, aspects, stream=False)
+        assert self._queue is not None and item.future is not None
+        self._queue.put_nowait(item)
+        try:
+            result, info = await item.future
+        except asyncio.CancelledError:
+            item.row.cancel()
+            raise
+        return result.text, {**info, "fallback_reason": result.fallback_reason}
+
+    async def stream(self, question: str, answer: str, decoding: DecodingConfig,
+                     *, aspects: str | None = None) -> BatchedStream:
+        """Queue a streamed correction; iterate the returned stream for its pieces. Errors in
+        the request (a question too long for the corrector) raise here, before anything is sent."""
+        item = await self._item(question, answer, decoding, aspects, stream=True)
         assert self._queue is not None
         self._queue.put_nowait(item)
-        raw, info = await item.future
-        return self.corrector.parse(raw), info
+        return BatchedStream(self, item)
 
     async def _collect(self) -> list[_Item]:
         assert self._queue is not None
@@ -126,38 +268,71 @@ class DynamicBatcher:
                 break
         return batch
 
+    def _generate(self, items: list[_Item]) -> list[CorrectorResult | None]:
+        """In the worker thread: one guarded batch, then each plain row parsed and judged."""
+        raws = self.corrector.generate_rows([it.prompt for it in items], items[0].decoding,
+                                            [it.row for it in items])
+        return [None if it.pieces is not None else self.corrector.finish(raw, it.answer, it.row)
+                for it, raw in zip(items, raws)]
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             batch = await self._collect()
-            live = [it for it in batch if not it.future.done()]  # timed-out/cancelled callers
-            self.stats.cancelled += len(batch) - len(live)
+            live = []
+            for it in batch:
+                if it.gone:  # timed out / disconnected while queued: never generated
+                    self.stats.cancelled += 1
+                    _fail(it, None)
+                else:
+                    live.append(it)
             groups: dict[tuple, list[_Item]] = {}
             for it in live:  # one generate() call needs one decoding config
                 groups.setdefault(tuple(sorted(it.decoding.to_dict().items())), []).append(it)
             for items in groups.values():
                 t0 = time.perf_counter()
+                n = len(items)
+                for it in items:
+                    it.info.update(queue=t0 - it.enqueued, batch_size=n)
                 try:
-                    raws = await loop.run_in_executor(self._executor, self.corrector.generate,
-                                                      [it.prompt for it in items], items[0].decoding)
+                    results = await loop.run_in_executor(self._executor, self._generate, items)
                 except asyncio.CancelledError:
                     for it in items:
-                        if not it.future.done():
-                            it.future.set_exception(RuntimeError("the server is shutting down"))
+                        it.row.cancel()
+                        _fail(it, RuntimeError("the server is shutting down"))
                     raise
                 except Exception as exc:  # the model failed: every caller of this batch gets the error
-                    log.exception("corrector batch of %d failed", len(items))
+                    log.exception("corrector batch of %d failed", n)
                     for it in items:
-                        if not it.future.done():
-                            it.future.set_exception(exc)
+                        _fail(it, exc)
                     continue
                 took = time.perf_counter() - t0
-                n = len(items)
                 self.stats.requests += n
+                self.stats.streams += sum(it.pieces is not None for it in items)
                 self.stats.batches += 1
                 self.stats.largest_batch = max(self.stats.largest_batch, n)
                 self.stats.sizes[n] = self.stats.sizes.get(n, 0) + 1
-                for it, raw in zip(items, raws):
-                    if not it.future.done():
-                        it.future.set_result((raw, {"queue": t0 - it.enqueued, "corrector": took,
-                                                    "batch_size": n}))
+                for it, result in zip(items, results):
+                    it.info["corrector"] = took
+                    row = it.row
+                    if row.stop_reason == "cancelled" and row.steps_after_cancel is not None:
+                        self.stats.stopped_rows += 1
+                        self.stats.max_steps_after_cancel = max(self.stats.max_steps_after_cancel,
+                                                                row.steps_after_cancel)
+                    if result is not None:
+                        self.stats.count_fallback(result.fallback_reason)
+                        if it.future is not None and not it.future.done():
+                            it.future.set_result((result, dict(it.info)))
+
+
+def _fail(item: _Item, exc: BaseException | None) -> None:
+    """End a request that will not be generated (``exc`` None: its caller has already gone)."""
+    if exc is None:
+        item.row.stop_reason = item.row.stop_reason or "cancelled"
+    if item.future is not None and not item.future.done():
+        if exc is None:
+            item.future.cancel()
+        else:
+            item.future.set_exception(exc)
+    if item.pieces is not None:
+        item.pieces.put_nowait(exc if exc is not None else _END)

@@ -17,8 +17,11 @@ from ..errors import ConfigError
 _SCHEMA = """CREATE TABLE IF NOT EXISTS corrections (
     id INTEGER PRIMARY KEY AUTOINCREMENT, timestamp REAL NOT NULL, model TEXT, question TEXT NOT NULL,
     answer TEXT NOT NULL, correction TEXT NOT NULL, changed INTEGER, corrector TEXT, upstream TEXT,
-    timings TEXT)"""
-_COLUMNS = ("timestamp", "model", "question", "answer", "correction", "changed", "corrector", "upstream", "timings")
+    timings TEXT, fallback TEXT)"""
+#: ``fallback``: why the corrector's output was replaced by the answer (None: it was not), so a
+#: training export can leave those rows out.
+_COLUMNS = ("timestamp", "model", "question", "answer", "correction", "changed", "corrector", "upstream", "timings",
+            "fallback")
 
 
 class CorrectionsLog:
@@ -37,6 +40,9 @@ class CorrectionsLog:
             self._conn = sqlite3.connect(self.path, check_same_thread=False)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute(_SCHEMA)
+            have = {r[1] for r in self._conn.execute("PRAGMA table_info(corrections)")}
+            if "fallback" not in have:  # a log written before the column existed
+                self._conn.execute("ALTER TABLE corrections ADD COLUMN fallback TEXT")
             self._conn.commit()
 
     def write(self, record: dict[str, Any]) -> None:
