@@ -3,8 +3,10 @@
 Three files sit side by side:
 
 - ``OUT`` holds one line per corrected row: the input's ``row`` number, a ``key`` (a hash of the
-  row's question and answer) and the :class:`~aligner.Correction`. A killed run loses at most the
-  chunk in flight; a re-run skips the rows already there (no duplicates, none lost).
+  row's question and answer) and the :class:`~aligner.Correction`, appended as rows finish (the
+  run is pipelined: upstream answers feed the corrector's batches, see :meth:`BatchJob.run`). A
+  killed run loses at most the batches in flight; a re-run skips the rows already there (no
+  duplicates, none lost). ``aligner generate`` is this job with prompts, shards and provenance.
 - ``OUT.meta.json`` records which input file the output was made from (path, content hash, rows).
 - ``OUT.errors.jsonl`` lists the rows that failed (the upstream rejected them, the corrector could
   not take them) with the reason. The run goes on past them; a re-run tries them again, and a row
