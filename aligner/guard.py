@@ -94,10 +94,13 @@ def repeated_tail(text: str, reference: str = "") -> str | None:
     n = len(text)
     if n < MIN_RUN:
         return None
+    last = text[-1]
     for unit in range(1, MAX_UNIT + 1):
         span = max(MIN_RUN, MIN_REPEATS * unit)
         if span > n:
             break
+        if text[n - 1 - unit] != last:  # cheap necessary condition before comparing the span
+            continue
         tail = text[n - span:]
         if tail[unit:] != tail[:-unit]:
             continue
