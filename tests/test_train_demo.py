@@ -28,6 +28,7 @@ def test_rebuild_command_runs_end_to_end_on_tiny_settings(tmp_path):
     meta = json.loads((work / "model2" / "aligner_config.json").read_text())
     assert meta["demo"] is True and meta["template"] == "aligner-v1.0" and meta["stage"] == 2
     assert meta["base_model"].endswith("model")  # stage 2 continued from stage 1
+    assert json.loads((work / "init" / "shape.json").read_text())["shape"] == "bpe2048-w192-d4"
     tok_cfg = json.loads((work / "model2" / "tokenizer_config.json").read_text())
     assert not {"is_local", "local_files_only"} & set(tok_cfg)  # save_corrector drops build-machine flags
     # the splice set is built from sentences the training generator never used
@@ -109,6 +110,19 @@ def test_shipped_demo_corrector_is_small_marked_and_loads():
     assert corrector.is_demo
     out = corrector.correct("What is 2 + 2?", "So 2 + 2 = 5.")
     assert isinstance(out, str)
+
+
+def test_every_shape_choice_fits_the_5_mb_budget_in_fp16():
+    """The study's tokenizer/shape choices (--shape) all ship under 5 MB: tied embeddings + layers, 2 bytes each."""
+    from aligner.train.demo_corrector import DEFAULT_SHAPE, SHAPES
+
+    assert DEFAULT_SHAPE in SHAPES and len(SHAPES) >= 2
+    for name, choice in SHAPES.items():
+        m = choice["model"]
+        h, inter, layers = m["hidden_size"], m["intermediate_size"], m["layers"]
+        params = choice["vocab"] * h + layers * (4 * h * h + 3 * h * inter + 2 * h) + h
+        assert 2 * params < 4.7e6, (name, params)
+    assert 2_164_000 < SHAPES["bpe2048-w192-d4"]["vocab"] * 192 + 4 * (4 * 192 ** 2 + 3 * 192 * 512 + 384) + 192 < 2_165_000
 
 
 def test_hand_written_heldout_answers_are_never_training_text():

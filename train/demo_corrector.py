@@ -73,6 +73,18 @@ VARIANTS_COPY = {"identity": {"plain": 0.3, "scramble": 0.55, "arithmetic": 0.1,
                  "redact": {"template": 0.15, "spliced": 0.3, "scattered": 0.55}}
 HELDOUT_DIR = Path(__file__).resolve().parent / "heldout"
 MODEL = dict(hidden_size=192, layers=4, heads=6, intermediate_size=512, context=512)
+#: tokenizer (vocabulary size; 260 = bytes only) and shape choices, all < 5 MB in fp16, compared by
+#: ``python -m aligner.train.demo_study`` (issue 14); ``--shape`` picks the one a from-scratch rebuild builds
+SHAPES: dict[str, dict[str, Any]] = {
+    "bpe2048-w192-d4": {"vocab": 2048, "max_length": 320, "model": MODEL},  # the stage 1-8 model
+    "bpe8192-w128-d4": {"vocab": 8192, "max_length": 320,  # larger vocabulary (tied embeddings), narrower
+                        "model": dict(hidden_size=128, layers=4, heads=4, intermediate_size=384, context=512)},
+    "byte-w192-d4": {"vocab": 260, "max_length": 900,  # byte-level: every character a token
+                     "model": dict(hidden_size=192, layers=4, heads=6, intermediate_size=512, context=1024)},
+    "bpe2048-w144-d8": {"vocab": 2048, "max_length": 320,  # depth instead of width
+                        "model": dict(hidden_size=144, layers=8, heads=4, intermediate_size=384, context=512)},
+}
+DEFAULT_SHAPE = "bpe2048-w192-d4"
 SHIPPED = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
            "tokenizer_config.json", "special_tokens_map.json", "aligner_config.json", "loss_curve.png")
 
@@ -215,7 +227,7 @@ STAGES = {s: {"data": "train.jsonl" if s == 1 else f"train{s}.jsonl",
 
 
 def train(work: Path, epochs: float, lr: float | None, batch: int, threads: int, resume: bool, max_steps: int = -1,
-          max_minutes: float | None = None, stage: int = 1) -> Path:
+          max_minutes: float | None = None, stage: int = 1, max_length: int = 320) -> Path:
     """Train one stage through the ``aligner train`` code path; returns its output directory.
 
     Stage 1 trains the random init (identity warm-up first: copying is the skill every edit needs);
@@ -228,7 +240,7 @@ def train(work: Path, epochs: float, lr: float | None, batch: int, threads: int,
     cfg = CorrectorTrainConfig(
         data=str(work / "data" / st["data"]), eval_data=str(work / "data" / "eval_loss.jsonl"),
         base_model=str(work / st["base"]), output_dir=str(work / st["out"]), template=TEMPLATE,
-        epochs=epochs, max_steps=max_steps, max_length=320, learning_rate=lr or st["lr"], lr_scheduler="cosine",
+        epochs=epochs, max_steps=max_steps, max_length=max_length, learning_rate=lr or st["lr"], lr_scheduler="cosine",
         warmup_ratio=0.03, batch_size=batch, effective_batch_size=batch, weight_decay=0.01,
         identity_warmup=st["identity_warmup"], warmup_epochs=1.0, group_by_length=True, bf16=False,
         logging_steps=20, eval_steps=200, save_steps=100, save_total_limit=2, torch_threads=threads,
@@ -404,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="a --measure result of the model being replaced: its figures go into report.json as 'before'")
     ap.add_argument("--reuse-report", action="store_true",
                     help="with --skip-train: keep the last model's measured report.json instead of evaluating again")
+    ap.add_argument("--shape", default=DEFAULT_SHAPE, choices=sorted(SHAPES),
+                    help="tokenizer and model shape a from-scratch rebuild builds (see demo_study)")
     ap.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tests: a 2-layer 64-wide model
     args = ap.parse_args(argv)
     work = Path(args.work)
@@ -439,13 +453,19 @@ def main(argv: list[str] | None = None) -> int:
                     stage_data(work, s, args.rows_per_stage, train_pool)
         if args.from_stage == 1 and (not args.resume or not (work / "init" / "config.json").is_file()):
             model = dict(hidden_size=64, layers=2, heads=4, intermediate_size=128, context=512) if args.tiny else None
-            build_init(work, work / "data" / "train.jsonl", model, vocab_size=512 if args.tiny else 2048)
+            shape = SHAPES[args.shape]
+            build_init(work, work / "data" / "train.jsonl", model or shape["model"],
+                       vocab_size=512 if args.tiny else shape["vocab"])
+            (work / "init" / "shape.json").write_text(json.dumps({"shape": args.shape, **shape}) + "\n")
         for stage in stages:
             if stage < args.from_stage:
                 continue
             print(f"stage {stage}: training", flush=True)
             steps = args.max_steps if args.max_steps >= 0 or stage == 1 else stage_step_cap(stage, args.stage_max_steps)
-            train(work, args.epochs, args.lr, args.batch, args.threads, args.resume, steps, args.max_minutes, stage)
+            shape_file = work / "init" / "shape.json"  # what stage 1 built; a --start-from model: the default
+            max_length = json.loads(shape_file.read_text())["max_length"] if shape_file.is_file() else 320
+            train(work, args.epochs, args.lr, args.batch, args.threads, args.resume, steps, args.max_minutes, stage,
+                  max_length)
     model_dir = work / STAGES[max(s for s in stages if (work / STAGES[s]["out"] / "config.json").is_file())]["out"]
     old = model_dir / "report.json"
     if args.reuse_report and old.is_file() and "user_measures" in json.loads(old.read_text()):

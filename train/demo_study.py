@@ -21,19 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aligner.train.demo_corrector import TEMPLATE
+from aligner.train.demo_corrector import SHAPES, TEMPLATE
 
-#: name → tokenizer vocabulary (260 = bytes only, no merges) and model shape; all fp16 < 5 MB
-CHOICES: dict[str, dict[str, Any]] = {
-    "bpe2048-w192-d4": {"vocab": 2048, "max_length": 320,  # the shipped choice
-                        "model": dict(hidden_size=192, layers=4, heads=6, intermediate_size=512, context=512)},
-    "bpe8192-w128-d4": {"vocab": 8192, "max_length": 320,  # larger vocabulary, tied embeddings, narrower
-                        "model": dict(hidden_size=128, layers=4, heads=4, intermediate_size=384, context=512)},
-    "byte-w192-d4": {"vocab": 260, "max_length": 900,  # byte-level: every character a token
-                     "model": dict(hidden_size=192, layers=4, heads=6, intermediate_size=512, context=1024)},
-    "bpe2048-w144-d8": {"vocab": 2048, "max_length": 320,  # depth instead of width
-                        "model": dict(hidden_size=144, layers=8, heads=4, intermediate_size=384, context=512)},
-}
+CHOICES = SHAPES  # the rebuild's own choices (``--shape``)
 
 
 def build(work: Path, name: str, train_file: Path) -> Path:
