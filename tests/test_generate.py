@@ -259,3 +259,23 @@ def test_ray_engine_equals_the_single_process_run(tmp_path):
     assert [{k: r[k] for k in fields} for r in by_row(tmp_path / "ray.jsonl")] == \
         [{k: r[k] for k in fields} for r in by_row(tmp_path / "local.jsonl")]
     assert json.loads((tmp_path / "ray.jsonl.meta.json").read_text())["input"] == str(prompts.resolve())
+
+
+def test_generate_reads_its_options_from_yaml_and_flags_override(tmp_path, capsys):
+    from aligner.cli import main
+
+    prompts = _write(tmp_path / "p.jsonl", [{"prompt": f"p{i}?"} for i in range(3)])
+    with FakeOpenAI() as srv:
+        cfg = tmp_path / "gen.yaml"
+        cfg.write_text(f"prompts: {prompts}\nout: {tmp_path / 'from-yaml.jsonl'}\nupstream: {srv.base_url}\n"
+                       f"upstream-model: fake-model\ncorrector: {srv.base_url}\nconcurrency: 2\nprogress: false\n"
+                       "json: true\n")
+        assert main(["generate", "--config", str(cfg), "--out", str(tmp_path / "flag.jsonl")]) == 0
+    counts = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert counts["written"] == 3 and counts["out"] == str(tmp_path / "flag.jsonl")
+    assert not (tmp_path / "from-yaml.jsonl").exists()
+    assert sorted(r["row"] for r in _rows(tmp_path / "flag.jsonl")) == [0, 1, 2]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("prompts: x.jsonl\nconcurency: 4\n")
+    assert main(["generate", "--config", str(bad)]) == 2
+    assert "unknown key 'concurency'" in capsys.readouterr().err
