@@ -81,6 +81,14 @@ class DecodingConfig:
     #: Prompt-lookup decoding: draft this many tokens by copying from the prompt (the answer being
     #: corrected) and verify them in one forward pass. Same greedy output, fewer passes. 0 = off.
     prompt_lookup: int = 0
+    #: Copy-aware speculative decoding in the project's decode loop: each row drafts the rest of
+    #: the span of the answer it is copying (up to 64 tokens) and one forward pass verifies every
+    #: row's draft. Same greedy output, far fewer passes when the correction copies. False = off.
+    copy_draft: bool = True
+    #: ``auto``: greedy decoding runs in the project's lean loop (:mod:`aligner.decode_loop`)
+    #: where the model supports it, sampling and repetition penalty in transformers' ``generate``;
+    #: ``hf``: always ``generate`` (``prompt_lookup`` applies only here); ``loop``: the loop or an error.
+    engine: str = "auto"
     #: Cap the new tokens at ``2 × answer tokens + 64`` (see :mod:`aligner.guard`): a correction
     #: rewrites the answer, so one running far longer is runaway. Setting ``max_new_tokens``
     #: yourself turns this off (you chose the length), unless you also set ``cap_to_answer``.
@@ -100,6 +108,9 @@ class DecodingConfig:
             if value is not None and not ok(value):
                 raise ConfigError(f"must be {rule}, got {value!r}.", field=name,
                                   fix=f"e.g. {name}={_default_of(self, name)!r}.")
+        if self.engine not in ("auto", "hf", "loop"):
+            raise ConfigError(f"must be 'auto', 'hf' or 'loop', got {self.engine!r}.", field="engine",
+                              fix="e.g. engine='auto' (the lean loop where it applies).")
         if self.temperature <= 0 and self.do_sample:
             raise ConfigError("must be > 0 when sampling.", field="temperature",
                               fix="use temperature > 0, or do_sample=False for greedy decoding.")
@@ -198,6 +209,23 @@ class LocalGenerator:
         # verbose=False: counting an over-long text is how truncation starts, not an "indexing error"
         return len(self.tokenizer(text, add_special_tokens=True, verbose=False)["input_ids"])
 
+    def uses_loop(self, decoding: DecodingConfig) -> bool:
+        """Whether ``generate`` runs the project's lean greedy loop (else transformers' ``generate``).
+
+        The loop is greedy only: sampling and repetition penalty stay with ``generate``, as does a
+        model whose generation config adds logits processors the loop does not implement.
+        """
+        if decoding.engine == "hf":
+            return False
+        from .decode_loop import unsupported_reason
+
+        why = ("it decodes greedily only" if decoding.do_sample or decoding.repetition_penalty != 1.0
+               else unsupported_reason(self.model))
+        if why is not None and decoding.engine == "loop":
+            raise ConfigError(f"the lean decode loop cannot run this configuration: {why}.", field="engine",
+                              fix="use engine='auto' (falls back to transformers' generate) or engine='hf'.")
+        return why is None
+
     def _gen_kwargs(self, decoding: DecodingConfig, prompt_len: int, batch: int) -> dict[str, Any]:
         kw = decoding.hf_kwargs()
         if not self.is_encoder_decoder:
@@ -248,9 +276,18 @@ class LocalGenerator:
         start = 1 if self.is_encoder_decoder else width  # where new tokens begin in input_ids
         criteria = _row_criteria(self.tokenizer, sub, start, self.tokenizer.eos_token_id)
         streamer = _RowStreamer(self.tokenizer, sub) if any(r.on_text or r.on_end for r in sub) else None
+        loop = self.uses_loop(decoding)
         try:
             with self._lock, torch.inference_mode():
-                out = self.model.generate(**enc, **kw, stopping_criteria=criteria, streamer=streamer)
+                if loop:
+                    from .decode_loop import greedy_decode
+
+                    new_ids = greedy_decode(self.model, self.tokenizer, enc["input_ids"], enc["attention_mask"],
+                                            sub, max_new_tokens=kw["max_new_tokens"],
+                                            eos_token_id=kw["eos_token_id"], pad_token_id=kw["pad_token_id"],
+                                            copy_draft=decoding.copy_draft, streamer=streamer)
+                else:
+                    out = self.model.generate(**enc, **kw, stopping_criteria=criteria, streamer=streamer)
         except BaseException:
             for row in sub:
                 row.stop_reason = row.stop_reason or "error"
@@ -260,7 +297,7 @@ class LocalGenerator:
                 row.stop_reason = row.stop_reason or "length"
             if streamer is not None:
                 streamer.close()
-        new = out if self.is_encoder_decoder else out[:, width:]
+        new = new_ids if loop else (out if self.is_encoder_decoder else out[:, width:])
         for i, text in zip(live, self.tokenizer.batch_decode(new, skip_special_tokens=True)):
             out_texts[i] = text
         return out_texts
@@ -432,6 +469,11 @@ class _RowStreamer:
         per_row = value.tolist()
         if value.dim() == 1:
             per_row = [[t] for t in per_row]
+        self.put_rows(per_row)
+
+    def put_rows(self, per_row: list[list[int]]) -> None:
+        """Each row's new tokens of one step (any number per row: the lean loop's speculative
+        passes accept several at once)."""
         for i, toks in enumerate(per_row):
             if self.ended[i]:
                 continue

@@ -144,7 +144,8 @@ class LocalCorrector(Corrector):
                       rows: Sequence[RowControl]) -> list[str]:
         """One batched ``generate`` in which every row is checked after each step (cancel, cap,
         guard) and streams its own text when it has ``on_text``."""
-        if decoding.prompt_lookup and len(prompts) > 1 and not decoding.do_sample:
+        if (decoding.prompt_lookup and len(prompts) > 1 and not decoding.do_sample
+                and not self.generator.uses_loop(decoding)):
             # transformers runs prompt-lookup decoding one sequence at a time.
             return [self.generator.generate([p], decoding, [r])[0] for p, r in zip(prompts, rows)]
         return self.generator.generate(list(prompts), decoding, list(rows))
