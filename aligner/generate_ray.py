@@ -123,6 +123,30 @@ def _rebuild_error(text: str) -> AlignerError:
     return CorrectorError(e["message"])
 
 
+def _aligner_error_in(exc: BaseException) -> AlignerError | None:
+    """The aligner error behind a Ray error: its ``cause`` (a task's error), or — for an actor that
+    died in its constructor, whose error reaches the driver only as text — the last
+    ``aligner.errors.X: message`` line of its traceback, rebuilt as that class."""
+    import re
+
+    from . import errors
+
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, AlignerError):
+        return cause
+    found = re.findall(r"^aligner\.errors\.(\w+): (.+)$", str(exc), re.M)
+    if not found:
+        return None
+    name, message = found[-1]
+    cls = getattr(errors, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, AlignerError)):
+        cls = AlignerError
+    try:
+        return cls(message, field=None)
+    except TypeError:
+        return AlignerError(message)
+
+
 def run_ray(job: Any, cfg: Any) -> dict[str, Any]:
     """Run ``job``'s rows still to do on Ray Data; rows are written as their batches come back."""
     from tqdm.auto import tqdm
@@ -170,9 +194,9 @@ def run_ray(job: Any, cfg: Any) -> dict[str, Any]:
                         results.append((r, Correction(**json.loads(result))))
                 sink.record(results, failures)
         except Exception as exc:
-            cause = getattr(exc, "cause", None)
-            if isinstance(cause, AlignerError):  # a task's or actor's own error, not Ray's wrapper
-                raise cause from None
+            mine = _aligner_error_in(exc)
+            if mine is not None:  # a task's or actor's own error (a bad corrector path ...), not Ray's wrapper
+                raise mine from None
             raise
     return {"total": len(job.rows), "skipped": len(job.rows) - len(todo), "written": sink.written,
             "failed": sink.failed, "errors_file": str(errors_path(job.output_path)) if sink.failed else None}

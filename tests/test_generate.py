@@ -238,6 +238,7 @@ def test_rate_limited_upstream_through_generate_spaces_its_requests(tmp_path):
 @pytest.mark.ray
 def test_ray_engine_equals_the_single_process_run(tmp_path):
     ray = pytest.importorskip("ray")
+    from aligner.errors import ConfigError
     from aligner.generate import GenerateConfig, generate
 
     rows = [{"prompt": f"How can I reach person {i}?"} for i in range(6)]
@@ -251,6 +252,10 @@ def test_ray_engine_equals_the_single_process_run(tmp_path):
         try:
             on_ray = generate(GenerateConfig(out=str(tmp_path / "ray.jsonl"), engine="ray", ray_actors=1, **common))
             again = generate(GenerateConfig(out=str(tmp_path / "ray.jsonl"), engine="ray", **common))
+            # an actor that cannot load its corrector: the loader's own error, not Ray's ActorDiedError
+            with pytest.raises(ConfigError, match="cannot load corrector .*no-such-corrector"):
+                generate(GenerateConfig(out=str(tmp_path / "bad.jsonl"), engine="ray",
+                                        **{**common, "corrector": str(tmp_path / "no-such-corrector")}))
         finally:
             ray.shutdown()
     assert local["written"] == on_ray["written"] == 6 and again["skipped"] == 6 and again["written"] == 0
