@@ -284,3 +284,38 @@ def test_generate_reads_its_options_from_yaml_and_flags_override(tmp_path, capsy
     bad.write_text("prompts: x.jsonl\nconcurency: 4\n")
     assert main(["generate", "--config", str(bad)]) == 2
     assert "unknown key 'concurency'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("pipelined", [True, False])
+def test_the_upstream_keeps_answering_while_the_corrector_works(tmp_path, pipelined):
+    """Structural, not timed: the corrector's first call blocks until the upstream has been asked
+    for a row beyond the first batch. The pipelined job gets there (the upstream does not wait for
+    the corrector); the old chunked loop cannot (it asks for the next chunk only after correcting)."""
+    import threading
+
+    from aligner import Aligner
+    from aligner.jobs import BatchJob
+
+    later_asked = threading.Event()
+    waited: list[bool] = []
+    lock = threading.Lock()
+
+    def responder(req: dict) -> str:
+        if "messages" in req:
+            if int(request_text(req).split()[1].rstrip("?")) >= 8:
+                later_asked.set()
+            return default_responder(req)
+        with lock:  # the corrector may send its batch's rows concurrently: only the first waits
+            first = not waited
+            if first:
+                waited.append(False)
+        if first:
+            waited[0] = later_asked.wait(10 if pipelined else 2)
+        return default_responder(req)
+
+    prompts = _write(tmp_path / "p.jsonl", [{"question": f"Question {i}?"} for i in range(16)])
+    with FakeOpenAI(responder=responder) as srv:
+        al = Aligner(srv.base_url, srv.base_url, upstream_model="fake-model", batch_size=8, max_concurrency=8)
+        counts = BatchJob.open(prompts, tmp_path / "o.jsonl").run(al, progress=False, pipelined=pipelined)
+    assert counts["written"] == 16
+    assert waited == [pipelined]
