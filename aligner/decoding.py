@@ -191,6 +191,13 @@ class LocalGenerator:
         self._lock = threading.Lock()  # one generate() at a time per model; batching happens above
 
     @property
+    def _batch_dependent(self) -> bool:
+        """Whether a token's logits depend on the other tokens of its pass (dynamic int8
+        quantization scales activations per pass), which would make a verified draft differ from
+        plain greedy: such a model decodes without copy drafts."""
+        return any(hasattr(m, "_packed_params") for m in self.model.modules())
+
+    @property
     def device(self) -> Any:
         return next(self.model.parameters()).device
 
@@ -285,7 +292,8 @@ class LocalGenerator:
                     new_ids = greedy_decode(self.model, self.tokenizer, enc["input_ids"], enc["attention_mask"],
                                             sub, max_new_tokens=kw["max_new_tokens"],
                                             eos_token_id=kw["eos_token_id"], pad_token_id=kw["pad_token_id"],
-                                            copy_draft=decoding.copy_draft, streamer=streamer)
+                                            copy_draft=decoding.copy_draft and not self._batch_dependent,
+                                            streamer=streamer)
                 else:
                     out = self.model.generate(**enc, **kw, stopping_criteria=criteria, streamer=streamer)
         except BaseException:

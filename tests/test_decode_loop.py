@@ -161,3 +161,19 @@ def test_sampling_falls_back_to_generate_and_loop_refuses_it(corrector):
     assert not gen.uses_loop(_config(engine="hf"))
     with pytest.raises(ConfigError, match="engine"):
         gen.uses_loop(_config(engine="loop", do_sample=True))
+
+
+def test_int8_and_bf16_correctors_decode_through_the_loop_as_generate_does(tiny_causal_path):
+    """The precision options load and decode; in their own precision the loop still equals
+    transformers' generate (batch 1: int8 dynamic quantization scales activations per batch)."""
+    from aligner.errors import ConfigError
+
+    prompts = None
+    for kw in ({"quantize": "int8"}, {"dtype": "bfloat16"}):
+        corr = load_corrector(str(tiny_causal_path), decoding={"max_new_tokens": NEW, "fallback": False}, **kw)
+        prompts = prompts or [corr.render(q, a) for q, a in PAIRS[:2]]
+        for p in prompts:
+            hf = corr.generator.generate([p], _config(engine="hf"))
+            assert hf[0] and corr.generator.generate([p], _config()) == hf
+    with pytest.raises(ConfigError, match="quantize"):
+        load_corrector(str(tiny_causal_path), quantize="int4")

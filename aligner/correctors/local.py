@@ -50,9 +50,17 @@ class LocalCorrector(Corrector):
     @classmethod
     def from_pretrained(cls, model_id: str, *, template: "str | Template | None" = None,
                         decoding: "DecodingConfig | Mapping[str, Any] | None" = None,
-                        device: str | None = None, dtype: str | None = None,
+                        device: str | None = None, dtype: str | None = None, quantize: str | None = None,
                         **model_kwargs: Any) -> "LocalCorrector":
-        """Load a corrector from a hub id or a directory written by ``save_pretrained``."""
+        """Load a corrector from a hub id or a directory written by ``save_pretrained``.
+
+        ``dtype`` (e.g. ``"bfloat16"``) and ``quantize="int8"`` (weight-only int8 with dynamic
+        activation quantization of every ``nn.Linear``, CPU; ``torch.ao``) trade agreement with
+        the fp32 corrector for speed: ``bench/correct_speed.py`` measures both. fp32 is the default.
+        """
+        if quantize not in (None, "int8"):
+            raise ConfigError(f"unknown quantization {quantize!r}.", field="quantize",
+                              fix="use quantize='int8' (CPU) or leave it unset.")
         from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
         meta = read_aligner_config(model_id)
@@ -80,6 +88,13 @@ class LocalCorrector(Corrector):
             raise hide_cause(CorrectorError(f"cannot load corrector {model_id!r}: {exc}", field="corrector",
                                  fix="check the directory holds a complete save_pretrained output."), exc)
         model.to(pick_device(device)).eval()
+        if quantize == "int8":
+            import torch
+
+            if next(model.parameters()).device.type != "cpu":
+                raise ConfigError("quantize='int8' runs on the CPU only.", field="quantize",
+                                  fix="pass device='cpu', or use dtype='bfloat16' on a GPU.")
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
         template = template or meta.get("template") or None
         return cls(model, tokenizer, name=str(model_id), template=template, decoding=decoding,
                    metadata=meta)
