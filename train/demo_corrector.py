@@ -479,6 +479,9 @@ def main(argv: list[str] | None = None) -> int:
         report["before"] = {"synthetic_heldout": before["synthetic_heldout"]["success"],
                             "user_measures": before["user_measures"]["success"],
                             "demo_examples": before.get("demo_examples"), "latency_s": before.get("latency_s")}
+    study = work / "study" / "results.json"  # python -m aligner.train.demo_study --work WORK
+    if study.is_file():
+        report["shape_study"] = json.loads(study.read_text())
     report["model_dir"] = model_dir.name
     report["data"] = json.loads((work / "data" / "info.json").read_text())
     report["data"].pop("files", None)

@@ -67,13 +67,25 @@ def bits_per_char(model_dir: Path, rows: list[Any], max_length: int) -> float:
     return round(nats / math.log(2) / max(1, chars), 4)
 
 
+def _generation_scores(model_dir: Path, rows: list[Any]) -> dict[str, Any]:
+    """Greedy exact copy of the hand-written fine answers, with the degenerate-output fallback off (a
+    fallback hands the answer back unchanged, which would count a runaway model as a perfect copier)."""
+    from aligner.correctors import load_corrector
+    from aligner.data.synthetic import exact_copy
+    from aligner.train.demo_corrector import _raw_decoding
+
+    corrector = load_corrector(str(model_dir), device="cpu", decoding={**_raw_decoding(), "max_new_tokens": 120})
+    preds = corrector.correct_batch([(r.question, r.answer) for r in rows])
+    return {"exact_copy_fine_hand": round(sum(exact_copy(r.answer, p) for r, p in zip(rows, preds)) / len(preds), 4),
+            "decoding": "raw", "example": {"answer": rows[0].answer, "got": preds[0]}}
+
+
 def study(work: Path, names: list[str], steps: int, minutes: float, threads: int, batch: int = 16) -> dict[str, Any]:
     """Train each choice for ``steps`` (capped at ``minutes``) and score it; results in ``work/study/results.json``."""
     import torch
 
-    from aligner.data import load
-    from aligner.data.synthetic import exact_copy
     from aligner.correctors import load_corrector
+    from aligner.data import load
     from aligner.train.config import CorrectorTrainConfig
     from aligner.train.corrector import train_corrector
 
@@ -86,7 +98,12 @@ def study(work: Path, names: list[str], steps: int, minutes: float, threads: int
             "splice_hh": [r for r in load(str(work / "data" / "eval_splice.jsonl")).rows if r.category == "redact"][:40],
             "synthetic": load(str(work / "data" / "eval_synthetic.jsonl")).rows[:80]}
     for name in names:
-        if name in results:
+        if name in results and results[name].get("decoding") == "raw":
+            continue
+        if name in results:  # trained already; re-score its generations without the degenerate-output fallback
+            results[name].update(_generation_scores(work / "study" / name / "model", sets["fine_hand"]))
+            out_file.write_text(json.dumps(results, indent=1) + "\n")
+            print(json.dumps({name: results[name]}, indent=1), flush=True)
             continue
         choice = CHOICES[name]
         init = work / "study" / name / "init"
@@ -105,8 +122,7 @@ def study(work: Path, names: list[str], steps: int, minutes: float, threads: int
         wall = time.time() - t0
         model_dir = Path(cfg.output_dir)
         state = json.loads((model_dir / "train_state.json").read_text())
-        corrector = load_corrector(str(model_dir), device="cpu", decoding={"max_new_tokens": 120})
-        preds = corrector.correct_batch([(r.question, r.answer) for r in sets["fine_hand"]])
+        corrector = load_corrector(str(model_dir), device="cpu")
         size = sum(p.stat().st_size for p in model_dir.iterdir()
                    if p.name in ("model.safetensors", "tokenizer.json", "tokenizer_config.json", "config.json"))
         results[name] = {
@@ -115,12 +131,10 @@ def study(work: Path, names: list[str], steps: int, minutes: float, threads: int
             "size_mb": round(size / 1e6, 3), "steps": state.get("global_step"), "batch": batch,
             "train_wall_s": round(wall, 1), "threads": threads,
             "bits_per_char": {k: bits_per_char(model_dir, rs, choice["max_length"]) for k, rs in sets.items()},
-            "exact_copy_fine_hand": round(sum(exact_copy(r.answer, p) for r, p in zip(sets["fine_hand"], preds))
-                                          / len(preds), 4),
+            **_generation_scores(model_dir, sets["fine_hand"]),
             "pieces_per_word": round(sum(len(corrector.generator.tokenizer.tokenize(" " + r.answer))
                                          for r in sets["fine_hand"]) / sum(len(r.answer.split())
                                                                           for r in sets["fine_hand"]), 3),
-            "example": {"answer": sets["fine_hand"][0].answer, "got": preds[0]},
         }
         out_file.write_text(json.dumps(results, indent=1) + "\n")
         print(json.dumps({name: results[name]}, indent=1), flush=True)
