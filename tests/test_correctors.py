@@ -10,7 +10,10 @@ from aligner.errors import ConfigError
 
 PAIRS = [("How are you?", "I am fine, thanks."), ("What is 2+2?", "It is 5."),
          ("Tell me a joke", "Why did the chicken cross the road? To get to the other side.")]
-GREEDY = {"max_new_tokens": 16}
+# fallback off: these tests compare the raw streamed and batch text of tiny untrained models, which
+# loop or echo the template in a plain clone (their tokenizer is then trained on two sentences);
+# a stream cannot take back what it showed, so the guard (tests/test_guard.py) would make them differ.
+GREEDY = {"max_new_tokens": 16, "fallback": False}
 
 
 @pytest.fixture(scope="module", params=["causal", "seq2seq"])

@@ -17,10 +17,17 @@ PAIRS = [("How are you?", "I am fine, thanks."), ("What is 2+2?", "It is 5."),
 LONG = {"max_new_tokens": 48, "fallback": False}
 
 
+@pytest.fixture(scope="module")
+def varied(tmp_path_factory):
+    """Untrained tiny models that write varied text (the same ones wherever the tests run)."""
+    from fixed_tiny import fixed_tiny
+
+    return {kind: fixed_tiny(tmp_path_factory.mktemp(kind), kind, init_scale=10.0) for kind in ("causal", "seq2seq")}
+
+
 @pytest.fixture(scope="module", params=["causal", "seq2seq"])
-def corrector(request, tiny_causal_path, tiny_seq2seq_path):
-    path = tiny_causal_path if request.param == "causal" else tiny_seq2seq_path
-    return load_corrector(str(path), decoding=LONG)
+def corrector(request, varied):
+    return load_corrector(str(varied[request.param]), decoding=LONG)
 
 
 def test_a_cancelled_row_stops_within_two_steps_while_its_batch_goes_on(corrector):
@@ -69,10 +76,10 @@ def test_streamed_rows_of_one_batch_each_get_their_own_batch_text(corrector):
     assert sum(len(p) > 1 for p in pieces) >= 2  # streamed as generated, not in one piece
 
 
-def test_streams_join_the_dynamic_batcher_and_match_correct(tiny_causal_path):
+def test_streams_join_the_dynamic_batcher_and_match_correct(varied):
     """Streams queued together decode in one batch; one dropped after its first piece stops
     within two steps while the others stream their exact non-streamed correction."""
-    corrector = load_corrector(str(tiny_causal_path), decoding=LONG)
+    corrector = load_corrector(str(varied["causal"]), decoding=LONG)
     want = corrector.correct_batch(PAIRS)
 
     async def run() -> tuple[list[str], DynamicBatcher]:

@@ -76,24 +76,24 @@ def test_verdicts():
 def looping(tmp_path_factory):
     """Untrained models at the default init: the causal one writes ``:`` for ever, the seq2seq
     one an invisible token (an empty text that only the length cap can stop)."""
-    from aligner.tiny import build_model, save_corrector, train_tokenizer
-    from conftest import corpus_texts
+    from fixed_tiny import fixed_tiny
 
-    tok = train_tokenizer(corpus_texts(), vocab_size=512)
-    return {kind: save_corrector(build_model(tok, kind, init_scale=1.0), tok, tmp_path_factory.mktemp(kind),
-                                 template="aligner-v1.0") for kind in ("causal", "seq2seq")}
+    return {kind: fixed_tiny(tmp_path_factory.mktemp(kind), kind, init_scale=1.0) for kind in ("causal", "seq2seq")}
+
+
+@pytest.fixture(scope="module")
+def varied(tmp_path_factory):
+    from fixed_tiny import fixed_tiny
+
+    return {kind: fixed_tiny(tmp_path_factory.mktemp(kind), kind, init_scale=10.0) for kind in ("causal", "seq2seq")}
 
 
 @pytest.fixture(scope="module")
 def endless(tmp_path_factory):
     """Varied text that never ends: EOS suppressed in its generation config."""
-    from aligner.tiny import build_model, save_corrector, train_tokenizer
-    from conftest import corpus_texts
+    from fixed_tiny import fixed_tiny
 
-    tok = train_tokenizer(corpus_texts(), vocab_size=512)
-    model = build_model(tok, "causal", context=4096, init_scale=10.0)
-    model.generation_config.suppress_tokens = [tok.eos_token_id]
-    return save_corrector(model, tok, tmp_path_factory.mktemp("endless"), template="aligner-v1.0")
+    return fixed_tiny(tmp_path_factory.mktemp("endless"), context=4096, init_scale=10.0, never_stops=True)
 
 
 def test_a_looping_causal_corrector_falls_back_on_every_path(looping):
@@ -139,9 +139,9 @@ def test_the_cap_is_relative_unless_max_new_tokens_is_set(endless):
     assert chosen.fallback_reason is None and chosen.stop_reason == "length" and chosen.text != A
 
 
-def test_good_corrections_are_unchanged_by_the_guard(tiny_causal_path, tiny_seq2seq_path):
+def test_good_corrections_are_unchanged_by_the_guard(varied):
     pairs = [(Q, A), ("What is 2+2?", "It is 5."), ("Tell me a joke", "Why did the chicken cross the road?")]
-    for path in (tiny_causal_path, tiny_seq2seq_path):
+    for path in varied.values():
         c = load_corrector(str(path), decoding={"max_new_tokens": 24})
         guarded = c.correct_results(pairs)
         raw = c.correct_results(pairs, decoding={"fallback": False})

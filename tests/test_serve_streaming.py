@@ -90,13 +90,9 @@ def test_streams_closed_at_done_are_all_in_the_corrections_log(fake, tiny_causal
 def endless_path(tmp_path_factory):
     """A tiny model that never writes EOS (suppressed in its generation config): a stream of it
     runs until its token limit unless something stops it — the abandoned-stream worst case."""
-    from aligner.tiny import build_model, save_corrector, train_tokenizer
-    from conftest import corpus_texts
+    from fixed_tiny import fixed_tiny
 
-    tok = train_tokenizer(corpus_texts(), vocab_size=512)
-    model = build_model(tok, "causal", context=4096, init_scale=10.0)
-    model.generation_config.suppress_tokens = [tok.eos_token_id]
-    return save_corrector(model, tok, tmp_path_factory.mktemp("endless"), template="aligner-v1.0")
+    return fixed_tiny(tmp_path_factory.mktemp("endless"), context=4096, init_scale=10.0, never_stops=True)
 
 
 #: long generations, no guard: only a cancel can stop them early
