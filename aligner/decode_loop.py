@@ -249,13 +249,16 @@ def greedy_decode(model: Any, tokenizer: Any, input_ids: Any, attention_mask: An
                     encoder_outputs["last_hidden_state"] = encoder_outputs["last_hidden_state"].index_select(0, idx)
                 state = [state[k] for k in keep]
             b = len(state)
+            # A pass costs about its tokens once the batch makes it compute-bound (a CPU at batch
+            # 16): cap each row's draft so one pass verifies at most ~4 × DRAFT_MAX tokens.
+            row_cap = max(DRAFT_START // 2, DRAFT_MAX * 4 // max(4, b))
             drafts = []
             for row in state:
                 ctl = row.control
                 left = max_new_tokens - len(row.tokens)
                 if ctl.max_new_tokens is not None:
                     left = min(left, ctl.max_new_tokens - len(row.tokens))
-                budget = left - 1  # the pass adds the model's own token after the accepted draft
+                budget = min(left - 1, row_cap)  # the pass adds the model's own token after the draft
                 if is_ed:  # re-fed pending tokens count against the pass's width
                     budget = min(budget, DRAFT_MAX + 1 - len(row.pending))
                 drafts.append(row.anchor.draft(budget) if row.anchor is not None else [])
@@ -312,3 +315,4 @@ def greedy_decode(model: Any, tokenizer: Any, input_ids: Any, attention_mask: An
     for row in state:
         out[row.slot] = row.tokens
     return out
+
