@@ -38,12 +38,16 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     pairs = [SAMPLES[i % len(SAMPLES)] for i in range(args.n)]
-    base = {"max_new_tokens": args.max_new_tokens}
+    # transformers' generate (engine "hf"), as this benchmark always measured; the project's own
+    # loop with copy drafts is the last line (bench/correct_speed.py compares the two in depth).
+    base = {"max_new_tokens": args.max_new_tokens, "engine": "hf"}
     settings = {
         "greedy, batch 1": (load_corrector(args.corrector, decoding=base), 1),
         "prompt-lookup (4), batch 1": (load_corrector(args.corrector, decoding={**base, "prompt_lookup": 4}), 1),
         "prompt-lookup (10), batch 1": (load_corrector(args.corrector, decoding={**base, "prompt_lookup": 10}), 1),
         "greedy, batch 8": (load_corrector(args.corrector, decoding=base), 8),
+        "aligner loop + copy, batch 8": (load_corrector(args.corrector, decoding={
+            "max_new_tokens": args.max_new_tokens}), 8),
     }
     reference = None
     results: dict[str, float] = {}
