@@ -316,36 +316,8 @@ class LocalGenerator:
         Leaving the loop early cancels the generation (it stops within a step) instead of letting
         it run on behind the model lock.
         """
-        import queue
-
         row = row if row is not None else RowControl()
-        pieces: "queue.Queue[str | None]" = queue.Queue()
-        row.on_text, row.on_end = pieces.put, lambda: pieces.put(None)
-        errors: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                self.generate([prompt], decoding, [row])
-            except BaseException as exc:  # surfaced in the consuming thread below
-                errors.append(exc)
-                pieces.put(None)
-
-        worker = threading.Thread(target=run, daemon=True, name="aligner-stream")
-        worker.start()
-        finished = False
-        try:
-            while True:
-                piece = pieces.get()
-                if piece is None:
-                    break
-                yield piece
-            finished = True
-        finally:
-            if not finished:
-                row.cancel()
-        worker.join()
-        if errors:
-            raise errors[0]
+        return iterate_row(row, lambda: self.generate([prompt], decoding, [row]))
 
 
 @dataclass(eq=False)
@@ -384,6 +356,42 @@ class RowControl:
     @property
     def steps_after_cancel(self) -> int | None:
         return None if self.cancelled_at is None else self.steps - self.cancelled_at
+
+
+def iterate_row(row: RowControl, generate: Callable[[], Any]) -> Iterator[str]:
+    """``row``'s text pieces as ``generate()`` (which decodes ``row``) produces them in a worker
+    thread: the one blocking bridge over a row's ``on_text``/``on_end`` sinks, so every backend's
+    stream ends, cancels and surfaces errors alike. A consumer that leaves early cancels the row
+    (it stops within a step) instead of letting it run on behind the model lock."""
+    import queue
+
+    pieces: "queue.Queue[str | None]" = queue.Queue()
+    row.on_text, row.on_end = pieces.put, lambda: pieces.put(None)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            generate()
+        except BaseException as exc:  # surfaced in the consuming thread below
+            errors.append(exc)
+        pieces.put(None)  # ends the stream even where the backend never calls on_end
+
+    worker = threading.Thread(target=run, daemon=True, name="aligner-stream")
+    worker.start()
+    finished = False
+    try:
+        while True:
+            piece = pieces.get()
+            if piece is None:
+                break
+            yield piece
+        finished = True
+    finally:
+        if not finished:
+            row.cancel()  # the consumer left: stop generating for it
+    worker.join()
+    if errors:
+        raise errors[0]
 
 
 def _notify_end(row: RowControl) -> None:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 
-from ..decoding import DecodingConfig, RowControl
+from ..decoding import DecodingConfig, RowControl, iterate_row
+from ..decoding import _notify_end as _end  # one "row finished" notice for every backend
 from ..errors import require_text
 from ..guard import Guard, new_token_cap
 from ..templates import STOP_MARKERS, Template, cut_at_stop, get_template
@@ -226,62 +226,20 @@ class Corrector(ABC):
         return await asyncio.to_thread(self.generate_rows, list(prompts), decoding, list(rows))
 
     async def astream_row(self, prompt: str, decoding: DecodingConfig, row: RowControl) -> AsyncIterator[str]:
-        """Raw pieces of one guarded row, for ``astream``; this default generates in a worker
-        thread and cancels the row when the consumer stops early."""
-        loop = asyncio.get_running_loop()
-        pieces: asyncio.Queue = asyncio.Queue()
-        row.on_text = lambda p: loop.call_soon_threadsafe(pieces.put_nowait, p)
-        row.on_end = lambda: loop.call_soon_threadsafe(pieces.put_nowait, None)
-        task = asyncio.ensure_future(asyncio.to_thread(self.generate_rows, [prompt], decoding, [row]))
-
-        def done(t: asyncio.Future) -> None:
-            pieces.put_nowait(None)
-            if not t.cancelled():
-                t.exception()  # retrieved here too, so one the consumer left behind is not "never retrieved"
-
-        task.add_done_callback(done)
+        """Raw pieces of one guarded row, for ``astream``: this default drives ``stream_row`` in a
+        worker thread and cancels the row when the consumer stops early."""
         finished = False
         try:
-            while True:
-                piece = await pieces.get()
-                if piece is None:
-                    break
+            async for piece in _iterate_in_thread(lambda: self.stream_row(prompt, decoding, row)):
                 yield piece
             finished = True
         finally:
             if not finished:
                 row.cancel()
-        await task  # surfaces a generation error
 
     def stream_row(self, prompt: str, decoding: DecodingConfig, row: RowControl) -> Iterator[str]:
         """Raw pieces of one guarded row, for ``stream`` (generated in a worker thread)."""
-        pieces: "queue.Queue[str | None]" = queue.Queue()
-        row.on_text, row.on_end = pieces.put, lambda: pieces.put(None)
-        errors: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                self.generate_rows([prompt], decoding, [row])
-            except BaseException as exc:  # surfaced in the consuming thread below
-                errors.append(exc)
-            pieces.put(None)
-
-        worker = threading.Thread(target=run, daemon=True, name="aligner-stream")
-        worker.start()
-        finished = False
-        try:
-            while True:
-                piece = pieces.get()
-                if piece is None:
-                    break
-                yield piece
-            finished = True
-        finally:
-            if not finished:
-                row.cancel()  # the consumer left: stop generating for it
-        worker.join()
-        if errors:
-            raise errors[0]
+        return iterate_row(row, lambda: self.generate_rows([prompt], decoding, [row]))
 
     @property
     def eos_token(self) -> str | None:
@@ -484,19 +442,13 @@ def feed_pieces(row: RowControl, pieces: Iterator[str]) -> str:
     """Run a piece-by-piece generation for ``row``: deliver pieces to ``on_text``, stop (closing
     the source, e.g. an HTTP stream) on cancel or when the guard trips; the raw text."""
     raw = ""
-    guard: Guard | None = row.guard
     try:
         for piece in pieces:
             raw += piece
             row.steps += 1
             if row.on_text is not None:
                 row.on_text(piece)
-            if row.cancelled:
-                row.stop_reason = "cancelled"
-                break
-            reason = guard.check(raw[-guard.tail_chars:]) if guard is not None else None
-            if reason is not None:
-                row.stop_reason = reason
+            if must_stop(row, raw):
                 break
     finally:
         close = getattr(pieces, "close", None)
@@ -506,12 +458,15 @@ def feed_pieces(row: RowControl, pieces: Iterator[str]) -> str:
     return raw
 
 
-def _end(row: RowControl) -> None:
-    if row.on_end is not None:
-        try:
-            row.on_end()
-        except Exception:
-            pass
+def must_stop(row: RowControl, raw: str) -> bool:
+    """Whether a row streamed piece by piece stops after its text so far, ``raw`` (cancelled, or
+    its guard tripped; ``stop_reason`` then says which): one verdict for every streaming backend."""
+    guard: Guard | None = row.guard
+    reason = "cancelled" if row.cancelled else (guard.check(raw[-guard.tail_chars:]) if guard is not None else None)
+    if reason is None:
+        return False
+    row.stop_reason = reason
+    return True
 
 
 _DONE = object()
@@ -522,14 +477,20 @@ async def _iterate_in_thread(make_iter: Any) -> AsyncIterator[Any]:
     loop = asyncio.get_running_loop()
     queue_: asyncio.Queue = asyncio.Queue()
 
+    def post(entry: tuple[Any, BaseException | None]) -> None:
+        try:
+            loop.call_soon_threadsafe(queue_.put_nowait, entry)
+        except RuntimeError:  # the loop has closed: its consumer is gone, nothing to tell
+            pass
+
     def pump() -> None:
         try:
             for item in make_iter():
-                loop.call_soon_threadsafe(queue_.put_nowait, (item, None))
+                post((item, None))
         except BaseException as exc:
-            loop.call_soon_threadsafe(queue_.put_nowait, (_DONE, exc))
+            post((_DONE, exc))
             return
-        loop.call_soon_threadsafe(queue_.put_nowait, (_DONE, None))
+        post((_DONE, None))
 
     threading.Thread(target=pump, daemon=True).start()
     while True:

@@ -20,7 +20,7 @@ from ..adapters.openai_http import OpenAIHTTP
 from ..decoding import DecodingConfig, RowControl
 from ..errors import ConfigError, UpstreamError
 from ..templates import Template
-from .base import Corrector, _end, feed_pieces
+from .base import Corrector, _end, feed_pieces, must_stop
 
 
 class RemoteCorrector(Corrector):
@@ -175,7 +175,6 @@ class RemoteCorrector(Corrector):
         """Native async streaming of one guarded row: the HTTP stream is closed as soon as the
         row is cancelled or its guard trips."""
         self.stats.calls += 1
-        guard = row.guard
 
         async def pieces() -> AsyncIterator[str]:
             body = self._row_body(await self._amodel(), prompt, decoding, row)
@@ -194,12 +193,7 @@ class RemoteCorrector(Corrector):
                 raw += piece
                 row.steps += 1
                 yield piece
-                if row.cancelled:
-                    row.stop_reason = "cancelled"
-                    return
-                reason = guard.check(raw[-guard.tail_chars:]) if guard is not None else None
-                if reason is not None:
-                    row.stop_reason = reason
+                if must_stop(row, raw):
                     return
         finally:
             await source.aclose()
