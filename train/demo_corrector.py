@@ -71,6 +71,9 @@ MIX_STAGE8 = {"identity": 0.25, "redact": 0.45, "arithmetic": 0.25, "refusal": 0
 MIX_COPY = {"identity": 0.45, "redact": 0.35, "arithmetic": 0.13, "refusal": 0.07}
 VARIANTS_COPY = {"identity": {"plain": 0.3, "scramble": 0.55, "arithmetic": 0.1, "refusal": 0.05},
                  "redact": {"template": 0.15, "spliced": 0.3, "scattered": 0.55}}
+#: stage 10: after stage 9 fine answers were copied far better (75% -> 87%) but contacts spliced into
+#: unseen sentences were not (31% -> 30%; long card numbers half-copied): more redaction rows
+MIX_COPY_REDACT = {"identity": 0.35, "redact": 0.5, "arithmetic": 0.1, "refusal": 0.05}
 HELDOUT_DIR = Path(__file__).resolve().parent / "heldout"
 MODEL = dict(hidden_size=192, layers=4, heads=6, intermediate_size=512, context=512)
 #: tokenizer (vocabulary size; 260 = bytes only) and shape choices, all < 5 MB in fp16, compared by
@@ -84,7 +87,10 @@ SHAPES: dict[str, dict[str, Any]] = {
     "bpe2048-w144-d8": {"vocab": 2048, "max_length": 320,  # depth instead of width
                         "model": dict(hidden_size=144, layers=8, heads=4, intermediate_size=384, context=512)},
 }
-DEFAULT_SHAPE = "bpe2048-w192-d4"
+#: the study's better choice at an equal step budget (fewer bits per character on every held-out set);
+#: a from-scratch rebuild builds it. Not yet run through all ten stages: the stage recipes were tuned on
+#: the 2,048-vocabulary model, which ``--shape bpe2048-w192-d4`` rebuilds.
+DEFAULT_SHAPE = "bpe8192-w128-d4"
 SHIPPED = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
            "tokenizer_config.json", "special_tokens_map.json", "aligner_config.json", "loss_curve.png")
 
@@ -212,7 +218,7 @@ def build_init(work: Path, train_file: Path, model: dict[str, Any] | None = None
 RECIPES = {1: (2e-3, 0.2, MIX), 2: (1.5e-3, 0.1, MIX_STAGE2), 3: (1e-3, 0.05, MIX_STAGE2),
            4: (6e-4, 0.05, MIX_STAGE2), 5: (4e-4, 0.05, MIX_STAGE5), 6: (3e-4, 0.05, MIX_STAGE5),
            7: (4e-4, 0.05, MIX_STAGE7), 8: (3e-4, 0.05, MIX_STAGE8), 9: (4e-4, 0.05, MIX_COPY, VARIANTS_COPY),
-           10: (2e-4, 0.05, MIX_COPY, VARIANTS_COPY)}
+           10: (3e-4, 0.05, MIX_COPY_REDACT, VARIANTS_COPY)}
 
 
 def _stage_out(stage: int) -> str:
@@ -269,6 +275,7 @@ def install(model_dir: Path, dest: Path = ASSET_DIR, *, overwrite: bool = True) 
         src = model_dir / name
         if src.is_file():
             shutil.copy2(src, dest / name)
+            os.chmod(dest / name, 0o644)  # the trainer writes weights owner-only; a package is read by all
             total += src.stat().st_size
     return total
 
