@@ -72,6 +72,12 @@ def default_responder(req: dict) -> str:
     return f"Corrected: {text[-80:]} (edited)."
 
 
+def upstream_answer(question: str) -> str:
+    """What the fake upstream answers a one-message chat (it echoes the question, so answers are
+    request-specific)."""
+    return default_responder({"messages": [{"role": "user", "content": question}]})
+
+
 def split_pieces(text: str, max_pieces: int = 8) -> list[str]:
     """Split text into several chunks on word boundaries (concatenation is the text)."""
     words = re.findall(r"\S+\s*|\s+", text) or [text]

@@ -8,6 +8,13 @@ import pytest
 from fake_openai import FakeOpenAI
 
 
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeOpenAI]:
+    """One :class:`FakeOpenAI` shared by a module's tests (the serve tests' upstream)."""
+    with FakeOpenAI() as srv:
+        yield srv
+
+
 @pytest.fixture
 def fake_openai() -> Iterator[FakeOpenAI]:
     """A running :class:`FakeOpenAI`; script it with ``fail_next`` and set ``.responder`` freely."""

@@ -17,7 +17,7 @@ from aligner.serve.app import create_app
 from aligner.serve.config import ServeConfig
 from aligner.serve.records import CorrectionsLog
 from aligner.serve.runner import ServerThread
-from fake_openai import FakeOpenAI, default_responder
+from fake_openai import upstream_answer
 
 # fallback off: these tests compare the raw streamed and batch text of tiny untrained models, which
 # loop or echo the template in a plain clone (their tokenizer is then trained on two sentences);
@@ -25,17 +25,6 @@ from fake_openai import FakeOpenAI, default_responder
 GREEDY = {"max_new_tokens": 16, "fallback": False}
 MODEL = "fake-model"
 AUTH = {"Authorization": "Bearer sk-good"}  # /health shows its details only to key holders
-
-
-def upstream_answer(question: str) -> str:
-    """What the fake upstream answers (it echoes the question, so answers are request-specific)."""
-    return default_responder({"messages": [{"role": "user", "content": question}]})
-
-
-@pytest.fixture(scope="module")
-def fake():
-    with FakeOpenAI() as srv:
-        yield srv
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from aligner.adapters import LiteLLMUpstream, OpenAICompatibleUpstream, OpenAIUp
 from aligner.serve.app import create_app
 from aligner.serve.config import ServeConfig
 from aligner.serve.runner import ServerThread
-from fake_openai import CHAT, FakeOpenAI, default_responder
+from fake_openai import CHAT, upstream_answer
 
 GREEDY = {"max_new_tokens": 16}
 MODEL = "fake-model"
@@ -34,16 +34,6 @@ TOOLS = [{"type": "function", "function": {
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
 TOOL_CALL = {"id": "call_abc123", "type": "function",
              "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}
-
-
-def upstream_answer(question: str) -> str:
-    return default_responder({"messages": [{"role": "user", "content": question}]})
-
-
-@pytest.fixture(scope="module")
-def fake():
-    with FakeOpenAI() as srv:
-        yield srv
 
 
 @pytest.fixture(autouse=True)

@@ -22,15 +22,9 @@ from aligner.serve.app import create_app
 from aligner.serve.config import ServeConfig
 from aligner.serve.records import CorrectionsLog
 from aligner.serve.runner import ServerThread
-from fake_openai import FakeOpenAI
+from fake_openai import FakeOpenAI, upstream_answer
 
 MODEL = "fake-model"
-
-
-@pytest.fixture(scope="module")
-def fake():
-    with FakeOpenAI() as srv:
-        yield srv
 
 
 def _aligner(fake: FakeOpenAI, corrector: str, **decoding) -> Aligner:
@@ -133,7 +127,7 @@ def test_dropped_streams_stop_generating_and_the_next_request_is_served(fake, en
             "model": MODEL, "max_tokens": 8, "messages": [{"role": "user", "content": "And now a plain one?"}]})
     assert all(firsts)
     assert r.status_code == 200, r.text
-    assert r.json()["aligner"]["original"] == fake_answer("And now a plain one?")
+    assert r.json()["aligner"]["original"] == upstream_answer("And now a plain one?")
     assert stats.streams == n  # the streams went through the batcher ...
     assert stats.largest_batch >= 2  # ... and shared batches
     assert stats.stopped_rows == n  # every dropped row stopped mid-generation ...
@@ -166,12 +160,6 @@ def test_timed_out_streams_do_not_make_the_next_request_time_out(fake, endless_p
     # a row past its deadline stopped generating within two steps (or, still queued, never started)
     assert stats.stopped_rows >= 1 and stats.stopped_rows + stats.cancelled == n
     assert stats.max_steps_after_cancel <= 2
-
-
-def fake_answer(question: str) -> str:
-    from fake_openai import default_responder
-
-    return default_responder({"messages": [{"role": "user", "content": question}]})
 
 
 # -- item 7: a 5 MB upstream answer is tokenised and truncated off the event loop ----------------

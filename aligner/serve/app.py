@@ -29,6 +29,7 @@ import re
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any, AsyncIterator
 
 from fastapi import FastAPI, Request
@@ -548,17 +549,25 @@ def _usage_chunk(head: dict[str, Any], req: dict[str, Any]) -> str:
     return "data: " + json.dumps({**head, "choices": [], "usage": req["reply"].usage}) + "\n\n"
 
 
+def _chunk_head(req: dict[str, Any]) -> dict[str, Any]:
+    """What every chat.completion.chunk event of one streamed reply shares (one id, one time)."""
+    return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
+            "created": int(time.time()), "model": req["model"]}
+
+
+def _chunk(head: dict[str, Any], delta: dict, finish: str | None = None, **extra: Any) -> str:
+    """One chat.completion.chunk server-sent event of the reply ``head`` names."""
+    return "data: " + json.dumps({**head, "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                                                      "finish_reason": finish}], **extra},
+                                 ensure_ascii=False) + "\n\n"
+
+
 async def _sse_uncorrected(state: _State, req: dict[str, Any], request: Request, t_up: float,
                            skipped: str) -> AsyncIterator[str]:
     """A reply passed on as it came (tool calls, requested JSON) as chat.completion.chunk events."""
     reply: UpstreamReply = req["reply"]
-    head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
-            "created": int(time.time()), "model": req["model"]}
-
-    def event(delta: dict, finish: str | None = None, **extra: Any) -> str:
-        return "data: " + json.dumps({**head, "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                                                          "finish_reason": finish}], **extra},
-                                     ensure_ascii=False) + "\n\n"
+    head = _chunk_head(req)
+    event = partial(_chunk, head)
 
     yield event({"role": "assistant", "content": ""})
     if reply.text:
@@ -584,13 +593,8 @@ async def _sse(state: _State, req: dict[str, Any], request: Request, answer: str
     the model stops generating for it within a step. The corrections-log row is written *before*
     the final events: a client that hangs up on ``[DONE]`` cannot lose it.
     """
-    head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
-            "created": int(time.time()), "model": req["model"]}
-
-    def event(delta: dict, finish: str | None = None, **extra: Any) -> str:
-        return "data: " + json.dumps({**head, "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                                                          "finish_reason": finish}], **extra},
-                                     ensure_ascii=False) + "\n\n"
+    head = _chunk_head(req)
+    event = partial(_chunk, head)
 
     def error(err: APIError) -> str:
         return "data: " + json.dumps(err.body()) + "\n\n"

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from fastapi.responses import JSONResponse
 
@@ -240,10 +240,7 @@ def check_messages(messages: Any) -> int:
     if not isinstance(messages, list) or not messages:
         raise invalid("messages", f"must be a non-empty array of messages, got {_show(messages)}.")
     chars = 0
-    for i, m in enumerate(messages):
-        where = f"messages[{i}]"
-        if not isinstance(m, dict):
-            raise invalid(where, f"must be an object with 'role' and 'content', got {_show(m)}.")
+    for where, m in _objects(messages, "messages", "an object with 'role' and 'content'"):
         role = m.get("role")
         if role not in ROLES:
             raise invalid(f"{where}.role", f"must be one of {', '.join(ROLES)}; got {_show(role)}.")
@@ -265,6 +262,16 @@ def check_messages(messages: Any) -> int:
     return chars
 
 
+def _objects(items: list[Any], where: str, what: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each item of a JSON array with its path (``where[i]``), refusing the first that is not an
+    object with a 400 that names that path."""
+    for i, item in enumerate(items):
+        at = f"{where}[{i}]"
+        if not isinstance(item, dict):
+            raise invalid(at, f"must be {what}, got {_show(item)}.")
+        yield at, item
+
+
 def _content_chars(content: Any, role: str, where: str) -> int:
     if isinstance(content, str):
         return len(content)
@@ -275,10 +282,7 @@ def _content_chars(content: Any, role: str, where: str) -> int:
     if not isinstance(content, list):
         raise invalid(where, f"must be a string or an array of content parts, got {_show(content)}.")
     chars = 0
-    for j, part in enumerate(content):
-        at = f"{where}[{j}]"
-        if not isinstance(part, dict):
-            raise invalid(at, f"must be a content part object, got {_show(part)}.")
+    for at, part in _objects(content, where, "a content part object"):
         kind = part.get("type")
         if not isinstance(kind, str):
             raise invalid(f"{at}.type", f"must be a string such as 'text', got {_show(kind)}.")
