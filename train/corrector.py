@@ -470,7 +470,43 @@ def plot_loss_curve(out: Path, records: Sequence[dict[str, Any]], boundaries: Se
     return path
 
 
+def ready_to_train(model: Any, config: Any, enc_dec: bool) -> Any:
+    """``model`` with gradient checkpointing and LoRA adapters as ``config`` asks, alike for every
+    trainer (checkpointing needs grads on the inputs for a frozen, adapter-trained embedding)."""
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        if hasattr(model, "enable_input_require_grads"):
+            model.enable_input_require_grads()
+    if config.lora or config.qlora:
+        model = add_lora(model, config, enc_dec)
+    return model
+
+
+def hold_out(rows: list[Any], config: Any, eval_rows: list[Any] | None = None) -> tuple[list[Any], list[Any]]:
+    """The training rows and the eval rows, alike for every trainer: ``eval_rows`` when the user
+    gave them (an eval file or split), else a seeded ``eval_fraction`` of ``rows`` (the same split
+    on every rank and every resume); ``limit`` then caps the training rows."""
+    if eval_rows is None and config.eval_fraction > 0:
+        shuffled = list(rows)
+        random.Random(f"{config.seed}:split").shuffle(shuffled)
+        k = max(1, round(len(rows) * config.eval_fraction))
+        eval_rows, rows = shuffled[:k], shuffled[k:]
+    if config.limit:
+        rows = rows[: config.limit]
+    return rows, eval_rows or []
+
+
 # ----------------------------------------------------------------------------- checkpoints
+
+def resume_point(config: Any, ckpt_dir: Path) -> Path | None:
+    """The checkpoint ``--resume`` continues from (None without ``--resume`` or before the first
+    save), said aloud so a run that starts over is not mistaken for a resumed one."""
+    if not config.resume:
+        return None
+    found = last_checkpoint(ckpt_dir)
+    print(f"resuming from {found}" if found else f"--resume: no checkpoint in {ckpt_dir}; starting from the beginning.")
+    return found
+
 
 def last_checkpoint(ckpt_dir: Path) -> Path | None:
     """The newest complete ``checkpoint-N`` (one with trainer_state.json) under ``ckpt_dir``."""
@@ -536,25 +572,11 @@ def train_corrector(config: CorrectorTrainConfig, *, callbacks: Sequence[Any] = 
     template = get_template(config.template)
     out = Path(str(config.output_dir)).expanduser()
     ckpt_dir = out / CHECKPOINTS
-    resume_from = None
-    if config.resume:
-        resume_from = last_checkpoint(ckpt_dir)
-        if resume_from is None:
-            print(f"--resume: no checkpoint in {ckpt_dir}; starting from the beginning.")
-        else:
-            print(f"resuming from {resume_from}")
+    resume_from = resume_point(config, ckpt_dir)
 
     rows = load_rows(str(config.data), config)
-    eval_rows: list[Any] = []
-    if config.eval_data:
-        eval_rows = load_rows(str(config.eval_data), config, what="eval_data")
-    elif config.eval_fraction > 0:
-        shuffled = list(rows)
-        random.Random(f"{config.seed}:split").shuffle(shuffled)
-        k = max(1, round(len(rows) * config.eval_fraction))
-        eval_rows, rows = shuffled[:k], shuffled[k:]
-    if config.limit:
-        rows = rows[: config.limit]
+    given = load_rows(str(config.eval_data), config, what="eval_data") if config.eval_data else None
+    rows, eval_rows = hold_out(rows, config, given)
 
     model, tokenizer, enc_dec = load_base(config)
     procs = world_size()
@@ -583,12 +605,7 @@ def train_corrector(config: CorrectorTrainConfig, *, callbacks: Sequence[Any] = 
         boundaries.append({"phase": name, "examples": n, "first_step": start // per_step + 1,
                            "last_step": max(start // per_step + 1, math.ceil(first / per_step))})
 
-    if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-        if hasattr(model, "enable_input_require_grads"):
-            model.enable_input_require_grads()
-    if config.lora or config.qlora:
-        model = add_lora(model, config, enc_dec)
+    model = ready_to_train(model, config, enc_dec)
 
     common = training_arguments(config, ckpt_dir, procs, accum, evaluate=bool(eval_examples))
     common.update(num_train_epochs=1, train_sampling_strategy="sequential", remove_unused_columns=False)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -32,9 +31,9 @@ from typing import Any, Sequence
 from aligner.errors import ConfigError, DataError
 
 from .config import StrongTrainConfig
-from .corrector import (CHECKPOINTS, HISTORY_FILE, STATE_FILE, _make_callbacks, add_lora, check_qlora,
-                        gradient_accumulation, last_checkpoint, load_base, merge_adapters, training_arguments,
-                        world_size)
+from .corrector import (CHECKPOINTS, HISTORY_FILE, STATE_FILE, _make_callbacks, check_qlora,
+                        gradient_accumulation, hold_out, load_base, merge_adapters, ready_to_train, resume_point,
+                        training_arguments, world_size)
 
 #: the fields a row needs, per method (SFT also takes ``messages``)
 FIELDS = {"sft": ("prompt", "completion"), "dpo": ("prompt", "chosen", "rejected")}
@@ -273,26 +272,12 @@ def train_strong(config: StrongTrainConfig, *, callbacks: Sequence[Any] = ()) ->
     method = config.method
     out = Path(str(config.output_dir)).expanduser()
     ckpt_dir = out / CHECKPOINTS
-    resume_from = None
-    if config.resume:
-        resume_from = last_checkpoint(ckpt_dir)
-        print(f"resuming from {resume_from}" if resume_from else
-              f"--resume: no checkpoint in {ckpt_dir}; starting from the beginning.")
+    resume_from = resume_point(config, ckpt_dir)
 
     splits = read_export(str(config.data), method)
-    rows = splits["train"]
-    eval_rows: list[dict[str, Any]] = []
-    if config.eval_data:
-        eval_rows = read_export(str(config.eval_data), method, what="eval_data")["train"]
-    elif "test" in splits:
-        eval_rows = splits["test"]
-    elif config.eval_fraction > 0:
-        shuffled = list(rows)
-        random.Random(f"{config.seed}:split").shuffle(shuffled)
-        k = max(1, round(len(rows) * config.eval_fraction))
-        eval_rows, rows = shuffled[:k], shuffled[k:]
-    if config.limit:
-        rows = rows[: config.limit]
+    given = (read_export(str(config.eval_data), method, what="eval_data")["train"] if config.eval_data
+             else splits.get("test"))
+    rows, eval_rows = hold_out(splits["train"], config, given)
     if eval_rows and is_chat(eval_rows) != is_chat(rows):
         raise DataError("the eval rows and the training rows are exported differently (chat vs plain text).",
                         source=str(config.eval_data or config.data), field="eval_data",
@@ -316,12 +301,7 @@ def train_strong(config: StrongTrainConfig, *, callbacks: Sequence[Any] = ()) ->
         reference = copy.deepcopy(model).eval()
         for p in reference.parameters():
             p.requires_grad_(False)
-    if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-        if hasattr(model, "enable_input_require_grads"):
-            model.enable_input_require_grads()
-    if config.lora or config.qlora:
-        model = add_lora(model, config, False)
+    model = ready_to_train(model, config, False)
 
     from datasets import Dataset
 
