@@ -37,6 +37,54 @@ def corpus_texts(limit: int = 300) -> list[str]:
     return texts
 
 
+def write_rows(path: Path, rows: list[dict]) -> Path:
+    """``rows`` as a JSONL file at ``path`` (a job's input, written as a user would)."""
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def read_rows(path: Path) -> list[dict]:
+    """The rows of a JSONL file (a job's output), blank lines skipped."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def closed_port() -> int:
+    """A local port nothing listens on (bound, then released): a connection to it is refused."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun_aligner(args: list[str], timeout: float = 300) -> str:
+    """Run ``torchrun --standalone --nproc_per_node 2 -m aligner ARGS`` as a user would (CPU, one
+    thread a rank) in its own process group, so a hang cannot orphan workers; its stdout. A hang or
+    a non-zero exit fails the test with the output's tail."""
+    import signal
+    import subprocess
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "aligner", *args]
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               TOKENIZERS_PARALLELISM="false")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"torchrun did not finish within {timeout:g} s:\n" + stdout[-2000:] + stderr[-2000:])
+    assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    return stdout
+
+
+def rank_reports(out: Path) -> list[dict]:
+    """Each rank's report (``ranks/rank-N.json``) of a distributed run into ``out``, by rank."""
+    return sorted((json.loads(p.read_text()) for p in (out / "ranks").glob("rank-*.json")), key=lambda r: r["rank"])
+
+
 @pytest.fixture(scope="session")
 def tiny_causal_path(tmp_path_factory) -> Path:
     from aligner.tiny import make_tiny_corrector

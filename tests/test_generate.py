@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import closed_port, read_rows, write_rows
 from fake_openai import FakeOpenAI, default_responder, request_text
 
 ALIGNER = [sys.executable, "-m", "aligner.cli"]
@@ -23,21 +23,6 @@ ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORME
 ENV.pop("RANK", None)
 ENV.pop("WORLD_SIZE", None)
 SAME = ("row", "key", "question", "answer", "correction", "changed", "answer_from")
-
-
-def _write(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-def _rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _slow(seconds: float):
@@ -55,7 +40,7 @@ def _cmd(prompts: Path, out: Path, srv: FakeOpenAI, *extra: str) -> list[str]:
 
 def test_killed_with_sigkill_mid_run_then_rerun_gives_one_row_per_prompt_and_keeps_earlier_bytes(tmp_path):
     n = 40
-    prompts = _write(tmp_path / "prompts.jsonl",
+    prompts = write_rows(tmp_path / "prompts.jsonl",
                      [{"prompt": f"Prompt number {i}?"} if i % 3 else {"question": f"Question number {i}?"}
                       for i in range(n)])
     out = tmp_path / "gen.jsonl"
@@ -81,7 +66,7 @@ def test_killed_with_sigkill_mid_run_then_rerun_gives_one_row_per_prompt_and_kee
     assert counts["skipped"] == done_before and counts["written"] == n - done_before
     after = out.read_bytes()
     assert after.startswith(complete)  # rows written before the kill are byte-identical
-    rows = _rows(out)
+    rows = read_rows(out)
     assert sorted(r["row"] for r in rows) == list(range(n))  # one row per prompt: none lost, none twice
     for r in rows:
         asked = f"Prompt number {r['row']}?" if r["row"] % 3 else f"Question number {r['row']}?"
@@ -98,7 +83,7 @@ def test_two_shards_merged_equal_one_unsharded_run(tmp_path):
 
     rows = [{"question": f"Q{i}: how do I do thing {i}?"} for i in range(11)]
     rows[4]["answer"] = "An answer from the file, used as it is."
-    prompts = _write(tmp_path / "p.jsonl", rows)
+    prompts = write_rows(tmp_path / "p.jsonl", rows)
     with FakeOpenAI(responder=_slow(0.02)) as srv:
         assert subprocess.run(_cmd(prompts, tmp_path / "all.jsonl", srv), env=ENV, timeout=300).returncode == 0
         for i in range(2):
@@ -111,11 +96,11 @@ def test_two_shards_merged_equal_one_unsharded_run(tmp_path):
         assert res.returncode == 0, res.stderr
         assert json.loads(res.stdout)["skipped"] == 5  # shard 1/2 was already done
     shards = [tmp_path / "sh.shard-0-of-2.jsonl", tmp_path / "sh.shard-1-of-2.jsonl"]
-    assert sorted(r["row"] for r in _rows(shards[0])) == [0, 2, 4, 6, 8, 10]
-    assert sorted(r["row"] for r in _rows(shards[1])) == [1, 3, 5, 7, 9]
+    assert sorted(r["row"] for r in read_rows(shards[0])) == [0, 2, 4, 6, 8, 10]
+    assert sorted(r["row"] for r in read_rows(shards[1])) == [1, 3, 5, 7, 9]
     assert main(["data", "merge", *map(str, shards), "--out", str(tmp_path / "merged.jsonl")]) == 0
-    merged = _rows(tmp_path / "merged.jsonl")
-    single = sorted(_rows(tmp_path / "all.jsonl"), key=lambda r: r["row"])
+    merged = read_rows(tmp_path / "merged.jsonl")
+    single = sorted(read_rows(tmp_path / "all.jsonl"), key=lambda r: r["row"])
     assert [r["row"] for r in merged] == list(range(11))  # prompt order
     assert [{k: r[k] for k in SAME} for r in merged] == [{k: r[k] for k in SAME} for r in single]
     assert merged[4]["answer"] == rows[4]["answer"] and merged[4]["answer_from"] == "input"
@@ -127,7 +112,7 @@ def test_merge_refuses_shards_of_different_inputs(tmp_path):
 
     with FakeOpenAI() as srv:
         for name, n in (("a", 3), ("b", 4)):
-            p = _write(tmp_path / f"{name}.jsonl", [{"question": f"{name} {i}?"} for i in range(n)])
+            p = write_rows(tmp_path / f"{name}.jsonl", [{"question": f"{name} {i}?"} for i in range(n)])
             assert subprocess.run(_cmd(p, tmp_path / f"{name}-out.jsonl", srv, "--shard", "0/2"),
                                   env=ENV, timeout=300).returncode == 0
     with pytest.raises(DataError, match="different inputs"):
@@ -138,7 +123,7 @@ def test_merge_refuses_shards_of_different_inputs(tmp_path):
 def test_bad_prompts_rows_are_errors_naming_row_and_field(tmp_path):
     with FakeOpenAI() as srv:
         for bad, field in (({"text": "no question field"}, "question or prompt"), ({"prompt": "  "}, "prompt")):
-            p = _write(tmp_path / "p.jsonl", [{"prompt": "fine?"}, bad])
+            p = write_rows(tmp_path / "p.jsonl", [{"prompt": "fine?"}, bad])
             res = subprocess.run(_cmd(p, tmp_path / "o.jsonl", srv), env=ENV, capture_output=True, text=True,
                                  timeout=300)
             assert res.returncode == 2
@@ -154,18 +139,18 @@ def test_bad_prompts_rows_are_errors_naming_row_and_field(tmp_path):
 
 
 def test_an_upstream_that_is_down_fails_rows_counted_or_stops_with_a_clear_error(tmp_path):
-    down = f"http://127.0.0.1:{_closed_port()}/v1"
+    down = f"http://127.0.0.1:{closed_port()}/v1"
     with FakeOpenAI() as corrector:
-        few = _write(tmp_path / "few.jsonl", [{"prompt": f"p{i}?"} for i in range(3)])
+        few = write_rows(tmp_path / "few.jsonl", [{"prompt": f"p{i}?"} for i in range(3)])
         base = ["generate", "--upstream", down, "--upstream-model", "m", "--corrector", corrector.base_url,
                 "--no-progress"]
         res = subprocess.run(ALIGNER + base + ["--prompts", str(few), "--out", str(tmp_path / "few-out.jsonl")],
                              env=ENV, capture_output=True, text=True, timeout=300)
         assert res.returncode == 3, res.stderr  # counted: 3 rows failed, listed in the errors file
         assert "0 rows generated, 3 failed" in res.stdout
-        errors = _rows(tmp_path / "few-out.jsonl.errors.jsonl")
+        errors = read_rows(tmp_path / "few-out.jsonl.errors.jsonl")
         assert sorted(e["row"] for e in errors) == [0, 1, 2] and {e["stage"] for e in errors} == {"upstream"}
-        many = _write(tmp_path / "many.jsonl", [{"prompt": f"p{i}?"} for i in range(20)])
+        many = write_rows(tmp_path / "many.jsonl", [{"prompt": f"p{i}?"} for i in range(20)])
         res = subprocess.run(ALIGNER + base + ["--prompts", str(many), "--out", str(tmp_path / "many-out.jsonl")],
                              env=ENV, capture_output=True, text=True, timeout=300)
         assert corrector.count() == 0
@@ -175,7 +160,7 @@ def test_an_upstream_that_is_down_fails_rows_counted_or_stops_with_a_clear_error
 
 
 def test_a_corrector_path_that_does_not_exist_is_an_error_before_any_upstream_call(tmp_path):
-    prompts = _write(tmp_path / "p.jsonl", [{"prompt": "hello?"}])
+    prompts = write_rows(tmp_path / "p.jsonl", [{"prompt": "hello?"}])
     with FakeOpenAI() as srv:
         res = subprocess.run(ALIGNER + ["generate", "--prompts", str(prompts), "--out", str(tmp_path / "o.jsonl"),
                                         "--upstream", srv.base_url, "--upstream-model", "m",
@@ -184,7 +169,7 @@ def test_a_corrector_path_that_does_not_exist_is_an_error_before_any_upstream_ca
         assert srv.count() == 0
     assert res.returncode == 2, res.stderr
     assert "corrector" in res.stderr and "no-such-corrector" in res.stderr and "Traceback" not in res.stderr
-    assert not (tmp_path / "o.jsonl").exists() or _rows(tmp_path / "o.jsonl") == []
+    assert not (tmp_path / "o.jsonl").exists() or read_rows(tmp_path / "o.jsonl") == []
 
 
 def test_shard_spec_and_launcher_environment():
@@ -222,7 +207,7 @@ def test_rate_limited_upstream_through_generate_spaces_its_requests(tmp_path):
             arrivals.append(time.monotonic())
         return default_responder(req)
 
-    prompts = _write(tmp_path / "p.jsonl", [{"prompt": f"p{i}?"} for i in range(4)])
+    prompts = write_rows(tmp_path / "p.jsonl", [{"prompt": f"p{i}?"} for i in range(4)])
     with FakeOpenAI(responder=responder) as srv:
         cfg = GenerateConfig(prompts=str(prompts), out=str(tmp_path / "o.jsonl"), upstream=srv.base_url,
                              upstream_model="fake-model", corrector=srv.base_url, requests_per_minute=120,
@@ -243,7 +228,7 @@ def test_ray_engine_equals_the_single_process_run(tmp_path):
 
     rows = [{"prompt": f"How can I reach person {i}?"} for i in range(6)]
     rows[2] = {"question": "What is 2 + 2?", "answer": "2 + 2 = 5."}
-    prompts = _write(tmp_path / "p.jsonl", rows)
+    prompts = write_rows(tmp_path / "p.jsonl", rows)
     with FakeOpenAI() as srv:
         common = dict(prompts=str(prompts), upstream=srv.base_url, upstream_model="fake-model", corrector=None,
                       batch_size=4, progress=False)
@@ -259,7 +244,7 @@ def test_ray_engine_equals_the_single_process_run(tmp_path):
         finally:
             ray.shutdown()
     assert local["written"] == on_ray["written"] == 6 and again["skipped"] == 6 and again["written"] == 0
-    by_row = lambda p: sorted(_rows(p), key=lambda r: r["row"])  # noqa: E731
+    by_row = lambda p: sorted(read_rows(p), key=lambda r: r["row"])  # noqa: E731
     fields = SAME + ("upstream", "corrector", "template")
     assert [{k: r[k] for k in fields} for r in by_row(tmp_path / "ray.jsonl")] == \
         [{k: r[k] for k in fields} for r in by_row(tmp_path / "local.jsonl")]
@@ -269,7 +254,7 @@ def test_ray_engine_equals_the_single_process_run(tmp_path):
 def test_generate_reads_its_options_from_yaml_and_flags_override(tmp_path, capsys):
     from aligner.cli import main
 
-    prompts = _write(tmp_path / "p.jsonl", [{"prompt": f"p{i}?"} for i in range(3)])
+    prompts = write_rows(tmp_path / "p.jsonl", [{"prompt": f"p{i}?"} for i in range(3)])
     with FakeOpenAI() as srv:
         cfg = tmp_path / "gen.yaml"
         cfg.write_text(f"prompts: {prompts}\nout: {tmp_path / 'from-yaml.jsonl'}\nupstream: {srv.base_url}\n"
@@ -279,7 +264,7 @@ def test_generate_reads_its_options_from_yaml_and_flags_override(tmp_path, capsy
     counts = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert counts["written"] == 3 and counts["out"] == str(tmp_path / "flag.jsonl")
     assert not (tmp_path / "from-yaml.jsonl").exists()
-    assert sorted(r["row"] for r in _rows(tmp_path / "flag.jsonl")) == [0, 1, 2]
+    assert sorted(r["row"] for r in read_rows(tmp_path / "flag.jsonl")) == [0, 1, 2]
     bad = tmp_path / "bad.yaml"
     bad.write_text("prompts: x.jsonl\nconcurency: 4\n")
     assert main(["generate", "--config", str(bad)]) == 2
@@ -313,7 +298,7 @@ def test_the_upstream_keeps_answering_while_the_corrector_works(tmp_path, pipeli
             waited[0] = later_asked.wait(10 if pipelined else 2)
         return default_responder(req)
 
-    prompts = _write(tmp_path / "p.jsonl", [{"question": f"Question {i}?"} for i in range(16)])
+    prompts = write_rows(tmp_path / "p.jsonl", [{"question": f"Question {i}?"} for i in range(16)])
     with FakeOpenAI(responder=responder) as srv:
         al = Aligner(srv.base_url, srv.base_url, upstream_model="fake-model", batch_size=8, max_concurrency=8)
         counts = BatchJob.open(prompts, tmp_path / "o.jsonl").run(al, progress=False, pipelined=pipelined)

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import closed_port, read_rows, write_rows
 from fake_openai import CHAT, COMPLETIONS, FakeOpenAI, request_text
 
 from aligner.cli import main
@@ -29,21 +29,6 @@ def _run(args: list[str], env: dict | None = None, timeout: float = 300) -> subp
     return subprocess.run(ALIGNER + args, env=env or ENV, capture_output=True, text=True, timeout=timeout)
 
 
-def _write_rows(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-def _rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _with_answers(n: int, prefix: str = "Question") -> list[dict]:
     return [{"question": f"{prefix} {i}?", "answer": f"Answer {i}."} for i in range(n)]
 
@@ -53,7 +38,7 @@ def _with_answers(n: int, prefix: str = "Question") -> list[dict]:
 def test_rejected_rows_are_recorded_the_run_goes_on_and_a_rerun_retries_only_them(tmp_path, fake_openai):
     bad = {"Question 3?", "Question 7?"}
     fake_openai.rejecter = lambda req: 400 if "messages" in req and request_text(req) in bad else None
-    src = _write_rows(tmp_path / "in.jsonl", [{"question": f"Question {i}?"} for i in range(12)])
+    src = write_rows(tmp_path / "in.jsonl", [{"question": f"Question {i}?"} for i in range(12)])
     out = tmp_path / "out.jsonl"
     errors = tmp_path / "out.jsonl.errors.jsonl"
     cmd = ["correct", "--input", str(src), "--output", str(out), "--upstream", fake_openai.base_url,
@@ -63,19 +48,19 @@ def test_rejected_rows_are_recorded_the_run_goes_on_and_a_rerun_retries_only_the
     assert first.returncode == 3, first.stderr
     assert "10 rows corrected, 2 failed" in first.stdout and str(errors) in first.stdout
     assert "2 rows failed; for example: upstream: HTTP 400" in first.stderr and "Traceback" not in first.stderr
-    failed = _rows(errors)
+    failed = read_rows(errors)
     assert [e["row"] for e in failed] == [3, 7]
     assert all(e["stage"] == "upstream" and e["status"] == 400 and "rejected by the rejecter rule" in e["error"]
                for e in failed)
     assert [e["question"] for e in failed] == ["Question 3?", "Question 7?"]
-    assert sorted(r["row"] for r in _rows(out)) == [i for i in range(12) if i not in (3, 7)]
+    assert sorted(r["row"] for r in read_rows(out)) == [i for i in range(12) if i not in (3, 7)]
 
     # a re-run while the upstream still rejects them asks only for those two rows
     fake_openai.clear()
     again = _run(cmd)
     assert again.returncode == 3, again.stderr
     assert fake_openai.count(CHAT) == 2 and fake_openai.count(COMPLETIONS) == 0
-    assert [e["row"] for e in _rows(errors)] == [3, 7]
+    assert [e["row"] for e in read_rows(errors)] == [3, 7]
 
     # once the upstream accepts them, the re-run corrects just those and the errors file goes away
     fake_openai.rejecter = None
@@ -86,20 +71,20 @@ def test_rejected_rows_are_recorded_the_run_goes_on_and_a_rerun_retries_only_the
     assert (counts["written"], counts["skipped"], counts["failed"], counts["total"]) == (2, 10, 0, 12)
     assert fake_openai.count(CHAT) == 2 and fake_openai.count(COMPLETIONS) == 2
     assert not errors.exists()
-    rows = _rows(out)
+    rows = read_rows(out)
     assert sorted(r["row"] for r in rows) == list(range(12))
     assert all(r["question"] == f"Question {r['row']}?" for r in rows)
 
 
 def test_a_row_the_corrector_server_rejects_is_recorded_with_its_stage(tmp_path, fake_openai, capsys):
     fake_openai.rejecter = lambda req: 400 if "prompt" in req and "Question 2?" in request_text(req) else None
-    src = _write_rows(tmp_path / "in.jsonl", _with_answers(6))
+    src = write_rows(tmp_path / "in.jsonl", _with_answers(6))
     out = tmp_path / "out.jsonl"
     code = main(["correct", "--input", str(src), "--output", str(out), "--corrector", fake_openai.base_url])
     assert code == 3
-    (failed,) = _rows(tmp_path / "out.jsonl.errors.jsonl")
+    (failed,) = read_rows(tmp_path / "out.jsonl.errors.jsonl")
     assert (failed["row"], failed["stage"], failed["status"]) == (2, "corrector", 400)
-    assert sorted(r["row"] for r in _rows(out)) == [0, 1, 3, 4, 5]
+    assert sorted(r["row"] for r in read_rows(out)) == [0, 1, 3, 4, 5]
 
 
 def test_an_upstream_that_fails_every_row_stops_the_run(tmp_path):
@@ -110,13 +95,13 @@ def test_an_upstream_that_fails_every_row_stops_the_run(tmp_path):
     from aligner.jobs import correct_file
 
     with FakeOpenAI() as corrector:
-        src = _write_rows(tmp_path / "in.jsonl", [{"question": f"Question {i}?"} for i in range(40)])
-        al = Aligner(f"http://127.0.0.1:{_closed_port()}/v1", corrector.base_url, upstream_model="m",
+        src = write_rows(tmp_path / "in.jsonl", [{"question": f"Question {i}?"} for i in range(40)])
+        al = Aligner(f"http://127.0.0.1:{closed_port()}/v1", corrector.base_url, upstream_model="m",
                      retry=RetryPolicy(max_retries=0))
         with pytest.raises(UpstreamError) as e:
             correct_file(al, src, tmp_path / "out.jsonl", progress=False)
     assert "8 rows in a row" in str(e.value) and "cannot reach" in str(e.value)
-    assert len(_rows(tmp_path / "out.jsonl.errors.jsonl")) == 8
+    assert len(read_rows(tmp_path / "out.jsonl.errors.jsonl")) == 8
     assert corrector.count(COMPLETIONS) == 0
 
 
@@ -127,8 +112,8 @@ def _file_run(src: Path, out: Path, corrector: str, *extra: str) -> int:
 
 
 def test_output_of_another_input_file_is_an_error_naming_both_files(tmp_path, fake_openai, capsys):
-    a = _write_rows(tmp_path / "a.jsonl", _with_answers(3, "Alpha"))
-    b = _write_rows(tmp_path / "b.jsonl", _with_answers(3, "Beta"))
+    a = write_rows(tmp_path / "a.jsonl", _with_answers(3, "Alpha"))
+    b = write_rows(tmp_path / "b.jsonl", _with_answers(3, "Beta"))
     out = tmp_path / "out.jsonl"
     assert _file_run(a, out, fake_openai.base_url) == 0
     meta = json.loads((tmp_path / "out.jsonl.meta.json").read_text())
@@ -142,17 +127,17 @@ def test_output_of_another_input_file_is_an_error_naming_both_files(tmp_path, fa
     assert out.read_text() == before
 
     assert _file_run(b, out, fake_openai.base_url, "--overwrite") == 0
-    assert [r["question"] for r in _rows(out)] == ["Beta 0?", "Beta 1?", "Beta 2?"]
+    assert [r["question"] for r in read_rows(out)] == ["Beta 0?", "Beta 1?", "Beta 2?"]
     assert json.loads((tmp_path / "out.jsonl.meta.json").read_text())["input"] == str(b.resolve())
 
 
 def test_a_row_changed_in_the_input_since_the_output_was_written_is_an_error(tmp_path, fake_openai, capsys):
-    src = _write_rows(tmp_path / "in.jsonl", _with_answers(3))
+    src = write_rows(tmp_path / "in.jsonl", _with_answers(3))
     out = tmp_path / "out.jsonl"
     assert _file_run(src, out, fake_openai.base_url) == 0
     rows = _with_answers(3)
     rows[1]["answer"] = "A different answer."
-    _write_rows(src, rows)
+    write_rows(src, rows)
     capsys.readouterr()
     assert _file_run(src, out, fake_openai.base_url) == 2
     err = capsys.readouterr().err
@@ -160,23 +145,23 @@ def test_a_row_changed_in_the_input_since_the_output_was_written_is_an_error(tmp
 
 
 def test_rows_appended_to_the_input_are_corrected_on_resume(tmp_path, fake_openai, capsys):
-    src = _write_rows(tmp_path / "in.jsonl", _with_answers(3))
+    src = write_rows(tmp_path / "in.jsonl", _with_answers(3))
     out = tmp_path / "out.jsonl"
     assert _file_run(src, out, fake_openai.base_url) == 0
-    _write_rows(src, _with_answers(5))
+    write_rows(src, _with_answers(5))
     capsys.readouterr()
     assert _file_run(src, out, fake_openai.base_url, "--json") == 0
     counts = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (counts["written"], counts["skipped"]) == (2, 3)
-    assert sorted(r["row"] for r in _rows(out)) == [0, 1, 2, 3, 4]
+    assert sorted(r["row"] for r in read_rows(out)) == [0, 1, 2, 3, 4]
 
 
 @pytest.mark.parametrize("line", [b'{"row": 3}\n', b"garbage\n", b'{"row": 1, "key": "0000", "question": "x"}\n'])
 def test_a_complete_line_aligner_did_not_write_is_an_error_not_a_done_row(tmp_path, fake_openai, capsys, line):
-    src = _write_rows(tmp_path / "in.jsonl", _with_answers(3))
+    src = write_rows(tmp_path / "in.jsonl", _with_answers(3))
     out = tmp_path / "out.jsonl"
     assert _file_run(src, out, fake_openai.base_url) == 0
-    _write_rows(src, _with_answers(4))
+    write_rows(src, _with_answers(4))
     with out.open("ab") as fh:
         fh.write(line)
     capsys.readouterr()
@@ -186,7 +171,7 @@ def test_a_complete_line_aligner_did_not_write_is_an_error_not_a_done_row(tmp_pa
 
 
 def test_invalid_utf8_in_the_output_is_a_clear_error(tmp_path, fake_openai, capsys):
-    src = _write_rows(tmp_path / "in.jsonl", _with_answers(2))
+    src = write_rows(tmp_path / "in.jsonl", _with_answers(2))
     out = tmp_path / "out.jsonl"
     out.write_bytes(b'\xff\xfe{"row": 0}\n')
     assert _file_run(src, out, fake_openai.base_url) == 2
@@ -200,7 +185,7 @@ def test_rows_without_answers_and_no_upstream_are_named_up_front(tmp_path, capsy
     rows = _with_answers(14)
     for i in (2, 5, 6, 7, 8, 9, 11, 13):
         del rows[i]["answer"]
-    src = _write_rows(tmp_path / "in.jsonl", rows)
+    src = write_rows(tmp_path / "in.jsonl", rows)
     # the corrector does not exist: the check runs before anything is loaded
     code = main(["correct", "--input", str(src), "--output", str(tmp_path / "o.jsonl"), "--corrector", "/nonexistent"])
     err = capsys.readouterr().err
@@ -213,7 +198,7 @@ def test_rows_without_answers_and_no_upstream_are_named_up_front(tmp_path, capsy
 # ----------------------------------------------------------------------------- item 14
 
 def test_output_that_is_a_directory_or_not_writable_is_a_clear_error(tmp_path, fake_openai, capsys):
-    src = _write_rows(tmp_path / "in.jsonl", _with_answers(2))
+    src = write_rows(tmp_path / "in.jsonl", _with_answers(2))
     (tmp_path / "adir").mkdir()
     assert _file_run(src, tmp_path / "adir", fake_openai.base_url) == 2
     err = capsys.readouterr().err
@@ -229,7 +214,7 @@ def test_output_that_is_a_directory_or_not_writable_is_a_clear_error(tmp_path, f
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes to read-only dirs")
 def test_output_in_a_read_only_directory_is_a_clear_error(tmp_path, fake_openai, capsys):
-    src = _write_rows(tmp_path / "in.jsonl", _with_answers(2))
+    src = write_rows(tmp_path / "in.jsonl", _with_answers(2))
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o555)
@@ -375,7 +360,7 @@ def test_cli_errors_for_a_missing_corrector_and_an_unreachable_upstream_are_shor
     assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) <= 2
     assert "cannot load corrector '/nonexistent'" in res.stderr
 
-    url = f"http://127.0.0.1:{_closed_port()}/v1"
+    url = f"http://127.0.0.1:{closed_port()}/v1"
     res = _run(["correct", "Q", "--upstream", url, "--upstream-model", "m", "--corrector", str(tiny_causal_path)])
     assert res.returncode == 2
     assert "Traceback" not in res.stderr and "cannot reach the upstream" in res.stderr.strip().splitlines()[-1]
@@ -396,7 +381,7 @@ def test_python_api_errors_keep_the_message_without_the_library_chain(fake_opena
     assert "The above exception" not in res.stderr and "During handling" not in res.stderr
     assert len(res.stderr.strip().splitlines()) <= 14, res.stderr  # 44 lines with the chain
 
-    url = f"http://127.0.0.1:{_closed_port()}/v1"
+    url = f"http://127.0.0.1:{closed_port()}/v1"
     res = subprocess.run([sys.executable, "-c", _PY_UNREACHABLE, url, fake_openai.base_url], env=ENV,
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 1

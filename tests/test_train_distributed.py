@@ -7,15 +7,10 @@ model was written (rank 0 saves; the others must not race it).
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from conftest import corpus_texts
+from conftest import corpus_texts, rank_reports, torchrun_aligner
 
 pytest.importorskip("trl")
 
@@ -31,24 +26,12 @@ def test_two_process_gloo_training_writes_one_model(tmp_path):
     base = make_tiny_corrector(tmp_path / "base", corpus_texts(60) + [r.correction for r in rows], "causal",
                                vocab_size=384, context=512, hidden_size=64, layers=2)
     out = tmp_path / "out"
-    torchrun = Path(sys.executable).with_name("torchrun")
-    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "aligner", "train",
+    torchrun_aligner(["train",
            "--data", str(data), "--base-model", str(base), "--output-dir", str(out), "--max-steps", "3",
            "--batch-size", "2", "--effective-batch-size", "8", "--max-length", "512", "--learning-rate", "1e-3",
-           "--logging-steps", "1", "--save-steps", "1000", "--no-progress", "--no-bf16", "--ddp-backend", "gloo"]
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               TOKENIZERS_PARALLELISM="false")
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)     # its own process group: a hang cannot orphan workers
-    try:
-        stdout, stderr = proc.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        stdout, stderr = proc.communicate()
-        pytest.fail("torchrun did not finish within 300 s:\n" + stdout[-2000:] + stderr[-2000:])
-    assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
+           "--logging-steps", "1", "--save-steps", "1000", "--no-progress", "--no-bf16", "--ddp-backend", "gloo"])
 
-    ranks = sorted((json.loads(p.read_text()) for p in (out / "ranks").glob("rank-*.json")), key=lambda r: r["rank"])
+    ranks = rank_reports(out)
     assert [r["rank"] for r in ranks] == [0, 1]
     assert all(r["world_size"] == 2 for r in ranks)
     assert all(r.get("parallel_mode") == "distributed" for r in ranks), ranks   # real DDP, not 2 lone runs

@@ -6,13 +6,10 @@ lockstep as one DDP run, and rank 0 alone writes the final model.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+
+from conftest import rank_reports, torchrun_aligner
 
 pytest.importorskip("trl")
 
@@ -30,25 +27,13 @@ def test_two_process_gloo_dpo_writes_one_model(tmp_path):
                                                    for r in rows], "causal", vocab_size=300, context=128,
                                hidden_size=32, layers=1, heads=2)
     out = tmp_path / "out"
-    torchrun = Path(sys.executable).with_name("torchrun")
-    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "aligner", "train-strong",
+    stdout = torchrun_aligner(["train-strong",
            "--method", "dpo", "--data", str(tmp_path / "dpo.jsonl"), "--base-model", str(base),
            "--output-dir", str(out), "--max-steps", "2", "--batch-size", "2", "--effective-batch-size", "8",
            "--max-length", "128", "--learning-rate", "1e-3", "--logging-steps", "1", "--save-steps", "1000",
-           "--no-progress", "--no-bf16", "--ddp-backend", "gloo"]
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               TOKENIZERS_PARALLELISM="false")
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)     # its own process group: a hang cannot orphan workers
-    try:
-        stdout, stderr = proc.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        stdout, stderr = proc.communicate()
-        pytest.fail("torchrun did not finish within 300 s:\n" + stdout[-2000:] + stderr[-2000:])
-    assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
+           "--no-progress", "--no-bf16", "--ddp-backend", "gloo"])
 
-    ranks = sorted((json.loads(p.read_text()) for p in (out / "ranks").glob("rank-*.json")), key=lambda r: r["rank"])
+    ranks = rank_reports(out)
     assert [r["rank"] for r in ranks] == [0, 1]
     assert all(r["world_size"] == 2 and r["parallel_mode"] == "distributed" for r in ranks), ranks
     assert ranks[0]["global_step"] == ranks[1]["global_step"] == 2
