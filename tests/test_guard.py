@@ -152,13 +152,19 @@ def test_good_corrections_are_unchanged_by_the_guard(varied):
 
 
 def test_the_demo_corrector_loop_from_the_issue_falls_back():
-    """The embedded demo corrector loops on this haiku (``hold the skyiluddles`` until its token
-    limit); with the guard it returns the haiku, flagged."""
-    q, a = "Write a haiku about rain.", "Soft rain on the roof\nwhispers to the sleeping town\npuddles hold the sky"
+    """Embedded demo correctors have looped on real inputs: the one shipped before stage 9 on this
+    haiku (``hold the skyiluddles`` until its token limit), the stage-10 one on the README's
+    arithmetic demo input (the sum fixed, then the sentence repeated). With the guard the answer
+    comes back, flagged. The first input this tree's demo corrector loops on is used."""
+    cases = [("Write a haiku about rain.", "Soft rain on the roof\nwhispers to the sleeping town\npuddles hold the sky"),
+             ("What is 17 + 26?", "I think 17 + 26 = 44, but check it.")]
     c = load_corrector(None)
-    raw = c.correct_results([(q, a)], decoding={"fallback": False})[0]
-    if find_repetition(raw.raw) is None:
-        pytest.skip("the demo corrector in this tree no longer loops on this input")
+    for q, a in cases:
+        raw = c.correct_results([(q, a)], decoding={"fallback": False})[0]
+        if find_repetition(raw.raw) is not None:
+            break
+    else:
+        pytest.skip("the demo corrector in this tree loops on none of the known inputs")
     res = c.correct_results([(q, a)])[0]
     assert (res.text, res.fallback_reason) == (a, REPETITION)
     assert len(res.raw) < len(raw.raw)
