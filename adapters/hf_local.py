@@ -1,6 +1,6 @@
 """A local transformers causal LM as the upstream (``hf:PATH_OR_HUB_ID`` or a loaded model).
 
-Generation goes through :class:`aligner.decoding.LocalGenerator`, the loop the local correctors
+Generation goes through :class:`aligner.local_runtime.LocalGenerator`, the loop the local correctors
 use, so padding, the KV cache and the stable-prefix streamer behave the same for both and an
 answer streamed equals the answer returned whole. Chat models are prompted with their own chat
 template; base models (no template) with a plain ``User: …\\nAssistant:`` transcript, cut where
@@ -11,7 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from ..decoding import DecodingConfig, LocalGenerator, pick_device
+from ..decoding import DecodingConfig
+
+from ..local_runtime import LocalGenerator, pick_device
 from ..errors import ConfigError
 from ..progress import model_loading
 from ..correctors.base import StreamParser

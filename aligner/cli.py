@@ -24,7 +24,7 @@ EXIT_CODES = """exit status:
 
 #: modules exposing ``add_commands(subparsers) -> None``; each parser sets ``func=callable(args)->int``.
 COMMAND_MODULES = (
-    "aligner.commands",
+    "aligner.correct_commands",
     "aligner.generate",
     "aligner.data.commands",
     "aligner.train.commands",

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from .config import add_config_command, build_config
+from .config_parser import add_config_command, build_config
 
 BUILTIN = "built-in (offline rules)"
 EXAMPLES = [
@@ -210,7 +210,7 @@ def launch(demo: Any, *, host: str = "127.0.0.1", port: int | None = 7860, block
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from .commands import DEMO_NOTE
+    from .correct_commands import DEMO_NOTE
 
     cfg = build_config(DemoConfig, args, getattr(args, "config", None))
     demo = create_demo(config=cfg)

@@ -1,6 +1,6 @@
 """``aligner generate``: corrections of a model's answers at scale, for weak-to-strong training.
 
-It is the resumable batch job of :mod:`aligner.jobs` (same row keys, ``OUT.meta.json``,
+It is the resumable batch job of :mod:`aligner.batch_job` (same row keys, ``OUT.meta.json``,
 ``OUT.errors.jsonl``, torn-line rule and exit code 3), run pipelined, with three additions:
 
 - prompts may be a ``question`` or ``prompt`` field, in a file or a hub dataset;
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import add_config_command, build_config
+from .config_parser import add_config_command, build_config
 from .errors import ConfigError
 
 PROMPT_FIELDS = ("question", "prompt")
@@ -107,7 +107,7 @@ def generate(cfg: GenerateConfig, *, aligner: Any = None) -> dict[str, Any]:
 
     Everything that needs no model (the prompts, the output, the shard) is checked first.
     """
-    from .jobs import BatchJob
+    from .batch_job import BatchJob
 
     if not cfg.prompts:
         raise ConfigError("no prompts given.", field="prompts",
@@ -128,7 +128,7 @@ def generate(cfg: GenerateConfig, *, aligner: Any = None) -> dict[str, Any]:
         counts = run_ray(job, cfg)
     else:
         if aligner is None:
-            from .commands import DEMO_NOTE, build_aligner
+            from .correct_commands import DEMO_NOTE, build_aligner
 
             aligner = build_aligner(cfg)
             if aligner.is_demo and cfg.progress:
@@ -138,7 +138,7 @@ def generate(cfg: GenerateConfig, *, aligner: Any = None) -> dict[str, Any]:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from .jobs import EXIT_ROWS_FAILED, most_common_error
+    from .batch_job import EXIT_ROWS_FAILED, most_common_error
 
     cfg = build_config(GenerateConfig, args, getattr(args, "config", None))
     counts = generate(cfg)

@@ -6,7 +6,7 @@
   them, ``--ray-gpus-per-actor`` GPUs each) that load the corrector once when they start — or
   call a served corrector (``--corrector http://…/v1``, e.g. vLLM);
 - rows stream back to this process as they finish and are written by the batch job's one
-  resumable writer (:class:`aligner.jobs._Sink`): the same keys, meta, errors file and resume
+  resumable writer (:class:`aligner.batch_job._Sink`): the same keys, meta, errors file and resume
   rule as the local engine, so a killed Ray run resumes with the local engine or Ray alike, and
   shards (``--shard``, one Ray job each) merge with ``aligner data merge``.
 
@@ -53,7 +53,7 @@ def answer_batch(batch: dict[str, Any], *, spec: str | None, model: str | None, 
     """A Ray task: the upstream's answer to each row without one; a row's failure goes in ``error``."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from .jobs import _is_row_error
+    from .batch_job import _is_row_error
 
     n = len(batch["row"])
     answers = [a if isinstance(a, str) else None for a in batch["answer"]]
@@ -94,7 +94,7 @@ class CorrectorActor:
         self.upstream_name = upstream_name
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        from .jobs import _correct_rows
+        from .batch_job import _correct_rows
 
         n = len(batch["row"])
         rows = [{"row": int(batch["row"][i]), "key": str(batch["key"][i]), "question": str(batch["question"][i]),
@@ -152,7 +152,7 @@ def run_ray(job: Any, cfg: Any) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     from .correction import Correction
-    from .jobs import _Sink, errors_path
+    from .batch_job import _Sink, errors_path
 
     ray = _import_ray()
     todo = job.todo

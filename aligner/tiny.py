@@ -6,12 +6,12 @@ very path a hub id such as ``aligner/aligner-7b-v1.0`` takes.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Iterable
 
+from .correctors.checkpoint import save_corrector
+
 SPECIAL = {"bos": "<s>", "eos": "</s>", "pad": "<pad>", "unk": "<unk>"}
-ALIGNER_CONFIG = "aligner_config.json"
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024, *, split_digits: bool = False) -> Any:
@@ -68,32 +68,6 @@ def build_model(tokenizer: Any, kind: str = "causal", *, hidden_size: int = 64, 
                        initializer_factor=init_scale, **ids)
         return T5ForConditionalGeneration(cfg)
     raise ValueError(f"kind must be 'causal' or 'seq2seq', got {kind!r}")
-
-
-def save_corrector(model: Any, tokenizer: Any, path: "str | Path", *, template: str | None = None,
-                   **extra: Any) -> Path:
-    """Save a model as a corrector directory; ``aligner_config.json`` records its template.
-
-    transformers writes the loading flags the tokenizer was given (``is_local``,
-    ``local_files_only``) into ``tokenizer_config.json``; they describe the machine that trained
-    the corrector, not the corrector, so they are dropped from what is saved.
-    """
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    tok_cfg_file = path / "tokenizer_config.json"
-    if tok_cfg_file.is_file():
-        tok_cfg = json.loads(tok_cfg_file.read_text())
-        flags = {"is_local", "local_files_only"} & tok_cfg.keys()
-        if flags:
-            for key in flags:
-                del tok_cfg[key]
-            tok_cfg_file.write_text(json.dumps(tok_cfg, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-    if template is not None or extra:
-        meta = {"template": template, **extra}
-        (path / ALIGNER_CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
-    return path
 
 
 def make_tiny_corrector(path: "str | Path", texts: Iterable[str], kind: str = "causal", *,

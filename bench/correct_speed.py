@@ -86,7 +86,7 @@ def grow_demo(cache: Path, train_steps: int, threads: int) -> Path:
     from aligner.correctors import demo_corrector_path
     from aligner.data.synthetic import generate
     from aligner.templates import get_template
-    from aligner.tiny import save_corrector
+    from aligner.correctors.checkpoint import save_corrector
 
     out = cache / f"corrector-30m-s{train_steps}"
     if (out / "config.json").is_file():
@@ -183,7 +183,7 @@ def timed(gen, prompts, decoding, bs: int, repeats: int) -> tuple[float, list[st
     """Best tokens/s over ``repeats`` of generating all prompts in batches of ``bs`` (prefill
     included), and the texts. Best, not median: on a shared machine the slower runs measure the
     neighbours."""
-    from aligner.decoding import RowControl
+    from aligner.local_runtime import RowControl
 
     speeds, texts = [], []
     for _ in range(repeats):

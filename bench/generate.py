@@ -1,6 +1,6 @@
 """Benchmark ``aligner generate``'s pipelined job against the old chunked loop.
 
-Same prompts, same upstream, same corrector, same writer (the batch job of :mod:`aligner.jobs`):
+Same prompts, same upstream, same corrector, same writer (the batch job of :mod:`aligner.batch_job`):
 
 * upstream: a local OpenAI-protocol server (``tests/fake_openai.py``, real HTTP on 127.0.0.1)
   that answers each chat request after a fixed delay — a remote API's latency, no compute;
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     from fake_openai import FakeOpenAI
 
     from aligner import Aligner
-    from aligner.jobs import BatchJob
+    from aligner.batch_job import BatchJob
 
     questions = prompts(args.n)
     delay = {"s": 0.0}

@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     from aligner.data import write_jsonl
     from aligner.data.synthetic import generate
     from aligner.templates import get_template
-    from aligner.tiny import build_model, save_corrector, train_tokenizer
+    from aligner.tiny import build_model, train_tokenizer
+    from aligner.correctors.checkpoint import save_corrector
 
     with tempfile.TemporaryDirectory(prefix="train-throughput-") as tmp:
         work = Path(tmp)

@@ -26,7 +26,8 @@ def fixed_tiny(path: "str | Path", kind: str = "causal", *, never_stops: bool = 
     """A tiny corrector (template aligner-v1.0) trained on nothing, with a tokenizer from
     ``fixed_corpus``. ``init_scale=1`` loops on one token; ~10 writes varied text.
     ``never_stops`` suppresses EOS in its generation config."""
-    from aligner.tiny import build_model, save_corrector, train_tokenizer
+    from aligner.tiny import build_model, train_tokenizer
+    from aligner.correctors.checkpoint import save_corrector
 
     tok = train_tokenizer(fixed_corpus(), vocab_size=512)
     model = build_model(tok, kind, **model_kw)

@@ -108,7 +108,7 @@ def test_two_shards_merged_equal_one_unsharded_run(tmp_path):
 
 def test_merge_refuses_shards_of_different_inputs(tmp_path):
     from aligner.errors import DataError
-    from aligner.jobs import merge_shards
+    from aligner.batch_job import merge_shards
 
     with FakeOpenAI() as srv:
         for name, n in (("a", 3), ("b", 4)):
@@ -281,7 +281,7 @@ def test_the_upstream_keeps_answering_while_the_corrector_works(tmp_path, pipeli
     import threading
 
     from aligner import Aligner
-    from aligner.jobs import BatchJob
+    from aligner.batch_job import BatchJob
 
     later_asked = threading.Event()
     waited: list[bool] = []

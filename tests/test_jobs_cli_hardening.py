@@ -92,7 +92,7 @@ def test_an_upstream_that_fails_every_row_stops_the_run(tmp_path):
     marking all 40 rows failed one by one."""
     from aligner import Aligner
     from aligner.adapters.base import RetryPolicy
-    from aligner.jobs import correct_file
+    from aligner.batch_job import correct_file
 
     with FakeOpenAI() as corrector:
         src = write_rows(tmp_path / "in.jsonl", [{"question": f"Question {i}?"} for i in range(40)])

@@ -273,7 +273,7 @@ def test_sqlite_log_and_correct_only_mode(tiny_causal_path, tmp_path):
 
 def test_serve_cli_flags_and_yaml(tmp_path):
     from aligner.cli import build_parser
-    from aligner.config import build_config
+    from aligner.config_parser import build_config
     from aligner.errors import ConfigError
 
     yaml_file = tmp_path / "serve.yaml"

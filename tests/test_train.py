@@ -323,7 +323,7 @@ def test_cli_reports_errors_with_field_and_fix(data, tmp_path, capsys):
 def test_shipped_yaml_recipe_and_launcher_configs_are_valid():
     import yaml
 
-    from aligner.config import build_config
+    from aligner.config_parser import build_config
 
     configs = REPO / "train" / "configs"
     cfg = build_config(CorrectorTrainConfig, {}, configs / "aligner-7b.yaml")

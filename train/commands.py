@@ -11,7 +11,7 @@ import argparse
 import os
 from typing import Any
 
-from aligner.config import add_config_command, build_config
+from aligner.config_parser import add_config_command, build_config
 
 from .config import CorrectorTrainConfig
 

@@ -662,7 +662,7 @@ def train_corrector(config: CorrectorTrainConfig, *, callbacks: Sequence[Any] = 
 def save_trained(model: Any, tokenizer: Any, out: Path, config: CorrectorTrainConfig, template: Any, **info: Any) -> dict:
     """Merge LoRA adapters (QLoRA: into a 16-bit reload of the base) and save a plain corrector."""
     from aligner.templates import names
-    from aligner.tiny import save_corrector
+    from aligner.correctors.checkpoint import save_corrector
 
     model = merge_adapters(model, out, config)
     template_id = template.name if template.name in names() else template.text

@@ -201,7 +201,8 @@ def build_init(work: Path, train_file: Path, model: dict[str, Any] | None = None
     """Tokenizer (byte-level BPE on the training text) + randomly initialised Llama, saved as the base model."""
     from aligner.data import load
     from aligner.templates import get_template
-    from aligner.tiny import build_model, save_corrector, train_tokenizer
+    from aligner.tiny import build_model, train_tokenizer
+    from aligner.correctors.checkpoint import save_corrector
 
     tpl = get_template(TEMPLATE)
     rows = load(str(train_file)).rows[:8000]

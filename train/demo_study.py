@@ -30,7 +30,8 @@ def build(work: Path, name: str, train_file: Path) -> Path:
     """Tokenizer + random init for one choice, saved under ``work/study/NAME/init``."""
     from aligner.data import load
     from aligner.templates import get_template
-    from aligner.tiny import build_model, save_corrector, train_tokenizer
+    from aligner.tiny import build_model, train_tokenizer
+    from aligner.correctors.checkpoint import save_corrector
 
     choice = CHOICES[name]
     tpl = get_template(TEMPLATE)

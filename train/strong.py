@@ -345,7 +345,7 @@ def train_strong(config: StrongTrainConfig, *, callbacks: Sequence[Any] = ()) ->
         final_eval = {k: float(v) for k, v in trainer.evaluate().items() if isinstance(v, (int, float))}
     trainer.accelerator.wait_for_everyone()
     if trainer.is_world_process_zero():
-        from aligner.tiny import save_corrector
+        from aligner.correctors.checkpoint import save_corrector
 
         # a plain model + tokenizer (no aligner_config.json: this is an upstream, not a corrector)
         save_corrector(merge_adapters(trainer.model, out, config), tokenizer, out)
@@ -374,7 +374,7 @@ def run_train_strong(args: Any) -> int:
     """``aligner train-strong``: build the config (YAML, then flags), train, say where the model went."""
     import os
 
-    from aligner.config import build_config
+    from aligner.config_parser import build_config
 
     cfg = build_config(StrongTrainConfig, args, getattr(args, "config", None))
     result = train_strong(cfg)

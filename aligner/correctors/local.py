@@ -5,33 +5,20 @@ local directory take the same code path — and decode through :class:`LocalGene
 """
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from ..decoding import DecodingConfig, LocalGenerator, RowControl, pick_device
+from ..decoding import DecodingConfig
+
+from ..local_runtime import LocalGenerator, RowControl, pick_device
 from ..errors import ConfigError, CorrectorError, hide_cause
 from ..progress import model_loading
 from ..templates import Template
 from .base import Corrector
+from .checkpoint import read_aligner_config
 
 log = logging.getLogger("aligner")
-ALIGNER_CONFIG = "aligner_config.json"
-
-
-def read_aligner_config(path: "str | Path") -> dict[str, Any]:
-    """The ``aligner_config.json`` a trained corrector carries (its template name), or {}."""
-    p = Path(str(path)) / ALIGNER_CONFIG
-    if p.is_file():
-        try:
-            return json.loads(p.read_text())
-        except json.JSONDecodeError as exc:
-            raise CorrectorError(f"{p} is not valid JSON ({exc}).", field="corrector",
-                                 fix="fix or delete the file.") from exc
-    return {}
-
-
 class LocalCorrector(Corrector):
     """A transformers model as corrector. ``kind`` is decided by the model's config."""
 

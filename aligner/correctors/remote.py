@@ -17,7 +17,8 @@ from ..adapters.base import (RetryPolicy, UpstreamStats, aretry_call, aretry_str
                              retry_call, retry_stream)
 from ..adapters.openai_compatible import adiscover_model, discover_model, http_error
 from ..adapters.openai_http import OpenAIHTTP
-from ..decoding import DecodingConfig, RowControl
+from ..decoding import DecodingConfig
+from ..local_runtime import RowControl
 from ..errors import ConfigError, UpstreamError
 from ..templates import Template
 from .base import Corrector, _end, feed_pieces, must_stop

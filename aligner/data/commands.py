@@ -206,7 +206,7 @@ def run_synth(args: argparse.Namespace) -> int:
 
 
 def run_merge(args: argparse.Namespace) -> int:
-    from ..jobs import merge_shards
+    from ..batch_job import merge_shards
 
     counts = merge_shards(args.shards, args.out)
     missing = f", {counts['missing']} prompts not generated yet (or failed: see the shards' .errors.jsonl)" \

@@ -1,6 +1,6 @@
 """The ``aligner eval`` pipeline: read the set, make answers and corrections, score, judge, report.
 
-Answers and corrections are made by the resumable file job (:func:`aligner.jobs.correct_file`) into
+Answers and corrections are made by the resumable file job (:func:`aligner.batch_job.correct_file`) into
 ``OUTPUT_DIR/corrections.jsonl``, and judge verdicts are cached in SQLite, so a killed evaluation
 run again with the same command redoes neither. What the file holds is used unless a model is named
 to make it: ``--upstream`` answers every question, ``--corrector`` corrects every answer.
@@ -69,7 +69,7 @@ def make_corrections(cfg: EvalConfig, evalset: EvalSet, out: Path) -> dict[str, 
     if not todo:
         return None
     from ..core import Aligner
-    from ..jobs import correct_file
+    from ..batch_job import correct_file
     from ..templates import PAPER_DECODING
 
     lines = [json.dumps({"question": items[i].question} if cfg.upstream else
@@ -99,7 +99,7 @@ def make_corrections(cfg: EvalConfig, evalset: EvalSet, out: Path) -> dict[str, 
         aligner = Aligner(cfg.upstream, cfg.corrector, template=cfg.template, upstream_model=cfg.upstream_model,
                           decoding=decoding or None, device=cfg.device, batch_size=cfg.batch_size, **kwargs)
         if aligner.is_demo:
-            from ..commands import DEMO_NOTE
+            from ..correct_commands import DEMO_NOTE
 
             print(DEMO_NOTE, file=sys.stderr)
         try:

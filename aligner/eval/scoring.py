@@ -23,7 +23,7 @@ class SequenceScorer:
 
     def __init__(self, model_id: str, *, role: str = "reward", device: str | None = None, batch_size: int = 8,
                  text_format: str = "auto", max_length: int | None = None):
-        from ..decoding import pick_device
+        from ..local_runtime import pick_device
 
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"must be a positive int, got {batch_size!r}.", field="score_batch_size",

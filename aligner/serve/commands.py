@@ -11,7 +11,7 @@ import logging
 import sys
 from typing import Any
 
-from ..config import add_config_command, build_config
+from ..config_parser import add_config_command, build_config
 from .config import ServeConfig
 
 
@@ -43,7 +43,7 @@ def configure_logging(verbose: bool = False) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from ..commands import DEMO_NOTE
+    from ..correct_commands import DEMO_NOTE
     from .app import create_app
 
     cfg = build_config(ServeConfig, args, getattr(args, "config", None))

@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import add_config_command, build_config
+from .config_parser import add_config_command, build_config
 from .errors import ConfigError
 
 DEMO_NOTE = ("note: using the embedded demo corrector (a ~2M-parameter toy trained on synthetic data); "
@@ -133,7 +133,7 @@ def _word_diff(c: Any) -> str:
 
 def _run_file(cfg: CorrectConfig) -> int:
     """``--input``/``--output``: every check that needs no model runs before the model loads."""
-    from .jobs import EXIT_ROWS_FAILED, BatchJob, most_common_error, summary
+    from .batch_job import EXIT_ROWS_FAILED, BatchJob, most_common_error, summary
 
     job = BatchJob.open(cfg.input, cfg.output, overwrite=cfg.overwrite)  # type: ignore[arg-type]
     job.check_answers(bool(cfg.upstream))

@@ -34,7 +34,7 @@ from typing import Any, Iterator
 from .core import Aligner
 from .errors import AlignerError, ConfigError, CorrectorError, DataError, UpstreamError
 
-log = logging.getLogger("aligner.jobs")
+log = logging.getLogger("aligner.batch_job")
 
 #: exit status of ``aligner correct --input`` when the run finished but some rows failed.
 EXIT_ROWS_FAILED = 3
