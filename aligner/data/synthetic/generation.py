@@ -1,0 +1,92 @@
+""":func:`generate`: ``n`` seeded rows in an exact category mix, each built by :mod:`.rows`."""
+from __future__ import annotations
+
+import random
+from typing import Iterable
+
+from ...errors import ConfigError
+from ..base import QAC
+from .pool import _pool
+from .rows import IDENTITY_VARIANTS, REDACT_VARIANTS, _arithmetic, _identity, _redact, _refusal
+from .scramble import _check_words, _pool_words
+
+CATEGORIES = ("identity", "redact", "arithmetic", "refusal")
+
+DEFAULT_MIX = {"identity": 0.25, "redact": 0.25, "arithmetic": 0.25, "refusal": 0.25}
+
+SOURCE = "synthetic"
+
+
+def _validate_mix(mix: dict[str, float] | None) -> dict[str, float]:
+    mix = dict(DEFAULT_MIX if mix is None else mix)
+    unknown = sorted(set(mix) - set(CATEGORIES))
+    if unknown:
+        raise ConfigError(f"unknown categories {unknown}.", field="mix", fix=f"use keys from {list(CATEGORIES)}.")
+    for k, v in mix.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+            raise ConfigError(f"weight of {k!r} must be a non-negative number, got {v!r}.", field="mix",
+                              fix='pass e.g. {"identity": 0.25, "redact": 0.25, "arithmetic": 0.25, "refusal": 0.25}.')
+    total = sum(mix.values())
+    if total <= 0:
+        raise ConfigError("all weights are zero.", field="mix", fix="give at least one category a positive weight.")
+    return {k: mix.get(k, 0) / total for k in CATEGORIES}
+
+
+def category_counts(n: int, mix: dict[str, float] | None = None) -> dict[str, int]:
+    """Exact per-category counts for ``n`` rows (largest remainder), so the mix is met, not sampled."""
+    weights = _validate_mix(mix)
+    raw = {k: n * w for k, w in weights.items()}
+    counts = {k: int(v) for k, v in raw.items()}
+    for k in sorted(CATEGORIES, key=lambda k: (-(raw[k] - counts[k]), CATEGORIES.index(k)))[: n - sum(counts.values())]:
+        counts[k] += 1
+    return counts
+
+
+def _check_variants(variants: dict[str, dict[str, float]] | None) -> dict[str, dict[str, float]]:
+    known = {"identity": IDENTITY_VARIANTS, "redact": REDACT_VARIANTS}
+    out = dict(known)
+    for cat, w in (variants or {}).items():
+        if cat not in known:
+            raise ConfigError(f"category {cat!r} has no variants.", field="variants", fix=f"use keys from {sorted(known)}.")
+        bad = sorted(set(w) - set(known[cat]))
+        if bad or not w or any(not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0 for v in w.values()) \
+                or sum(w.values()) <= 0:
+            raise ConfigError(f"bad variant weights for {cat!r}: {w!r}.", field="variants",
+                              fix=f"non-negative weights, not all zero, for {sorted(known[cat])}.")
+        out[cat] = dict(w)
+    return out
+
+
+_BUILDERS = {"identity": _identity, "redact": _redact, "arithmetic": _arithmetic, "refusal": _refusal}
+
+
+def generate(n: int, seed: int = 0, mix: dict[str, float] | None = None,
+             sentences: Iterable[str] | None = None, *, words: Iterable[str] | None = None,
+             variants: dict[str, dict[str, float]] | None = None) -> list[QAC]:
+    """``n`` synthetic Q-A-C rows; same ``seed`` (and pool) → identical rows.
+
+    ``mix`` weights the four categories (normalised; exact counts by largest remainder).
+    ``sentences`` is the pool of real "fine" sentences answers are built from (default: the
+    built-in pool); pass :func:`sentences_from_hh_rlhf` output for variety, and keep a disjoint
+    part for :func:`splice_contacts` (see :func:`split_sentences`). ``words`` is the vocabulary of
+    the copy curriculum's unmemorisable text (default: the pool's own words; the demo rebuild passes
+    :func:`word_list`). ``variants`` re-weights the variants of a category, e.g.
+    ``{"identity": {"scramble": 0.7, "plain": 0.3}}`` (see :data:`IDENTITY_VARIANTS`, :data:`REDACT_VARIANTS`).
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ConfigError(f"must be a non-negative integer, got {n!r}.", field="n", fix="pass e.g. n=2000.")
+    pool = _pool(sentences)
+    vocab = _check_words(words) if words is not None else _pool_words(pool)
+    weights = _check_variants(variants)
+    counts = category_counts(n, mix)
+    rng = random.Random(f"aligner-synthetic:{seed}")
+    order = [c for c in CATEGORIES for _ in range(counts[c])]
+    rng.shuffle(order)
+    rows = []
+    for i, cat in enumerate(order):
+        if cat in weights:
+            q, a, c, meta = _BUILDERS[cat](rng, pool, vocab, weights[cat])
+        else:
+            q, a, c, meta = _BUILDERS[cat](rng, pool)
+        rows.append(QAC(q, a, c, source=SOURCE, row=i + 1, category=cat, meta={"seed": seed, **meta}))
+    return rows

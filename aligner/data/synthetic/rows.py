@@ -1,0 +1,152 @@
+"""One row of each category: ``(question, answer, correction, meta)`` drawn from a seeded RNG, and the
+variants (with default weights) an identity or redaction row comes in.
+"""
+from __future__ import annotations
+
+import random
+from typing import Sequence
+
+from .arithmetic import ARITH_QUESTIONS, ARITH_STATEMENTS, _OPS, _operands, _wrong
+from .contacts import (PLACEHOLDERS, REDACT_QUESTIONS, REDACT_TEMPLATES, SPLICE_LEADS, SPLICE_TRAIN_QUESTIONS,
+                       SPLICE_WRAPPERS, _contact_values, _name, contact_spans, insert_contacts, leftover_contacts)
+from .heldout import SPLICE_CLAUSES
+from .pool import _BLOCKLIST, _sentence
+from .refusal import COMPLY_OPENERS, REFUSAL_OPENERS, REFUSAL_TOPICS, has_danger
+from .scramble import _pool_words, scramble_text
+from .text import _join, _splice
+
+IDENTITY_QUESTIONS = ("Can you give me some advice?", "Any tips for me?", "What do you think?",
+                      "Can you help me with something?", "What would you suggest?", "I could use some help.",
+                      "Do you have any ideas?", "What should I keep in mind?", "Can you tell me more?",
+                      "How should I go about this?", "What is your advice for a beginner?",
+                      "I'm not sure what to do, any thoughts?")
+
+SCRAMBLE_QUESTIONS = ("Can you check this list?", "Is this okay?", "What do you make of these notes?",
+                      "Please look over my draft.", "Does this need fixing?", "Any changes needed here?")
+
+#: Variants of an identity row and their default weights. ``scramble`` answers are random sequences of
+#: words, names, made-up words and letter/digit strings with mixed case and punctuation: text no model
+#: can have memorised, so the only way to reproduce it is to copy it from the prompt (an induction
+#: mechanism) — the skill every edit is built on (the Aligner paper's identity warm-up).
+IDENTITY_VARIANTS = {"plain": 0.45, "scramble": 0.3, "arithmetic": 0.15, "refusal": 0.1}
+
+#: Variants of a redaction row: ``scattered`` puts one to three contacts at any word position (first,
+#: last, mid-sentence) of real or scrambled text, bare or wrapped, so the edit is learnt as "replace
+#: exactly the contact span, copy every other piece", not as a template.
+REDACT_VARIANTS = {"template": 0.35, "spliced": 0.35, "scattered": 0.3}
+
+
+def _with_context(rng: random.Random, pool: list[str], core: str, *, max_context: int = 2,
+                  max_chars: int = 300) -> tuple[list[str], int]:
+    """Real sentences around ``core`` (0..max_context of them); returns parts and the core's index."""
+    k = rng.choice((0, 1, 1, 2)) if max_context >= 2 else rng.randint(0, max_context)
+    context = rng.sample(pool, k) if k else []
+    while context and len(core) + sum(len(s) + 1 for s in context) > max_chars:
+        context.pop()
+    pos = rng.randint(0, len(context))
+    parts = context[:pos] + [core] + context[pos:]
+    return parts, pos
+
+
+def _identity(rng: random.Random, pool: Sequence[str], words: Sequence[str] = (),
+              weights: dict[str, float] | None = None) -> tuple[str, str, str, dict]:
+    w = weights or IDENTITY_VARIANTS
+    variant = rng.choices(tuple(w), weights=tuple(w.values()))[0]
+    if variant == "scramble":
+        q = rng.choice(IDENTITY_QUESTIONS + SCRAMBLE_QUESTIONS)
+        ans = scramble_text(rng, words or _pool_words(pool), pool=pool)
+    elif variant == "arithmetic":
+        a, op, b, c = _operands(rng)
+        q = rng.choice(ARITH_QUESTIONS).format(a=a, b=b, op=op, word=_OPS[op][0])
+        parts, _ = _with_context(rng, pool, rng.choice(ARITH_STATEMENTS).format(a=a, b=b, op=op, c=c), max_context=1)
+        ans = _join(parts)
+    elif variant == "refusal":
+        topic = rng.choice(REFUSAL_TOPICS)
+        q = rng.choice(topic["questions"])
+        ans = f"{rng.choice(REFUSAL_OPENERS)} {rng.choice(topic['alternatives'])}"
+    else:
+        q = rng.choice(IDENTITY_QUESTIONS)
+        picked = [_sentence(rng, pool) for _ in range(rng.choice((1, 1, 2, 2, 3)))]
+        while len(picked) > 1 and sum(len(p) + 1 for p in picked) > 330:
+            picked.pop()
+        ans = _join(picked)
+    return q, ans, ans, {"variant": variant}
+
+
+def _redact_spliced(rng: random.Random, pool: Sequence[str]) -> tuple[str, str, str, dict]:
+    """One or two contact details inside real (or remixed) sentences, at random word positions."""
+    kinds = rng.sample(tuple(PLACEHOLDERS), rng.choice((1, 1, 1, 2)))
+    sentences = [_sentence(rng, pool) for _ in range(max(len(kinds), rng.choice((1, 1, 2))))]
+    answer, correction = list(sentences), list(sentences)
+    for slot, kind in zip(rng.sample(range(len(sentences)), len(kinds)), kinds):
+        words = sentences[slot].split(" ")
+        cut = rng.randint(1, max(1, len(words) - 1))
+        wrapper, lead = rng.choice(SPLICE_WRAPPERS), rng.choice(SPLICE_LEADS[kind])
+        value = _contact_values(rng, *_name(rng))[kind]
+        answer[slot] = _splice(sentences[slot], wrapper.format(x=f"{lead} {value}".strip()), cut)
+        correction[slot] = _splice(sentences[slot], wrapper.format(x=f"{lead} {PLACEHOLDERS[kind]}".strip()), cut)
+    q = rng.choice(REDACT_QUESTIONS + SPLICE_TRAIN_QUESTIONS).format(name=_name(rng)[0])
+    return q, _join(answer), _join(correction), {"kinds": kinds, "variant": "spliced"}
+
+
+def _redact(rng: random.Random, pool: Sequence[str], words: Sequence[str] = (),
+            weights: dict[str, float] | None = None) -> tuple[str, str, str, dict]:
+    """A contact sentence among real ones (template), contacts spliced into real sentences (spliced),
+    or several contacts scattered anywhere in real or unmemorisable text (scattered)."""
+    w = weights or REDACT_VARIANTS
+    variant = rng.choices(tuple(w), weights=tuple(w.values()))[0]
+    if variant == "spliced":
+        return _redact_spliced(rng, pool)
+    if variant == "scattered":
+        return _redact_scattered(rng, pool, words or _pool_words(pool))
+    first, last = _name(rng)
+    template = rng.choice(REDACT_TEMPLATES)
+    values = _contact_values(rng, first, last)
+    kinds = [k for k in PLACEHOLDERS if "{" + k + "}" in template]
+    name = rng.choice((first, f"{first} {last}"))
+    answer_core = template.format(name=name, **values)
+    corr_core = template.format(name=name, **PLACEHOLDERS)
+    parts, pos = _with_context(rng, pool, answer_core)
+    answer = _join(parts)
+    parts[pos] = corr_core
+    correction = _join(parts)
+    q = rng.choice(REDACT_QUESTIONS).format(name=first)
+    return q, answer, correction, {"kinds": kinds, "variant": "template"}
+
+
+def _redact_scattered(rng: random.Random, pool: Sequence[str], words: Sequence[str]) -> tuple[str, str, str, dict]:
+    """One to three contacts (kinds may repeat) anywhere in real or scrambled text; all else copied."""
+    held_shapes = [c.format(v=PLACEHOLDERS[k]) for k, cs in SPLICE_CLAUSES.items() for c in cs]
+    while True:
+        kinds = [rng.choice(tuple(PLACEHOLDERS)) for _ in range(rng.choice((1, 2, 2, 3)))]
+        base = (scramble_text(rng, words, digits=False) if rng.random() < 0.5
+                else _join([_sentence(rng, pool) for _ in range(rng.choice((1, 1, 2)))]))
+        answer, correction = insert_contacts(rng, base, kinds)
+        if (len(answer) <= 330 and not leftover_contacts(correction) and not has_danger(answer)
+                and not _BLOCKLIST.search(base)
+                and not any(h in correction for h in held_shapes)
+                and len([s for s in contact_spans(answer, correction) if leftover_contacts(s)]) == len(kinds)):
+            break
+    q = rng.choice(REDACT_QUESTIONS + SPLICE_TRAIN_QUESTIONS).format(name=_name(rng)[0])
+    return q, answer, correction, {"kinds": sorted(set(kinds)), "variant": "scattered", "n_contacts": len(kinds)}
+
+
+def _arithmetic(rng: random.Random, pool: Sequence[str]) -> tuple[str, str, str, dict]:
+    a, op, b, c = _operands(rng)
+    wrong = _wrong(rng, c)
+    stmt = rng.choice(ARITH_STATEMENTS)
+    q = rng.choice(ARITH_QUESTIONS).format(a=a, b=b, op=op, word=_OPS[op][0])
+    parts, pos = _with_context(rng, pool, stmt.format(a=a, b=b, op=op, c=wrong), max_context=1)
+    answer = _join(parts)
+    parts[pos] = stmt.format(a=a, b=b, op=op, c=c)
+    return q, answer, _join(parts), {"expression": f"{a} {op} {b}", "wrong": wrong, "right": c}
+
+
+def _refusal(rng: random.Random, pool: Sequence[str]) -> tuple[str, str, str, dict]:
+    i = rng.randrange(len(REFUSAL_TOPICS))
+    topic = REFUSAL_TOPICS[i]
+    q = rng.choice(topic["questions"])
+    steps = rng.sample(topic["answers"], rng.choice((1, 1, 2)))
+    answer = _join([rng.choice(COMPLY_OPENERS), *steps])
+    correction = f"{rng.choice(REFUSAL_OPENERS)} {rng.choice(topic['alternatives'])}"
+    return q, answer, correction, {"topic": i}
