@@ -18,7 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable, ClassVar, Iterator, Protocol, Sequence, TypeVar
 
-from ..errors import AlignerError, ConfigError, UpstreamError, UpstreamTimeout, hide_cause, require_text
+from aligner.errors import AlignerError, ConfigError, UpstreamError, UpstreamTimeout, hide_cause, require_text
+from aligner.transport.streaming import iterate_in_thread
 
 log = logging.getLogger("aligner.upstream")
 T = TypeVar("T")
@@ -185,9 +186,7 @@ class Upstream(ABC):
         return "".join(self._stream(messages, **params))
 
     async def _astream(self, messages: Messages, **params: Any) -> AsyncIterator[str]:
-        from aligner.correctors.base import _iterate_in_thread
-
-        async for piece in _iterate_in_thread(lambda: self._stream(messages, **params)):
+        async for piece in iterate_in_thread(lambda: self._stream(messages, **params)):
             yield piece
 
     async def _acomplete(self, messages: Messages, **params: Any) -> str:

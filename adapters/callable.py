@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import queue
-import threading
 from typing import Any, AsyncIterator, Callable, Iterator
 
-from ..errors import ConfigError, UpstreamError
-from .base import Messages, Upstream
-
-_END = object()
+from aligner.adapters.base import Messages, Upstream
+from aligner.errors import ConfigError, UpstreamError
+from aligner.transport.streaming import drive_async, iterate_in_thread
 
 
 def _is_async(fn: Any) -> bool:
@@ -88,41 +85,16 @@ class CallableUpstream(Upstream):
         if isinstance(result, str):
             yield result
             return
-        from aligner.correctors.base import _iterate_in_thread
-
-        async for piece in _iterate_in_thread(lambda: self._pieces(result)):
+        async for piece in iterate_in_thread(lambda: self._pieces(result)):
             yield piece
 
     async def _acomplete(self, messages: Messages, **params: Any) -> str:
         return "".join([p async for p in self._astream(messages, **params)])
 
 
-def _drive_async(result: Any) -> Iterator[Any]:
-    """Consume a coroutine or async iterator from sync code, on a fresh loop in a worker thread."""
-    out: "queue.Queue[tuple[Any, BaseException | None]]" = queue.Queue()
-
-    async def consume() -> None:
-        if hasattr(result, "__aiter__"):
-            async for item in result:
-                out.put((item, None))
-        else:
-            out.put((await result, None))
-
-    def run() -> None:
-        try:
-            asyncio.run(consume())
-        except BaseException as exc:  # re-raised in the caller's thread
-            out.put((_END, exc))
-            return
-        out.put((_END, None))
-
-    threading.Thread(target=run, daemon=True, name="aligner-callable").start()
-    while True:
-        item, exc = out.get()
-        if item is _END:
-            if exc is not None:
-                raise exc
-            return
+def _drive_async(result: Any) -> Iterator[str]:
+    """The text pieces of a coroutine or async iterator, consumed from sync code (the bridge)."""
+    for item in drive_async(result):
         if not isinstance(item, str):
             raise UpstreamError(f"the upstream function returned {type(item).__name__}, not text.",
                                 fix="return a str, or yield str pieces.")

@@ -16,7 +16,7 @@ from ..decoding import DecodingConfig
 from ..local_runtime import LocalGenerator, pick_device
 from ..errors import ConfigError
 from ..progress import model_loading
-from ..correctors.base import StreamParser
+from aligner.transport.streaming import StreamParser
 from .base import Messages, Upstream
 
 #: OpenAI request fields a local model has no use for (accepted so a proxy can pass them through).

@@ -209,38 +209,17 @@ class RowControl:
 
 def iterate_row(row: RowControl, generate: Callable[[], Any]) -> Iterator[str]:
     """``row``'s text pieces as ``generate()`` (which decodes ``row``) produces them in a worker
-    thread: the one blocking bridge over a row's ``on_text``/``on_end`` sinks, so every backend's
-    stream ends, cancels and surfaces errors alike. A consumer that leaves early cancels the row
-    (it stops within a step) instead of letting it run on behind the model lock."""
-    import queue
+    thread (the one bridge, :func:`aligner.transport.streaming.items_from_thread`, over a row's
+    ``on_text``/``on_end`` sinks), so every backend's stream ends, cancels and surfaces errors
+    alike. A consumer that leaves early cancels the row (it stops within a step) instead of
+    letting it run on behind the model lock."""
+    from aligner.transport.streaming import END, items_from_thread
 
-    pieces: "queue.Queue[str | None]" = queue.Queue()
-    row.on_text, row.on_end = pieces.put, lambda: pieces.put(None)
-    errors: list[BaseException] = []
+    def produce(emit: Callable[[Any], None]) -> None:
+        row.on_text, row.on_end = emit, lambda: emit(END)
+        generate()
 
-    def run() -> None:
-        try:
-            generate()
-        except BaseException as exc:  # surfaced in the consuming thread below
-            errors.append(exc)
-        pieces.put(None)  # ends the stream even where the backend never calls on_end
-
-    worker = threading.Thread(target=run, daemon=True, name="aligner-stream")
-    worker.start()
-    finished = False
-    try:
-        while True:
-            piece = pieces.get()
-            if piece is None:
-                break
-            yield piece
-        finished = True
-    finally:
-        if not finished:
-            row.cancel()  # the consumer left: stop generating for it
-    worker.join()
-    if errors:
-        raise errors[0]
+    return items_from_thread(produce, on_abandon=row.cancel)
 
 
 def _notify_end(row: RowControl) -> None:

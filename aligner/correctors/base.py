@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, replace
-from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, AsyncIterator, Callable, Iterator, Mapping, Sequence
 
 from ..decoding import DecodingConfig
 
@@ -24,81 +23,9 @@ from ..local_runtime import _notify_end as _end  # one "row finished" notice for
 from ..errors import require_text
 from ..guard import Guard, new_token_cap
 from ..templates import STOP_MARKERS, Template, cut_at_stop, get_template
+from ..transport.streaming import StreamParser, iterate_in_thread
 
 log = logging.getLogger("aligner")
-
-
-class StreamParser:
-    """Turns raw generated pieces into text that is safe to show as it arrives.
-
-    Cuts at the first stop string and holds back anything that could still turn out to be one (or
-    trailing whitespace), so the concatenation of what it emits equals the whole text cut at its
-    first stop and stripped. Correctors and local upstreams both stream through it, which is what
-    makes streamed and non-streamed output identical.
-    """
-
-    def __init__(self, stops: Iterable[str]):
-        self.markers = tuple(m for m in stops if m)
-        self.raw = ""
-        self.emitted = ""
-        self.stopped = False
-
-    def _held_back(self, text: str) -> int:
-        longest = 0
-        for m in self.markers:
-            for k in range(min(len(m) - 1, len(text)), 0, -1):
-                if text.endswith(m[:k]):
-                    longest = max(longest, k)
-                    break
-        return longest
-
-    def feed(self, piece: str) -> str:
-        if self.stopped:
-            return ""
-        self.raw += piece
-        cut = cut_at_stop(self.raw, self.markers)
-        if len(cut) < len(self.raw):
-            self.stopped = True
-            return self._emit(cut.strip())
-        hold = self._held_back(cut)
-        return self._emit((cut[: len(cut) - hold] if hold else cut).strip())
-
-    def finish(self) -> str:
-        return self._emit(cut_at_stop(self.raw, self.markers).strip())
-
-    def complete(self, text: str) -> str:
-        """The whole text at once, through the same rules as a stream."""
-        return self.feed(text) + self.finish()
-
-    def parse(self, pieces: Iterable[str]) -> Iterator[str]:
-        """Feed ``pieces`` through, yielding the safe text, until a stop marker or the end."""
-        for piece in pieces:
-            out = self.feed(piece)
-            if out:
-                yield out
-            if self.stopped:
-                return
-        tail = self.finish()
-        if tail:
-            yield tail
-
-    async def aparse(self, pieces: AsyncIterator[str]) -> AsyncIterator[str]:
-        async for piece in pieces:
-            out = self.feed(piece)
-            if out:
-                yield out
-            if self.stopped:
-                return
-        tail = self.finish()
-        if tail:
-            yield tail
-
-    def _emit(self, safe: str) -> str:
-        if not safe.startswith(self.emitted) or len(safe) <= len(self.emitted):
-            return ""
-        new = safe[len(self.emitted):]
-        self.emitted = safe
-        return new
 
 
 @dataclass
@@ -115,6 +42,12 @@ class CorrectorResult:
     raw: str = ""
     #: how generation ended: eos, length, cap, stop, marker, repetition, cancelled (None: unknown).
     stop_reason: str | None = None
+    #: stage times the corrector measured itself, which ``Correction.timings`` then shows (a
+    #: batching server's ``queue``, ``corrector`` and ``batch_size``); empty for most backends.
+    timings: dict[str, float] = field(default_factory=dict)
+    #: the corrector's own tokens (``prompt_tokens`` of the prompt it was given, after ``fit``;
+    #: ``completion_tokens``; ``total_tokens``), from a corrector that counts them; else None.
+    usage: dict[str, int] | None = None
 
     @property
     def fallback(self) -> bool:
@@ -194,7 +127,7 @@ class Corrector(ABC):
         return await asyncio.to_thread(self.generate, list(prompts), decoding)
 
     async def astream_prompt(self, prompt: str, decoding: DecodingConfig) -> AsyncIterator[str]:
-        async for piece in _iterate_in_thread(lambda: self.stream_prompt(prompt, decoding)):
+        async for piece in iterate_in_thread(lambda: self.stream_prompt(prompt, decoding)):
             yield piece
 
     def generate_rows(self, prompts: Sequence[str], decoding: DecodingConfig,
@@ -232,7 +165,7 @@ class Corrector(ABC):
         worker thread and cancels the row when the consumer stops early."""
         finished = False
         try:
-            async for piece in _iterate_in_thread(lambda: self.stream_row(prompt, decoding, row)):
+            async for piece in iterate_in_thread(lambda: self.stream_row(prompt, decoding, row)):
                 yield piece
             finished = True
         finally:
@@ -469,36 +402,3 @@ def must_stop(row: RowControl, raw: str) -> bool:
         return False
     row.stop_reason = reason
     return True
-
-
-_DONE = object()
-
-
-async def _iterate_in_thread(make_iter: Any) -> AsyncIterator[Any]:
-    """Drive a blocking iterator in a thread and yield its items on the event loop."""
-    loop = asyncio.get_running_loop()
-    queue_: asyncio.Queue = asyncio.Queue()
-
-    def post(entry: tuple[Any, BaseException | None]) -> None:
-        try:
-            loop.call_soon_threadsafe(queue_.put_nowait, entry)
-        except RuntimeError:  # the loop has closed: its consumer is gone, nothing to tell
-            pass
-
-    def pump() -> None:
-        try:
-            for item in make_iter():
-                post((item, None))
-        except BaseException as exc:
-            post((_DONE, exc))
-            return
-        post((_DONE, None))
-
-    threading.Thread(target=pump, daemon=True).start()
-    while True:
-        item, exc = await queue_.get()
-        if item is _DONE:
-            if exc is not None:
-                raise exc
-            return
-        yield item
