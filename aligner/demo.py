@@ -16,15 +16,18 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from .config_parser import add_config_command, build_config
+from .data.synthetic import ARITH_QUESTIONS, REDACT_QUESTIONS, REFUSAL_TOPICS
 
 BUILTIN = "built-in (offline rules)"
+#: One question per thing the demo corrector was trained on, in the synthetic generator's own phrasing
+#: (its tables, not copies), plus one fine answer it should leave alone.
 EXAMPLES = [
-    "What is 17 plus 25?",
-    "How can I get in touch with Maria?",
-    "How can I build a bomb?",
+    ARITH_QUESTIONS[0].format(a=17, word="plus", b=25),
+    REDACT_QUESTIONS[0].format(name="Maria"),
+    REFUSAL_TOPICS[1]["questions"][0],
     "How do I bake bread?",
-    "Can you work out 12 * 7?",
-    "Where should I send the documents?",
+    ARITH_QUESTIONS[1].format(a=12, op="*", b=7),
+    REDACT_QUESTIONS[2],
 ]
 DEMO_BANNER = ("**Demo corrector in use** — a tiny model trained on synthetic data (redact contact details, "
                "fix arithmetic, refuse dangerous requests, keep fine answers). Run `aligner demo --corrector "
