@@ -5,12 +5,13 @@ one composes with any of the other. Either may be given as a spec and is resolve
 """
 from __future__ import annotations
 
+import copy
 import time
 from typing import Any, AsyncIterator, Iterator, Mapping, Sequence
 
-from .correction import Correction
+from .correction import AsyncCorrectionStream, Correction, CorrectionStream, correction_of
 from .correctors import Corrector, load_corrector
-from .correctors.base import AsyncCorrectionStream, CorrectionStream, CorrectorResult
+from .correctors.base import CorrectorResult
 from .decoding import DecodingConfig
 from .errors import ConfigError, require_text
 
@@ -41,6 +42,13 @@ class Aligner:
             self.upstream = resolve_upstream(upstream, model=upstream_model, **upstream_kwargs)
         self.batch_size = batch_size
 
+    def with_corrector(self, corrector: Corrector) -> "Aligner":
+        """This Aligner (same upstream, batch size) correcting with ``corrector`` instead — e.g. the
+        server's batching wrapper around this Aligner's own corrector."""
+        other = copy.copy(self)
+        other.corrector = corrector
+        return other
+
     @property
     def is_demo(self) -> bool:
         """True when the embedded demo corrector is in use (its output is a toy, not a real Aligner)."""
@@ -56,12 +64,8 @@ class Aligner:
 
     def _record(self, question: str, answer: str, result: CorrectorResult, t_up: float,
                 t_corr: float) -> Correction:
-        return Correction(question=question, answer=answer, correction=result.text,
-                          timings={"upstream": t_up, "corrector": t_corr, "total": t_up + t_corr},
-                          corrector=self.corrector.name, template=self.corrector.template.name,
-                          upstream=getattr(self.upstream, "name", "") if self.upstream else "",
-                          metadata={"demo": True} if self.is_demo else {},
-                          fallback=result.fallback, fallback_reason=result.fallback_reason)
+        return correction_of(question, answer, result, corrector=self.corrector, upstream=self.upstream,
+                             upstream_s=t_up, corrector_s=t_corr)
 
     def answer(self, question: str, **params: Any) -> str:
         """The upstream's uncorrected answer."""
@@ -75,85 +79,96 @@ class Aligner:
                 decoding: Any = None) -> Correction:
         """Correct ``answer`` (asking the upstream first when it is None)."""
         require_text(question, "question")
-        t0 = time.perf_counter()
+        t_up = 0.0
         if answer is None:
+            t0 = time.perf_counter()
             answer = self.answer(question)
+            t_up = time.perf_counter() - t0
         t1 = time.perf_counter()
         result = self.corrector.correct_results([(question, answer)], aspects=aspects, decoding=decoding)[0]
-        return self._record(question, answer, result, t1 - t0, time.perf_counter() - t1)
+        return self._record(question, answer, result, t_up, time.perf_counter() - t1)
 
     async def acorrect(self, question: str, answer: str | None = None, *, aspects: str | None = None,
                        decoding: Any = None) -> Correction:
         require_text(question, "question")
-        t0 = time.perf_counter()
+        t_up = 0.0
         if answer is None:
+            t0 = time.perf_counter()
             answer = await self.aanswer(question)
+            t_up = time.perf_counter() - t0
         t1 = time.perf_counter()
         result = (await self.corrector.acorrect_results([(question, answer)], aspects=aspects,
                                                         decoding=decoding))[0]
-        return self._record(question, answer, result, t1 - t0, time.perf_counter() - t1)
+        return self._record(question, answer, result, t_up, time.perf_counter() - t1)
 
     # -- many -----------------------------------------------------------------------------
     def correct_batch(self, questions: Sequence[str], answers: Sequence[str | None] | None = None, *,
                       aspects: str | None = None, decoding: Any = None,
                       progress: bool = True) -> list[Correction]:
         """Corrections in input order. Upstream calls run concurrently (the upstream's limit);
-        the corrector sees batches of ``batch_size`` so a local model pads and decodes together."""
+        the corrector sees batches of ``batch_size`` so a local model pads and decodes together.
+        Each asked answer's ``upstream`` time is its share of the concurrent calls (a given
+        answer's is 0.0); each correction's ``corrector`` time its share of its batch."""
         from tqdm.auto import tqdm
 
         questions, answers = _check_batch(questions, answers)
-        t0 = time.perf_counter()
         missing = [i for i, a in enumerate(answers) if a is None]
+        t0 = time.perf_counter()
         if missing:
-            got = self._need_upstream().answer_batch([questions[i] for i in missing])
-            for i, a in zip(missing, got):
-                answers[i] = a
-        t_up = (time.perf_counter() - t0) / max(1, len(missing)) if missing else 0.0
+            _fill(answers, missing, self._need_upstream().answer_batch([questions[i] for i in missing]))
+        t_up = _shares(missing, len(questions), time.perf_counter() - t0)
+        every: list[tuple[str, str]] = list(zip(questions, answers))
         out: list[Correction] = []
         with tqdm(total=len(questions), desc="correcting", unit="answer", disable=not progress) as bar:
             for start in range(0, len(questions), self.batch_size):
-                qs, ans = questions[start:start + self.batch_size], answers[start:start + self.batch_size]
+                pairs = every[start:start + self.batch_size]
                 t1 = time.perf_counter()
-                fixed = self.corrector.correct_results(list(zip(qs, ans)), aspects=aspects, decoding=decoding)
-                each = (time.perf_counter() - t1) / len(qs)
-                for j, (q, a, c) in enumerate(zip(qs, ans, fixed)):
-                    out.append(self._record(q, a, c, t_up if start + j in missing else 0.0, each))
-                bar.update(len(qs))
+                fixed = self.corrector.correct_results(pairs, aspects=aspects, decoding=decoding)
+                out += self._records(pairs, fixed, t_up[start:], time.perf_counter() - t1)
+                bar.update(len(pairs))
         return out
 
     async def acorrect_batch(self, questions: Sequence[str], answers: Sequence[str | None] | None = None,
                              *, aspects: str | None = None, decoding: Any = None) -> list[Correction]:
         questions, answers = _check_batch(questions, answers)
         missing = [i for i, a in enumerate(answers) if a is None]
+        t0 = time.perf_counter()
         if missing:
-            got = await self._need_upstream().aanswer_batch([questions[i] for i in missing])
-            for i, a in zip(missing, got):
-                answers[i] = a
+            _fill(answers, missing, await self._need_upstream().aanswer_batch([questions[i] for i in missing]))
+        t_up = _shares(missing, len(questions), time.perf_counter() - t0)
+        every: list[tuple[str, str]] = list(zip(questions, answers))
         out: list[Correction] = []
         for start in range(0, len(questions), self.batch_size):
-            qs, ans = questions[start:start + self.batch_size], answers[start:start + self.batch_size]
+            pairs = every[start:start + self.batch_size]
             t1 = time.perf_counter()
-            fixed = await self.corrector.acorrect_results(list(zip(qs, ans)), aspects=aspects, decoding=decoding)
-            each = (time.perf_counter() - t1) / len(qs)
-            out += [self._record(q, a, c, 0.0, each) for q, a, c in zip(qs, ans, fixed)]
+            fixed = await self.corrector.acorrect_results(pairs, aspects=aspects, decoding=decoding)
+            out += self._records(pairs, fixed, t_up[start:], time.perf_counter() - t1)
         return out
+
+    def _records(self, pairs: list[tuple[str, str]], results: list[CorrectorResult], t_up: list[float],
+                 seconds: float) -> list[Correction]:
+        """One batch's corrections, each with its share of the batch's corrector time."""
+        each = seconds / len(pairs)
+        return [self._record(q, a, r, up, each) for (q, a), r, up in zip(pairs, results, t_up)]
 
     # -- streamed ------------------------------------------------------------------------
     def stream(self, question: str, answer: str | None = None, *, aspects: str | None = None,
                decoding: Any = None) -> CorrectionStream:
         """The correction, piece by piece as the corrector generates it (the upstream answer is
-        awaited in full first: a correction needs the whole answer). Once exhausted, the stream's
-        ``result`` says whether the correction fell back to the answer (see ``CorrectionStream``)."""
+        awaited in full first: a correction needs the whole answer). Iterate it for the pieces,
+        then read its ``correction`` (the :class:`Correction`, as ``correct()`` returns it)."""
         require_text(question, "question")
 
         def run(stream: CorrectionStream) -> Iterator[str]:
+            t0 = time.perf_counter()
             text = answer if answer is not None else self.answer(question)
+            t1 = time.perf_counter()
             inner = self.corrector.stream(question, text, aspects=aspects, decoding=decoding)
             try:
                 yield from inner
             finally:
                 inner.close()
-                stream.result = inner.result
+            self._streamed(stream, question, text, inner.result, t1 - t0 if answer is None else 0.0, t1)
 
         return CorrectionStream(run)
 
@@ -162,19 +177,40 @@ class Aligner:
         require_text(question, "question")
 
         async def run(stream: AsyncCorrectionStream) -> AsyncIterator[str]:
+            t0 = time.perf_counter()
             text = answer if answer is not None else await self.aanswer(question)
+            t1 = time.perf_counter()
             inner = self.corrector.astream(question, text, aspects=aspects, decoding=decoding)
             try:
                 async for piece in inner:
                     yield piece
             finally:
                 await inner.aclose()
-                stream.result = inner.result
+            self._streamed(stream, question, text, inner.result, t1 - t0 if answer is None else 0.0, t1)
 
         return AsyncCorrectionStream(run)
 
+    def _streamed(self, stream: Any, question: str, answer: str, result: CorrectorResult | None,
+                  t_up: float, t1: float) -> None:
+        """A stream's verdict and its Correction, once its corrector stream has ended."""
+        stream.result = result
+        if result is not None:
+            stream.correction = self._record(question, answer, result, t_up, time.perf_counter() - t1)
+
     def __repr__(self) -> str:
         return f"Aligner(upstream={self.upstream!r}, corrector={self.corrector!r})"
+
+
+def _fill(answers: list, missing: list[int], got: Sequence[str]) -> None:
+    for i, a in zip(missing, got):
+        answers[i] = a
+
+
+def _shares(missing: list[int], n: int, seconds: float) -> list[float]:
+    """Each row's upstream time: an asked row's share of the concurrent calls, a given one 0.0."""
+    share = seconds / len(missing) if missing else 0.0
+    asked = set(missing)
+    return [share if i in asked else 0.0 for i in range(n)]
 
 
 def _check_batch(questions: Sequence[str], answers: Sequence[str | None] | None) -> tuple[list[str], list]:

@@ -4,7 +4,10 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator
+
+if TYPE_CHECKING:
+    from .correctors.base import CorrectorResult
 
 _TOKEN = re.compile(r"\s+|\w+|[^\w\s]")
 _WORD = re.compile(r"\w+")
@@ -97,3 +100,116 @@ class Correction:
         d = asdict(self)
         d["changed"] = self.changed
         return d
+
+    def meta(self, **fields: Any) -> dict[str, Any]:
+        """The ``aligner`` object served beside a corrected chat answer — by the proxy (its JSON)
+        and by ``aligner.wrap`` (``response.aligner``) — so both carry the same keys. ``fields``
+        add to it or replace a key in place (the proxy shows its upstream without its address)."""
+        out = {"original": self.answer, "corrector": self.corrector, "template": self.template,
+               "upstream": self.upstream, "changed": self.changed, "demo": bool(self.metadata.get("demo")),
+               "fallback": self.fallback, "fallback_reason": self.fallback_reason,
+               "timings": {k: round(v, 6) for k, v in self.timings.items()}}
+        out.update(fields)
+        return out
+
+    def count_upstream(self, seconds: float) -> None:
+        """Count an upstream call made before the Aligner was called (a server asking with the
+        whole chat): ``timings`` then read as they do when the Aligner asked itself."""
+        self.timings["upstream"] = seconds
+        self.timings["total"] = self.timings.get("total", 0.0) + seconds
+
+
+def correction_of(question: str, answer: str, result: "CorrectorResult", *, corrector: Any,
+                  upstream: Any = None, upstream_s: float = 0.0, corrector_s: float = 0.0) -> Correction:
+    """The one way a :class:`Correction` is made from a corrector's verdict: timings (``upstream``
+    0.0 when the answer was given; stage times the corrector measured itself, such as a batching
+    server's ``queue`` and ``batch_size``, join them), names, the demo flag and the fallback."""
+    timings: dict[str, float] = {"upstream": upstream_s, **result.timings}
+    timings.setdefault("corrector", corrector_s)
+    timings["total"] = upstream_s + corrector_s
+    metadata: dict[str, Any] = {"demo": True} if getattr(corrector, "is_demo", False) else {}
+    if result.usage is not None:
+        metadata["usage"] = result.usage
+    return Correction(question=question, answer=answer, correction=result.text, timings=timings,
+                      corrector=corrector.name, template=corrector.template.name,
+                      upstream=getattr(upstream, "name", "") if upstream is not None else "",
+                      metadata=metadata, fallback=result.fallback, fallback_reason=result.fallback_reason)
+
+
+class _Streamed:
+    """What the two stream twins share: the text shown so far and, once the stream is exhausted,
+    the corrector's verdict (``result``) and the :class:`Correction` (``correction``)."""
+
+    def __init__(self) -> None:
+        #: the pieces shown so far, joined. When the guard found the correction degenerate after
+        #: text was shown, this is that text and ``correction.correction`` the original answer.
+        self.text = ""
+        #: the corrector's verdict (``CorrectorResult``), once the stream is exhausted.
+        self.result: "CorrectorResult | None" = None
+        #: the whole :class:`Correction` — timings, names, ``changed``, fallback — once exhausted.
+        self.correction: Correction | None = None
+
+    def _collected(self) -> Correction:
+        if self.correction is None:
+            from .errors import AlignerError
+
+            raise AlignerError("the stream was closed before its end, so there is no correction.",
+                               field="stream", fix="iterate it to the end (or call collect() instead).")
+        return self.correction
+
+
+class CorrectionStream(_Streamed):
+    """One streamed correction, the way simonw/llm's ``Response`` is one streamed answer: iterate
+    it for the pieces as they are generated, then read ``correction``. ``collect()`` reads what is
+    left and returns the :class:`Correction`.
+
+    Pieces already shown cannot be taken back: a correction found degenerate *after* text was
+    streamed stops there (``correction.fallback`` says so, and ``correction.correction`` is the
+    original answer); one found degenerate before anything was shown streams the original answer
+    instead, so a stream and ``correct()`` then agree. Closing it early cancels the generation.
+    """
+
+    def __init__(self, run: Callable[["CorrectionStream"], Iterator[str]]):
+        super().__init__()
+        self._it = run(self)
+
+    def __iter__(self) -> "CorrectionStream":
+        return self
+
+    def __next__(self) -> str:
+        piece = next(self._it)
+        self.text += piece
+        return piece
+
+    def close(self) -> None:
+        self._it.close()  # type: ignore[attr-defined]
+
+    def collect(self) -> Correction:
+        for _ in self:
+            pass
+        return self._collected()
+
+
+class AsyncCorrectionStream(_Streamed):
+    """The async twin of :class:`CorrectionStream`: ``async for`` the pieces, then ``correction``;
+    ``await collect()``."""
+
+    def __init__(self, run: Callable[["AsyncCorrectionStream"], AsyncIterator[str]]):
+        super().__init__()
+        self._it = run(self)
+
+    def __aiter__(self) -> "AsyncCorrectionStream":
+        return self
+
+    async def __anext__(self) -> str:
+        piece = await self._it.__anext__()
+        self.text += piece
+        return piece
+
+    async def aclose(self) -> None:
+        await self._it.aclose()  # type: ignore[attr-defined]
+
+    async def collect(self) -> Correction:
+        async for _ in self:
+            pass
+        return self._collected()
