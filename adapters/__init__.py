@@ -7,8 +7,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .base import RetryPolicy, Upstream, UpstreamStats
-from .resolve import resolve_upstream
+from aligner.adapters.base import RetryPolicy, Upstream, UpstreamStats
+from aligner.adapters.resolve import resolve_upstream
 
 _LAZY = {
     "OpenAIUpstream": "openai_api",
@@ -23,5 +23,5 @@ __all__ = ["Upstream", "RetryPolicy", "UpstreamStats", "resolve_upstream", *_LAZ
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        return getattr(importlib.import_module(f"aligner.adapters.{_LAZY[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,13 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from ..decoding import DecodingConfig
+from aligner.decoding import DecodingConfig
 
-from ..local_runtime import LocalGenerator, pick_device
-from ..errors import ConfigError
-from ..progress import model_loading
+from aligner.local_runtime import LocalGenerator, pick_device
+from aligner.errors import ConfigError
+from aligner.progress import model_loading
 from aligner.transport.streaming import StreamParser
-from .base import Messages, Upstream
+from aligner.adapters.base import Messages, Upstream
 
 #: OpenAI request fields a local model has no use for (accepted so a proxy can pass them through).
 _IGNORED = frozenset({"seed", "presence_penalty", "frequency_penalty", "n", "user", "logprobs"})

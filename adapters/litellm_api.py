@@ -10,8 +10,9 @@ import os
 import re
 from typing import Any, AsyncIterator, Iterator
 
-from ..errors import ConfigError, UpstreamError, UpstreamTimeout
-from .base import Messages, Upstream, UpstreamReply, _generic_error, bare_message
+from aligner.errors import ConfigError, UpstreamError, UpstreamTimeout
+from aligner.adapters.base import Messages, Upstream, UpstreamReply
+from aligner.transport.retry import bare_message, generic_error
 
 
 #: litellm's wording when a provider's key is absent (the OpenAI provider reports it as a 500)
@@ -127,7 +128,7 @@ class LiteLLMUpstream(Upstream):
                                      "or pass a base URL for a self-hosted server.")
         status = getattr(exc, "status_code", None)
         if isinstance(status, int):
-            err = _generic_error(exc, self.retry)
+            err = generic_error(exc, self.retry)
             headers = getattr(exc, "litellm_response_headers", None) or getattr(exc, "headers", None) or {}
             out = UpstreamError(f"{self.name}: HTTP {status}: {text[:300]}", status=status,
                                 retryable=err.retryable, fix=err.fix)
@@ -140,5 +141,5 @@ class LiteLLMUpstream(Upstream):
             if retry_after is not None:
                 out.retry_after = retry_after  # type: ignore[attr-defined]
             return out
-        err = _generic_error(exc, self.retry)
+        err = generic_error(exc, self.retry)
         return err if err.retryable else UpstreamError(f"{self.name}: {bare_message(err)}", fix=err.fix)

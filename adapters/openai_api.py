@@ -13,8 +13,9 @@ import inspect
 import weakref
 from typing import Any, AsyncIterator, Iterator
 
-from ..errors import ConfigError, UpstreamError, UpstreamTimeout
-from .base import Messages, Upstream, UpstreamReply, _generic_error
+from aligner.errors import ConfigError, UpstreamError, UpstreamTimeout
+from aligner.adapters.base import Messages, Upstream, UpstreamReply
+from aligner.transport.retry import generic_error
 
 
 def _twin(client: Any, async_: bool) -> Any:
@@ -140,7 +141,7 @@ class OpenAIUpstream(Upstream):
             body = exc.body
             if isinstance(body, dict) and isinstance(body.get("message"), str):
                 msg = body["message"]
-            err = _generic_error(exc, self.retry)
+            err = generic_error(exc, self.retry)
             return UpstreamError(f"{self.name}: HTTP {exc.status_code}: {msg}", status=exc.status_code,
                                  retryable=err.retryable, fix=err.fix, retry_after=err.retry_after)
-        return _generic_error(exc, self.retry)
+        return generic_error(exc, self.retry)

@@ -5,63 +5,11 @@ httpx is a core dependency, so a self-hosted model works without the optional ``
 from __future__ import annotations
 
 import threading
-from typing import Any, AsyncIterator, Callable, Iterator
+from typing import Any, AsyncIterator, Iterator
 
-from ..errors import UpstreamError
-from .base import Messages, Upstream, UpstreamReply, _generic_error, bare_message
-from .openai_http import OpenAIHTTP, SSEError, first_model
-
-
-def http_error(exc: BaseException, policy: Any) -> UpstreamError:
-    """Classify httpx failures and in-stream error events (shared with the remote corrector)."""
-    if isinstance(exc, SSEError):
-        status = exc.status_code
-        return UpstreamError(str(exc), status=status, retryable=status in policy.retry_on_status if status
-                             else False, fix="see the server's error message.")
-    if isinstance(exc, (ValueError, KeyError, IndexError, TypeError)) and not isinstance(exc, UpstreamError):
-        return UpstreamError(f"the server's reply is not in the OpenAI format ({type(exc).__name__}: {exc}).",
-                             fix="check the base URL points at an OpenAI-compatible API (it usually ends in /v1).")
-    return _generic_error(exc, policy)
-
-
-#: who the discovered model belongs to → (field named in the error, how to name the model instead)
-_MODEL_ARG = {"upstream": ("upstream_model", "pass model= (upstream_model=, --upstream-model)"),
-              "corrector": ("corrector", "pass model= to RemoteCorrector / load_corrector")}
-
-
-def _picked(http: OpenAIHTTP, listing: Any, role: str) -> str:
-    model = first_model(listing)
-    if not model:
-        field, how = _MODEL_ARG[role]
-        raise UpstreamError(f"{http.url('models')} lists no models.", field=field,
-                            fix=f"{how} naming the model the server runs.")
-    return model
-
-
-def _listing_failed(http: OpenAIHTTP, err: UpstreamError, role: str) -> UpstreamError:
-    field, how = _MODEL_ARG[role]
-    return UpstreamError(f"no model was given and listing {http.url('models')} failed: {bare_message(err)}",
-                         field=field, status=err.status, retryable=err.retryable,
-                         fix=f"{how}, or check the base URL (it usually ends in /v1).")
-
-
-def discover_model(http: OpenAIHTTP, timeout: float | None,
-                   classify: Callable[[BaseException], UpstreamError], role: str = "upstream") -> str:
-    """The first model ``GET /models`` lists: what a one-model vLLM / llama.cpp server runs."""
-    try:
-        listing = http.get("models", timeout)
-    except Exception as exc:
-        raise _listing_failed(http, classify(exc), role) from exc
-    return _picked(http, listing, role)
-
-
-async def adiscover_model(http: OpenAIHTTP, timeout: float | None,
-                          classify: Callable[[BaseException], UpstreamError], role: str = "upstream") -> str:
-    try:
-        listing = await http.aget("models", timeout)
-    except Exception as exc:
-        raise _listing_failed(http, classify(exc), role) from exc
-    return _picked(http, listing, role)
+from aligner.adapters.base import Messages, Upstream, UpstreamReply
+from aligner.errors import UpstreamError
+from aligner.transport.openai_http import OpenAIHTTP, adiscover_model, discover_model, http_error
 
 
 class OpenAICompatibleUpstream(Upstream):

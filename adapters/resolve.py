@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import ConfigError
-from .base import Upstream
+from aligner.errors import ConfigError
+from aligner.adapters.base import Upstream
 
 ACCEPTED = ("a LiteLLM model string ('openai/gpt-4o-mini', 'anthropic/claude-3-5-haiku-latest'), "
             "an openai.OpenAI / AsyncOpenAI client plus model=..., a base URL of an OpenAI-compatible "
@@ -34,11 +34,11 @@ def resolve_upstream(spec: Any, model: str | None = None, **kw: Any) -> Upstream
     if isinstance(spec, str):
         spec = spec.strip()
         if spec.startswith(("http://", "https://")):
-            from .openai_compatible import OpenAICompatibleUpstream
+            from aligner.adapters.openai_compatible import OpenAICompatibleUpstream
 
             return OpenAICompatibleUpstream(spec, model, **kw)
         if spec.startswith("hf:"):
-            from .hf_local import HFUpstream
+            from aligner.adapters.hf_local import HFUpstream
 
             if not spec[3:].strip():
                 raise ConfigError("'hf:' needs a model path or hub id after it.", field="upstream",
@@ -49,22 +49,22 @@ def resolve_upstream(spec: Any, model: str | None = None, **kw: Any) -> Upstream
                 raise ConfigError(f"a LiteLLM model string ({spec!r}) already names the model; got "
                                   f"model={model!r} as well.", field="upstream_model",
                                   fix="drop upstream_model, or pass an OpenAI client / base URL with it.")
-            from .litellm_api import LiteLLMUpstream
+            from aligner.adapters.litellm_api import LiteLLMUpstream
 
             return LiteLLMUpstream(spec, **kw)
     elif is_openai_client(spec):
         if not model:
             raise ConfigError("an OpenAI client needs the model name to ask.", field="upstream_model",
                               fix="pass upstream_model='gpt-4o-mini' (or model= to resolve_upstream).")
-        from .openai_api import OpenAIUpstream
+        from aligner.adapters.openai_api import OpenAIUpstream
 
         return OpenAIUpstream(spec, model, **kw)
     elif is_transformers_model(spec):
-        from .hf_local import HFUpstream
+        from aligner.adapters.hf_local import HFUpstream
 
         return HFUpstream(spec, **kw)
     elif callable(spec):
-        from .callable import CallableUpstream
+        from aligner.adapters.callable import CallableUpstream
 
         return CallableUpstream(spec, **kw)
     raise ConfigError(f"cannot use {spec!r} ({type(spec).__name__}) as the upstream model.",

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .base import Corrector, StreamParser
+from ..transport.streaming import StreamParser
+from .base import Corrector
 
 DEMO_CORRECTOR = Path(__file__).resolve().parent.parent / "assets" / "demo-corrector"
 

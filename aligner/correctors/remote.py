@@ -3,7 +3,7 @@
 For scale the corrector runs on a GPU server and this process only renders prompts and parses
 replies. Completions, not chat: the released Aligners were trained on a raw prompt string, and a
 chat template would wrap it in tokens the model never saw. Retries and back-off are the very loop
-the upstreams use (``aligner.adapters.base``), so a 429 from the corrector server is handled like
+the upstreams use (:mod:`aligner.transport.retry`), so a 429 from the corrector server is handled like
 a 429 from the upstream.
 """
 from __future__ import annotations
@@ -13,10 +13,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator, Callable, Iterator, Mapping, Sequence
 
-from ..adapters.base import (RetryPolicy, UpstreamStats, aretry_call, aretry_stream, bare_message,
-                             retry_call, retry_stream)
-from ..adapters.openai_compatible import adiscover_model, discover_model, http_error
-from ..adapters.openai_http import OpenAIHTTP
+from ..transport.openai_http import OpenAIHTTP, adiscover_model, discover_model, http_error
+from ..transport.retry import (RetryPolicy, UpstreamStats, aretry_call, aretry_stream, bare_message,
+                               retry_call, retry_stream)
 from ..decoding import DecodingConfig
 from ..local_runtime import RowControl
 from ..errors import ConfigError, UpstreamError
@@ -51,9 +50,7 @@ class RemoteCorrector(Corrector):
         err = http_error(exc, self.retry)
         out = type(err)(f"corrector server {self.http.base_url}: {bare_message(err)}", field="corrector",
                         fix=(err.fix or "").replace("the upstream", "the corrector server") or None,
-                        status=err.status, retryable=err.retryable)
-        if hasattr(err, "retry_after"):
-            out.retry_after = err.retry_after  # type: ignore[attr-defined]
+                        status=err.status, retryable=err.retryable, retry_after=err.retry_after)
         return out
 
     def _model(self) -> str:

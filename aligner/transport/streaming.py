@@ -83,17 +83,6 @@ class StreamParser:
         if tail:
             yield tail
 
-    async def aparse(self, pieces: AsyncIterator[str]) -> AsyncIterator[str]:
-        async for piece in pieces:
-            out = self.feed(piece)
-            if out:
-                yield out
-            if self.stopped:
-                return
-        tail = self.finish()
-        if tail:
-            yield tail
-
     def _emit(self, safe: str) -> str:
         if not safe.startswith(self.emitted) or len(safe) <= len(self.emitted):
             return ""

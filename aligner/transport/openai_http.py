@@ -1,8 +1,8 @@
-"""The OpenAI wire protocol over plain httpx: JSON posts, SSE streams, error bodies.
+"""The OpenAI wire protocol over plain httpx: JSON posts, SSE streams, error bodies, model discovery.
 
 Shared by the OpenAI-compatible upstream (chat completions) and the remote corrector (completions)
-so both read server-sent events and error bodies the same way, without the optional ``openai``
-package. An ``httpx.AsyncClient`` belongs to the event loop it first ran on, so one is kept per
+so both read server-sent events, error bodies and ``GET /models`` the same way, without the
+optional ``openai`` package. An ``httpx.AsyncClient`` belongs to the event loop it first ran on, so one is kept per
 loop: a client reused across ``asyncio.run`` calls would fail on its dead loop's connections.
 """
 from __future__ import annotations
@@ -11,11 +11,12 @@ import asyncio
 import json
 import threading
 import weakref
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, AsyncIterator, Callable, Iterator
 
 import httpx
 
-from ..errors import ConfigError
+from aligner.errors import ConfigError, UpstreamError
+from aligner.transport.retry import bare_message, generic_error
 
 
 class SSEError(RuntimeError):
@@ -170,3 +171,55 @@ def first_model(listing: Any) -> str | None:
                 mid = item.get("id") or item.get("name") or item.get("model") if isinstance(item, dict) else item
                 return str(mid) if mid else None
     return None
+
+
+def http_error(exc: BaseException, policy: Any) -> UpstreamError:
+    """Classify httpx failures and in-stream error events (shared with the remote corrector)."""
+    if isinstance(exc, SSEError):
+        status = exc.status_code
+        return UpstreamError(str(exc), status=status, retryable=status in policy.retry_on_status if status
+                             else False, fix="see the server's error message.")
+    if isinstance(exc, (ValueError, KeyError, IndexError, TypeError)) and not isinstance(exc, UpstreamError):
+        return UpstreamError(f"the server's reply is not in the OpenAI format ({type(exc).__name__}: {exc}).",
+                             fix="check the base URL points at an OpenAI-compatible API (it usually ends in /v1).")
+    return generic_error(exc, policy)
+
+
+#: who the discovered model belongs to → (field named in the error, how to name the model instead)
+_MODEL_ARG = {"upstream": ("upstream_model", "pass model= (upstream_model=, --upstream-model)"),
+              "corrector": ("corrector", "pass model= to RemoteCorrector / load_corrector")}
+
+
+def _picked(http: OpenAIHTTP, listing: Any, role: str) -> str:
+    model = first_model(listing)
+    if not model:
+        field, how = _MODEL_ARG[role]
+        raise UpstreamError(f"{http.url('models')} lists no models.", field=field,
+                            fix=f"{how} naming the model the server runs.")
+    return model
+
+
+def _listing_failed(http: OpenAIHTTP, err: UpstreamError, role: str) -> UpstreamError:
+    field, how = _MODEL_ARG[role]
+    return UpstreamError(f"no model was given and listing {http.url('models')} failed: {bare_message(err)}",
+                         field=field, status=err.status, retryable=err.retryable,
+                         fix=f"{how}, or check the base URL (it usually ends in /v1).")
+
+
+def discover_model(http: OpenAIHTTP, timeout: float | None,
+                   classify: Callable[[BaseException], UpstreamError], role: str = "upstream") -> str:
+    """The first model ``GET /models`` lists: what a one-model vLLM / llama.cpp server runs."""
+    try:
+        listing = http.get("models", timeout)
+    except Exception as exc:
+        raise _listing_failed(http, classify(exc), role) from exc
+    return _picked(http, listing, role)
+
+
+async def adiscover_model(http: OpenAIHTTP, timeout: float | None,
+                          classify: Callable[[BaseException], UpstreamError], role: str = "upstream") -> str:
+    try:
+        listing = await http.aget("models", timeout)
+    except Exception as exc:
+        raise _listing_failed(http, classify(exc), role) from exc
+    return _picked(http, listing, role)
