@@ -228,7 +228,7 @@ def test_output_in_a_read_only_directory_is_a_clear_error(tmp_path, fake_openai,
 # ----------------------------------------------------------------------------- item 15
 
 def test_resolve_base_model_sends_hub_ids_to_the_hub_and_missing_paths_are_errors(tmp_path):
-    from aligner.train.corrector import resolve_base_model
+    from aligner.train.loading import resolve_base_model
 
     for hub_id in ("meta-llama/Llama-2-7b-hf", "Qwen/Qwen2.5-0.5B-Instruct", "gpt2"):
         assert resolve_base_model(hub_id) == hub_id

@@ -177,7 +177,7 @@ def test_short_training_lowers_held_out_loss(warm_run, base):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from aligner.templates import get_template
-    from aligner.train.corrector import tokenize_example
+    from aligner.train.prepare import tokenize_example
 
     tok = AutoTokenizer.from_pretrained(str(base))
     tpl = get_template("aligner-v1.0")

@@ -48,7 +48,7 @@ def bits_per_char(model_dir: Path, rows: list[Any], max_length: int) -> float:
 
     from aligner.correctors import load_corrector
     from aligner.templates import get_template
-    from aligner.train.corrector import tokenize_example
+    from aligner.train.prepare import tokenize_example
 
     corrector = load_corrector(str(model_dir), device="cpu")
     model, tok = corrector.generator.model, corrector.generator.tokenizer

@@ -2,11 +2,12 @@
 
 The paper's third use of an Aligner: its corrections of a model's answers teach that model (SFT on
 the corrections, or DPO with the correction preferred over the answer). This is a thin layer over
-trl's ``SFTTrainer`` / ``DPOTrainer`` that shares everything else with the corrector trainer
-(:mod:`aligner.train.corrector`): model loading (hub id or directory, ``--from-scratch``), LoRA/QLoRA
-and the merge at the end, the ``TrainingArguments`` (optimiser, schedule, bf16, gloo on CPU),
-checkpoints and ``--resume``, the loss history / curve, the per-rank markers and the
-``--max-train-minutes`` clock — so it runs under ``torchrun`` / ``accelerate launch`` the same way.
+trl's ``SFTTrainer`` / ``DPOTrainer`` that shares everything else with the corrector trainer:
+model loading (hub id or directory, ``--from-scratch``), LoRA/QLoRA and the merge at the end
+(:mod:`aligner.train.loading`), the ``TrainingArguments`` (optimiser, schedule, bf16, gloo on CPU),
+checkpoints and ``--resume`` (:mod:`aligner.train.arguments`), the loss history / curve, the
+per-rank markers and the ``--max-train-minutes`` clock (:mod:`aligner.train.callbacks`) — so it runs
+under ``torchrun`` / ``accelerate launch`` the same way.
 
 Data: the export as written (JSONL / JSON / .gz / parquet), a ``--to-dataset`` directory
 (``datasets.load_from_disk``; its ``test`` split is the eval set unless ``--eval-data`` is given), or
@@ -29,11 +30,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from aligner.errors import ConfigError, DataError
-
-from .config import StrongTrainConfig
-from .corrector import (CHECKPOINTS, HISTORY_FILE, STATE_FILE, _make_callbacks, check_qlora,
-                        gradient_accumulation, hold_out, load_base, merge_adapters, ready_to_train, resume_point,
-                        training_arguments, world_size)
+from aligner.train.arguments import (CHECKPOINTS, HISTORY_FILE, STATE_FILE, gradient_accumulation, resume_point,
+                                     training_arguments, world_size)
+from aligner.train.config import StrongTrainConfig
+from aligner.train.loading import check_qlora, load_base, merge_adapters, ready_to_train
+from aligner.train.prepare import hold_out
 
 #: the fields a row needs, per method (SFT also takes ``messages``)
 FIELDS = {"sft": ("prompt", "completion"), "dpo": ("prompt", "chosen", "rejected")}
@@ -312,7 +313,9 @@ def train_strong(config: StrongTrainConfig, *, callbacks: Sequence[Any] = ()) ->
     per_step = config.batch_size * procs * accum
     boundaries = [{"phase": method, "examples": len(rows), "first_step": 1, "last_step": 10 ** 9}]
     label = "loss (completion tokens)" if method == "sft" else "DPO loss"
-    all_callbacks = _make_callbacks(config, out, boundaries, loss_label=label) + list(callbacks)
+    from aligner.train.callbacks import make_callbacks
+
+    all_callbacks = make_callbacks(config, out, boundaries, loss_label=label) + list(callbacks)
     if method == "sft":
         from trl import SFTConfig, SFTTrainer
 
