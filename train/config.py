@@ -5,7 +5,7 @@ the CLI flags and YAML keys.
 checkpoints, launcher); :class:`CorrectorTrainConfig` adds the corrector's data format, template and
 identity warm-up, :class:`StrongTrainConfig` the weak-to-strong method (SFT or DPO).
 
-Defaults are the Aligner paper's recipe (DESIGN §6): 3 epochs, max length 2048, lr 2e-5 with a
+Defaults are the Aligner paper's recipe (arXiv 2402.02416): 3 epochs, max length 2048, lr 2e-5 with a
 cosine schedule and 3% warm-up, AdamW betas (0.9, 0.95), an effective batch of 32 and bf16 where the
 hardware supports it. A tiny model trained from scratch needs very different numbers (lr ~1e-3,
 short sequences); the demo corrector's script sets those explicitly rather than changing defaults.

@@ -15,19 +15,14 @@ numbers look the same wherever they occur. Work files (data, checkpoints, logs) 
 (git-ignored); ``--resume`` continues an interrupted run, and ``--stages N --from-stage N --resume``
 extends a finished run by stage N (its rows are generated then, exactly as a single run would).
 
-Eight stages, each a separate ``train_corrector`` run on fresh rows (another generator seed) that
-continues from the previous stage's weights with a lower peak learning rate (warm restarts):
-stage 1 from the random init (17k rows + 20% identity warm-up, lr 2e-3, 1,275 steps), stage 2 (60k
-rows, capped at 1,100 steps, 10% warm-up, lr 1.5e-3), stage 3 (2,400 steps, lr 1e-3), stage 4 (3,600
-steps, lr 6e-4), stages 5 and 6 (arithmetic-heavy mix, lr 4e-4 and 3e-4), stage 7 (arithmetic
-still heavier, lr 4e-4), stage 8 (redaction-heavy, lr 3e-4), each capped at 3,600 steps;
-``--max-minutes`` may cut a stage shorter (it anneals the lr to the clock). ``--stages 4`` stops
-after the hour-long first part. Held-out eval loss after each stage of the shipped model: 2.37,
-0.65, 0.060, 0.039, 0.033, 0.027, 0.022, 0.020 (stages 5, 6 and 8 were cut by their 26-, 22- and
-28-minute clocks at steps 3,401, 2,534 and 3,525). Arithmetic success after stages 4 to 8: 36%, 59%,
-69%, 95%, 98%. Copying — the skill every edit needs — appears abruptly during stage 2.
-Rebuild time on 2 free CPU cores: 63 minutes for stages 1-4 in one command (measured), 22-28 more
-for each later stage (~3 hours in all); much longer on a busy machine.
+Ten stages, each a separate ``train_corrector`` run on fresh rows (another generator seed) that
+continues from the previous stage's weights with a lower peak learning rate (warm restarts, see
+``RECIPES``): stage 1 from the random init with an identity warm-up, since copying is the skill every
+edit needs; later stages shift the mix toward what is still below its target (arithmetic, then
+redaction). Each stage is capped in steps (``stage_step_cap``) and ``--max-minutes`` may cut it
+shorter (it anneals the lr to the clock); ``--stages 4`` stops after the first part. What each stage
+of the shipped model reached (eval loss, steps, the clocks that cut it, rebuild time) is in the
+README's demo-corrector section and, per stage, in ``report.json`` (``training``).
 
 Stages 9 and 10 are the copy curriculum (issue 14): most identity rows are unmemorisable scrambled
 text (random words from ``data/words.txt`` — every word of the HH-RLHF sample plus the system word

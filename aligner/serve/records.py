@@ -1,8 +1,9 @@
 """The corrections log: every served (question, answer, correction) kept for later training.
 
-Served traffic is free weak-to-strong data (DESIGN §1): (question, correction) pairs for SFT and
-(correction ≻ answer) for DPO. JSONL is the format ``aligner generate``/trl read; SQLite suits a
-long-running server that several tools query while it writes.
+Served traffic is free weak-to-strong data (the Aligner paper's third use: a corrector's corrections
+teach a stronger model): (question, correction) pairs for SFT and (correction ≻ answer) for DPO.
+JSONL is the format ``aligner generate``/trl read; SQLite suits a long-running server that several
+tools query while it writes.
 """
 from __future__ import annotations
 
