@@ -72,6 +72,14 @@ class Upstream(ABC):
     #: True when the upstream speaks the OpenAI chat protocol: a proxy may pass a client's request
     #: fields (``tools``, ``response_format``, ``seed``, ...) straight to it.
     takes_openai_params: ClassVar[bool] = False
+    #: True when the provider yields pieces as the model writes them (not one whole answer):
+    #: a capability callers can read off the class, like ``takes_openai_params``.
+    streams_natively: ClassVar[bool] = False
+    #: a string spec starting with this names the provider (``"hf:"``, ``"myprovider:"``); the
+    #: default ``matches``/``from_spec`` use it, so a plug-in often needs nothing else.
+    spec_prefix: ClassVar[str | None] = None
+    #: the order specs are tried in (see :mod:`aligner.registry`): higher first; catch-alls low.
+    spec_priority: ClassVar[int] = 0
     #: whether retry warnings quote the upstream's error text (which may repeat the prompt); the
     #: server turns it off unless ``--log-prompts``.
     log_error_text: bool = True
@@ -91,6 +99,23 @@ class Upstream(ABC):
         self.params = dict(params or {})
         self.on_retry = on_retry
         self.stats = UpstreamStats()
+
+    # -- how a spec names this provider (aligner.registry) -----------------------------------
+    @classmethod
+    def matches(cls, spec: Any) -> bool:
+        """Whether ``spec`` (what a user passed as ``upstream``) names this provider."""
+        return bool(cls.spec_prefix) and isinstance(spec, str) and spec.startswith(cls.spec_prefix)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_spec(cls, spec: Any, model: str | None = None, **kw: Any) -> "Upstream":
+        """The upstream ``spec`` names; ``kw`` are Upstream options plus provider options. By
+        default: the text after ``spec_prefix`` is the first argument, ``model`` the second."""
+        if cls.spec_prefix and isinstance(spec, str):
+            spec = spec[len(cls.spec_prefix):].strip()
+            if not spec:
+                raise ConfigError(f"{cls.spec_prefix!r} needs a name after it.", field="upstream",
+                                  fix=f"e.g. upstream='{cls.spec_prefix}NAME'.")
+        return cls(spec, **kw) if model is None else cls(spec, model, **kw)
 
     # -- provider primitives ---------------------------------------------------------------
     @abstractmethod

@@ -13,6 +13,7 @@ from typing import Any, AsyncIterator, Callable, Iterator
 
 from aligner.adapters.base import Messages, Upstream
 from aligner.errors import ConfigError, UpstreamError
+from aligner.registry import register_upstream
 from aligner.transport.streaming import drive_async, iterate_in_thread
 
 
@@ -32,8 +33,20 @@ def question_text(messages: Messages) -> str:
     return str(messages[-1].get("content", ""))
 
 
+@register_upstream
 class CallableUpstream(Upstream):
     """Wraps ``fn(question) -> str`` (or an awaitable / iterator / async iterator of pieces)."""
+
+    #: any callable no other provider claims (a transformers model is callable too): tried last.
+    spec_priority = -100
+
+    @classmethod
+    def matches(cls, spec: Any) -> bool:
+        return callable(spec)
+
+    @classmethod
+    def from_spec(cls, spec: Any, model: str | None = None, **kw: Any) -> "CallableUpstream":
+        return cls(spec, **kw)
 
     def __init__(self, fn: Callable[..., Any], *, name: str | None = None, **kw: Any):
         if not callable(fn):

@@ -18,6 +18,7 @@ from aligner.errors import ConfigError
 from aligner.progress import model_loading
 from aligner.transport.streaming import StreamParser
 from aligner.adapters.base import Messages, Upstream
+from aligner.registry import register_upstream
 
 #: OpenAI request fields a local model has no use for (accepted so a proxy can pass them through).
 _IGNORED = frozenset({"seed", "presence_penalty", "frequency_penalty", "n", "user", "logprobs"})
@@ -63,8 +64,28 @@ def load_causal_lm(spec: "str | Path", device: str | None = None) -> tuple[Any, 
     return model, tokenizer, ident
 
 
+@register_upstream
 class HFUpstream(Upstream):
     """Answers from a local causal LM; ``decoding`` defaults to greedy with 512 new tokens."""
+
+    streams_natively = True
+    spec_prefix = "hf:"
+
+    @classmethod
+    def matches(cls, spec: Any) -> bool:
+        """``'hf:PATH_OR_HUB_ID'``, or a loaded transformers model (told by its class hierarchy,
+        so telling never imports transformers)."""
+        return super().matches(spec) or any(
+            c.__name__ == "PreTrainedModel" and c.__module__.startswith("transformers") for c in type(spec).__mro__)
+
+    @classmethod
+    def from_spec(cls, spec: Any, model: str | None = None, **kw: Any) -> "HFUpstream":
+        if isinstance(spec, str):
+            spec = spec[len("hf:"):].strip()
+            if not spec:
+                raise ConfigError("'hf:' needs a model path or hub id after it.", field="upstream",
+                                  fix="e.g. upstream='hf:./my-model' or 'hf:Qwen/Qwen2.5-0.5B-Instruct'.")
+        return cls(spec, **kw)
 
     def __init__(self, model: Any, tokenizer: Any = None, device: str | None = None,
                  decoding: "DecodingConfig | Mapping[str, Any] | None" = None, **kw: Any):

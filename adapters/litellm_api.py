@@ -12,6 +12,7 @@ from typing import Any, AsyncIterator, Iterator
 
 from aligner.errors import ConfigError, UpstreamError, UpstreamTimeout
 from aligner.adapters.base import Messages, Upstream, UpstreamReply
+from aligner.registry import register_upstream
 from aligner.transport.retry import bare_message, generic_error
 
 
@@ -30,10 +31,26 @@ def _litellm() -> Any:
     return litellm
 
 
+@register_upstream
 class LiteLLMUpstream(Upstream):
     """Chat completions through ``litellm.completion`` / ``acompletion``."""
 
     takes_openai_params = True
+    streams_natively = True
+    #: any string no other provider claims is a LiteLLM model string: tried last.
+    spec_priority = -100
+
+    @classmethod
+    def matches(cls, spec: Any) -> bool:
+        return isinstance(spec, str) and bool(spec.strip())
+
+    @classmethod
+    def from_spec(cls, spec: Any, model: str | None = None, **kw: Any) -> "LiteLLMUpstream":
+        if model is not None:
+            raise ConfigError(f"a LiteLLM model string ({spec!r}) already names the model; got "
+                              f"model={model!r} as well.", field="upstream_model",
+                              fix="drop upstream_model, or pass an OpenAI client / base URL with it.")
+        return cls(spec, **kw)
 
     def __init__(self, model: str, api_base: str | None = None, api_key: str | None = None, **kw: Any):
         if not isinstance(model, str) or not model.strip():

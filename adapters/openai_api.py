@@ -15,6 +15,7 @@ from typing import Any, AsyncIterator, Iterator
 
 from aligner.errors import ConfigError, UpstreamError, UpstreamTimeout
 from aligner.adapters.base import Messages, Upstream, UpstreamReply
+from aligner.registry import register_upstream
 from aligner.transport.retry import generic_error
 
 
@@ -39,10 +40,25 @@ def _create_fields() -> frozenset[str]:
     return frozenset(inspect.signature(Completions.create).parameters) - {"self"}
 
 
+@register_upstream
 class OpenAIUpstream(Upstream):
     """Chat completions through the official SDK (``client.chat.completions.create``)."""
 
     takes_openai_params = True
+    streams_natively = True
+
+    @classmethod
+    def matches(cls, spec: Any) -> bool:
+        """An ``openai.OpenAI`` / ``AsyncOpenAI`` client, told by its class's module (so telling
+        never imports openai)."""
+        return type(spec).__module__.split(".")[0] == "openai" and hasattr(spec, "chat")
+
+    @classmethod
+    def from_spec(cls, spec: Any, model: str | None = None, **kw: Any) -> "OpenAIUpstream":
+        if not model:
+            raise ConfigError("an OpenAI client needs the model name to ask.", field="upstream_model",
+                              fix="pass upstream_model='gpt-4o-mini' (or model= to resolve_upstream).")
+        return cls(spec, model, **kw)
 
     def __init__(self, client: Any, model: str, **kw: Any):
         import openai

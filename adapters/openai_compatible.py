@@ -9,13 +9,25 @@ from typing import Any, AsyncIterator, Iterator
 
 from aligner.adapters.base import Messages, Upstream, UpstreamReply
 from aligner.errors import UpstreamError
+from aligner.registry import register_upstream
 from aligner.transport.openai_http import OpenAIHTTP, adiscover_model, discover_model, http_error
 
 
+@register_upstream
 class OpenAICompatibleUpstream(Upstream):
     """Chat completions from ``{base_url}/chat/completions``; ``model=None`` asks ``/models``."""
 
     takes_openai_params = True
+    streams_natively = True
+
+    @classmethod
+    def matches(cls, spec: Any) -> bool:
+        """A base URL: ``'http://localhost:8000/v1'``."""
+        return isinstance(spec, str) and spec.startswith(("http://", "https://"))
+
+    @classmethod
+    def from_spec(cls, spec: Any, model: str | None = None, **kw: Any) -> "OpenAICompatibleUpstream":
+        return cls(spec, model, **kw)
 
     def __init__(self, base_url: str, model: str | None = None, api_key: str | None = None, *,
                  headers: dict[str, str] | None = None, **kw: Any):

@@ -2,7 +2,7 @@
 
 A spec is a :class:`Corrector`, a hub id or directory of a causal or encoder-decoder model, an
 ``http(s)://…/v1`` base URL of a completions server serving an Aligner, or None for the embedded
-demo corrector.
+demo corrector. Each backend module registers its class with :data:`aligner.registry.CORRECTORS`.
 """
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..registry import CORRECTORS
 from ..transport.streaming import StreamParser
 from .base import Corrector
 
@@ -30,7 +31,9 @@ def demo_corrector_path() -> Path:
 def load_corrector(spec: "Corrector | str | Path | None" = None, *, template: Any = None,
                    decoding: Any = None, device: str | None = None, model: str | None = None,
                    api_key: str | None = None, **kwargs: Any) -> Corrector:
-    """Resolve a corrector spec; local models load via ``from_pretrained`` (hub id or path alike)."""
+    """Resolve a corrector spec: the first backend in :data:`aligner.registry.CORRECTORS` whose
+    ``matches`` takes it builds it (plug-ins register through the ``aligner.correctors`` entry point
+    group); local models load via ``from_pretrained`` (hub id or path alike)."""
     if isinstance(spec, Corrector):
         return spec
     if spec is None:
@@ -40,11 +43,7 @@ def load_corrector(spec: "Corrector | str | Path | None" = None, *, template: An
     if not isinstance(spec, str) or not spec.strip():
         raise ConfigError(f"expected a model id, path, URL or Corrector, got {spec!r}.", field="corrector",
                           fix="e.g. corrector='aligner/aligner-7b-v1.0' or a directory from `aligner train`.")
-    if spec.startswith(("http://", "https://")):
-        from .remote import RemoteCorrector
-
-        return RemoteCorrector(spec, model=model, api_key=api_key, template=template, decoding=decoding,
-                               **kwargs)
-    from .local import LocalCorrector
-
-    return LocalCorrector.from_pretrained(spec, template=template, decoding=decoding, device=device, **kwargs)
+    return CORRECTORS.build(spec, template=template, decoding=decoding, device=device, model=model,
+                            api_key=api_key, **kwargs, otherwise=lambda: ConfigError(
+                                f"no corrector backend takes {spec!r}.", field="corrector",
+                                fix="pass a hub id, a directory, an http(s) URL or a Corrector."))

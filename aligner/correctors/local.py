@@ -15,12 +15,27 @@ from ..local_runtime import LocalGenerator, RowControl, pick_device
 from ..errors import ConfigError, CorrectorError, hide_cause
 from ..progress import model_loading
 from ..templates import Template
+from ..registry import register_corrector
 from .base import Corrector
 from .checkpoint import read_aligner_config
 
 log = logging.getLogger("aligner")
+@register_corrector
 class LocalCorrector(Corrector):
     """A transformers model as corrector. ``kind`` is decided by the model's config."""
+
+    #: any other string is a hub id or a directory: tried after every other backend.
+    spec_priority = -100
+
+    @classmethod
+    def matches(cls, spec: Any) -> bool:
+        return isinstance(spec, str) and bool(spec.strip())
+
+    @classmethod
+    def from_spec(cls, spec: str, *, template: Any = None, decoding: Any = None, device: str | None = None,
+                  model: str | None = None, api_key: str | None = None, **kwargs: Any) -> "LocalCorrector":
+        """``model``/``api_key`` name a remote server's model and key: a local model takes neither."""
+        return cls.from_pretrained(spec, template=template, decoding=decoding, device=device, **kwargs)
 
     def __init__(self, model: Any, tokenizer: Any, *, name: str = "local",
                  template: "str | Template | None" = None,

@@ -17,14 +17,27 @@ from ..transport.openai_http import OpenAIHTTP, adiscover_model, discover_model,
 from ..transport.retry import (RetryPolicy, UpstreamStats, aretry_call, aretry_stream, bare_message,
                                retry_call, retry_stream)
 from ..decoding import DecodingConfig
+from ..registry import register_corrector
 from ..local_runtime import RowControl
 from ..errors import ConfigError, UpstreamError
 from ..templates import Template
 from .base import Corrector, _end, feed_pieces, must_stop
 
 
+@register_corrector
 class RemoteCorrector(Corrector):
     """Corrections from ``POST {base_url}/completions``; ``model=None`` takes the server's first model."""
+
+    @classmethod
+    def matches(cls, spec: Any) -> bool:
+        """A base URL: ``'http://gpu-box:8000/v1'``."""
+        return isinstance(spec, str) and spec.startswith(("http://", "https://"))
+
+    @classmethod
+    def from_spec(cls, spec: str, *, template: Any = None, decoding: Any = None, device: str | None = None,
+                  model: str | None = None, api_key: str | None = None, **kwargs: Any) -> "RemoteCorrector":
+        """``device`` places a local model: a remote server has its own."""
+        return cls(spec, model=model, api_key=api_key, template=template, decoding=decoding, **kwargs)
 
     def __init__(self, base_url: str, model: str | None = None, api_key: str | None = None,
                  template: "str | Template | None" = None,
