@@ -99,9 +99,3 @@ def load_yaml(path: "str | Path") -> dict[str, Any]:
         raise ConfigError(f"{p} must hold a mapping of option: value.", field="config",
                           fix="write one 'key: value' per line.")
     return {k.replace("-", "_"): v for k, v in data.items()}
-
-
-def to_yaml(config: Any) -> str:
-    import yaml
-
-    return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)

@@ -9,28 +9,17 @@ from typing import Any
 
 from .config_parser import add_config_command, build_config
 from .errors import ConfigError
+from .options import BatchOptions
 
 DEMO_NOTE = ("note: using the embedded demo corrector (a ~2M-parameter toy trained on synthetic data); "
              "pass --corrector aligner/aligner-7b-v1.0 (or a path) for a real Aligner.")
 
 
 @dataclass
-class CorrectConfig:
-    """Options of ``aligner correct``."""
+class CorrectConfig(BatchOptions):
+    """Options of ``aligner correct``: the shared :class:`~aligner.options.AlignerOptions` plus these."""
 
     answer: str | None = field(default=None, metadata={"help": "the answer to correct; without it the upstream is asked"})
-    upstream: str | None = field(default=None, metadata={
-        "help": "who answers: a LiteLLM model string (openai/gpt-4o-mini), an http(s)://…/v1 base URL of an "
-                "OpenAI-compatible server, or hf:PATH for a local transformers model"})
-    upstream_model: str | None = field(default=None, metadata={"help": "model name at a base-URL upstream"})
-    corrector: str | None = field(default=None, metadata={
-        "help": "corrector hub id or path (causal or seq2seq), or an http(s)://…/v1 completions endpoint; "
-                "default: the embedded demo corrector"})
-    template: str | None = field(default=None, metadata={
-        "help": "prompt template name (see `aligner templates list`) or a string with {question} and {answer}; "
-                "default: the corrector's own, else aligner-v1.0"})
-    max_new_tokens: int | None = field(default=None, metadata={"help": "cap on generated tokens"})
-    device: str | None = field(default=None, metadata={"help": "cpu, cuda, mps (default: best available)"})
     json: bool = field(default=False, metadata={"help": "print one JSON object (question, answer, correction, changed, …)"})
     stream: bool = field(default=False, metadata={"help": "print the correction as it is generated"})
     diff: bool = field(default=False, metadata={"help": "also print a word diff of answer → correction"})
@@ -39,47 +28,6 @@ class CorrectConfig:
         "help": "JSONL to append results to; a re-run resumes (and retries the rows listed in OUTPUT.errors.jsonl)"})
     overwrite: bool = field(default=False, metadata={
         "help": "start --output afresh instead of resuming it (e.g. after changing --input)"})
-    batch_size: int = field(default=8, metadata={"help": "answers the corrector decodes together"})
-    concurrency: int = field(default=8, metadata={"help": "upstream requests in flight at once"})
-
-
-def check_device(device: str | None) -> None:
-    """``--device`` must be one this torch can use: one line saying what is available, not torch's
-    40-line traceback from deep inside ``model.to``."""
-    if not device:
-        return
-    import torch
-
-    cuda = torch.cuda.is_available()
-    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
-    available = ["cpu"] + (["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())] if cuda else []) \
-        + (["mps"] if mps else [])
-    fix = "pass one of those to --device, or leave --device out to use the best available."
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise ConfigError(f"--device {device} is not a device torch knows; available here: "
-                          f"{', '.join(available)}.", field="device", fix=fix) from None
-    if dev.type == "cpu" or (dev.type == "cuda" and cuda and (dev.index is None or dev.index < torch.cuda.device_count())) \
-            or (dev.type == "mps" and mps):
-        return
-    why = " (this torch was built without CUDA)" if dev.type == "cuda" and not torch.backends.cuda.is_built() else ""
-    raise ConfigError(f"--device {device} is not available here{why}; available: {', '.join(available)}.",
-                      field="device", fix=fix)
-
-
-def build_aligner(cfg: Any) -> Any:
-    """An Aligner from a config with upstream/corrector/template fields (shared by CLI commands)."""
-    from .core import Aligner
-
-    check_device(getattr(cfg, "device", None))
-    decoding = {"max_new_tokens": cfg.max_new_tokens} if getattr(cfg, "max_new_tokens", None) else None
-    kwargs: dict[str, Any] = {"max_concurrency": getattr(cfg, "concurrency", 8)} if cfg.upstream else {}
-    if cfg.upstream and getattr(cfg, "requests_per_minute", None):
-        kwargs["requests_per_minute"] = cfg.requests_per_minute
-    return Aligner(cfg.upstream, cfg.corrector, template=cfg.template, upstream_model=cfg.upstream_model,
-                   decoding=decoding, device=getattr(cfg, "device", None),
-                   batch_size=getattr(cfg, "batch_size", 8), **kwargs)
 
 
 def run_correct(args: argparse.Namespace) -> int:
@@ -100,7 +48,7 @@ def run_correct(args: argparse.Namespace) -> int:
                           fix="drop --overwrite when correcting one question.")
     if cfg.input:
         return _run_file(cfg)
-    aligner = build_aligner(cfg)
+    aligner = cfg.build()
     if aligner.is_demo:
         print(DEMO_NOTE, file=sys.stderr)
     if cfg.stream and not cfg.json:
@@ -138,7 +86,7 @@ def _run_file(cfg: CorrectConfig) -> int:
     job = BatchJob.open(cfg.input, cfg.output, overwrite=cfg.overwrite)  # type: ignore[arg-type]
     job.check_answers(bool(cfg.upstream))
     if job.todo:
-        aligner = build_aligner(cfg)
+        aligner = cfg.build()
         if aligner.is_demo:
             print(DEMO_NOTE, file=sys.stderr)
         counts = job.run(aligner)

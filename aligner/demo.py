@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator
 
 from .config_parser import add_config_command, build_config
 from .data.synthetic import ARITH_QUESTIONS, REDACT_QUESTIONS, REFUSAL_TOPICS
+from .options import AlignerOptions
 
 BUILTIN = "built-in (offline rules)"
 #: One question per thing the demo corrector was trained on, in the synthetic generator's own phrasing
@@ -35,17 +36,13 @@ DEMO_BANNER = ("**Demo corrector in use** — a tiny model trained on synthetic 
 
 
 @dataclass
-class DemoConfig:
-    """Options of ``aligner demo``."""
+class DemoConfig(AlignerOptions):
+    """Options of ``aligner demo``: the shared :class:`~aligner.options.AlignerOptions` plus these."""
 
     upstream: str | None = field(default=None, metadata={
         "help": "an extra upstream to offer besides the built-in one: LiteLLM model string, http(s)://…/v1 "
                 "base URL, or hf:PATH"})
-    upstream_model: str | None = field(default=None, metadata={"help": "model name at a base-URL upstream"})
-    corrector: str | None = field(default=None, metadata={"help": "corrector hub id or path; default: the embedded demo corrector"})
-    template: str | None = field(default=None, metadata={"help": "prompt template name or string"})
     max_new_tokens: int = field(default=256, metadata={"help": "cap on the corrector's generated tokens"})
-    device: str | None = field(default=None, metadata={"help": "cpu, cuda, mps (default: best available)"})
     host: str = field(default="127.0.0.1", metadata={"help": "interface to bind"})
     port: int = field(default=7860, metadata={"help": "TCP port"})
     share: bool = field(default=False, metadata={
@@ -129,15 +126,10 @@ def create_demo(aligner: Any = None, *, upstreams: dict[str, Any] | None = None,
 
     config = config or DemoConfig()
     if aligner is None:
-        from .core import Aligner
-
-        aligner = Aligner(None, config.corrector, template=config.template, device=config.device,
-                          decoding={"max_new_tokens": config.max_new_tokens})
+        aligner = config.build(upstream=False)  # the upstreams are the page's choices, not the Aligner's
     choices: dict[str, Any] = {BUILTIN: builtin_upstream}
     if config.upstream and not upstreams:
-        from .adapters.resolve import resolve_upstream
-
-        choices[config.upstream] = resolve_upstream(config.upstream, model=config.upstream_model)
+        choices[config.upstream] = config.build_upstream()
     choices.update(upstreams or {})
 
     def ask(question: str, choice: str) -> Iterator[tuple[str, str, Any, str]]:
@@ -153,16 +145,16 @@ def create_demo(aligner: Any = None, *, upstreams: dict[str, Any] | None = None,
         yield answer, "", [], f"upstream {_ms(t_up)} · correcting…"
         t1 = time.perf_counter()
         first: float | None = None
-        text = ""
-        for piece in aligner.stream(question, answer):
+        stream = aligner.stream(question, answer)
+        for _ in stream:
             first = first if first is not None else time.perf_counter() - t1
-            text += piece
-            yield answer, text, gr.skip(), f"upstream {_ms(t_up)} · correcting… {_ms(time.perf_counter() - t1)}"
-        t_corr = time.perf_counter() - t1
-        verdict = "edited" if answer.strip() != text.strip() else "kept as is"
+            yield answer, stream.text, gr.skip(), f"upstream {_ms(t_up)} · correcting… {_ms(time.perf_counter() - t1)}"
+        # the Aligner's correction: the shown text, or the answer when the guard found it degenerate
+        c = stream.correction
+        text, t_corr = c.correction, c.timings["corrector"]
         yield (answer, text, diff_spans(answer, text),
                f"upstream **{_ms(t_up)}** · correction **{_ms(t_corr)}** (first words after "
-               f"{_ms(first or t_corr)}) · answer {verdict}")
+               f"{_ms(first or t_corr)}) · answer {'edited' if c.changed else 'kept as is'}")
 
     with gr.Blocks(title="aligner-kit demo", analytics_enabled=False) as demo:
         gr.Markdown("# Aligner demo\nAn upstream model answers; the Aligner rewrites the answer to be more "
@@ -233,10 +225,15 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+DESCRIPTION = """\
+Gradio demo: ask a question, watch the Aligner correct the upstream's answer. \
+Runs offline with the built-in upstream and the embedded demo corrector. Examples:
+  aligner demo
+  aligner demo --upstream http://localhost:8001/v1 --upstream-model llama3
+  aligner demo --corrector aligner/aligner-7b-v1.0 --port 7861
+  aligner demo --share   # also on a temporary public gradio.live link"""
+
+
 def add_commands(sub: Any) -> None:
-    add_config_command(sub, "demo", DemoConfig, run_demo, help="a web page showing answers and their corrections side by side (Gradio)",
-                       description="Gradio demo: ask a question, watch the Aligner correct the upstream's answer. "
-                       "Runs offline with the built-in upstream and the embedded demo corrector. Examples:\n"
-                       "  aligner demo\n  aligner demo --upstream http://localhost:8001/v1 --upstream-model llama3\n"
-                       "  aligner demo --corrector aligner/aligner-7b-v1.0 --port 7861\n"
-                       "  aligner demo --share   # also on a temporary public gradio.live link")
+    add_config_command(sub, "demo", DemoConfig, run_demo, description=DESCRIPTION,
+                       help="a web page showing answers and their corrections side by side (Gradio)")

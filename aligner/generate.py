@@ -23,32 +23,24 @@ from typing import Any
 
 from .config_parser import add_config_command, build_config
 from .errors import ConfigError
+from .options import BatchOptions
 
 PROMPT_FIELDS = ("question", "prompt")
 
 
 @dataclass
-class GenerateConfig:
-    """Options of ``aligner generate`` (flags, YAML keys and Python API alike)."""
+class GenerateConfig(BatchOptions):
+    """Options of ``aligner generate`` (flags, YAML keys and Python API alike): the shared
+    :class:`~aligner.options.AlignerOptions` plus these."""
 
     prompts: str | None = field(default=None, metadata={
         "help": 'JSONL of {"question"|"prompt"[, "answer"]} rows, or a hub dataset id; answers given are used as they are'})
     out: str | None = field(default=None, metadata={
         "help": "JSONL to append rows to as they finish; a re-run resumes (with --shard: OUT.shard-I-of-N.jsonl)"})
-    upstream: str | None = field(default=None, metadata={
-        "help": "who answers: a LiteLLM model string, an http(s)://…/v1 base URL, or hf:PATH"})
-    upstream_model: str | None = field(default=None, metadata={"help": "model name at a base-URL upstream"})
-    corrector: str | None = field(default=None, metadata={
-        "help": "corrector hub id or path, or an http(s)://…/v1 completions endpoint (e.g. vLLM); default: the demo corrector"})
-    template: str | None = field(default=None, metadata={"help": "prompt template name or string"})
     split: str = field(default="train", metadata={"help": "split, for a hub dataset id"})
     shard: str | None = field(default=None, metadata={
         "help": "I/N: do every N-th prompt starting at I (default: RANK/WORLD_SIZE when set, else all)"})
-    concurrency: int = field(default=8, metadata={"help": "upstream requests in flight at once"})
     requests_per_minute: float | None = field(default=None, metadata={"help": "cap on upstream requests per minute"})
-    batch_size: int = field(default=8, metadata={"help": "answers the corrector decodes together (at most)"})
-    max_new_tokens: int | None = field(default=None, metadata={"help": "cap on the corrector's generated tokens"})
-    device: str | None = field(default=None, metadata={"help": "cpu, cuda, mps (default: best available)"})
     engine: str = field(default="local", metadata={"help": "local (one process, pipelined) or ray (Ray Data)",
                                                    "choices": ("local", "ray")})
     ray_address: str | None = field(default=None, metadata={
@@ -60,6 +52,7 @@ class GenerateConfig:
     json: bool = field(default=False, metadata={"help": "print the counts as one JSON object"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name in ("concurrency", "batch_size", "ray_actors"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -71,6 +64,10 @@ class GenerateConfig:
                               fix="e.g. --requests-per-minute 600, or leave it out for no limit.")
         if self.engine not in ("local", "ray"):
             raise ConfigError(f"unknown engine {self.engine!r}.", field="engine", fix="--engine local or --engine ray.")
+
+    def upstream_options(self) -> dict[str, Any]:
+        rpm = {"requests_per_minute": self.requests_per_minute} if self.requests_per_minute else {}
+        return {**super().upstream_options(), **rpm}
 
 
 def parse_shard(spec: str | None, env: "dict[str, str] | os._Environ[str] | None" = None) -> tuple[int, int] | None:
@@ -128,9 +125,9 @@ def generate(cfg: GenerateConfig, *, aligner: Any = None) -> dict[str, Any]:
         counts = run_ray(job, cfg)
     else:
         if aligner is None:
-            from .correct_commands import DEMO_NOTE, build_aligner
+            from .correct_commands import DEMO_NOTE
 
-            aligner = build_aligner(cfg)
+            aligner = cfg.build()
             if aligner.is_demo and cfg.progress:
                 print(DEMO_NOTE, file=sys.stderr)
         counts = job.run(aligner, progress=cfg.progress)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import time
-from functools import lru_cache
 from typing import Any
 
 from .errors import AlignerError, ConfigError, CorrectorError, UpstreamError
@@ -32,15 +31,18 @@ def _import_ray() -> Any:
     return ray
 
 
-@lru_cache(maxsize=4)
-def _upstream(spec: str, model: str | None, concurrency: int, rpm: float | None) -> Any:
-    """One upstream per worker process (Ray reuses workers across tasks)."""
-    from .adapters.resolve import resolve_upstream
+_UPSTREAMS: dict[str, Any] = {}
 
-    kw: dict[str, Any] = {"max_concurrency": concurrency}
-    if rpm:
-        kw["requests_per_minute"] = rpm
-    return resolve_upstream(spec, model=model, **kw)
+
+def _upstream(options: Any) -> Any:
+    """One upstream per worker process (Ray reuses workers across tasks), built from the job's
+    options (:meth:`~aligner.options.AlignerOptions.build_upstream`) as the local engine builds it.
+    Keyed by the options' repr: a config is a mutable dataclass, so it cannot be a cache key."""
+    key = repr(options)
+    if key not in _UPSTREAMS:
+        _UPSTREAMS.clear()  # a worker serves one job at a time
+        _UPSTREAMS[key] = options.build_upstream()
+    return _UPSTREAMS[key]
 
 
 def _error_json(stage: str, exc: AlignerError) -> str:
@@ -48,8 +50,7 @@ def _error_json(stage: str, exc: AlignerError) -> str:
                        "status": getattr(exc, "status", None), "field": exc.field})
 
 
-def answer_batch(batch: dict[str, Any], *, spec: str | None, model: str | None, concurrency: int,
-                 rpm: float | None) -> dict[str, Any]:
+def answer_batch(batch: dict[str, Any], *, options: Any) -> dict[str, Any]:
     """A Ray task: the upstream's answer to each row without one; a row's failure goes in ``error``."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -61,8 +62,7 @@ def answer_batch(batch: dict[str, Any], *, spec: str | None, model: str | None, 
     errors: list[str | None] = [None] * n
     need = [i for i in range(n) if answers[i] is None]
     if need:
-        assert spec is not None
-        up = _upstream(spec, model, concurrency, rpm)
+        up = _upstream(options)
 
         def ask(i: int) -> None:
             t0 = time.perf_counter()
@@ -74,7 +74,7 @@ def answer_batch(batch: dict[str, Any], *, spec: str | None, model: str | None, 
                     raise
                 errors[i] = _error_json("upstream", exc)
 
-        with ThreadPoolExecutor(max_workers=min(concurrency, len(need))) as pool:
+        with ThreadPoolExecutor(max_workers=min(options.concurrency, len(need))) as pool:
             list(pool.map(ask, need))
     return {"row": list(batch["row"]), "key": list(batch["key"]), "question": list(batch["question"]),
             "given": [isinstance(a, str) for a in batch["answer"]],
@@ -84,13 +84,8 @@ def answer_batch(batch: dict[str, Any], *, spec: str | None, model: str | None, 
 class CorrectorActor:
     """A Ray actor: loads the corrector once, then corrects batch after batch."""
 
-    def __init__(self, corrector: str | None, template: str | None, max_new_tokens: int | None,
-                 device: str | None, batch_size: int, upstream_name: str):
-        from .core import Aligner
-
-        decoding = {"max_new_tokens": max_new_tokens} if max_new_tokens else None
-        self.aligner = Aligner(None, corrector, template=template, decoding=decoding, device=device,
-                               batch_size=batch_size)
+    def __init__(self, options: Any, upstream_name: str):
+        self.aligner = options.build(upstream=False)
         self.upstream_name = upstream_name
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -163,17 +158,13 @@ def run_ray(job: Any, cfg: Any) -> dict[str, Any]:
     ctx.enable_progress_bars = False
     upstream_name = ""
     if cfg.upstream:
-        upstream_name = _upstream(cfg.upstream, cfg.upstream_model, cfg.concurrency, cfg.requests_per_minute).name
+        upstream_name = _upstream(cfg).name
     items = [{"row": r["row"], "key": r["key"], "question": r["question"], "answer": r["answer"]} for r in todo]
     ds = ray.data.from_items(items)
-    ds = ds.map_batches(answer_batch, batch_size=cfg.concurrency, num_cpus=0.25, fn_kwargs={
-        "spec": cfg.upstream, "model": cfg.upstream_model, "concurrency": cfg.concurrency,
-        "rpm": cfg.requests_per_minute})
+    ds = ds.map_batches(answer_batch, batch_size=cfg.concurrency, num_cpus=0.25, fn_kwargs={"options": cfg})
     ds = ds.map_batches(CorrectorActor, batch_size=cfg.batch_size, concurrency=cfg.ray_actors,
                         num_cpus=0 if cfg.ray_gpus_per_actor else 1, num_gpus=cfg.ray_gpus_per_actor or None,
-                        fn_constructor_kwargs={"corrector": cfg.corrector, "template": cfg.template,
-                                               "max_new_tokens": cfg.max_new_tokens, "device": cfg.device,
-                                               "batch_size": cfg.batch_size, "upstream_name": upstream_name})
+                        fn_constructor_kwargs={"options": cfg, "upstream_name": upstream_name})
     by_row = {r["row"]: r for r in todo}
     job.check_answers(bool(cfg.upstream))
     if job.fresh:

@@ -28,8 +28,7 @@ EXAMPLES = """examples:
 def run_train(args: argparse.Namespace) -> int:
     """Build the config (YAML, then flags), train, and print where the corrector went."""
     cfg = build_config(CorrectorTrainConfig, args, getattr(args, "config", None))
-    cfg.validate()
-    from .corrector import train_corrector
+    from .corrector import train_corrector  # validates the config before anything heavy loads
 
     result = train_corrector(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
@@ -40,19 +39,23 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+DESCRIPTION = """\
+Supervised fine-tuning of a corrector: the loss is on the correction tokens (+ EOS) only. \
+Defaults follow the Aligner paper: 3 epochs, max length 2048, lr 2e-5 cosine, warm-up ratio 0.03, \
+AdamW (0.9, 0.95), effective batch 32, bf16 where supported."""
+STRONG_DESCRIPTION = """\
+Weak-to-strong: fine-tune any causal LM on the corrections a (weak) Aligner made of its answers, \
+exported with aligner export: --method sft trains on the corrections, --method dpo prefers each \
+correction over its answer. Full, LoRA or QLoRA, and the same launchers (torchrun / accelerate) as aligner train."""
+
+
 def add_commands(sub: Any) -> None:
-    add_config_command(sub, "train", CorrectorTrainConfig, run_train, help="fine-tune a corrector on Q-A-C data (full, LoRA or QLoRA; paper recipe defaults)",
-                       description="Supervised fine-tuning of a corrector: the loss is on the correction "
-                                   "tokens (+ EOS) only. Defaults follow the Aligner paper: 3 epochs, max "
-                                   "length 2048, lr 2e-5 cosine, warm-up ratio 0.03, AdamW (0.9, 0.95), "
-                                   "effective batch 32, bf16 where supported.", epilog=EXAMPLES, skip=("extra_metadata",))
     from .config import StrongTrainConfig
     from .strong import EXAMPLES as STRONG_EXAMPLES, run_train_strong
 
-    add_config_command(sub, "train-strong", StrongTrainConfig, run_train_strong,
+    add_config_command(sub, "train", CorrectorTrainConfig, run_train, description=DESCRIPTION, epilog=EXAMPLES,
+                       help="fine-tune a corrector on Q-A-C data (full, LoRA or QLoRA; paper recipe defaults)",
+                       skip=("extra_metadata",))
+    add_config_command(sub, "train-strong", StrongTrainConfig, run_train_strong, description=STRONG_DESCRIPTION,
                        help="fine-tune a strong model on an aligner export (weak-to-strong; trl SFT or DPO)",
-                       description="Weak-to-strong: fine-tune any causal LM on the corrections a (weak) Aligner "
-                                   "made of its answers, exported with aligner export: --method sft trains on the "
-                                   "corrections, --method dpo prefers each correction over its answer. Full, "
-                                   "LoRA or QLoRA, and the same launchers (torchrun / accelerate) as aligner train.",
                        epilog=STRONG_EXAMPLES, skip=("extra_metadata",))

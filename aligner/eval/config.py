@@ -4,13 +4,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..options import BatchOptions
 from .judge import DEFAULT_DIMENSIONS, DIMENSIONS
 from .sets import FORMATS
 
 
 @dataclass
-class EvalConfig:
-    """Options of ``aligner eval``."""
+class EvalConfig(BatchOptions):
+    """Options of ``aligner eval``: the shared :class:`~aligner.options.AlignerOptions` (what makes the
+    answers and corrections when the file lacks them) plus these."""
 
     data: str | None = field(default=None, metadata={
         "help": "the eval set: questions (answers and corrections made on the way) or rows that already hold "
@@ -26,18 +28,12 @@ class EvalConfig:
     upstream: str | None = field(default=None, metadata={
         "help": "who answers every question (answers in the file are then ignored): a LiteLLM model string, an "
                 "http(s)://…/v1 base URL, or hf:PATH"})
-    upstream_model: str | None = field(default=None, metadata={"help": "model name at a base-URL upstream"})
     corrector: str | None = field(default=None, metadata={
         "help": "corrector that makes the corrections (corrections in the file are then ignored); default: the "
                 "file's corrections, else the embedded demo corrector"})
-    template: str | None = field(default=None, metadata={"help": "corrector prompt template name or string"})
     paper_decoding: bool = field(default=False, metadata={
         "help": "decode corrections as the paper's evaluation did (temperature 0.3, top-p 0.95, top-k 10, "
                 "repetition/frequency penalty 1.2)"})
-    max_new_tokens: int | None = field(default=None, metadata={"help": "cap on corrector tokens"})
-    device: str | None = field(default=None, metadata={"help": "cpu, cuda, mps for local models"})
-    batch_size: int = field(default=8, metadata={"help": "answers the corrector decodes together"})
-    concurrency: int = field(default=8, metadata={"help": "upstream requests in flight at once"})
     judge: Any = field(default=None, metadata={
         "help": "the pairwise judge: a LiteLLM model string (openai/gpt-4-turbo) or an http(s)://…/v1 base URL "
                 "(in Python also any upstream: a function prompt -> reply, an OpenAI client, an Upstream)"})
@@ -68,3 +64,11 @@ class EvalConfig:
     plots: bool = field(default=True, metadata={"help": "draw PNG plots (needs matplotlib: pip install 'aligner-kit[eval]')"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
     json: bool = field(default=False, metadata={"help": "print report.json's summary instead of the text summary"})
+
+    def decoding(self) -> dict[str, Any] | None:
+        from ..templates import PAPER_DECODING
+
+        decoding: dict[str, Any] = dict(PAPER_DECODING) if self.paper_decoding else {}
+        if self.max_new_tokens:
+            decoding["max_new_tokens"] = self.max_new_tokens
+        return decoding or None

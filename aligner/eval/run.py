@@ -68,9 +68,7 @@ def make_corrections(cfg: EvalConfig, evalset: EvalSet, out: Path) -> dict[str, 
     todo = [i for i, it in enumerate(items) if redo_all or it.correction is None]
     if not todo:
         return None
-    from ..core import Aligner
     from ..batch_job import correct_file
-    from ..templates import PAPER_DECODING
 
     lines = [json.dumps({"question": items[i].question} if cfg.upstream else
                         {"question": items[i].question, "answer": items[i].answer}, ensure_ascii=False) + "\n"
@@ -92,12 +90,7 @@ def make_corrections(cfg: EvalConfig, evalset: EvalSet, out: Path) -> dict[str, 
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
 
     if len(_read_corrections(corrections)) < len(todo):  # all made: resume without loading any model
-        decoding: dict[str, Any] = dict(PAPER_DECODING) if cfg.paper_decoding else {}
-        if cfg.max_new_tokens:
-            decoding["max_new_tokens"] = cfg.max_new_tokens
-        kwargs: dict[str, Any] = {"max_concurrency": cfg.concurrency} if cfg.upstream else {}
-        aligner = Aligner(cfg.upstream, cfg.corrector, template=cfg.template, upstream_model=cfg.upstream_model,
-                          decoding=decoding or None, device=cfg.device, batch_size=cfg.batch_size, **kwargs)
+        aligner = cfg.build()
         if aligner.is_demo:
             from ..correct_commands import DEMO_NOTE
 

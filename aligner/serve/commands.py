@@ -60,12 +60,15 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+DESCRIPTION = """\
+OpenAI-compatible proxy: POST /v1/chat/completions asks the upstream, then corrects its answer. Examples:
+  aligner serve --upstream http://localhost:8001/v1 --upstream-model llama3 --port 8000
+  ALIGNER_KEYS=secret aligner serve --upstream openai/gpt-4o-mini --api-keys-env ALIGNER_KEYS
+  aligner serve --config serve.yaml --log-corrections traffic.jsonl
+With --allow-bypass, a request with 'X-Aligner-Bypass: 1' gets the upstream's answer \
+uncorrected (without it such a request gets 403)."""
+
+
 def add_commands(sub: Any) -> None:
-    add_config_command(sub, "serve", ServeConfig, run_serve, help="serve an OpenAI-compatible API whose answers come back corrected",
-                       description="OpenAI-compatible proxy: POST /v1/chat/completions asks the upstream, then "
-                       "corrects its answer. Examples:\n"
-                       "  aligner serve --upstream http://localhost:8001/v1 --upstream-model llama3 --port 8000\n"
-                       "  ALIGNER_KEYS=secret aligner serve --upstream openai/gpt-4o-mini --api-keys-env ALIGNER_KEYS\n"
-                       "  aligner serve --config serve.yaml --log-corrections traffic.jsonl\n"
-                       "With --allow-bypass, a request with 'X-Aligner-Bypass: 1' gets the upstream's answer "
-                       "uncorrected (without it such a request gets 403).")
+    add_config_command(sub, "serve", ServeConfig, run_serve, description=DESCRIPTION,
+                       help="serve an OpenAI-compatible API whose answers come back corrected")

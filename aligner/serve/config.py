@@ -12,26 +12,19 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..options import AlignerOptions
 
 
 @dataclass
-class ServeConfig:
-    """Options of ``aligner serve`` (and of ``create_app``)."""
+class ServeConfig(AlignerOptions):
+    """Options of ``aligner serve`` (and of ``create_app``): the shared
+    :class:`~aligner.options.AlignerOptions` (with a server's defaults) plus these."""
 
-    upstream: str | None = field(default=None, metadata={
-        "help": "who answers: a LiteLLM model string (openai/gpt-4o-mini), an http(s)://…/v1 base URL of an "
-                "OpenAI-compatible server, or hf:PATH for a local transformers model"})
-    upstream_model: str | None = field(default=None, metadata={"help": "model name at a base-URL upstream"})
-    corrector: str | None = field(default=None, metadata={
-        "help": "corrector hub id or path, or an http(s)://…/v1 completions endpoint; "
-                "default: the embedded demo corrector"})
-    template: str | None = field(default=None, metadata={"help": "prompt template name or string; default: the corrector's own"})
     host: str = field(default="127.0.0.1", metadata={"help": "interface to bind (0.0.0.0 exposes it to the network)"})
     port: int = field(default=8000, metadata={"help": "TCP port (0 picks a free one)"})
     served_model_name: list[str] | None = field(default=None, metadata={
         "help": "model name(s) clients must send and /v1/models lists; default: --upstream-model, else 'aligner'"})
     max_new_tokens: int = field(default=512, metadata={"help": "cap on the corrector's generated tokens per answer"})
-    device: str | None = field(default=None, metadata={"help": "cpu, cuda, mps (default: best available)"})
     batching: bool = field(default=True, metadata={"help": "gather concurrent requests into one corrector batch"})
     max_batch_size: int = field(default=16, metadata={"help": "most answers the corrector decodes together"})
     batch_wait_ms: float = field(default=10.0, metadata={"help": "longest a request waits for others to join its batch"})
@@ -42,6 +35,7 @@ class ServeConfig:
     max_prompt_chars: int = field(default=32_000, metadata={"help": "longer message lists (all contents) get 400"})
     max_tokens_limit: int = field(default=4096, metadata={"help": "requests asking for more max_tokens get 400"})
     request_timeout: float = field(default=120.0, metadata={"help": "seconds one request may take before 504"})
+    # a server fails fast: its client has its own retry logic
     upstream_timeout: float = field(default=60.0, metadata={"help": "seconds one upstream attempt may take"})
     upstream_retries: int = field(default=2, metadata={"help": "retries of a failing upstream call (429/5xx/timeouts)"})
     graceful_timeout: int = field(default=30, metadata={"help": "seconds in-flight requests get to finish on shutdown"})
@@ -58,6 +52,7 @@ class ServeConfig:
         "help": "most connections (and requests) at once; beyond it uvicorn answers 503 (0: no limit)"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name in ("max_batch_size", "max_new_tokens", "max_body_bytes", "max_prompt_chars", "max_tokens_limit",
                      "timeout_keep_alive"):
             value = getattr(self, name)
@@ -81,14 +76,13 @@ class ServeConfig:
             raise ConfigError(f"unknown format {self.log_corrections!r}.", field="log_corrections",
                               fix="use a path ending in .jsonl or .sqlite.")
 
+    def decoding(self) -> dict[str, Any]:
+        """--max-new-tokens is a ceiling, not a chosen length: the answer-relative cap stays."""
+        return {"max_new_tokens": self.max_new_tokens, "cap_to_answer": True}
+
     def uvicorn_options(self) -> dict[str, Any]:
         """The connection limits uvicorn enforces, for ``aligner serve`` and ``ServerThread`` alike."""
         return {"timeout_keep_alive": self.timeout_keep_alive, "limit_concurrency": self.limit_concurrency or None}
-
-    @property
-    def model_names(self) -> list[str]:
-        """Names a request's ``model`` may carry; the first is the one responses report."""
-        return list(self.served_model_name or [self.upstream_model or "aligner"])
 
     def load_api_keys(self) -> set[str] | None:
         """Accepted bearer keys, or None when auth is off. A named but empty source is an error:
