@@ -168,7 +168,8 @@ def test_trained_corrector_is_complete_and_loads(warm_run):
     assert any("loss" in h for h in json.loads((out / "loss_history.json").read_text()))
     c = load_corrector(str(out), device="cpu", decoding={"max_new_tokens": 8})
     assert c.template.name == "aligner-v1.0"
-    assert isinstance(c.correct("Q?", "A."), str)
+    pairs = [("Q?", "A."), ("What is 3 + 4?", "That gives 3 + 4 = 8.")]
+    assert [c.correct(q, a) for q, a in pairs] == c.correct_batch(pairs)  # one by one = batched (padded)
 
 
 def test_short_training_lowers_held_out_loss(warm_run, base):
@@ -269,7 +270,8 @@ def test_seq2seq_base_trains_and_loads(tmp_path, data):
     result = _train(_cfg(t5, tmp_path / "out", data, max_steps=2, template="qac"))
     c = load_corrector(str(result.output_dir), device="cpu", decoding={"max_new_tokens": 4})
     assert c.template.name == "qac"
-    assert isinstance(c.correct("Q?", "A."), str)
+    pairs = [("Q?", "A."), ("What is 3 + 4?", "That gives 3 + 4 = 8.")]
+    assert [c.correct(q, a) for q, a in pairs] == c.correct_batch(pairs)  # one by one = batched (padded)
 
 
 # ----------------------------------------------------------------------------- bad inputs

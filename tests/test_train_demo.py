@@ -108,8 +108,7 @@ def test_shipped_demo_corrector_is_small_marked_and_loads():
     assert [p.lstrip("\u0120") for p in pieces if p.lstrip("\u0120").isdigit()] == list("403575")  # digit tokens
     corrector = load_corrector(None, decoding={"max_new_tokens": 48})
     assert corrector.is_demo
-    out = corrector.correct("What is 2 + 2?", "So 2 + 2 = 5.")
-    assert isinstance(out, str)
+    assert corrector.correct("What is 2 + 2?", "So 2 + 2 = 5.") == "So 2 + 2 = 4."  # the shipped model fixes sums
 
 
 def test_every_shape_choice_fits_the_5_mb_budget_in_fp16():
