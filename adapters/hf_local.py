@@ -15,6 +15,7 @@ from aligner.decoding import DecodingConfig
 
 from aligner.local_runtime import LocalGenerator, pick_device
 from aligner.errors import ConfigError
+from aligner.hub import looks_like_path
 from aligner.progress import model_loading
 from aligner.transport.streaming import StreamParser
 from aligner.adapters.base import Messages, Upstream
@@ -35,10 +36,6 @@ def plain_prompt(messages: Messages) -> str:
     return "\n".join(lines) + "\nAssistant:"
 
 
-def _looks_like_path(spec: str) -> bool:
-    return spec.startswith((".", "/", "~")) or spec.count("/") > 1 or "\\" in spec
-
-
 def load_causal_lm(spec: "str | Path", device: str | None = None) -> tuple[Any, Any, str]:
     """(model, tokenizer, id) from a directory or hub id; a bad spec is a ConfigError, not an OSError."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -48,7 +45,7 @@ def load_causal_lm(spec: "str | Path", device: str | None = None) -> tuple[Any, 
     fix = ("pass upstream='hf:DIR' with a directory holding config.json, weights and a tokenizer "
            "(save_pretrained output), or a hub id such as 'hf:Qwen/Qwen2.5-0.5B-Instruct' (needs network "
            "or a cached copy).")
-    if not local.exists() and (isinstance(spec, Path) or _looks_like_path(ident)):
+    if not local.exists() and looks_like_path(spec):
         raise ConfigError(f"no such model directory: {ident!r}.", field="upstream", fix=fix)
     target = str(local) if local.exists() else ident
     try:

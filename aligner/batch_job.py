@@ -68,9 +68,10 @@ def read_questions(path: "str | Path", *, fields: tuple[str, ...] = ("question",
     p = Path(path)
     flag = "--prompts" if len(fields) > 1 else "--input"
     if not p.is_file():
-        from .data.io import _looks_like_hub_id, read_records
+        from .data.io import read_records
+        from .hub import DATA_SUFFIXES, looks_like_path
 
-        if len(fields) > 1 and not p.exists() and _looks_like_hub_id(str(path)):
+        if len(fields) > 1 and not p.exists() and not looks_like_path(str(path), suffixes=DATA_SUFFIXES):
             source, records = read_records(str(path), split=split)
             return _check_rows(((i - 1, obj) for i, obj in records), source, fields)
         raise DataError("no such file.", source=str(p), fix=f"pass an existing JSONL file to {flag}.")

@@ -11,21 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from aligner.errors import ConfigError
+from aligner.hub import looks_like_path
 from aligner.progress import model_loading
 from aligner.train.config import TrainConfig
-
-
-def _looks_like_path(spec: str) -> bool:
-    """Whether a ``--base-model`` that is not on disk was meant as a local path (then it is missing)
-    rather than a hub id (then the hub, or its local cache, is asked).
-
-    A hub id is ``name`` or ``org/name``: one slash at most, and a dot is fine (``Qwen/Qwen2.5-0.5B``).
-    A path starts with ``.``, ``/`` or ``~``, has a backslash, a drive colon or two slashes, or
-    starts with a folder that exists here (``runs/x`` beside a ``runs/`` folder).
-    """
-    if spec.startswith((".", "/", "~")) or "\\" in spec or ":" in spec or spec.count("/") > 1:
-        return True
-    return "/" in spec and Path(spec.split("/", 1)[0]).is_dir()
 
 
 def resolve_base_model(spec: str) -> str:
@@ -36,7 +24,7 @@ def resolve_base_model(spec: str) -> str:
             raise ConfigError(f"{spec!r} has no config.json.", field="base_model",
                               fix="point --base-model at a directory written by save_pretrained, or a hub id.")
         return str(p)
-    if _looks_like_path(spec):
+    if looks_like_path(spec, local_folder=True):  # `runs/x` beside a runs/ folder: a path
         raise ConfigError(f"no such model directory {spec!r}.", field="base_model",
                           fix="pass an existing directory (with config.json) or a hub id such as "
                               "meta-llama/Llama-2-7b-hf.")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from aligner.errors import ConfigError, DataError
+from aligner.hub import DATA_SUFFIXES, looks_like_path
 from aligner.train.config import CorrectorTrainConfig
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,7 @@ def load_rows(path: str, config: CorrectorTrainConfig, what: str = "data") -> li
     """Q-A-C rows via :func:`aligner.data.load` (its validation: file, row and field named)."""
     from aligner import data as adata
 
-    if not Path(path).exists() and ("/" in path and path.startswith((".", "/", "~")) or path.endswith(
-            (".json", ".jsonl", ".gz", ".parquet"))):
+    if not Path(path).exists() and looks_like_path(path, suffixes=DATA_SUFFIXES):
         raise ConfigError(f"no such file {path!r}.", field=what, fix=f"pass an existing file to --{what.replace('_', '-')}.")
     result = adata.load(path, format=config.data_format, lenient=config.lenient)
     if result.skipped:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from aligner.errors import ConfigError, DataError
+from aligner.hub import DATA_SUFFIXES, looks_like_path
 from aligner.train.arguments import (CHECKPOINTS, HISTORY_FILE, STATE_FILE, gradient_accumulation, resume_point,
                                      training_arguments, world_size)
 from aligner.train.config import StrongTrainConfig
@@ -82,8 +83,7 @@ def read_export(path: str, method: str, *, split: str = "train", what: str = "da
             raise DataError(f"no 'train' split (has: {', '.join(out)}).", source=str(p),
                             fix="pass a directory written by aligner export --to-dataset.")
         return out
-    if not p.exists() and (str(path).startswith((".", "/", "~")) or
-                           str(path).endswith((".json", ".jsonl", ".gz", ".parquet"))):
+    if not p.exists() and looks_like_path(str(path), suffixes=DATA_SUFFIXES):
         raise ConfigError(f"no such file {str(path)!r}.", field=what,
                           fix=f"pass the output of aligner export to --{what.replace('_', '-')}.")
     from aligner.data import read_records

@@ -13,6 +13,7 @@ from ..decoding import DecodingConfig
 
 from ..local_runtime import LocalGenerator, RowControl, pick_device
 from ..errors import ConfigError, CorrectorError, hide_cause
+from ..hub import looks_like_path
 from ..progress import model_loading
 from ..templates import Template
 from ..registry import register_corrector
@@ -70,7 +71,8 @@ class LocalCorrector(Corrector):
             config = AutoConfig.from_pretrained(model_id)
         except (OSError, ValueError) as exc:
             local = Path(model_id).expanduser()
-            hint = ("no such directory" if not local.exists() and ("/" not in model_id or model_id.startswith((".", "/", "~")))
+            # a bare name ("my-corrector") is more often a missing folder than a legacy hub model
+            hint = ("no such directory" if not local.exists() and (looks_like_path(model_id) or "/" not in model_id)
                     else "not a local model directory and not reachable on the hub")
             raise hide_cause(ConfigError(f"cannot load corrector {model_id!r}: {hint}.", field="corrector",
                               fix="pass a directory with config.json and weights (e.g. from `aligner train`), "

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from ..errors import DataError
+from ..hub import DATA_SUFFIXES, looks_like_path
 
 
 def _open_text(path: Path):
@@ -38,7 +39,7 @@ def read_records(path_or_id: str | os.PathLike, *, split: str = "train") -> tupl
     if path.is_dir():
         return source, _read_hub(source, split)  # a saved dataset folder / local dataset script dir
     if not path.exists():
-        if _looks_like_hub_id(source):
+        if not looks_like_path(source, suffixes=DATA_SUFFIXES):
             return source, _read_hub(source, split)
         raise DataError("no such file.", source=source,
                         fix="check the path, or pass a Hugging Face dataset id such as PKU-Alignment/PKU-SafeRLHF.")
@@ -48,11 +49,6 @@ def read_records(path_or_id: str | os.PathLike, *, split: str = "train") -> tupl
     if _is_parquet(path):
         return source, _read_parquet(path)
     return source, _read_json(path)
-
-
-def _looks_like_hub_id(text: str) -> bool:
-    parts = text.split("/")
-    return 1 <= len(parts) <= 2 and all(parts) and not text.endswith((".json", ".jsonl", ".gz", ".parquet"))
 
 
 def _read_json(path: Path) -> Iterator[tuple[int, Any]]:
