@@ -2,8 +2,9 @@
 
 The app keeps its code; only the client object changes. Each choice's corrected text replaces
 ``message.content``; the upstream's text stays beside it as ``message.original_content`` and the
-response carries an ``aligner`` object (corrector id, timings). With ``stream=True`` the upstream
-stream is read in full (a correction needs the whole answer), then the correction is streamed as
+response carries an ``aligner`` object (``Correction.meta()``: the corrector id, timings, whether
+the answer changed — the keys the proxy serves). With ``stream=True`` the upstream stream is read
+in full (a correction needs the whole answer), then the correction is streamed as
 ``ChatCompletionChunk`` objects, the last one carrying ``aligner``.
 """
 from __future__ import annotations
@@ -50,11 +51,11 @@ def _absorb(chunk: Any, answers: dict[int, str]) -> dict[str, Any]:
     return {"id": chunk.id, "created": chunk.created, "model": chunk.model}
 
 
-def _replace(resp: Any, choice: Any, c: Any, owner: "CorrectedClient") -> None:
+def _replace(resp: Any, choice: Any, c: Any) -> None:
     """Put the correction in the choice, keeping the upstream's text beside it."""
     choice.message.original_content = c.answer
     choice.message.content = c.correction
-    resp.aligner = owner.meta(c)
+    resp.aligner = c.meta()
 
 
 class _Completions:
@@ -70,7 +71,7 @@ class _Completions:
             return self._stream(question, owner.client.chat.completions.create(**kwargs))
         resp = owner.client.chat.completions.create(**kwargs)
         for choice in resp.choices:
-            _replace(resp, choice, owner.aligner.correct(question, choice.message.content or ""), owner)
+            _replace(resp, choice, owner.aligner.correct(question, choice.message.content or ""))
         return resp
 
     def _stream(self, question: str, upstream: Any) -> Iterator[Any]:
@@ -78,13 +79,10 @@ class _Completions:
         for chunk in upstream:
             head = _absorb(chunk, answers)
         for index, answer in sorted(answers.items()):
-            t0 = time.perf_counter()
-            text = ""
-            for piece in owner.aligner.stream(question, answer):
-                text += piece
+            stream = owner.aligner.stream(question, answer)
+            for piece in stream:
                 yield _chunk(head, index, piece, None)
-            meta = owner.meta_for(question, answer, text, time.perf_counter() - t0)
-            yield _chunk(head, index, None, "stop", meta)
+            yield _chunk(head, index, None, "stop", stream.correction.meta())
 
     async def _acreate(self, question: str, kwargs: dict[str, Any]) -> Any:
         owner = self._owner
@@ -92,7 +90,7 @@ class _Completions:
         if kwargs.get("stream"):
             return self._astream(question, resp)
         for choice in resp.choices:
-            _replace(resp, choice, await owner.aligner.acorrect(question, choice.message.content or ""), owner)
+            _replace(resp, choice, await owner.aligner.acorrect(question, choice.message.content or ""))
         return resp
 
     async def _astream(self, question: str, upstream: Any) -> AsyncIterator[Any]:
@@ -100,12 +98,10 @@ class _Completions:
         async for chunk in upstream:
             head = _absorb(chunk, answers)
         for index, answer in sorted(answers.items()):
-            t0 = time.perf_counter()
-            text = ""
-            async for piece in owner.aligner.astream(question, answer):
-                text += piece
+            stream = owner.aligner.astream(question, answer)
+            async for piece in stream:
                 yield _chunk(head, index, piece, None)
-            yield _chunk(head, index, None, "stop", owner.meta_for(question, answer, text, time.perf_counter() - t0))
+            yield _chunk(head, index, None, "stop", stream.correction.meta())
 
 
 class _Chat:
@@ -121,17 +117,6 @@ class CorrectedClient:
         self.aligner = aligner
         self.is_async = type(client).__name__.startswith("Async")
         self.chat = _Chat(self)
-
-    def meta(self, c: Any) -> dict[str, Any]:
-        return {"original": c.answer, "corrector": c.corrector, "template": c.template, "changed": c.changed,
-                "timings": c.timings, "demo": self.aligner.is_demo}
-
-    def meta_for(self, question: str, answer: str, correction: str, seconds: float) -> dict[str, Any]:
-        from .correction import Correction
-
-        c = Correction(question, answer, correction, timings={"corrector": seconds},
-                       corrector=self.aligner.corrector.name, template=self.aligner.corrector.template.name)
-        return self.meta(c)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.client, name)

@@ -83,8 +83,9 @@ def test_streams_join_the_dynamic_batcher_and_match_correct(varied):
     want = corrector.correct_batch(PAIRS)
 
     async def run() -> tuple[list[str], DynamicBatcher]:
-        batcher = DynamicBatcher(corrector, max_batch_size=8, max_wait=0.05)
-        streams = [await batcher.stream(q, a, corrector.decoding) for q, a in PAIRS]  # all queued first
+        # all four join one batch: it waits for as long as it takes the four to be queued
+        batcher = DynamicBatcher(corrector, max_batch_size=8, max_wait=60, may_join=lambda: len(PAIRS))
+        streams = [batcher.astream(q, a, decoding=corrector.decoding) for q, a in PAIRS]
 
         async def read(i: int) -> str:
             text = ""

@@ -12,17 +12,16 @@ from aligner import Aligner, Correction
 from aligner.correction import AsyncCorrectionStream, CorrectionStream
 from aligner.errors import AlignerError
 
-GREEDY = {"max_new_tokens": 12, "fallback": False}
 QUESTIONS = ["How are you?", "What is 2+2?", "Where is Paris?"]
-
-
-def echo(question: str) -> str:
-    return f"My answer to '{question}' is short."
+#: the upstream: a plain function (a dict's lookup) answering each question
+ANSWERS = {q: f"My answer to '{q}' is short." for q in QUESTIONS}
+echo = ANSWERS.__getitem__
 
 
 @pytest.fixture(scope="module")
 def aligner(tiny_causal_path):
-    return Aligner(echo, corrector=str(tiny_causal_path), decoding=GREEDY, batch_size=2)
+    greedy = {"max_new_tokens": 12, "fallback": False}
+    return Aligner(echo, corrector=str(tiny_causal_path), decoding=greedy, batch_size=2)
 
 
 # -- upstream timing: the same rule for correct, correct_batch, acorrect_batch (and acorrect) --------
@@ -98,3 +97,97 @@ def test_meta_is_the_one_aligner_object():
     served = c.meta(upstream="label", bypassed=False)
     assert list(served)[:4] == ["original", "corrector", "template", "upstream"]  # replaced in place
     assert served["upstream"] == "label" and served["bypassed"] is False
+
+
+# -- the server's batcher is a Corrector; the proxy corrects through the Aligner --------------------
+def test_the_batcher_is_a_corrector_the_aligner_calls_like_any_other(tiny_causal_path):
+    from aligner.correctors import Corrector, load_corrector
+    from aligner.serve.batching import DynamicBatcher
+
+    inner = load_corrector(str(tiny_causal_path), decoding={"max_new_tokens": 12, "fallback": False})
+    plain = Aligner(None, corrector=inner)
+    want = [plain.correct(q, echo(q)) for q in QUESTIONS]
+    joining = [len(QUESTIONS)]  # how many requests may still join a batch (the server's in-flight count)
+
+    async def run():
+        batcher = DynamicBatcher(inner, max_batch_size=8, max_wait=60, may_join=lambda: joining[0])
+        served = plain.with_corrector(batcher)
+        got = await asyncio.gather(*(served.acorrect(q, echo(q)) for q in QUESTIONS))
+        joining[0] = 1
+        stream = served.astream(QUESTIONS[0], echo(QUESTIONS[0]))
+        pieces = [p async for p in stream]
+        while batcher.stats.batches < 2:  # stats land when the batch's generate() returns
+            await asyncio.sleep(0.01)
+        await batcher.stop()
+        return batcher, served, got, stream, pieces
+
+    batcher, served, got, stream, pieces = asyncio.run(run())
+    assert isinstance(batcher, Corrector) and served.corrector is batcher and served.upstream is plain.upstream
+    assert [c.correction for c in got] == [c.correction for c in want]
+    assert (batcher.stats.batches, batcher.stats.largest_batch, batcher.stats.streams) == (2, 3, 1)
+    for q, c in zip(QUESTIONS, got):
+        assert c.timings["batch_size"] == 3 and c.timings["queue"] >= 0 and c.timings["upstream"] == 0.0
+        assert c.corrector == inner.name and c.template == inner.template.name
+        prompt = inner.prepare(q, echo(q))[0]
+        completion = len(inner.generator.tokenizer(c.correction, add_special_tokens=False)["input_ids"])
+        assert c.metadata["usage"] == {"prompt_tokens": inner.generator.count_tokens(prompt),
+                                       "completion_tokens": completion,
+                                       "total_tokens": inner.generator.count_tokens(prompt) + completion}
+    s = stream.correction
+    assert "".join(pieces) == s.correction == want[0].correction and s.timings["batch_size"] == 1
+    assert s.timings["upstream"] == 0.0 and stream.result.text == s.correction
+
+
+def test_the_proxy_counts_the_correctors_tokens_on_the_prompt_it_was_given(tiny_causal_path):
+    """An answer too long for the corrector is cut to fit; ``aligner.usage.prompt_tokens`` counts
+    that prompt, not the one the whole answer would have made (which was re-rendered before)."""
+    import httpx
+
+    from aligner.correctors.local import LocalCorrector
+    from aligner.serve.app import create_app
+    from aligner.serve.config import ServeConfig
+    from aligner.serve.runner import ServerThread
+
+    corrector = LocalCorrector.from_pretrained(str(tiny_causal_path), decoding={"max_new_tokens": 8, "fallback": False})
+    corrector.max_input_tokens = 160  # a short context, so the answer below is cut to fit
+    q, long_answer = "What happened?", "Then the long story went on and on. " * 80
+    fitted = corrector.prepare(q, long_answer)[0]
+    whole = corrector.template.render(q, long_answer)
+    assert corrector.generator.count_tokens(fitted) < corrector.generator.count_tokens(whole)
+    with ServerThread(create_app(Aligner(None, corrector=corrector), ServeConfig())) as srv:
+        body = {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": long_answer}]}
+        r = httpx.post(srv.base_url + "/chat/completions", json=body, timeout=120)
+        streamed = httpx.post(srv.base_url + "/chat/completions", json={**body, "stream": True}, timeout=120)
+    assert r.status_code == 200, r.text[:300]
+    meta = r.json()["aligner"]
+    assert meta["usage"]["prompt_tokens"] == corrector.generator.count_tokens(fitted)
+    # the one aligner object: the same keys as before this change, streamed or not (no usage on a stream)
+    keys = {"original", "corrector", "template", "upstream", "changed", "bypassed", "demo", "fallback",
+            "fallback_reason", "timings"}
+    assert set(meta) == keys | {"usage"}
+    assert set(meta["timings"]) == {"upstream", "queue", "corrector", "batch_size", "total"}
+    events = [line[len("data: "):] for line in streamed.text.splitlines() if line.startswith("data: {")]
+    import json
+
+    final = json.loads(events[-1])["aligner"]
+    assert set(final) == keys and set(final["timings"]) == {"upstream", "queue", "corrector", "batch_size", "total"}
+    assert final["original"] == meta["original"] == long_answer and final["timings"]["upstream"] == 0.0
+
+
+def test_validation_returns_a_typed_request(tiny_causal_path):
+    from aligner.decoding import DecodingConfig
+    from aligner.serve.app import _validate, create_app
+    from aligner.serve.config import ServeConfig
+    from aligner.serve.request import ChatRequest
+
+    app = create_app(Aligner(None, corrector=str(tiny_causal_path)), ServeConfig())
+    messages = [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]
+    req = _validate({"messages": messages, "stream": True, "max_tokens": 5,
+                     "stream_options": {"include_usage": True}}, app.state.aligner)
+    assert isinstance(req, ChatRequest) and isinstance(req.decoding, DecodingConfig)
+    assert (req.question, req.model, req.stream, req.include_usage, req.json_mode, req.params) == \
+        ("Hi?", "aligner", True, True, False, {})
+    assert req.messages == messages and req.decoding.max_new_tokens == 5
+    assert req.decoding.cap_to_answer == app.state.aligner.aligner.corrector.decoding.cap_to_answer
+    with pytest.raises(AttributeError):
+        req.question = "changed"  # type: ignore[misc]  # frozen: nothing edits a checked request

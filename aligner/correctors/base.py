@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
-from typing import Any, AsyncIterator, Callable, Iterator, Mapping, Sequence
+from typing import Any, AsyncIterator, Iterator, Mapping, Sequence
 
+from ..correction import AsyncCorrectionStream, CorrectionStream, correction_of
 from ..decoding import DecodingConfig
 
 from ..local_runtime import RowControl, iterate_row
@@ -59,47 +61,6 @@ class _Job:
 
     def __init__(self, prompt: str, answer: str, row: RowControl):
         self.prompt, self.answer, self.row = prompt, answer, row
-
-
-class CorrectionStream:
-    """The pieces of one streamed correction — an iterator of str, as ``stream()`` always was.
-
-    Once it is exhausted, ``result`` holds the :class:`CorrectorResult` (``fallback_reason`` set
-    when the guard replaced a degenerate correction). Pieces already shown cannot be taken back: a
-    correction found degenerate *after* text was streamed stops there, and only ``result`` says
-    so; one found degenerate before anything was shown streams the original answer instead, so a
-    stream and ``correct()`` then agree. Closing it early cancels the generation.
-    """
-
-    def __init__(self, run: Callable[["CorrectionStream"], Iterator[str]]):
-        self.result: CorrectorResult | None = None
-        self._it = run(self)
-
-    def __iter__(self) -> "CorrectionStream":
-        return self
-
-    def __next__(self) -> str:
-        return next(self._it)
-
-    def close(self) -> None:
-        self._it.close()  # type: ignore[attr-defined]
-
-
-class AsyncCorrectionStream:
-    """The async twin of :class:`CorrectionStream` (``async for``; ``result`` once exhausted)."""
-
-    def __init__(self, run: Callable[["AsyncCorrectionStream"], AsyncIterator[str]]):
-        self.result: CorrectorResult | None = None
-        self._it = run(self)
-
-    def __aiter__(self) -> "AsyncCorrectionStream":
-        return self
-
-    async def __anext__(self) -> str:
-        return await self._it.__anext__()
-
-    async def aclose(self) -> None:
-        await self._it.aclose()  # type: ignore[attr-defined]
 
 
 class Corrector(ABC):
@@ -288,80 +249,94 @@ class Corrector(ABC):
 
     def stream(self, question: str, answer: str, *, aspects: str | None = None,
                decoding: "DecodingConfig | Mapping[str, Any] | None" = None) -> CorrectionStream:
-        """The correction piece by piece (see :class:`CorrectionStream` for what a fallback does)."""
-        dec = self._decoding(decoding)
-        prompt, row = self.prepare(question, answer, aspects=aspects, decoding=dec)
-
-        def run(stream: CorrectionStream) -> Iterator[str]:
-            shown = _Shown(self, answer, row)
-            pieces = self.stream_row(prompt, dec, row)
-            try:
-                for piece in pieces:
-                    out = shown.feed(piece)
-                    if out:
-                        yield out
-                    if shown.parser.stopped:
-                        break
-            finally:
-                pieces.close()  # type: ignore[attr-defined]
-            tail, stream.result = shown.finish()
-            if tail:
-                yield tail
-
-        return CorrectionStream(run)
+        """The correction piece by piece; once exhausted, its ``result`` and ``correction`` (see
+        :class:`~aligner.correction.CorrectionStream` for what a fallback does)."""
+        shown = self._shown(question, answer, aspects, decoding)
+        return CorrectionStream(lambda stream: shown.run(stream, self.stream_row(shown.prompt, shown.decoding,
+                                                                                 shown.row)))
 
     def astream(self, question: str, answer: str, *, aspects: str | None = None,
                 decoding: "DecodingConfig | Mapping[str, Any] | None" = None) -> AsyncCorrectionStream:
+        shown = self._shown(question, answer, aspects, decoding)
+        return AsyncCorrectionStream(lambda stream: shown.arun(stream, self.astream_row(shown.prompt, shown.decoding,
+                                                                                        shown.row)))
+
+    def _shown(self, question: str, answer: str, aspects: str | None,
+               decoding: "DecodingConfig | Mapping[str, Any] | None") -> "_Shown":
         dec = self._decoding(decoding)
         prompt, row = self.prepare(question, answer, aspects=aspects, decoding=dec)
-
-        async def run(stream: AsyncCorrectionStream) -> AsyncIterator[str]:
-            shown = _Shown(self, answer, row)
-            pieces = self.astream_row(prompt, dec, row)
-            try:
-                async for piece in pieces:
-                    out = shown.feed(piece)
-                    if out:
-                        yield out
-                    if shown.parser.stopped:
-                        break
-            finally:
-                await pieces.aclose()  # type: ignore[attr-defined]
-            tail, stream.result = shown.finish()
-            if tail:
-                yield tail
-
-        return AsyncCorrectionStream(run)
+        return _Shown(self, question, answer, prompt, dec, row)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, template={self.template.name!r})"
 
 
 class _Shown:
-    """What a stream of one correction has shown: the parser over its raw pieces, and the verdict
-    at the end (the original answer streamed instead when nothing had been shown yet)."""
+    """One streamed correction's row and what it has shown: raw pieces go through the parser,
+    the safe text comes out, and at the end the verdict (the original answer streamed instead when
+    the correction was degenerate and nothing had been shown yet). ``run`` and ``arun`` are the
+    one loop, iterated sync or async."""
 
-    def __init__(self, corrector: Corrector, answer: str, row: RowControl):
-        self.corrector, self.answer, self.row = corrector, answer, row
+    def __init__(self, corrector: Corrector, question: str, answer: str, prompt: str,
+                 decoding: DecodingConfig, row: RowControl):
+        self.corrector, self.question, self.answer = corrector, question, answer
+        self.prompt, self.decoding, self.row = prompt, decoding, row
         guard = row.guard
         self.parser = StreamParser(guard.cut_markers if guard is not None else corrector.stop_markers)
         self.text = ""
+        #: stage times measured outside the row (a batching server's ``queue``, ``batch_size``).
+        self.timings: dict[str, float] = {}
+        self.t0 = time.perf_counter()
 
-    def feed(self, piece: str) -> str:
+    @property
+    def stopped(self) -> bool:
+        """A stop marker (or a leaked one) has been seen: nothing more of the row is shown."""
+        return self.parser.stopped
+
+    def take(self, piece: str) -> list[str]:
+        """The text of a raw piece that is safe to show now (none, or one piece)."""
         out = self.parser.feed(piece)
         self.text += out
-        return out
+        return [out] if out else []
 
-    def finish(self) -> tuple[str, CorrectorResult]:
-        """The last piece to show and the verdict. Degenerate with nothing shown yet: the original
-        answer is the last (only) piece. Degenerate after text was shown: nothing more."""
-        shown_before = self.text
+    def end(self, stream: Any) -> list[str]:
+        """The last piece to show, with the verdict and the Correction put on ``stream``.
+        Degenerate with nothing shown yet: the original answer is the last (only) piece.
+        Degenerate after text was shown: nothing more."""
         tail = self.parser.finish()
         result = self.corrector.finish(self.parser.raw, self.answer, self.row)
         if result.fallback:
-            tail = "" if shown_before else self.answer
+            tail = "" if self.text else self.answer
         self.text += tail
-        return tail, result
+        result.timings.update(self.timings)
+        stream.result = result
+        stream.correction = correction_of(self.question, self.answer, result, corrector=self.corrector,
+                                          corrector_s=time.perf_counter() - self.t0)
+        return [tail] if tail else []
+
+    def run(self, stream: Any, pieces: Iterator[str]) -> Iterator[str]:
+        self.t0 = time.perf_counter()
+        try:
+            for piece in pieces:
+                yield from self.take(piece)
+                if self.stopped:
+                    break
+        finally:
+            pieces.close()  # type: ignore[attr-defined]  # cancels the row when left early
+        yield from self.end(stream)
+
+    async def arun(self, stream: Any, pieces: AsyncIterator[str]) -> AsyncIterator[str]:
+        self.t0 = time.perf_counter()
+        try:
+            async for piece in pieces:
+                for out in self.take(piece):
+                    yield out
+                if self.stopped:
+                    break
+        finally:
+            await pieces.aclose()  # type: ignore[attr-defined]
+        for out in self.end(stream):
+            yield out
 
 
 def capped(decoding: DecodingConfig, rows: Sequence[RowControl]) -> DecodingConfig:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import hmac
 import json
 import logging
@@ -37,11 +36,13 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..adapters.base import UpstreamReply, bare_message
+from ..correction import Correction
 from ..decoding import DecodingConfig
 from ..errors import AlignerError, ConfigError, UpstreamError, UpstreamTimeout
 from .batching import DynamicBatcher
 from .config import ServeConfig
-from .request import APIError, check_fields, check_messages, form_fields, forwarded, json_mode, parse_body
+from .request import (APIError, ChatRequest, check_fields, check_messages, form_fields, forwarded, json_mode,
+                      parse_body)
 
 log = logging.getLogger("aligner.serve")
 access_log = logging.getLogger("aligner.serve.access")
@@ -126,6 +127,8 @@ class _State:
                                       max_batch_size=config.max_batch_size if config.batching else 1,
                                       max_wait=config.batch_wait_ms / 1000 if config.batching else 0.0,
                                       may_join=lambda: self.in_flight)
+        #: the aligner the handlers correct with: the same, its corrector's calls batched
+        self.serving = aligner.with_corrector(self.batcher)
         self.records = None
         if config.log_corrections:
             from .records import CorrectionsLog
@@ -224,18 +227,18 @@ def create_app(source: "ServeConfig | Any", config: ServeConfig | None = None) -
                            code="bypass_disabled")
         body = await _read_json(request, config.max_body_bytes, config.body_timeout)
         req = _validate(body, state)
-        request.state.log = {"model": req["model"], "stream": req["stream"], "bypass": _bypass(request),
-                             "question": req["question"]}
-        if not _bypass(request) and not req["json_mode"]:
+        request.state.log = {"model": req.model, "stream": req.stream, "bypass": _bypass(request),
+                             "question": req.question}
+        if not _bypass(request) and not req.json_mode:
             await _check_fits(state, req)  # a client error is a 400 whether streamed or not
         state.in_flight += 1
         deadline = time.perf_counter() + config.request_timeout
         try:
-            if req["stream"]:
-                answer, t_up = await _with_deadline(_get_answer(state, req), deadline, "upstream")
-                skipped = _skipped(req)
-                stream = _sse_uncorrected(state, req, request, t_up, skipped) if skipped else \
-                    _sse(state, req, request, answer, t_up, deadline)
+            if req.stream:
+                reply, t_up = await _with_deadline(_get_answer(state, req), deadline, "upstream")
+                skipped = _skipped(req, reply)
+                stream = _sse_uncorrected(state, req, reply, request, t_up, skipped) if skipped else \
+                    _sse(state, req, reply, request, t_up, deadline)
                 return _SSEResponse(stream, media_type="text/event-stream",
                                          headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
             return await _with_deadline(_complete(state, req, request), deadline, "request")
@@ -307,9 +310,9 @@ def _bypass(request: Request) -> bool:
     return request.headers.get(BYPASS_HEADER, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _validate(body: Any, state: _State) -> dict[str, Any]:
+def _validate(body: Any, state: _State) -> ChatRequest:
     """Check the request the way OpenAI does, every field before anything runs, naming the
-    offending field (see :mod:`aligner.serve.request`)."""
+    offending field (see :mod:`aligner.serve.request`); the checked request, typed."""
     from ..wrapped_client import question_of
 
     cfg = state.config
@@ -343,20 +346,23 @@ def _validate(body: Any, state: _State) -> dict[str, Any]:
     stream = bool(body.get("stream"))
     corrector = state.aligner.corrector
     new_tokens = min(corrector.decoding.max_new_tokens, cfg.max_new_tokens, max_tokens or cfg.max_new_tokens)
+    # the request's max_tokens lowers the ceiling but is not a choice of length for the
+    # correction: the corrector's own answer-relative cap setting stays
     decoding = corrector.decoding if new_tokens == corrector.decoding.max_new_tokens else \
-        DecodingConfig.from_any({"max_new_tokens": new_tokens}, corrector.decoding.to_dict())
+        DecodingConfig.from_any({"max_new_tokens": new_tokens, "cap_to_answer": corrector.decoding.cap_to_answer},
+                                corrector.decoding.to_dict())
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    return {"messages": messages, "question": question, "model": model, "stream": stream,
-            "decoding": decoding, "include_usage": include_usage, "json_mode": json_mode(body),
-            "params": forwarded(body) if takes_params else {}}
+    return ChatRequest(messages=messages, question=question, model=model, stream=stream, decoding=decoding,
+                       include_usage=include_usage, json_mode=json_mode(body),
+                       params=forwarded(body) if takes_params else {})
 
 
-async def _check_fits(state: _State, req: dict[str, Any]) -> None:
+async def _check_fits(state: _State, req: ChatRequest) -> None:
     """Refuse a question too long for the corrector before the upstream is asked (and paid for)
     and before a stream starts: the corrector's ``fit`` raises when the question alone is over its
     input budget, whatever the answer. Tokenising runs off the event loop."""
     try:
-        await asyncio.to_thread(state.aligner.corrector.fit, req["question"], "")
+        await asyncio.to_thread(state.aligner.corrector.fit, req.question, "")
     except ConfigError as exc:
         raise APIError(400, f"messages: the question (last user message) is too long for the corrector: "
                             f"{bare_message(exc)}", param="messages", code="context_length_exceeded") from exc
@@ -372,25 +378,21 @@ async def _with_deadline(coro: Any, deadline: float, what: str) -> Any:
                        code="timeout") from exc
 
 
-async def _get_answer(state: _State, req: dict[str, Any]) -> tuple[str, float]:
-    """The upstream's answer (or, with no upstream configured, the final assistant message).
-
-    The whole reply (tool calls, finish reason, usage) is kept in ``req["reply"]``.
-    """
+async def _get_answer(state: _State, req: ChatRequest) -> tuple[UpstreamReply, float]:
+    """The upstream's whole reply (text, tool calls, finish reason, usage) and the seconds it took;
+    with no upstream configured, the final assistant message as the reply (0 seconds)."""
     t0 = time.perf_counter()
     upstream = state.aligner.upstream
-    messages = req["messages"]
+    messages = req.messages
     if upstream is None:
         last = messages[-1]
         if last.get("role") != "assistant" or not isinstance(last.get("content"), str) or not last["content"].strip():
             raise APIError(400, "this server has no upstream: send the answer to correct as the final "
                                 "assistant message (after the user question).", param="messages",
                            code="invalid_value")
-        req["messages"] = messages[:-1]
-        req["reply"] = UpstreamReply(last["content"])
-        return last["content"], 0.0
+        return UpstreamReply(last["content"]), 0.0
     try:
-        reply = await upstream.acomplete(messages, **req["params"])
+        reply = await upstream.acomplete(messages, **req.params)
     except UpstreamError as exc:
         # The address goes to the operator's log, not to the client; the upstream's own error
         # text only with --log-prompts (it may quote the prompt).
@@ -400,60 +402,45 @@ async def _get_answer(state: _State, req: dict[str, Any]) -> tuple[str, float]:
         raise upstream_error(exc) from exc
     if not isinstance(reply, UpstreamReply) or not isinstance(reply.text, str):
         raise APIError(502, "the upstream's answer is not text.", code="upstream_error")
-    req["reply"] = reply
-    return reply.text, time.perf_counter() - t0
+    return reply, time.perf_counter() - t0
 
 
-def _skipped(req: dict[str, Any]) -> str | None:
+def _skipped(req: ChatRequest, reply: UpstreamReply) -> str | None:
     """Why this answer goes back uncorrected, or None: tool calls are actions for the client's code
     to run, and JSON the client asked for is data — rewriting either into prose would break the
     client. A tool-call turn's text (if any) goes back as it came too; the answer that follows
     the tool's result is a later request, and that one is corrected."""
-    if req["reply"].tool_calls:
+    if reply.tool_calls:
         return "tool_calls"
-    if req["json_mode"]:
+    if req.json_mode:
         return "response_format"
     return None
 
 
-async def _corrector_usage(state: _State, question: str, answer: str, correction: str) -> dict[str, int] | None:
-    """The corrector's own tokens (its prompt and the correction), counted with its tokenizer off
-    the event loop; None for a corrector with no local tokenizer (a remote endpoint)."""
+def _uncorrected(state: _State, req: ChatRequest, answer: str, timings: dict[str, float]) -> Correction:
+    """The Correction of an answer served as it came (bypassed, tool calls, requested JSON)."""
     corrector = state.aligner.corrector
-    tokenizer = getattr(getattr(corrector, "generator", None), "tokenizer", None)
-    if tokenizer is None:
-        return None
-
-    def count() -> dict[str, int]:
-        prompt = len(tokenizer(corrector.template.render(question, answer), verbose=False)["input_ids"])
-        completion = len(tokenizer(correction, add_special_tokens=False, verbose=False)["input_ids"])
-        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-
-    return await asyncio.to_thread(count)
+    return Correction(req.question, answer, answer, timings=timings, corrector=corrector.name,
+                      template=corrector.template.name, metadata={"demo": True} if state.aligner.is_demo else {})
 
 
-def _meta(state: _State, req: dict[str, Any], answer: str, correction: str, timings: dict[str, float],
-          bypassed: bool, fallback: str | None = None) -> dict[str, Any]:
-    """The ``aligner`` object. ``fallback``: the reason the corrector's output was degenerate and
-    the original answer was served instead (a stream may have shown part of it already)."""
-    corrector = state.aligner.corrector
-    return {"original": answer, "corrector": corrector.name, "template": corrector.template.name,
-            "upstream": state.upstream_label, "changed": answer.strip() != correction.strip(),
-            "bypassed": bypassed, "demo": state.aligner.is_demo,
-            "fallback": fallback is not None, "fallback_reason": fallback,
-            "timings": {k: round(v, 6) for k, v in timings.items()}}
+def _meta(state: _State, c: Correction, bypassed: bool, **extra: Any) -> dict[str, Any]:
+    """The ``aligner`` object (``Correction.meta``) as this server shows it: its upstream without
+    the address, whether the client bypassed the corrector, and ``extra`` (``usage``, ``skipped``).
+    ``fallback``: the corrector's output was degenerate and the original answer was served
+    instead (a stream may have shown part of it already)."""
+    return c.meta(upstream=state.upstream_label, bypassed=bypassed, **extra)
 
 
-async def _record(state: _State, req: dict[str, Any], answer: str, correction: str, timings: dict[str, float],
-                  fallback: str | None = None) -> None:
+async def _record(state: _State, req: ChatRequest, c: Correction) -> None:
     """Append to the corrections log. The write is shielded: a client leaving at that moment
     (which cancels a stream's generator) must not lose a correction it was served."""
     if state.records is None:
         return
-    rec = {"timestamp": time.time(), "model": req["model"], "question": req["question"], "answer": answer,
-           "correction": correction, "changed": answer.strip() != correction.strip(),
-           "corrector": state.aligner.corrector.name, "upstream": getattr(state.aligner.upstream, "name", None),
-           "timings": timings, "fallback": fallback}
+    rec = {"timestamp": time.time(), "model": req.model, "question": c.question, "answer": c.answer,
+           "correction": c.correction, "changed": c.changed, "corrector": c.corrector,
+           "upstream": getattr(state.aligner.upstream, "name", None), "timings": c.timings,
+           "fallback": c.fallback_reason}
     try:
         await asyncio.shield(asyncio.to_thread(state.records.write, rec))
     except asyncio.CancelledError:
@@ -485,60 +472,54 @@ async def _unless_disconnected(request: Request, work: Any) -> Any:
             task.cancel()
 
 
-async def _complete(state: _State, req: dict[str, Any], request: Request) -> JSONResponse:
-    t0 = time.perf_counter()
-    answer, t_up = await _get_answer(state, req)
-    reply: UpstreamReply = req["reply"]
+def _logged(request: Request, c: Correction, **extra: Any) -> None:
+    """The access-log fields of a served answer."""
+    request.state.log.update(upstream_ms=round(c.timings["upstream"] * 1000, 1),
+                             corrector_ms=round(c.timings.get("corrector", 0) * 1000, 1),
+                             batch_size=c.timings.get("batch_size"), **extra)
+
+
+async def _complete(state: _State, req: ChatRequest, request: Request) -> JSONResponse:
+    reply, t_up = await _get_answer(state, req)
     bypassed = _bypass(request)
-    skipped = _skipped(req)
-    timings: dict[str, float] = {"upstream": t_up}
-    corrector_usage = None
-    fallback = None
+    skipped = _skipped(req, reply)
     if bypassed or skipped:
-        correction = answer
+        c = _uncorrected(state, req, reply.text, {"upstream": t_up, "total": t_up})
     else:
         try:
-            correction, info = await _unless_disconnected(request, state.batcher.correct(
-                req["question"], answer, _corrector_decoding(state, req)))
+            c = await _unless_disconnected(request, state.serving.acorrect(req.question, reply.text,
+                                                                           decoding=req.decoding))
         except AlignerError as exc:
             raise APIError(400, str(exc), param=exc.field, code="invalid_value") from exc
-        timings.update(queue=info["queue"], corrector=info["corrector"], batch_size=info["batch_size"])
-        fallback = info.get("fallback_reason")
-        corrector_usage = await _corrector_usage(state, req["question"], answer, correction)
-    timings["total"] = time.perf_counter() - t0
-    request.state.log.update(upstream_ms=round(t_up * 1000, 1), corrector_ms=round(timings.get("corrector", 0) * 1000, 1),
-                             batch_size=timings.get("batch_size"), skipped=skipped)
-    if not bypassed and not skipped:
-        await _record(state, req, answer, correction, timings, fallback)
+        c.count_upstream(t_up)
+        await _record(state, req, c)
+    _logged(request, c, skipped=skipped)
     state.served += 1
-    message: dict[str, Any] = {"role": "assistant", "content": correction}
+    message: dict[str, Any] = {"role": "assistant", "content": c.correction}
     finish = "stop"
     if skipped:  # the upstream's message as it came
         message = {"role": "assistant", "content": reply.text or (None if reply.tool_calls else "")}
         if reply.tool_calls:
             message["tool_calls"] = reply.tool_calls
         finish = reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
-    meta = _meta(state, req, answer, correction, timings, bypassed, fallback)
-    meta["usage"] = corrector_usage
-    if skipped:
-        meta["skipped"] = skipped
+    meta = _meta(state, c, bypassed, usage=c.metadata.get("usage"), **({"skipped": skipped} if skipped else {}))
     return JSONResponse({
         "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-        "model": req["model"],
+        "model": req.model,
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
         "usage": reply.usage, "aligner": meta})
 
 
-def _usage_chunk(head: dict[str, Any], req: dict[str, Any]) -> str:
+def _usage_chunk(head: dict[str, Any], reply: UpstreamReply) -> str:
     """The last event of a stream with ``include_usage``: the upstream's own usage (null when the
     upstream reports none)."""
-    return "data: " + json.dumps({**head, "choices": [], "usage": req["reply"].usage}) + "\n\n"
+    return "data: " + json.dumps({**head, "choices": [], "usage": reply.usage}) + "\n\n"
 
 
-def _chunk_head(req: dict[str, Any]) -> dict[str, Any]:
+def _chunk_head(req: ChatRequest) -> dict[str, Any]:
     """What every chat.completion.chunk event of one streamed reply shares (one id, one time)."""
     return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
-            "created": int(time.time()), "model": req["model"]}
+            "created": int(time.time()), "model": req.model}
 
 
 def _chunk(head: dict[str, Any], delta: dict, finish: str | None = None, **extra: Any) -> str:
@@ -548,10 +529,9 @@ def _chunk(head: dict[str, Any], delta: dict, finish: str | None = None, **extra
                                  ensure_ascii=False) + "\n\n"
 
 
-async def _sse_uncorrected(state: _State, req: dict[str, Any], request: Request, t_up: float,
+async def _sse_uncorrected(state: _State, req: ChatRequest, reply: UpstreamReply, request: Request, t_up: float,
                            skipped: str) -> AsyncIterator[str]:
     """A reply passed on as it came (tool calls, requested JSON) as chat.completion.chunk events."""
-    reply: UpstreamReply = req["reply"]
     head = _chunk_head(req)
     event = partial(_chunk, head)
 
@@ -560,24 +540,25 @@ async def _sse_uncorrected(state: _State, req: dict[str, Any], request: Request,
         yield event({"content": reply.text})
     if reply.tool_calls:
         yield event({"tool_calls": [{"index": i, **call} for i, call in enumerate(reply.tool_calls)]})
-    meta = _meta(state, req, reply.text, reply.text, {"upstream": t_up, "total": t_up}, False)
-    meta.update(usage=None, skipped=skipped)
+    meta = _meta(state, _uncorrected(state, req, reply.text, {"upstream": t_up, "total": t_up}), False,
+                 usage=None, skipped=skipped)
     yield event({}, reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop"), aligner=meta)
-    if req["include_usage"]:
-        yield _usage_chunk(head, req)
+    if req.include_usage:
+        yield _usage_chunk(head, reply)
     state.served += 1
     request.state.log.update(upstream_ms=round(t_up * 1000, 1), skipped=skipped)
     yield "data: [DONE]\n\n"
 
 
-async def _sse(state: _State, req: dict[str, Any], request: Request, answer: str, t_up: float,
+async def _sse(state: _State, req: ChatRequest, reply: UpstreamReply, request: Request, t_up: float,
                deadline: float) -> AsyncIterator[str]:
     """The correction as OpenAI chat.completion.chunk events, streamed as the corrector decodes.
 
-    The stream is a row of the dynamic batcher like any plain request. Leaving early — the client
-    disconnects (the response cancels this generator), the deadline passes — cancels the row, so
-    the model stops generating for it within a step. The corrections-log row is written *before*
-    the final events: a client that hangs up on ``[DONE]`` cannot lose it.
+    It is ``Aligner.astream`` through the dynamic batcher, a row of a batch like any plain
+    request. Leaving early — the client disconnects (the response cancels this generator), the
+    deadline passes — cancels the row, so the model stops generating for it within a step. The
+    corrections-log row is written *before* the final events: a client that hangs up on
+    ``[DONE]`` cannot lose it.
     """
     head = _chunk_head(req)
     event = partial(_chunk, head)
@@ -586,20 +567,19 @@ async def _sse(state: _State, req: dict[str, Any], request: Request, answer: str
         return "data: " + json.dumps(err.body()) + "\n\n"
 
     bypassed = _bypass(request)
+    answer = reply.text
     state.in_flight += 1
-    t1 = time.perf_counter()
-    text, fallback, stream = "", None, None
+    stream = None
     try:
         yield event({"role": "assistant", "content": ""})
         if bypassed:
-            text = answer
+            c = _uncorrected(state, req, answer, {"upstream": t_up, "corrector": 0.0, "total": t_up})
             yield event({"content": answer})
         else:
             try:
                 async with asyncio.timeout(max(0.0, deadline - time.perf_counter())):
-                    stream = await state.batcher.stream(req["question"], answer, _corrector_decoding(state, req))
+                    stream = state.serving.astream(req.question, answer, decoding=req.decoding)
                     async for piece in stream:
-                        text += piece
                         yield event({"content": piece})
             except TimeoutError:
                 yield error(APIError(504, "the correction took longer than the server's request timeout.",
@@ -616,33 +596,20 @@ async def _sse(state: _State, req: dict[str, Any], request: Request, answer: str
                                           "the details.", code="corrector_error"))
                 yield "data: [DONE]\n\n"
                 return
-            fallback = stream.result.fallback_reason if stream.result is not None else None
-        timings: dict[str, Any] = {"upstream": t_up, "corrector": time.perf_counter() - t1 if not bypassed else 0.0}
-        timings["total"] = t_up + timings["corrector"]
-        if stream is not None:
-            timings.update(queue=stream.info.get("queue", 0.0), batch_size=stream.info.get("batch_size"))
+            c = stream.correction
+            c.count_upstream(t_up)
         state.served += 1
-        request.state.log.update(upstream_ms=round(t_up * 1000, 1), corrector_ms=round(timings["corrector"] * 1000, 1),
-                                 batch_size=timings.get("batch_size"), fallback=fallback)
+        _logged(request, c, fallback=c.fallback_reason)
         if not bypassed:  # before the last events: the client may hang up on [DONE]
-            await _record(state, req, answer, answer if fallback else text, timings, fallback)
-        meta = _meta(state, req, answer, text, timings, bypassed, fallback)
-        yield event({}, "stop", aligner=meta)
-        if req["include_usage"]:
-            yield _usage_chunk(head, req)
+            await _record(state, req, c)
+        yield event({}, "stop", aligner=_meta(state, c, bypassed))
+        if req.include_usage:
+            yield _usage_chunk(head, reply)
         yield "data: [DONE]\n\n"
     finally:
         if stream is not None:
             await stream.aclose()  # a stream left early: its row stops generating
         state.in_flight -= 1
-
-
-def _corrector_decoding(state: _State, req: dict[str, Any]) -> DecodingConfig:
-    """The request's decoding with the corrector's own answer-relative cap setting: the request's
-    ``max_tokens`` lowers the ceiling but is not a choice of length for the correction."""
-    decoding: DecodingConfig = req["decoding"]
-    own = state.aligner.corrector.decoding.cap_to_answer
-    return decoding if decoding.cap_to_answer == own else dataclasses.replace(decoding, cap_to_answer=own)
 
 
 class _SSEResponse(StreamingResponse):

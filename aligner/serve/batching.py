@@ -23,9 +23,10 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Callable, Iterator, Mapping, Sequence
 
-from ..correctors.base import CorrectorResult, _Shown
+from ..correction import AsyncCorrectionStream
+from ..correctors.base import Corrector, CorrectorResult, _Shown
 from ..decoding import DecodingConfig
 from ..local_runtime import RowControl
 
@@ -76,7 +77,7 @@ class _Item:
     row: RowControl
     decoding: DecodingConfig
     enqueued: float
-    #: plain requests: resolved with (CorrectorResult, info) by the batch.
+    #: plain requests: resolved with the CorrectorResult by the batch.
     future: asyncio.Future | None = None
     #: streamed requests: text pieces, then _END (or an exception).
     pieces: asyncio.Queue | None = None
@@ -87,84 +88,25 @@ class _Item:
         return self.row.cancelled or (self.future is not None and self.future.done())
 
 
-class BatchedStream:
-    """One streamed correction in the batcher: ``async for`` its pieces (parsed and guarded the
-    way ``Corrector.astream`` does them); then ``result`` and ``info`` are set. Leaving early
-    (``aclose()``, a cancelled task) cancels its row."""
+class DynamicBatcher(Corrector):
+    """A corrector that gathers its async calls — ``acorrect_results`` and ``astream`` — into
+    batches of at most ``max_batch_size`` (``1`` = unbatched) for the corrector it wraps.
 
-    def __init__(self, batcher: "DynamicBatcher", item: _Item):
-        self.batcher, self.item = batcher, item
-        self.result: CorrectorResult | None = None
-        self._shown = _Shown(batcher.corrector, item.answer, item.row)
-        self._done = False
-        self._stopped = False
-
-    @property
-    def info(self) -> dict[str, Any]:
-        return self.item.info
-
-    def cancel(self) -> None:
-        self.item.row.cancel()
-
-    def __aiter__(self) -> "BatchedStream":
-        return self
-
-    async def __anext__(self) -> str:
-        if self._done:
-            raise StopAsyncIteration
-        if self._stopped:
-            return self._finish(ended=False)
-        assert self.item.pieces is not None
-        try:
-            while True:
-                piece = await self.item.pieces.get()
-                if piece is _END:
-                    return self._finish(ended=True)
-                if isinstance(piece, BaseException):
-                    self._done = True
-                    raise piece
-                out = self._shown.feed(piece)
-                if self._shown.parser.stopped:  # a stop or a leaked marker: the rest is not shown
-                    self._stopped = True
-                    return out if out else self._finish(ended=False)
-                if out:
-                    return out
-        except asyncio.CancelledError:
-            self.cancel()
-            raise
-
-    def _finish(self, *, ended: bool) -> str:
-        """The last piece (or StopAsyncIteration): the verdict, once the row has ended or its
-        shown text has (then the row is cancelled: nothing more of it would be shown)."""
-        self._done = True
-        row = self.item.row
-        if ended and row.stop_reason == "cancelled" and row.cancelled:
-            raise StopAsyncIteration  # cut short by its own request: no verdict, nothing to show
-        tail, self.result = self._shown.finish()
-        if not ended:
-            row.cancel()
-        self.batcher.stats.count_fallback(self.result.fallback_reason)
-        if tail:
-            return tail
-        raise StopAsyncIteration
-
-    async def aclose(self) -> None:
-        if not self._done:
-            self._done = True
-            self.cancel()
-
-
-class DynamicBatcher:
-    """Gathers ``correct`` and ``stream`` calls into batches of at most ``max_batch_size``
-    (``1`` = unbatched).
-
-    Must be used from one event loop; the model runs in a single worker thread so the loop stays
-    free to accept requests (which is what lets the next batch fill while this one decodes).
+    It is a :class:`~aligner.correctors.base.Corrector` like any other, so the server corrects
+    through ``Aligner.acorrect`` / ``Aligner.astream`` as every other caller does: the prompt is
+    rendered, parsed and guarded by the same code, only the generation step is shared. Its results
+    carry the stage times a client sees in ``aligner.timings`` (``queue``, ``corrector``,
+    ``batch_size``) and, from a corrector with a local tokenizer, its tokens (``usage``) counted
+    on the prompt the corrector was really given (after ``fit``). Sync calls go straight to the
+    wrapped corrector. Must be used from one event loop; the model runs in a single worker thread
+    so the loop stays free to accept requests (which is what lets the next batch fill while this
+    one decodes).
     """
 
-    def __init__(self, corrector: Any, *, max_batch_size: int = 16, max_wait: float = 0.010,
+    def __init__(self, corrector: Corrector, *, max_batch_size: int = 16, max_wait: float = 0.010,
                  may_join: Callable[[], int] | None = None):
-        self.corrector = corrector
+        self.inner = corrector
+        self.name, self.template, self.decoding = corrector.name, corrector.template, corrector.decoding
         #: how many requests could still join a batch (the server's in-flight count). When all of
         #: them are already in the batch, waiting longer only adds latency: a lone request at
         #: concurrency 1 then pays no batching delay at all.
@@ -176,8 +118,48 @@ class DynamicBatcher:
         self._task: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
 
+    # -- the wrapped corrector's contract, unchanged ------------------------------------------
+    @property
+    def is_demo(self) -> bool:
+        return bool(getattr(self.inner, "is_demo", False))
+
+    @property
+    def eos_token(self) -> str | None:
+        return self.inner.eos_token
+
+    @property
+    def stop_markers(self) -> tuple[str, ...]:
+        return self.inner.stop_markers
+
+    def generate(self, prompts: Sequence[str], decoding: DecodingConfig) -> list[str]:
+        return self.inner.generate(prompts, decoding)
+
+    def stream_prompt(self, prompt: str, decoding: DecodingConfig) -> Iterator[str]:
+        return self.inner.stream_prompt(prompt, decoding)
+
+    def generate_rows(self, prompts: Sequence[str], decoding: DecodingConfig,
+                      rows: Sequence[RowControl]) -> list[str]:
+        return self.inner.generate_rows(prompts, decoding, rows)
+
+    def stream_row(self, prompt: str, decoding: DecodingConfig, row: RowControl) -> Iterator[str]:
+        return self.inner.stream_row(prompt, decoding, row)
+
+    def fit(self, question: str, answer: str) -> tuple[str, str]:
+        return self.inner.fit(question, answer)
+
+    def answer_tokens(self, answer: str) -> int:
+        return self.inner.answer_tokens(answer)
+
+    def prepare(self, question: str, answer: str, *, aspects: str | None = None,
+                decoding: "DecodingConfig | None" = None) -> tuple[str, RowControl]:
+        return self.inner.prepare(question, answer, aspects=aspects, decoding=decoding)
+
+    def finish(self, raw: str, answer: str, row: RowControl) -> CorrectorResult:
+        return self.inner.finish(raw, answer, row)
+
+    # -- batched ------------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the collector on the running loop (idempotent; ``correct`` calls it too)."""
+        """Start the collector on the running loop (idempotent; every batched call does it too)."""
         if self._task is None or self._task.done():
             self._queue = asyncio.Queue()
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aligner-corrector")
@@ -201,11 +183,12 @@ class DynamicBatcher:
 
     async def _item(self, question: str, answer: str, decoding: DecodingConfig, aspects: str | None,
                     *, stream: bool) -> _Item:
-        """Render the prompt (tokenising the answer) in a worker thread; errors raise here."""
+        """Render the prompt (tokenising the answer) in a worker thread, then queue the row;
+        errors in the request (a question too long for the corrector) raise here."""
         self.start()
         loop = asyncio.get_running_loop()
         prompt, row = await loop.run_in_executor(None, functools.partial(
-            self.corrector.prepare, question, answer, aspects=aspects, decoding=decoding))
+            self.inner.prepare, question, answer, aspects=aspects, decoding=decoding))
         item = _Item(prompt, answer, row, decoding, time.perf_counter())
         if stream:
             pieces: asyncio.Queue = asyncio.Queue()
@@ -221,33 +204,82 @@ class DynamicBatcher:
             row.on_end = lambda: put(_END)
         else:
             item.future = loop.create_future()
+        assert self._queue is not None
+        self._queue.put_nowait(item)
         return item
 
-    async def correct(self, question: str, answer: str, decoding: DecodingConfig,
-                      *, aspects: str | None = None) -> tuple[str, dict[str, Any]]:
-        """The correction and ``{"queue", "corrector", "batch_size", "fallback_reason"}``.
+    async def acorrect_results(self, pairs: Sequence[tuple[str, str]], *, aspects: str | None = None,
+                               decoding: "DecodingConfig | Mapping[str, Any] | None" = None
+                               ) -> list[CorrectorResult]:
+        """Each pair's correction, generated in whatever batch it lands in. Cancelling the awaiting
+        task (a deadline, a client gone) cancels the rows: each stops at the next decoding step,
+        or is never generated if its batch has not started."""
+        dec = self._decoding(decoding)
+        return list(await asyncio.gather(*(self._one(q, a, dec, aspects) for q, a in pairs)))
 
-        Cancelling the awaiting task (a deadline, a client gone) cancels the row: it stops at the
-        next decoding step, or is never generated if its batch has not started.
-        """
+    async def _one(self, question: str, answer: str, decoding: DecodingConfig,
+                   aspects: str | None) -> CorrectorResult:
         item = await self._item(question, answer, decoding, aspects, stream=False)
-        assert self._queue is not None and item.future is not None
-        self._queue.put_nowait(item)
+        assert item.future is not None
         try:
-            result, info = await item.future
+            result: CorrectorResult = await item.future
         except asyncio.CancelledError:
             item.row.cancel()
             raise
-        return result.text, {**info, "fallback_reason": result.fallback_reason}
+        result.timings = {k: item.info[k] for k in ("queue", "corrector", "batch_size")}
+        result.usage = await asyncio.to_thread(self._usage, item.prompt, result.text)
+        return result
 
-    async def stream(self, question: str, answer: str, decoding: DecodingConfig,
-                     *, aspects: str | None = None) -> BatchedStream:
-        """Queue a streamed correction; iterate the returned stream for its pieces. Errors in
-        the request (a question too long for the corrector) raise here, before anything is sent."""
-        item = await self._item(question, answer, decoding, aspects, stream=True)
-        assert self._queue is not None
-        self._queue.put_nowait(item)
-        return BatchedStream(self, item)
+    def _usage(self, prompt: str, completion: str) -> dict[str, int] | None:
+        """The corrector's own tokens — the prompt it was given (after ``fit``) and the correction
+        — for a corrector with a local tokenizer; None for one without (a remote endpoint)."""
+        generator = getattr(self.inner, "generator", None)
+        tokenizer = getattr(generator, "tokenizer", None)
+        if tokenizer is None:
+            return None
+        prompt_tokens = generator.count_tokens(prompt)
+        completion_tokens = len(tokenizer(completion, add_special_tokens=False, verbose=False)["input_ids"])
+        return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens}
+
+    def astream(self, question: str, answer: str, *, aspects: str | None = None,
+                decoding: "DecodingConfig | Mapping[str, Any] | None" = None) -> AsyncCorrectionStream:
+        """A streamed correction whose row joins a batch like a plain one; parsed and guarded the
+        way ``Corrector.astream`` does it. Leaving early (``aclose()``, a cancelled task) cancels
+        its row. Its ``result.timings`` say how long it queued and the size of its batch."""
+        dec = self._decoding(decoding)
+
+        async def run(stream: AsyncCorrectionStream) -> AsyncIterator[str]:
+            item = await self._item(question, answer, dec, aspects, stream=True)
+            shown = _Shown(self, question, answer, item.prompt, dec, item.row)
+            shown.timings = item.info  # queue and batch_size, once its batch has started
+            pieces = shown.arun(stream, self._pieces(item))
+            try:
+                async for out in pieces:
+                    yield out
+            finally:
+                await pieces.aclose()  # left early: the row is cancelled now, not when collected
+            self.stats.count_fallback(stream.result.fallback_reason)
+
+        return AsyncCorrectionStream(run)
+
+    async def _pieces(self, item: _Item) -> AsyncIterator[str]:
+        """The raw pieces of a queued row, as its batch generates them; the row is cancelled
+        when its reader stops early (closes, is cancelled, or the parser has seen the end)."""
+        assert item.pieces is not None
+        ended = False
+        try:
+            while True:
+                piece = await item.pieces.get()
+                if piece is _END or isinstance(piece, BaseException):
+                    ended = True
+                    if piece is _END:
+                        return
+                    raise piece
+                yield piece
+        finally:
+            if not ended:
+                item.row.cancel()
 
     async def _collect(self) -> list[_Item]:
         assert self._queue is not None
@@ -271,9 +303,9 @@ class DynamicBatcher:
 
     def _generate(self, items: list[_Item]) -> list[CorrectorResult | None]:
         """In the worker thread: one guarded batch, then each plain row parsed and judged."""
-        raws = self.corrector.generate_rows([it.prompt for it in items], items[0].decoding,
-                                            [it.row for it in items])
-        return [None if it.pieces is not None else self.corrector.finish(raw, it.answer, it.row)
+        raws = self.inner.generate_rows([it.prompt for it in items], items[0].decoding,
+                                        [it.row for it in items])
+        return [None if it.pieces is not None else self.inner.finish(raw, it.answer, it.row)
                 for it, raw in zip(items, raws)]
 
     async def _run(self) -> None:
@@ -314,7 +346,8 @@ class DynamicBatcher:
                 self.stats.largest_batch = max(self.stats.largest_batch, n)
                 self.stats.sizes[n] = self.stats.sizes.get(n, 0) + 1
                 for it, result in zip(items, results):
-                    it.info["corrector"] = took
+                    if it.pieces is None:  # a stream's corrector time is its own, from its first to last piece
+                        it.info["corrector"] = took
                     row = it.row
                     if row.stop_reason == "cancelled" and row.steps_after_cancel is not None:
                         self.stats.stopped_rows += 1
@@ -323,7 +356,7 @@ class DynamicBatcher:
                     if result is not None:
                         self.stats.count_fallback(result.fallback_reason)
                         if it.future is not None and not it.future.done():
-                            it.future.set_result((result, dict(it.info)))
+                            it.future.set_result(result)
 
 
 def _fail(item: _Item, exc: BaseException | None) -> None:

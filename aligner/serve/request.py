@@ -17,9 +17,13 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from fastapi.responses import JSONResponse
+
+if TYPE_CHECKING:
+    from ..decoding import DecodingConfig
 
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
           404: "invalid_request_error", 408: "timeout_error", 413: "invalid_request_error",
@@ -33,6 +37,30 @@ ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 OWN_FIELDS = frozenset({"model", "messages", "stream", "stream_options", "n", "logprobs", "top_logprobs"})
 #: ``response_format`` types that ask for JSON: the answer is data, not prose to rewrite.
 JSON_FORMATS = ("json_object", "json_schema")
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """A chat request as validation leaves it: every field the handlers read, checked and typed.
+
+    Built once (by the server's ``_validate``) before anything runs; nothing changes it after.
+    """
+
+    #: the whole message list, sent to the upstream as it came.
+    messages: list[dict[str, Any]]
+    #: the last user message's text: what the Aligner corrects the answer for.
+    question: str
+    #: the served model name the client asked for (the first served one when it named none).
+    model: str
+    stream: bool
+    #: the corrector's decoding for this request (its ``max_tokens`` lowers the ceiling).
+    decoding: "DecodingConfig"
+    #: ``stream_options.include_usage``: end a stream with a usage event.
+    include_usage: bool
+    #: ``response_format`` asked for JSON: the answer is data, passed on uncorrected.
+    json_mode: bool
+    #: the request's own fields for an upstream that takes OpenAI parameters (else empty).
+    params: dict[str, Any]
 
 
 class APIError(Exception):
