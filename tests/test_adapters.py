@@ -1,7 +1,10 @@
-"""Upstream adapters against a real HTTP server speaking the OpenAI protocol (tests/fake_openai.py).
+"""What every upstream adapter shares, against a real HTTP server speaking the OpenAI protocol
+(tests/fake_openai.py): the real ``openai`` SDK, real ``litellm`` and plain httpx all go over the
+wire, and plain functions as upstreams, and resolving a spec. What is particular to one adapter is
+in its own file: tests/test_adapters_openai_compatible.py, tests/test_adapters_hf_local.py.
 
-The real ``openai`` SDK, real ``litellm`` and plain httpx all go over the wire; nothing of the
-project is mocked. Back-offs are tiny so retry tests stay fast; no test asserts on timing.
+Nothing of the project is mocked. Back-offs are tiny so retry tests stay fast; no test asserts on
+timing.
 """
 from __future__ import annotations
 
@@ -14,10 +17,10 @@ import time
 
 import pytest
 
-from aligner.adapters import (CallableUpstream, HFUpstream, LiteLLMUpstream, OpenAICompatibleUpstream,
-                              OpenAIUpstream, RetryPolicy, Upstream, resolve_upstream)
+from aligner.adapters import (CallableUpstream, LiteLLMUpstream, OpenAICompatibleUpstream, OpenAIUpstream,
+                              RetryPolicy, Upstream, resolve_upstream)
 from aligner.errors import ConfigError, UpstreamError, UpstreamTimeout
-from fake_openai import CHAT, MODELS, FakeOpenAI, default_responder
+from fake_openai import CHAT, FakeOpenAI, default_responder
 
 KINDS = ["openai-sync", "openai-async", "litellm", "compatible"]
 
@@ -171,33 +174,6 @@ def test_batch_order_equals_input_order(kind):
         assert srv.count(CHAT) == 32
 
 
-# -- the OpenAI-compatible server specifics ----------------------------------------------------------
-def test_compatible_picks_the_first_listed_model():
-    with FakeOpenAI(models=("llama-3-8b", "other")) as srv:
-        up = OpenAICompatibleUpstream(srv.base_url, retry=fast())
-        assert up.answer("q") == expected("q")
-        assert srv.last_body(CHAT)["model"] == "llama-3-8b" and up.model == "llama-3-8b"
-        assert "llama-3-8b" in up.name and srv.count(MODELS) == 1
-        up2 = OpenAICompatibleUpstream(srv.base_url, retry=fast())
-        assert arun(up2.aanswer("q")) == expected("q") and up2.model == "llama-3-8b"
-
-
-def test_compatible_model_discovery_failures_are_clear():
-    with FakeOpenAI(models=()) as srv:
-        with pytest.raises(UpstreamError, match="upstream_model: .*lists no models.*Fix: pass model="):
-            OpenAICompatibleUpstream(srv.base_url, retry=fast()).answer("q")
-        srv.fail_next(404, path=MODELS)
-        with pytest.raises(UpstreamError, match="upstream_model: .*listing .*/models failed.*404"):
-            OpenAICompatibleUpstream(srv.base_url, retry=fast()).answer("q")
-
-
-def test_compatible_sends_the_api_key():
-    with FakeOpenAI(api_key="secret") as srv:
-        assert OpenAICompatibleUpstream(srv.base_url, "m", api_key="secret").answer("q") == expected("q")
-        with pytest.raises(UpstreamError, match="401.*API key"):
-            OpenAICompatibleUpstream(srv.base_url, "m", api_key="wrong").answer("q")
-
-
 def test_openai_client_own_retries_are_off(fake_openai):
     import openai
 
@@ -257,35 +233,6 @@ def test_callable_failures_are_upstream_errors():
     assert up.stats.retries == 0
     with pytest.raises(UpstreamError, match="returned int, not text"):
         CallableUpstream(lambda q: 42).answer("q")
-
-
-# -- local transformers model --------------------------------------------------------------------
-def test_hf_upstream_answer_stream_parity(tiny_causal_path):
-    up = resolve_upstream(f"hf:{tiny_causal_path}", decoding={"max_new_tokens": 8})
-    assert isinstance(up, HFUpstream)
-    q = "How do I bake bread?"
-    text = up.answer(q)
-    assert text and "".join(up.stream(q)) == text
-    assert arun(up.aanswer(q)) == text
-    assert "".join(arun(acollect(up.astream(q)))) == text
-
-
-def test_hf_upstream_from_a_loaded_model(tiny_causal_path):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(tiny_causal_path)
-    tok = AutoTokenizer.from_pretrained(tiny_causal_path)
-    by_obj = resolve_upstream(model, decoding={"max_new_tokens": 6})
-    assert isinstance(by_obj, HFUpstream)
-    by_path = HFUpstream(str(tiny_causal_path), tokenizer=tok, decoding={"max_new_tokens": 6})
-    assert by_obj.answer("Hi?") == by_path.answer("Hi?")
-
-
-def test_hf_upstream_bad_path_names_the_field(tmp_path):
-    with pytest.raises(ConfigError, match=r"upstream: .*missing.*Fix:"):
-        resolve_upstream(f"hf:{tmp_path / 'missing'}")
-    with pytest.raises(ConfigError, match="upstream: 'hf:' needs a model"):
-        resolve_upstream("hf:")
 
 
 # -- resolve_upstream --------------------------------------------------------------------------------

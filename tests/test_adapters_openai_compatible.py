@@ -1,14 +1,17 @@
-"""OpenAICompatibleUpstream (httpx, against a real local HTTP server) and HFUpstream (tiny real model).
+"""OpenAICompatibleUpstream: any server speaking the OpenAI chat-completions protocol, over httpx
+(a real local HTTP server, tests/fake_openai.py). What every upstream shares (parity, retries,
+batch order across the SDK, LiteLLM and this client) is in tests/test_adapters.py; here is what is
+particular to this client: its wire request, model discovery from /models, its own retry loop.
 
-Only the network edge is faked (``fake_openai.FakeOpenAI``); retries are observed from the server's
-side (requests received) and from ``upstream.stats``, never by patching project code.
+Only the network edge is faked; retries are observed from the server's side (requests received)
+and from ``upstream.stats``, never by patching project code.
 """
 from __future__ import annotations
 
-import socket
+import asyncio
 
 import pytest
-
+from conftest import closed_port
 from fake_openai import CHAT, MODELS, FakeOpenAI, default_responder
 
 from aligner.adapters.base import RetryPolicy
@@ -34,13 +37,7 @@ def upstream(srv: FakeOpenAI, **kw) -> OpenAICompatibleUpstream:
     return OpenAICompatibleUpstream(srv.base_url, kw.pop("model", "fake-model"), **kw)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-# -- OpenAI-compatible server over httpx -------------------------------------------------------
+# -- parity and the wire request -------------------------------------------------------------------
 def test_sync_async_stream_parity(srv):
     up = upstream(srv)
     expected = chat_answer(Q)
@@ -165,7 +162,7 @@ def test_slow_but_within_timeout_is_fine(srv):
 
 
 def test_unreachable_port_is_a_clear_error():
-    up = OpenAICompatibleUpstream(f"http://127.0.0.1:{free_port()}/v1", "m",
+    up = OpenAICompatibleUpstream(f"http://127.0.0.1:{closed_port()}/v1", "m",
                                   retry=RetryPolicy(max_retries=1, initial_backoff=0.001, jitter=0.0, timeout=2))
     with pytest.raises(UpstreamError) as info:
         up.answer(Q)
@@ -201,76 +198,28 @@ def test_messages_list_passes_through(srv):
     assert srv.last_body(CHAT)["messages"] == msgs
 
 
-# -- local transformers model ------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def hf_up(tiny_causal_path):
-    from aligner.adapters.hf_local import HFUpstream
-
-    return HFUpstream(f"{tiny_causal_path}", decoding={"max_new_tokens": 16})
-
-
-def test_hf_answer_equals_stream_greedy(hf_up):
-    whole = hf_up.answer(Q)
-    pieces = list(hf_up.stream(Q))
-    assert whole and len(pieces) > 1
-    assert "".join(pieces) == whole
+# -- model discovery and the API key --------------------------------------------------------------
+def test_compatible_picks_the_first_listed_model():
+    with FakeOpenAI(models=("llama-3-8b", "other")) as srv:
+        up = OpenAICompatibleUpstream(srv.base_url, retry=FAST)
+        assert up.answer("q") == chat_answer("q")
+        assert srv.last_body(CHAT)["model"] == "llama-3-8b" and up.model == "llama-3-8b"
+        assert "llama-3-8b" in up.name and srv.count(MODELS) == 1
+        up2 = OpenAICompatibleUpstream(srv.base_url, retry=FAST)
+        assert asyncio.run(up2.aanswer("q")) == chat_answer("q") and up2.model == "llama-3-8b"
 
 
-async def test_hf_async_parity(hf_up):
-    whole = hf_up.answer(Q)
-    assert await hf_up.aanswer(Q) == whole
-    assert "".join([p async for p in hf_up.astream(Q)]) == whole
+def test_compatible_model_discovery_failures_are_clear():
+    with FakeOpenAI(models=()) as srv:
+        with pytest.raises(UpstreamError, match="upstream_model: .*lists no models.*Fix: pass model="):
+            OpenAICompatibleUpstream(srv.base_url, retry=FAST).answer("q")
+        srv.fail_next(404, path=MODELS)
+        with pytest.raises(UpstreamError, match="upstream_model: .*listing .*/models failed.*404"):
+            OpenAICompatibleUpstream(srv.base_url, retry=FAST).answer("q")
 
 
-def test_hf_stop_cuts_answer_and_stream_alike(hf_up):
-    whole = hf_up.answer(Q)
-    stop = whole[len(whole) // 2: len(whole) // 2 + 2]
-    assert stop.strip()
-    cut = hf_up.answer(Q, stop=[stop])
-    assert cut == whole[:whole.index(stop)] and len(cut) < len(whole)
-    assert "".join(hf_up.stream(Q, stop=stop)) == cut
-
-
-def test_hf_accepts_the_params_the_proxy_forwards(hf_up):
-    # aligner serve passes these OpenAI request fields straight to upstream.aanswer
-    short = hf_up.answer(Q, max_tokens=2, seed=1, frequency_penalty=0.5, presence_penalty=0.0, top_p=1.0)
-    assert len(short) < len(hf_up.answer(Q))
-    assert hf_up.answer(Q, temperature=0) == hf_up.answer(Q)
-    assert hf_up.answer(Q, temperature=0.7, max_completion_tokens=4)  # sampling, no error
-
-
-def test_hf_unknown_param_is_a_config_error_before_any_attempt(hf_up):
-    attempts = hf_up.stats.attempts
-    with pytest.raises(ConfigError) as info:
-        hf_up.answer(Q, bogus_option=1)
-    assert info.value.field == "decoding" and hf_up.stats.attempts == attempts
-
-
-def test_hf_loaded_model_object_and_chat_template(tiny_causal_path, hf_up):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from aligner.adapters.hf_local import HFUpstream
-
-    tok = AutoTokenizer.from_pretrained(tiny_causal_path)
-    model = AutoModelForCausalLM.from_pretrained(tiny_causal_path)
-    same = HFUpstream(model, tok, decoding={"max_new_tokens": 16})
-    assert same.answer(Q) == hf_up.answer(Q)
-    assert same.prompt([{"role": "user", "content": Q}]) == f"User: {Q}\nAssistant:"
-
-    tok.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
-                         "{% if add_generation_prompt %}<|assistant|>{% endif %}")
-    chat = HFUpstream(model, tok, decoding={"max_new_tokens": 16})
-    assert chat.prompt([{"role": "user", "content": Q}]) == f"<|user|>{Q}\n<|assistant|>"
-    assert "".join(chat.stream(Q)) == chat.answer(Q)
-
-
-def test_hf_missing_path_is_a_config_error(tmp_path):
-    from aligner.adapters.hf_local import HFUpstream
-
-    with pytest.raises(ConfigError) as info:
-        HFUpstream(str(tmp_path / "no-such-model"))
-    assert info.value.field == "upstream" and "Fix:" in str(info.value)
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(ConfigError) as info:
-        HFUpstream(str(tmp_path / "empty"))
-    assert info.value.field == "upstream"
+def test_compatible_sends_the_api_key():
+    with FakeOpenAI(api_key="secret") as srv:
+        assert OpenAICompatibleUpstream(srv.base_url, "m", api_key="secret").answer("q") == chat_answer("q")
+        with pytest.raises(UpstreamError, match="401.*API key"):
+            OpenAICompatibleUpstream(srv.base_url, "m", api_key="wrong").answer("q")
