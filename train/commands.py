@@ -13,7 +13,7 @@ from typing import Any
 
 from aligner.config_parser import add_config_command, build_config
 
-from .config import CorrectorTrainConfig
+from aligner.train.config import CorrectorTrainConfig
 
 EXAMPLES = """examples:
   aligner train --data qac.jsonl --base-model meta-llama/Llama-2-7b-hf --output-dir runs/aligner-7b
@@ -28,7 +28,7 @@ EXAMPLES = """examples:
 def run_train(args: argparse.Namespace) -> int:
     """Build the config (YAML, then flags), train, and print where the corrector went."""
     cfg = build_config(CorrectorTrainConfig, args, getattr(args, "config", None))
-    from .corrector import train_corrector  # validates the config before anything heavy loads
+    from aligner.train.corrector import train_corrector  # validates the config before anything heavy loads
 
     result = train_corrector(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
@@ -50,8 +50,8 @@ correction over its answer. Full, LoRA or QLoRA, and the same launchers (torchru
 
 
 def add_commands(sub: Any) -> None:
-    from .config import StrongTrainConfig
-    from .strong import EXAMPLES as STRONG_EXAMPLES, run_train_strong
+    from aligner.train.config import StrongTrainConfig
+    from aligner.train.strong import EXAMPLES as STRONG_EXAMPLES, run_train_strong
 
     add_config_command(sub, "train", CorrectorTrainConfig, run_train, description=DESCRIPTION, epilog=EXAMPLES,
                        help="fine-tune a corrector on Q-A-C data (full, LoRA or QLoRA; paper recipe defaults)",
