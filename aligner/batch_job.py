@@ -549,8 +549,7 @@ def _correct_rows(aligner: Aligner, ready: list[dict[str, Any]], texts: list[str
         out = aligner.correct_batch([r["question"] for r in rows], texts, progress=False)
         for r, c in zip(rows, out):
             if r["row"] in answers:  # the upstream was asked here, not inside correct_batch
-                c.timings["upstream"] = answers[r["row"]][1]
-                c.timings["total"] = c.timings.get("total", 0.0) + answers[r["row"]][1]
+                c.count_upstream(answers[r["row"]][1])
         return out
 
     results: list[tuple[dict, Any]] = []
