@@ -262,16 +262,16 @@ class Corrector(ABC):
                                                                                         shown.row)))
 
     def _shown(self, question: str, answer: str, aspects: str | None,
-               decoding: "DecodingConfig | Mapping[str, Any] | None") -> "_Shown":
+               decoding: "DecodingConfig | Mapping[str, Any] | None") -> "ShownRow":
         dec = self._decoding(decoding)
         prompt, row = self.prepare(question, answer, aspects=aspects, decoding=dec)
-        return _Shown(self, question, answer, prompt, dec, row)
+        return ShownRow(self, question, answer, prompt, dec, row)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, template={self.template.name!r})"
 
 
-class _Shown:
+class ShownRow:
     """One streamed correction's row and what it has shown: raw pieces go through the parser,
     the safe text comes out, and at the end the verdict (the original answer streamed instead when
     the correction was degenerate and nothing had been shown yet). ``run`` and ``arun`` are the

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Iterator, Mapping, Sequence
 
 from ..correction import AsyncCorrectionStream
-from ..correctors.base import Corrector, CorrectorResult, _Shown
+from ..correctors.base import Corrector, CorrectorResult, ShownRow
 from ..decoding import DecodingConfig
 from ..local_runtime import RowControl
 
@@ -251,7 +251,7 @@ class DynamicBatcher(Corrector):
 
         async def run(stream: AsyncCorrectionStream) -> AsyncIterator[str]:
             item = await self._item(question, answer, dec, aspects, stream=True)
-            shown = _Shown(self, question, answer, item.prompt, dec, item.row)
+            shown = ShownRow(self, question, answer, item.prompt, dec, item.row)
             shown.timings = item.info  # queue and batch_size, once its batch has started
             pieces = shown.arun(stream, self._pieces(item))
             try:
@@ -271,10 +271,10 @@ class DynamicBatcher(Corrector):
         try:
             while True:
                 piece = await item.pieces.get()
-                if piece is _END or isinstance(piece, BaseException):
-                    ended = True
-                    if piece is _END:
-                        return
+                ended = piece is _END or isinstance(piece, BaseException)
+                if piece is _END:
+                    return
+                if ended:
                     raise piece
                 yield piece
         finally:
