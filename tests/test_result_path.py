@@ -191,3 +191,24 @@ def test_validation_returns_a_typed_request(tiny_causal_path):
     assert req.decoding.cap_to_answer == app.state.aligner.aligner.corrector.decoding.cap_to_answer
     with pytest.raises(AttributeError):
         req.question = "changed"  # type: ignore[misc]  # frozen: nothing edits a checked request
+
+
+def test_the_wrapped_client_serves_the_same_aligner_object_streamed_or_not(fake_openai, tiny_causal_path):
+    import openai
+
+    import aligner as aligner_kit
+
+    client = aligner_kit.wrap(openai.OpenAI(base_url=fake_openai.base_url, api_key="sk-test", max_retries=0),
+                              corrector=str(tiny_causal_path), decoding={"max_new_tokens": 12, "fallback": False})
+    messages = [{"role": "user", "content": "How do I reset a router?"}]
+    whole = client.chat.completions.create(model="m", messages=messages)
+    last = list(client.chat.completions.create(model="m", messages=messages, stream=True))[-1]
+    plain, streamed = whole.aligner, last.aligner
+    keys = {"original", "corrector", "template", "upstream", "changed", "demo", "fallback", "fallback_reason",
+            "timings"}
+    assert set(plain) == set(streamed) == keys
+    assert set(plain["timings"]) == set(streamed["timings"]) == {"upstream", "corrector", "total"}
+    assert plain["timings"]["upstream"] == streamed["timings"]["upstream"] == 0.0  # the client asked, not the Aligner
+    assert {k: plain[k] for k in keys - {"timings"}} == {k: streamed[k] for k in keys - {"timings"}}
+    assert plain["original"] == whole.choices[0].message.original_content and plain["changed"] == \
+        (whole.choices[0].message.content.strip() != plain["original"].strip())
