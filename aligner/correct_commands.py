@@ -53,16 +53,13 @@ def run_correct(args: argparse.Namespace) -> int:
         print(DEMO_NOTE, file=sys.stderr)
     if cfg.stream and not cfg.json:
         answer = cfg.answer if cfg.answer is not None else aligner.answer(question)
-        pieces = []
-        for piece in aligner.stream(question, answer):
-            pieces.append(piece)
+        stream = aligner.stream(question, answer)
+        for piece in stream:
             sys.stdout.write(piece)
             sys.stdout.flush()
         sys.stdout.write("\n")
-        if cfg.diff:
-            from .correction import Correction
-
-            print(_word_diff(Correction(question, answer, "".join(pieces))))
+        if cfg.diff and stream.correction is not None:
+            print(_word_diff(stream.correction))
         return 0
     c = aligner.correct(question, cfg.answer)
     if cfg.json:

@@ -11,8 +11,17 @@ if TYPE_CHECKING:
 
 _TOKEN = re.compile(r"\s+|\w+|[^\w\s]")
 _WORD = re.compile(r"\w+")
+
+
 #: kept words between two edits that still read as part of one replaced span (see ``Correction.diff``)
 MERGE_ISLAND_WORDS = 2
+
+
+def is_edit(answer: str, correction: str) -> bool:
+    """Whether ``correction`` edits ``answer``: the one rule for "changed" everywhere (a correction,
+    a Q-A-C row, an eval item), so whitespace at the ends is never counted as an edit by one part
+    and as a change by another."""
+    return answer.strip() != correction.strip()
 
 
 def edit_size(answer: str, correction: str) -> int:
@@ -48,8 +57,8 @@ class Correction:
 
     @property
     def changed(self) -> bool:
-        """Whether the corrector edited the answer (whitespace at the ends is not an edit)."""
-        return self.answer.strip() != self.correction.strip()
+        """Whether the corrector edited the answer (see :func:`is_edit`)."""
+        return is_edit(self.answer, self.correction)
 
     @property
     def edit_size(self) -> int:

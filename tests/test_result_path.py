@@ -212,3 +212,17 @@ def test_the_wrapped_client_serves_the_same_aligner_object_streamed_or_not(fake_
     assert {k: plain[k] for k in keys - {"timings"}} == {k: streamed[k] for k in keys - {"timings"}}
     assert plain["original"] == whole.choices[0].message.original_content and plain["changed"] == \
         (whole.choices[0].message.content.strip() != plain["original"].strip())
+
+
+def test_one_rule_for_changed_across_corrections_and_data_rows():
+    """A correction, a Q-A-C row's stats and an eval report all say "changed" by one rule: only
+    whitespace at the ends differing is not an edit; anything inside is."""
+    from aligner.correction import Correction, is_edit
+    from aligner.data.base import QAC
+    from aligner.data.commands import compute_stats
+
+    pairs = [("Fine.", " Fine.\n"), ("Fine.", "Fine!"), ("a b", "a  b"), ("", "")]
+    assert [is_edit(a, c) for a, c in pairs] == [False, True, True, False]
+    assert [Correction("q", a, c).changed for a, c in pairs] == [False, True, True, False]
+    rows = [QAC("q", a, c) for a, c in pairs]
+    assert compute_stats(rows)["changed"] == 2

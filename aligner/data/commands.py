@@ -11,6 +11,7 @@ import json
 import math
 from typing import Any, Sequence
 
+from ..correction import is_edit
 from ..errors import ConfigError
 
 _FORMATS = ("qac", "pku-saferlhf", "hh-rlhf")
@@ -115,7 +116,7 @@ def compute_stats(rows: Sequence[Any], tokenizer: Any = None) -> dict[str, Any]:
             cats[r.category] = cats.get(r.category, 0) + 1
     if cats:
         out["categories"] = dict(sorted(cats.items()))
-    out["changed"] = sum(1 for r in rows if r.answer.strip() != r.correction.strip())
+    out["changed"] = sum(1 for r in rows if is_edit(r.answer, r.correction))
     out["chars"] = {f: percentiles([len(getattr(r, f)) for r in rows]) for f in _FIELDS}
     if tokenizer is not None:
         out["tokens"] = {f: percentiles([len(tokenizer.encode(getattr(r, f), add_special_tokens=False))

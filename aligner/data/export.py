@@ -25,13 +25,13 @@ train/test split is by prompt, so the same prompt never lands on both sides.
 from __future__ import annotations
 
 import argparse
-import math
 import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..correction import is_edit
 from ..errors import ConfigError, DataError
 from .base import QAC
 
@@ -99,7 +99,7 @@ def filter_rows(rows: Sequence[QAC], format: str, *, drop_unchanged: bool | None
     kept: list[QAC] = []
     seen: set[str] = set()
     for r in rows:
-        unchanged = r.answer.strip() == r.correction.strip()
+        unchanged = not is_edit(r.answer, r.correction)
         if unchanged and drop_unchanged:
             dropped[UNCHANGED] += 1
             continue

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..correction import is_edit
 from ..errors import ConfigError
 from .sets import EvalItem, EvalSet
 from .stats import percentiles, summarize
@@ -64,7 +65,7 @@ def build_report(cfg: Any, evalset: EvalSet, made: dict[str, Any] | None, scores
         for c in it.categories:
             cat_counts[c] = cat_counts.get(c, 0) + 1
     categories = sorted(cat_counts, key=lambda c: (-cat_counts[c], c))
-    unchanged = sum(1 for it in items if it.answer.strip() == it.correction.strip())
+    unchanged = sum(1 for it in items if not is_edit(it.answer, it.correction))
     report: dict[str, Any] = {
         "tool": f"aligner-kit {__version__}",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -288,7 +289,7 @@ def plot_latency(report: dict[str, Any], items: list[EvalItem], path: Path) -> N
 
 def _row_record(it: EvalItem) -> dict[str, Any]:
     rec = {"row": it.row, "question": it.question, "categories": it.categories, "answer": it.answer,
-           "correction": it.correction, "changed": it.answer.strip() != it.correction.strip()}
+           "correction": it.correction, "changed": is_edit(it.answer, it.correction)}
     for k in ("judge", "reward", "cost", "latency", "subtopic", "best_answer", "dataset"):
         if k in it.extra:
             rec[k] = it.extra[k]

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..correction import is_edit
 from ..errors import ConfigError, DataError
 from .config import EvalConfig
 from .sets import EvalItem, EvalSet, load_eval_set
@@ -210,7 +211,7 @@ def judge_all(cfg: EvalConfig, items: list[EvalItem], judge: Any) -> dict[str, A
     tasks = []
     for i, it in enumerate(items):
         it.extra["judge"] = {}
-        unchanged = it.answer.strip() == it.correction.strip()
+        unchanged = not is_edit(it.answer, it.correction)
         for dim in cfg.dimensions:
             if cfg.skip_unchanged and unchanged:
                 it.extra["judge"][dim] = {"AB": None, "BA": None, "result": "tie", "skipped_unchanged": True}
