@@ -10,8 +10,11 @@ The pairs are held-out synthetic Q-A-C rows whose corrections copy most of the a
 answers, contacts redacted, sums fixed).
 
 Measured, tokens/s = generated tokens ÷ wall time, same model, same precision, same outputs:
-  (a) transformers ``generate``, batch 16        (b) the project's loop, batch 16, no speculation
-  (c) (b) with copy-aware speculation            (d) batch 1: transformers greedy, transformers
+  (a) transformers ``generate``, batch 16        (b) the project's loop, batch 16, no speculation,
+  (c) (b) with copy-aware speculation                batched as ``Aligner.correct_batch`` does (rows
+                                                     of similar length together; (a) on the same
+                                                     buckets is reported on its own line)
+                                                 (d) batch 1: transformers greedy, transformers
       ``prompt_lookup_num_tokens=10``, the project's greedy, the project's speculative path
   (e) read bandwidth (a warmed-up read of a buffer ≥ 8× the last-level cache) and the batch-1
       roofline = bandwidth ÷ bytes of the weights as run.
@@ -179,19 +182,24 @@ def weight_bytes(model) -> int:
     return total
 
 
-def timed(gen, prompts, decoding, bs: int, repeats: int) -> tuple[float, list[str]]:
+def timed(gen, prompts, decoding, bs: int, repeats: int, *, buckets: bool = False) -> tuple[float, list[str]]:
     """Best tokens/s over ``repeats`` of generating all prompts in batches of ``bs`` (prefill
-    included), and the texts. Best, not median: on a shared machine the slower runs measure the
-    neighbours."""
+    included), and the texts in input order. Best, not median: on a shared machine the slower runs
+    measure the neighbours. ``buckets``: batches of similar prompt length, as ``Aligner.correct_batch``
+    forms them (:func:`aligner.core.length_buckets`); else input order, as a plain caller batches."""
+    from aligner.core import length_buckets
     from aligner.local_runtime import RowControl
 
-    speeds, texts = [], []
+    batches = (length_buckets([(p, "") for p in prompts], bs) if buckets
+               else [list(range(i, min(i + bs, len(prompts)))) for i in range(0, len(prompts), bs)])
+    speeds, texts = [], [""] * len(prompts)
     for _ in range(repeats):
-        tokens, texts = 0, []
+        tokens = 0
         t0 = time.perf_counter()
-        for i in range(0, len(prompts), bs):
-            rows = [RowControl() for _ in prompts[i:i + bs]]
-            texts += gen.generate(prompts[i:i + bs], decoding, rows)
+        for batch in batches:
+            rows = [RowControl() for _ in batch]
+            for i, text in zip(batch, gen.generate([prompts[i] for i in batch], decoding, rows)):
+                texts[i] = text
             tokens += sum(r.steps for r in rows)
         speeds.append(tokens / (time.perf_counter() - t0))
     return max(speeds), texts
@@ -235,12 +243,14 @@ def main() -> None:
     print(f"corrector: {sum(p.numel() for p in gen.model.parameters()) / 1e6:.1f}M parameters, "
           f"{wb / 1e6:.0f} MB fp32 weights; {len(prompts)} held-out Q-A-C pairs; torch threads {args.threads}; "
           f"load average at start {load1:.2f}")
-    plan = (("a", "hf", 16, n16), ("b", "loop", 16, n16), ("c", "spec", 16, n16),
+    # (b) and (c) batch as Aligner.correct_batch does (length-sorted buckets); (a) as a plain caller
+    # of generate does (input order); (a_sorted), on its own line, is generate on the same buckets.
+    plan = (("a", "hf", 16, n16), ("b", "loop", 16, n16), ("c", "spec", 16, n16), ("a_sorted", "hf", 16, n16),
             ("d_hf", "hf", 1, n1), ("d_hf_lookup", "hf_lookup", 1, n1),
             ("d_loop", "loop", 1, n1), ("d_spec", "spec", 1, n1))
     for rep in range(reps):  # interleaved, so a burst of load hits every setting alike
         for key, name, bs, n in plan:
-            speed, texts[key] = timed(gen, prompts[:n], cfg[name], bs, 1)
+            speed, texts[key] = timed(gen, prompts[:n], cfg[name], bs, 1, buckets=key in ("b", "c", "a_sorted"))
             res[key] = max(res.get(key, 0.0), speed)
             if rep == reps - 1:
                 same = texts[key] == texts["a"][:n] if key != "a" else True
