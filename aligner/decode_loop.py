@@ -105,6 +105,22 @@ class _Anchor:
                 return
 
 
+def _even_drafts(drafts: list[list[int]]) -> list[list[int]]:
+    """Cut every draft to the length that 5 rows in 8 reach, when the batch is compute-bound.
+
+    A pass is as wide as its longest row, and at batch 16 on a CPU its cost grows with its width
+    (measured on the 30M benchmark corrector with a 120-token cache: 8 tokens a row cost 2.8x a
+    1-token pass, 16 tokens 4.9x), so one row drafting 64 tokens while the others have nothing to
+    draft makes every row pay for 64. Cutting at a low quantile keeps the pass as wide as most
+    rows can use. Measured on the benchmark's 48 pairs at batch 16 (tokens/s, best of 3,
+    interleaved): longest draft 150, the median 170, the 3/8 quantile 185, the 1/4 quantile 177.
+    Drafts only propose tokens, so the output is unchanged.
+    """
+    lengths = sorted(len(d) for d in drafts)
+    width = lengths[len(lengths) * 3 // 8]
+    return [d[:width] for d in drafts]
+
+
 class _Row:
     """The loop's state for one live row."""
 
@@ -262,6 +278,8 @@ def greedy_decode(model: Any, tokenizer: Any, input_ids: Any, attention_mask: An
                 if is_ed:  # re-fed pending tokens count against the pass's width
                     budget = min(budget, DRAFT_MAX + 1 - len(row.pending))
                 drafts.append(row.anchor.draft(budget) if row.anchor is not None else [])
+            if b > 4:
+                drafts = _even_drafts(drafts)
             seqs = [row.pending + d for row, d in zip(state, drafts)]
             width = max(len(s) for s in seqs)
             past = cache.get_seq_length()

@@ -178,3 +178,14 @@ def test_int8_and_bf16_correctors_decode_through_the_loop_as_generate_does(tiny_
             assert hf[0] and corr.generator.generate([p], _config()) == hf
     with pytest.raises(ConfigError, match="quantize"):
         load_corrector(str(tiny_causal_path), quantize="int4")
+
+
+def test_drafts_of_a_wide_batch_are_cut_to_what_most_rows_use():
+    """At batch > 4 a pass is as wide as its longest draft and costs about its width, so drafts are
+    cut to the length 5 rows in 8 reach; the rows' tokens are kept, only shortened."""
+    from aligner.decode_loop import _even_drafts
+
+    drafts = [[1] * n for n in (0, 0, 2, 8, 8, 16, 64, 64)]
+    assert [len(d) for d in _even_drafts(drafts)] == [0, 0, 2, 8, 8, 8, 8, 8]
+    assert _even_drafts([[5, 6, 7], [8, 9]] * 3) == [[5, 6], [8, 9]] * 3
+    assert _even_drafts([[], []]) == [[], []]
