@@ -304,7 +304,7 @@ def main() -> None:
         ax.set_yscale("log")
         ax.set_xlabel("batch size")
         ax.set_ylabel("generated tokens/s")
-        ax.set_title(f"~30M Llama corrector, fp32, {args.threads} threads (load {load1:.1f})")
+        ax.set_title(f"~30M Llama corrector, fp32, {args.threads} thread{'s' if args.threads > 1 else ''} (load {load1:.1f})")
         ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(out / "correct_speed.png", dpi=110)
