@@ -18,7 +18,7 @@ Measured, tokens/s = generated tokens ÷ wall time, same model, same precision, 
       ``prompt_lookup_num_tokens=10``, the project's greedy, the project's speculative path
   (e) read bandwidth (a warmed-up read of a buffer ≥ 8× the last-level cache) and the batch-1
       roofline = bandwidth ÷ bytes of the weights as run.
-Precision options (bf16, int8 dynamic quantization) are reported on their own lines: speed and the
+Precision options (bf16, int8 dynamic quantization, torchao int8 weight-only) are reported on their own lines: speed and the
 share of corrections identical to fp32's. The last line is one JSON object with the ratios.
 
     python bench/correct_speed.py [--quick] [--threads 2] [--out runs/correct_speed]
@@ -269,9 +269,11 @@ def main() -> None:
         print(f"sweep batch {bs:2d}: hf {sweep[bs][0]:.1f}, loop {sweep[bs][1]:.1f}, loop+copy {sweep[bs][2]:.1f} tokens/s")
 
     precision = {}
-    for label in ("bf16", "int8-dynamic"):
+    options = {"bf16": {"dtype": "bfloat16"}, "int8-dynamic": {"quantize": "int8"},
+               "int8-weight": {"quantize": "int8-weight"}}  # torch.ao dynamic; torchao weight-only
+    for label, kw in options.items():
         try:
-            other = load_corrector(str(path), **({"dtype": "bfloat16"} if label == "bf16" else {"quantize": "int8"}))
+            other = load_corrector(str(path), **kw)
             # one repeat: bf16 matmuls are slow on CPUs without native bf16, and these lines are
             # reported on their own, not inside the ratios
             speed1, _ = timed(other.generator, prompts[:n1], cfg["loop"], 1, 1)

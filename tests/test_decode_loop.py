@@ -189,3 +189,17 @@ def test_drafts_of_a_wide_batch_are_cut_to_what_most_rows_use():
     assert [len(d) for d in _even_drafts(drafts)] == [0, 0, 2, 8, 8, 8, 8, 8]
     assert _even_drafts([[5, 6, 7], [8, 9]] * 3) == [[5, 6], [8, 9]] * 3
     assert _even_drafts([[], []]) == [[], []]
+
+
+def test_int8_weight_only_corrector_decodes_batched_with_copy_drafts_as_generate_does(tiny_causal_path):
+    """torchao's weight-only int8 keeps activations in the model's precision, so a pass does not
+    depend on its batch: copy drafts stay on and the batched loop equals generate."""
+    pytest.importorskip("torchao")
+    corr = load_corrector(str(tiny_causal_path), decoding={"max_new_tokens": NEW, "fallback": False},
+                          quantize="int8-weight")
+    weight = corr.generator.model.model.layers[0].mlp.up_proj.weight
+    assert "int8" in type(weight).__name__.lower() or getattr(weight, "dtype", None) == __import__("torch").int8
+    assert not corr.generator._batch_dependent
+    prompts = [corr.render(q, a) for q, a in PAIRS]
+    gen = corr.generator
+    assert _loop_ids(gen, prompts, copy=True) == _loop_ids(gen, prompts, copy=False) == _hf_ids(gen, prompts)

@@ -57,13 +57,17 @@ class LocalCorrector(Corrector):
                         **model_kwargs: Any) -> "LocalCorrector":
         """Load a corrector from a hub id or a directory written by ``save_pretrained``.
 
-        ``dtype`` (e.g. ``"bfloat16"``) and ``quantize="int8"`` (weight-only int8 with dynamic
-        activation quantization of every ``nn.Linear``, CPU; ``torch.ao``) trade agreement with
-        the fp32 corrector for speed: ``bench/correct_speed.py`` measures both. fp32 is the default.
+        ``dtype`` (e.g. ``"bfloat16"``) and ``quantize`` trade agreement with the fp32 corrector
+        for speed or memory: ``"int8"`` quantizes every ``nn.Linear``'s weights and, per pass, its
+        activations (CPU, ``torch.ao`` dynamic quantization: the fastest on a CPU, fewer
+        corrections identical); ``"int8-weight"`` stores int8 weights and computes in the model's
+        precision (``torchao``'s weight-only config, CPU or GPU: identical corrections on the
+        benchmark, half the weight memory, no faster on a CPU without an int8 kernel).
+        ``bench/correct_speed.py`` measures each. fp32 is the default.
         """
-        if quantize not in (None, "int8"):
+        if quantize not in (None, "int8", "int8-weight"):
             raise ConfigError(f"unknown quantization {quantize!r}.", field="quantize",
-                              fix="use quantize='int8' (CPU) or leave it unset.")
+                              fix="use quantize='int8' (CPU), 'int8-weight' (needs torchao) or leave it unset.")
         from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
         meta = read_aligner_config(model_id)
@@ -99,6 +103,13 @@ class LocalCorrector(Corrector):
                 raise ConfigError("quantize='int8' runs on the CPU only.", field="quantize",
                                   fix="pass device='cpu', or use dtype='bfloat16' on a GPU.")
             model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        elif quantize == "int8-weight":
+            try:
+                from torchao.quantization import Int8WeightOnlyConfig, quantize_
+            except ImportError as exc:
+                raise hide_cause(ConfigError("quantize='int8-weight' needs torchao, which is not installed.",
+                                             field="quantize", fix="pip install 'aligner-kit[quant]' (torchao)."), exc)
+            quantize_(model, Int8WeightOnlyConfig())
         template = template or meta.get("template") or None
         return cls(model, tokenizer, name=str(model_id), template=template, decoding=decoding,
                    metadata=meta)
