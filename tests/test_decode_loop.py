@@ -193,8 +193,16 @@ def test_drafts_of_a_wide_batch_are_cut_to_what_most_rows_use():
 
 def test_int8_weight_only_corrector_decodes_batched_with_copy_drafts_as_generate_does(tiny_causal_path):
     """torchao's weight-only int8 keeps activations in the model's precision, so a pass does not
-    depend on its batch: copy drafts stay on and the batched loop equals generate."""
-    pytest.importorskip("torchao")
+    depend on its batch: copy drafts stay on and the batched loop equals generate. Without torchao
+    (it is the optional ``quant`` extra) the option is a ConfigError naming the extra."""
+    import importlib.util
+
+    from aligner.errors import ConfigError
+
+    if importlib.util.find_spec("torchao") is None:
+        with pytest.raises(ConfigError, match=r"quantize: .*needs torchao.*aligner-kit\[quant\]"):
+            load_corrector(str(tiny_causal_path), quantize="int8-weight")
+        return
     corr = load_corrector(str(tiny_causal_path), decoding={"max_new_tokens": NEW, "fallback": False},
                           quantize="int8-weight")
     weight = corr.generator.model.model.layers[0].mlp.up_proj.weight
