@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import threading
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
 from .errors import ConfigError
@@ -37,6 +38,9 @@ class Registry(Generic[C]):
         self._builtins = builtins  # modules whose import registers the built-in providers
         self._classes: list[C] = []
         self._loaded = False
+        # two threads building their first Aligner at once: the second waits for the built-ins
+        # and plug-ins instead of seeing a half-filled registry ("no provider takes this spec")
+        self._lock = threading.RLock()
 
     def register(self, cls: C) -> C:
         """Add ``cls`` (it needs ``matches`` and ``from_spec`` classmethods); returns it, so this
@@ -52,19 +56,22 @@ class Registry(Generic[C]):
     def _load(self) -> None:
         if self._loaded:
             return
-        self._loaded = True
-        for module in self._builtins:
-            importlib.import_module(module)
-        from importlib.metadata import entry_points
+        with self._lock:
+            if self._loaded:  # loaded while this thread waited
+                return
+            for module in self._builtins:  # their import registers them (re-entrant: the lock is an RLock)
+                importlib.import_module(module)
+            from importlib.metadata import entry_points
 
-        for ep in entry_points(group=self.group):
-            try:
-                obj = ep.load()
-            except Exception as exc:  # a broken plug-in must not break every other provider
-                log.warning("%s entry point %r (%s) failed to load: %s", self.group, ep.name, ep.value, exc)
-                continue
-            if isinstance(obj, type):
-                self.register(obj)  # type: ignore[arg-type]
+            for ep in entry_points(group=self.group):
+                try:
+                    obj = ep.load()
+                except Exception as exc:  # a broken plug-in must not break every other provider
+                    log.warning("%s entry point %r (%s) failed to load: %s", self.group, ep.name, ep.value, exc)
+                    continue
+                if isinstance(obj, type):
+                    self.register(obj)  # type: ignore[arg-type]
+            self._loaded = True
 
     def __iter__(self) -> Iterator[C]:
         self._load()

@@ -176,3 +176,33 @@ def test_a_subclass_that_turns_the_capability_off_is_refused_by_name(fake, tiny_
             "response_format": {"type": "json_object"}})
     assert r.status_code == 400 and r.json()["error"]["param"] == "response_format"
     assert "MyTextOnly" in r.json()["error"]["message"]
+
+
+THREADS_SCRIPT = """
+import json, threading
+from aligner.adapters.resolve import resolve_upstream
+got, start = [], threading.Barrier(4)
+
+def first_lookup():
+    start.wait()  # four threads resolve their first spec at the same moment
+    got.append(type(resolve_upstream("myprovider:hi")).__name__)
+
+threads = [threading.Thread(target=first_lookup) for _ in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(json.dumps(got))
+"""
+
+
+def test_threads_resolving_their_first_spec_at_once_all_see_the_plugins(plugin_dist):
+    """The registry loads plug-ins once, on the first lookup; a thread arriving while another is
+    still importing them waits for the whole registry instead of matching against a partial one
+    (where ``myprovider:hi`` would fall through to the LiteLLM catch-all)."""
+    slow = plugin_dist / "myprov.py"
+    slow.write_text("import time\ntime.sleep(1.0)  # a plug-in with a heavy import\n" + slow.read_text())
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugin_dist), os.environ.get("PYTHONPATH", "")]),
+           "HF_HUB_OFFLINE": "1", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    out = subprocess.run([sys.executable, "-c", THREADS_SCRIPT], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == ["EchoUpstream"] * 4
