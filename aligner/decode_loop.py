@@ -28,14 +28,14 @@ import bisect
 import inspect
 from typing import Any, Sequence
 
+from .local_runtime import GUARD_WINDOW
+
 #: longest draft verified in one pass (per row).
 DRAFT_MAX = 64
 #: draft length right after (re-)anchoring; doubles with every fully accepted draft.
 DRAFT_START = 8
 #: longest n-gram of the last generated tokens looked up in the prompt to re-anchor.
 ANCHOR_NGRAM = 3
-#: tokens of a row's tail decoded for its guard (as in the generate path's criteria).
-GUARD_WINDOW = 256
 
 #: generation-config settings that add logits processors the loop does not implement.
 _PROCESSOR_SETTINGS = ("no_repeat_ngram_size", "bad_words_ids", "forced_bos_token_id", "forced_eos_token_id",
@@ -139,7 +139,7 @@ def greedy_decode(model: Any, tokenizer: Any, input_ids: Any, attention_mask: An
                   sources: Sequence[list[int] | None] | None = None) -> list[list[int]]:
     """New token ids per row (eos included where reached), greedy, identical to ``generate``.
 
-    ``rows`` are :class:`aligner.local_runtime.RowControl`; ``streamer`` a ``_RowStreamer`` (its
+    ``rows`` are :class:`aligner.rows.RowControl`; ``streamer`` a ``_RowStreamer`` (its
     ``put_rows`` receives each pass's new tokens per row). Left-padded ``input_ids`` for causal
     models, right-padded for encoder-decoders. ``sources`` (per row) replace the prompt's tokens
     as what is drafted from (tests use them to force long accepted and rejected drafts).

@@ -7,11 +7,11 @@ same way. The settings they read are :class:`aligner.decoding.DecodingConfig`.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from .decoding import DecodingConfig
 from .errors import ConfigError
+from .rows import RowControl, iterate_row, notify_end
 
 
 def pick_device(device: str | None = None) -> str:
@@ -118,7 +118,7 @@ class LocalGenerator:
         for i, row in enumerate(rows):
             if row.cancelled:
                 row.stop_reason = "cancelled"
-                _notify_end(row)
+                notify_end(row)
         out_texts = [""] * len(prompts)
         if not live:
             return out_texts
@@ -169,71 +169,11 @@ class LocalGenerator:
         return iterate_row(row, lambda: self.generate([prompt], decoding, [row]))
 
 
-@dataclass(eq=False)
-class RowControl:
-    """One request's handle on its row of a (batched) generation.
-
-    The request owns it: ``cancel()`` — from any thread, when its client has gone or its deadline
-    has passed — stops the row at the next decoding step while the other rows of the batch go on.
-    The generator fills in ``steps`` and ``stop_reason`` (``eos``, ``length``, ``cap``, ``stop``,
-    ``marker``, ``repetition``, ``cancelled``, ``error``).
-    """
-
-    #: this row's own cap on new tokens (the guard's answer-relative cap); None = the batch's.
-    max_new_tokens: int | None = None
-    #: an :class:`aligner.guard.Guard`: judges the text's tail after every step.
-    guard: Any = None
-    #: receives the row's text as it becomes stable (a stream); called in the generating thread.
-    on_text: Callable[[str], None] | None = None
-    #: called once the row has finished (its last text delivered), even if others go on.
-    on_end: Callable[[], None] | None = None
-    steps: int = 0
-    stop_reason: str | None = None
-    #: ``steps`` when ``cancel()`` was called: ``steps - cancelled_at`` is how far it ran after.
-    cancelled_at: int | None = None
-    _event: threading.Event = field(default_factory=threading.Event, repr=False)
-
-    def cancel(self) -> None:
-        if not self._event.is_set():
-            self.cancelled_at = self.steps
-            self._event.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set()
-
-    @property
-    def steps_after_cancel(self) -> int | None:
-        return None if self.cancelled_at is None else self.steps - self.cancelled_at
-
-
-def iterate_row(row: RowControl, generate: Callable[[], Any]) -> Iterator[str]:
-    """``row``'s text pieces as ``generate()`` (which decodes ``row``) produces them in a worker
-    thread (the one bridge, :func:`aligner.transport.streaming.items_from_thread`, over a row's
-    ``on_text``/``on_end`` sinks), so every backend's stream ends, cancels and surfaces errors
-    alike. A consumer that leaves early cancels the row (it stops within a step) instead of
-    letting it run on behind the model lock."""
-    from aligner.transport.streaming import END, items_from_thread
-
-    def produce(emit: Callable[[Any], None]) -> None:
-        row.on_text, row.on_end = emit, lambda: emit(END)
-        generate()
-
-    return items_from_thread(produce, on_abandon=row.cancel)
-
-
-def _notify_end(row: RowControl) -> None:
-    if row.on_end is not None:
-        try:
-            row.on_end()
-        except Exception:  # a consumer that has gone (closed loop) must not stop the batch
-            pass
-
-
-#: tokens of a row's tail decoded for its guard (enough for the guard's tail), every few steps: a
+#: tokens of a row's tail decoded for its guard (enough for the guard's tail; the lean loop of
+#: :mod:`aligner.decode_loop` reads the same number), every few steps: a
 #: cancel is checked after every step, the text (~0.1 ms a row with the decode) every 4th step, so
 #: a runaway row stops at most 3 steps after its run is clear; the verdict reads the text anyway.
-_GUARD_WINDOW = 256
+GUARD_WINDOW = 256
 _GUARD_EVERY = 4
 _CRITERIA_CLASS: Any = None
 
@@ -257,7 +197,7 @@ def _row_criteria(tokenizer: Any, rows: list[RowControl], start: int, eos_id: in
                 steps = input_ids.shape[1] - self.start
                 behind = max([steps - r.steps for r in self.rows if r.stop_reason is None] or [1])
                 judge = self.guarded and steps % _GUARD_EVERY == 0  # the guard reads the text every few steps
-                window = min(steps, max(behind, _GUARD_WINDOW if judge else 0))
+                window = min(steps, max(behind, GUARD_WINDOW if judge else 0))
                 recent = input_ids[:, input_ids.shape[1] - window:].tolist()  # one copy to the host
                 done = []
                 for i, row in enumerate(self.rows):
@@ -274,7 +214,7 @@ def _row_criteria(tokenizer: Any, rows: list[RowControl], start: int, eos_id: in
                     elif row.max_new_tokens is not None and steps >= row.max_new_tokens:
                         reason = "cap"
                     elif judge and row.guard is not None:
-                        text = self.tokenizer.decode(recent[i][-_GUARD_WINDOW:], skip_special_tokens=True)
+                        text = self.tokenizer.decode(recent[i][-GUARD_WINDOW:], skip_special_tokens=True)
                         reason = row.guard.check(text[-row.guard.tail_chars:])
                     if reason is not None:
                         row.stop_reason = reason
@@ -349,7 +289,7 @@ class _RowStreamer:
                 self._send(row, text[len(self.emitted[i]):])
                 self.emitted[i] = text
         row.stop_reason = row.stop_reason or "length"
-        _notify_end(row)
+        notify_end(row)
 
     def end(self) -> None:
         for i in range(len(self.rows)):

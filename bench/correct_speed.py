@@ -188,7 +188,7 @@ def timed(gen, prompts, decoding, bs: int, repeats: int, *, buckets: bool = Fals
     measure the neighbours. ``buckets``: batches of similar prompt length, as ``Aligner.correct_batch``
     forms them (:func:`aligner.core.length_buckets`); else input order, as a plain caller batches."""
     from aligner.core import length_buckets
-    from aligner.local_runtime import RowControl
+    from aligner.rows import RowControl
 
     batches = (length_buckets([(p, "") for p in prompts], bs) if buckets
                else [list(range(i, min(i + bs, len(prompts)))) for i in range(0, len(prompts), bs)])

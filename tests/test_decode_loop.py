@@ -9,7 +9,8 @@ import pytest
 from aligner.correctors import load_corrector
 from aligner.decode_loop import greedy_decode
 from aligner.decoding import DecodingConfig
-from aligner.local_runtime import RowControl, _RowStreamer
+from aligner.local_runtime import _RowStreamer
+from aligner.rows import RowControl
 
 PAIRS = [("How are you?", "I am fine, thanks."), ("What is 2+2?", "It is 5."),
          ("Tell me a joke", "Why did the chicken cross the road? To get to the other side."),

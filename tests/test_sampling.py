@@ -11,7 +11,7 @@ import pytest
 
 from aligner.correctors import load_corrector
 from aligner.decoding import DecodingConfig
-from aligner.local_runtime import RowControl
+from aligner.rows import RowControl
 
 PROMPTS = ["How are you? I am fine, thanks.", "What is 2+2? It is 5.", "Where is Paris?"]
 

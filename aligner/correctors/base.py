@@ -2,7 +2,7 @@
 
 A backend implements two primitives over *rendered prompts*: ``generate`` (a batch, in order) and
 ``stream_prompt`` (one prompt, raw text pieces). It may also implement ``generate_rows``, which
-takes one :class:`~aligner.local_runtime.RowControl` per prompt (cancel handle, per-row cap, guard,
+takes one :class:`~aligner.rows.RowControl` per prompt (cancel handle, per-row cap, guard,
 streaming sink) — local models do, so a cancelled or runaway row stops within a decoding step.
 Everything a user calls — ``correct``, ``correct_batch``, ``stream`` and their async twins — is
 built here, so every backend parses, truncates, guards (:mod:`aligner.guard`) and streams
@@ -20,8 +20,8 @@ from typing import Any, AsyncIterator, Iterator, Mapping, Sequence
 from ..correction import AsyncCorrectionStream, CorrectionStream, correction_of
 from ..decoding import DecodingConfig
 
-from ..local_runtime import RowControl, iterate_row
-from ..local_runtime import _notify_end as _end  # one "row finished" notice for every backend
+from ..rows import RowControl, iterate_row
+from ..rows import notify_end as _end  # one "row finished" notice for every backend
 from ..errors import require_text
 from ..guard import Guard, new_token_cap
 from ..templates import STOP_MARKERS, Template, cut_at_stop, get_template

@@ -11,7 +11,8 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from ..decoding import DecodingConfig
 
-from ..local_runtime import LocalGenerator, RowControl, pick_device
+from ..local_runtime import LocalGenerator, pick_device
+from ..rows import RowControl
 from ..errors import ConfigError, CorrectorError, hide_cause
 from ..hub import looks_like_path
 from ..progress import model_loading

@@ -18,7 +18,7 @@ from ..transport.retry import (RetryPolicy, UpstreamStats, aretry_call, aretry_s
                                retry_call, retry_stream)
 from ..decoding import DecodingConfig
 from ..registry import register_corrector
-from ..local_runtime import RowControl
+from ..rows import RowControl
 from ..errors import ConfigError, UpstreamError
 from ..templates import Template
 from .base import Corrector, _end, feed_pieces, must_stop

@@ -7,7 +7,7 @@ group goes to the corrector's row primitive (``Corrector.generate_rows``) in one
 A streamed request is a row like any other whose text is handed to it step by step, so streams
 batch together (and with plain requests) instead of queueing one at a time.
 
-Every request owns its row's cancel handle (:class:`~aligner.local_runtime.RowControl`): a client that
+Every request owns its row's cancel handle (:class:`~aligner.rows.RowControl`): a client that
 disconnects or a request past its deadline cancels it, and the row stops at the next decoding
 step while the rest of its batch goes on — an abandoned stream does not keep the model busy.
 
@@ -28,7 +28,7 @@ from typing import Any, AsyncIterator, Callable, Iterator, Mapping, Sequence
 from ..correction import AsyncCorrectionStream
 from ..correctors.base import Corrector, CorrectorResult, ShownRow
 from ..decoding import DecodingConfig
-from ..local_runtime import RowControl
+from ..rows import RowControl
 
 log = logging.getLogger("aligner.serve")
 
