@@ -132,3 +132,28 @@ def test_exact_copy_hand_worked():
     assert exact_copy("A spider has eight legs.", " A spider  has eight legs. ")
     assert not exact_copy("A spider has eight legs.", "A spod has eight legs.")
     assert not exact_copy("Oranges are rich in vitamin C.", "Oranges are rich in viti.")
+
+
+def test_anylead_rows_copy_arbitrary_lead_ins_and_replace_only_the_contact():
+    rows = generate(400, seed=5, words=WORDS, variants={"redact": {"anylead": 1}}, mix={"redact": 1})
+    held = [c.format(v=PLACEHOLDERS[k]) for k, cs in SPLICE_CLAUSES.items() for c in cs]
+    kinds: dict[str, int] = {}
+    lead_from_words = 0
+    for r in rows:
+        assert r.meta["variant"] == "anylead"
+        spans = contact_spans(r.answer, r.correction)
+        assert len(spans) == r.meta["n_contacts"] and all(leftover_contacts(s) for s in spans)
+        assert not leftover_contacts(r.correction) and not any(h in r.correction for h in held)
+        for k in r.meta["kinds"]:
+            kinds[k] = kinds.get(k, 0) + 1
+        # a word-list word right before a placeholder: a lead-in the generator did not pick from a phrase list
+        lead_from_words += bool(re.search(r"\b(%s)[:,]? [\[(\"'{<|*/-]*\[(EMAIL|PHONE|CARD|ADDRESS)\]"
+                                          % "|".join(WORDS), r.correction))
+        kept, total = kept_outside_edits(r.answer, r.correction, r.correction)
+        assert kept == total  # the correction itself damages nothing outside the contacts
+    assert lead_from_words > 60
+    assert kinds["address"] > kinds["email"] and kinds["card"] > kinds["phone"]  # weighted toward the hard kinds
+
+
+def test_default_redaction_rows_never_draw_anylead():
+    assert all(r.meta.get("variant") != "anylead" for r in generate(300, seed=2, words=WORDS) if r.category == "redact")

@@ -121,13 +121,42 @@ SPLICE_LEADS = {
 INLINE_SHAPES = ("({x})", "{x},", "{x};", "{x}.", '"{x}"', "<{x}>", "{x}:")
 
 
-def insert_contacts(rng: random.Random, text: str, kinds: Sequence[str]) -> tuple[str, str]:
+#: More wrappers for contacts with free lead-ins (never the held-out single-dash shape " - x -").
+FREE_SHAPES = INLINE_SHAPES + ("-- {x} --", "[{x}]", "/ {x} /", "| {x} |", "* {x} *", "({x}),", "{x}!", "{x}?",
+                               "'{x}'", "{{{x}}}", "-- {x},", "({x});")
+
+
+def _free_lead(rng: random.Random, kind: str, lead_words: Sequence[str]) -> str:
+    """A lead-in of one to three arbitrary words (sometimes one of :data:`SPLICE_LEADS`), so the model
+    learns that whatever precedes a contact is copied, not the particular phrases it was shown."""
+    r = rng.random()
+    if r < 0.3:
+        return ""
+    if r < 0.5:
+        return rng.choice(SPLICE_LEADS[kind])
+    lead = " ".join(rng.choice(lead_words) for _ in range(rng.choice((1, 1, 2, 3))))
+    return lead + rng.choice(("", "", "", ":", ","))
+
+
+def insert_contacts(rng: random.Random, text: str, kinds: Sequence[str],
+                    lead_words: Sequence[str] = ()) -> tuple[str, str]:
     """``(answer, correction)``: a contact of each kind at a random word position of ``text`` (first and
-    last included) — bare or wrapped, with an optional lead-in — and the same with placeholders."""
+    last included) — bare or wrapped, with an optional lead-in — and the same with placeholders.
+
+    With ``lead_words`` the lead-ins are mostly arbitrary words from it and the wrappers more varied
+    (:func:`_free_lead`, :data:`FREE_SHAPES`); without, the rows are those of earlier rebuilds, draw for draw.
+    """
     words = text.split(" ")
     slots = rng.sample(range(len(words) + 1), min(len(kinds), len(words) + 1))  # never two side by side
     answer, correction = list(words), list(words)
     for slot, kind in sorted(zip(slots, kinds), key=lambda p: -p[0]):  # right to left: slots stay valid
+        if lead_words:
+            lead = _free_lead(rng, kind, lead_words)
+            value = _contact_values(rng, *_name(rng))[kind]
+            shape = rng.choice(FREE_SHAPES) if rng.random() < 0.5 else "{x}"
+            answer.insert(slot, shape.format(x=f"{lead} {value}".strip()))
+            correction.insert(slot, shape.format(x=f"{lead} {PLACEHOLDERS[kind]}".strip()))
+            continue
         lead = rng.choice(SPLICE_LEADS[kind]) if rng.random() < 0.6 else ""
         value = _contact_values(rng, *_name(rng))[kind]
         shape = rng.choice(INLINE_SHAPES) if rng.random() < 0.4 else "{x}"

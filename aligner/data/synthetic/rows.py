@@ -33,7 +33,11 @@ IDENTITY_VARIANTS = {"plain": 0.45, "scramble": 0.3, "arithmetic": 0.15, "refusa
 #: Variants of a redaction row: ``scattered`` puts one to three contacts at any word position (first,
 #: last, mid-sentence) of real or scrambled text, bare or wrapped, so the edit is learnt as "replace
 #: exactly the contact span, copy every other piece", not as a template.
-REDACT_VARIANTS = {"template": 0.35, "spliced": 0.35, "scattered": 0.3}
+#: ``anylead`` is ``scattered`` with arbitrary words as lead-ins, more wrappers, and more of the
+#: kinds a small model finds hardest to tell apart (addresses, card numbers); off by default.
+REDACT_VARIANTS = {"template": 0.35, "spliced": 0.35, "scattered": 0.3, "anylead": 0.0}
+#: kinds of an ``anylead`` contact and their weights
+ANYLEAD_KINDS = {"email": 0.2, "phone": 0.2, "card": 0.3, "address": 0.3}
 
 
 def _with_context(rng: random.Random, pool: list[str], core: str, *, max_context: int = 2,
@@ -97,8 +101,8 @@ def _redact(rng: random.Random, pool: Sequence[str], words: Sequence[str] = (),
     variant = rng.choices(tuple(w), weights=tuple(w.values()))[0]
     if variant == "spliced":
         return _redact_spliced(rng, pool)
-    if variant == "scattered":
-        return _redact_scattered(rng, pool, words or _pool_words(pool))
+    if variant in ("scattered", "anylead"):
+        return _redact_scattered(rng, pool, words or _pool_words(pool), free_leads=variant == "anylead")
     first, last = _name(rng)
     template = rng.choice(REDACT_TEMPLATES)
     values = _contact_values(rng, first, last)
@@ -114,21 +118,28 @@ def _redact(rng: random.Random, pool: Sequence[str], words: Sequence[str] = (),
     return q, answer, correction, {"kinds": kinds, "variant": "template"}
 
 
-def _redact_scattered(rng: random.Random, pool: Sequence[str], words: Sequence[str]) -> tuple[str, str, str, dict]:
-    """One to three contacts (kinds may repeat) anywhere in real or scrambled text; all else copied."""
+def _redact_scattered(rng: random.Random, pool: Sequence[str], words: Sequence[str], *,
+                      free_leads: bool = False) -> tuple[str, str, str, dict]:
+    """One to three contacts (kinds may repeat) anywhere in real or scrambled text; all else copied.
+    ``free_leads``: the ``anylead`` variant (arbitrary lead-in words, see :func:`insert_contacts`)."""
     held_shapes = [c.format(v=PLACEHOLDERS[k]) for k, cs in SPLICE_CLAUSES.items() for c in cs]
     while True:
-        kinds = [rng.choice(tuple(PLACEHOLDERS)) for _ in range(rng.choice((1, 2, 2, 3)))]
+        if free_leads:
+            kinds = rng.choices(tuple(ANYLEAD_KINDS), weights=tuple(ANYLEAD_KINDS.values()),
+                                k=rng.choice((1, 1, 2, 3)))
+        else:
+            kinds = [rng.choice(tuple(PLACEHOLDERS)) for _ in range(rng.choice((1, 2, 2, 3)))]
         base = (scramble_text(rng, words, digits=False) if rng.random() < 0.5
                 else _join([_sentence(rng, pool) for _ in range(rng.choice((1, 1, 2)))]))
-        answer, correction = insert_contacts(rng, base, kinds)
+        answer, correction = insert_contacts(rng, base, kinds, lead_words=words if free_leads else ())
         if (len(answer) <= 330 and not leftover_contacts(correction) and not has_danger(answer)
                 and not _BLOCKLIST.search(base)
                 and not any(h in correction for h in held_shapes)
                 and len([s for s in contact_spans(answer, correction) if leftover_contacts(s)]) == len(kinds)):
             break
     q = rng.choice(REDACT_QUESTIONS + SPLICE_TRAIN_QUESTIONS).format(name=_name(rng)[0])
-    return q, answer, correction, {"kinds": sorted(set(kinds)), "variant": "scattered", "n_contacts": len(kinds)}
+    return q, answer, correction, {"kinds": sorted(set(kinds)), "variant": "anylead" if free_leads else "scattered",
+                                   "n_contacts": len(kinds)}
 
 
 def _arithmetic(rng: random.Random, pool: Sequence[str]) -> tuple[str, str, str, dict]:
