@@ -157,3 +157,21 @@ def test_anylead_rows_copy_arbitrary_lead_ins_and_replace_only_the_contact():
 
 def test_default_redaction_rows_never_draw_anylead():
     assert all(r.meta.get("variant") != "anylead" for r in generate(300, seed=2, words=WORDS) if r.category == "redact")
+
+
+def test_shared_questions_carry_no_hint_of_the_edit_and_leave_answers_alone():
+    from aligner.data.synthetic.generation import SHARED_QUESTIONS
+
+    kw = dict(words=WORDS, mix={"identity": 1, "redact": 1}, variants={"identity": {"plain": 1, "scramble": 1}})
+    by_cat, shared = generate(400, seed=9, **kw), generate(400, seed=9, questions="shared", **kw)
+    assert [(r.answer, r.correction, r.category) for r in by_cat] == [(r.answer, r.correction, r.category)
+                                                                       for r in shared]
+    asked = {c: {r.question for r in by_cat if r.category == c} for c in ("identity", "redact")}
+    assert not asked["identity"] & asked["redact"]  # the default: the question gives the category away
+    asked = {c: {r.question for r in shared if r.category == c} for c in ("identity", "redact")}
+    assert len(asked["identity"] & asked["redact"]) > 15  # shared: the same questions ask for both
+    templates = {q.split("{")[0] for q in SHARED_QUESTIONS}
+    assert all(any(q.startswith(t) for t in templates) for r in shared for q in [r.question])
+    with pytest.raises(ConfigError) as info:
+        generate(3, questions="mixed")
+    assert info.value.field == "questions"

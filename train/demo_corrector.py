@@ -69,6 +69,16 @@ VARIANTS_COPY = {"identity": {"plain": 0.3, "scramble": 0.55, "arithmetic": 0.1,
 #: stage 10: after stage 9 fine answers were copied far better (75% -> 87%) but contacts spliced into
 #: unseen sentences were not (31% -> 30%; long card numbers half-copied): more redaction rows
 MIX_COPY_REDACT = {"identity": 0.35, "redact": 0.5, "arithmetic": 0.1, "refusal": 0.05}
+#: stages 11 on: after stage 10, addresses (10%) and card numbers (30%) spliced into unseen sentences
+#: were the failures, and unseen lead-ins ("contact", "near") were dropped with the contact: redaction
+#: rows whose lead-ins are arbitrary words (``anylead``), weighted toward addresses and cards
+MIX_ANYLEAD = {"identity": 0.32, "redact": 0.55, "arithmetic": 0.09, "refusal": 0.04}
+VARIANTS_ANYLEAD = {"identity": {"plain": 0.35, "scramble": 0.5, "arithmetic": 0.1, "refusal": 0.05},
+                    "redact": {"template": 0.1, "spliced": 0.2, "scattered": 0.2, "anylead": 0.5}}
+#: stage 12 on: stage 11 left spliced contacts where they were (36%) and copied addresses verbatim
+#: under the held-out questions: identity and redaction rows had disjoint questions, so the model read
+#: the question, not the answer, to decide whether to redact. From here both draw from one pool.
+QUESTIONS_SHARED = "shared"
 HELDOUT_DIR = Path(__file__).resolve().parent / "heldout"
 MODEL = dict(hidden_size=192, layers=4, heads=6, intermediate_size=512, context=512)
 #: tokenizer (vocabulary size; 260 = bytes only) and shape choices, all < 5 MB in fp16, compared by
@@ -188,7 +198,8 @@ def stage_data(work: Path, stage: int, rows: int, train_pool: list[str], seed: i
         vocab = words(work, None)  # written by build_data (or by --start-from) before any stage
         write_jsonl([r.to_dict() for r in generate(rows, seed=seed + stage, mix=STAGES[stage]["mix"],
                                                     sentences=train_pool, words=vocab,
-                                                    variants=STAGES[stage]["variants"])], path)
+                                                    variants=STAGES[stage]["variants"],
+                                                    questions=STAGES[stage]["questions"])], path)
     return path
 
 
@@ -214,7 +225,8 @@ def build_init(work: Path, train_file: Path, model: dict[str, Any] | None = None
 RECIPES = {1: (2e-3, 0.2, MIX), 2: (1.5e-3, 0.1, MIX_STAGE2), 3: (1e-3, 0.05, MIX_STAGE2),
            4: (6e-4, 0.05, MIX_STAGE2), 5: (4e-4, 0.05, MIX_STAGE5), 6: (3e-4, 0.05, MIX_STAGE5),
            7: (4e-4, 0.05, MIX_STAGE7), 8: (3e-4, 0.05, MIX_STAGE8), 9: (4e-4, 0.05, MIX_COPY, VARIANTS_COPY),
-           10: (3e-4, 0.05, MIX_COPY_REDACT, VARIANTS_COPY)}
+           10: (3e-4, 0.05, MIX_COPY_REDACT, VARIANTS_COPY), 11: (3e-4, 0.05, MIX_ANYLEAD, VARIANTS_ANYLEAD),
+           12: (3e-4, 0.05, MIX_ANYLEAD, VARIANTS_ANYLEAD, QUESTIONS_SHARED)}
 
 
 def _stage_out(stage: int) -> str:
@@ -224,7 +236,8 @@ def _stage_out(stage: int) -> str:
 #: per stage: data file, base model (the previous stage's output), output folder and its recipe
 STAGES = {s: {"data": "train.jsonl" if s == 1 else f"train{s}.jsonl",
               "base": "init" if s == 1 else _stage_out(s - 1), "out": _stage_out(s),
-              "lr": r[0], "identity_warmup": r[1], "mix": r[2], "variants": r[3] if len(r) > 3 else None}
+              "lr": r[0], "identity_warmup": r[1], "mix": r[2], "variants": r[3] if len(r) > 3 else None,
+              "questions": r[4] if len(r) > 4 else "by_category"}
           for s, r in RECIPES.items()}
 
 

@@ -7,7 +7,9 @@ from typing import Iterable
 from ...errors import ConfigError
 from ..base import QAC
 from .pool import _pool
-from .rows import IDENTITY_VARIANTS, REDACT_VARIANTS, _arithmetic, _identity, _redact, _refusal
+from .contacts import REDACT_QUESTIONS, SPLICE_TRAIN_QUESTIONS, _name
+from .rows import (IDENTITY_QUESTIONS, IDENTITY_VARIANTS, REDACT_VARIANTS, SCRAMBLE_QUESTIONS, _arithmetic,
+                   _identity, _redact, _refusal)
 from .scramble import _check_words, _pool_words
 
 CATEGORIES = ("identity", "redact", "arithmetic", "refusal")
@@ -15,6 +17,13 @@ CATEGORIES = ("identity", "redact", "arithmetic", "refusal")
 DEFAULT_MIX = {"identity": 0.25, "redact": 0.25, "arithmetic": 0.25, "refusal": 0.25}
 
 SOURCE = "synthetic"
+
+#: ``questions="shared"``: every plain or scrambled identity row and every redaction row asks one of
+#: these, so the question says nothing about whether the answer needs an edit. With each category's own
+#: questions (the default) a small model learns the shortcut "a contact question means redact" and
+#: copies contacts verbatim under a question it never saw.
+SHARED_QUESTIONS = IDENTITY_QUESTIONS + SCRAMBLE_QUESTIONS + REDACT_QUESTIONS + SPLICE_TRAIN_QUESTIONS
+QUESTION_STYLES = ("by_category", "shared")
 
 
 def _validate_mix(mix: dict[str, float] | None) -> dict[str, float]:
@@ -62,7 +71,7 @@ _BUILDERS = {"identity": _identity, "redact": _redact, "arithmetic": _arithmetic
 
 def generate(n: int, seed: int = 0, mix: dict[str, float] | None = None,
              sentences: Iterable[str] | None = None, *, words: Iterable[str] | None = None,
-             variants: dict[str, dict[str, float]] | None = None) -> list[QAC]:
+             variants: dict[str, dict[str, float]] | None = None, questions: str = "by_category") -> list[QAC]:
     """``n`` synthetic Q-A-C rows; same ``seed`` (and pool) → identical rows.
 
     ``mix`` weights the four categories (normalised; exact counts by largest remainder).
@@ -72,7 +81,12 @@ def generate(n: int, seed: int = 0, mix: dict[str, float] | None = None,
     the copy curriculum's unmemorisable text (default: the pool's own words; the demo rebuild passes
     :func:`word_list`). ``variants`` re-weights the variants of a category, e.g.
     ``{"identity": {"scramble": 0.7, "plain": 0.3}}`` (see :data:`IDENTITY_VARIANTS`, :data:`REDACT_VARIANTS`).
+    ``questions="shared"`` draws the questions of identity and redaction rows from one pool
+    (:data:`SHARED_QUESTIONS`, from a separate RNG: answers and corrections stay those of the default).
     """
+    if questions not in QUESTION_STYLES:
+        raise ConfigError(f"unknown question style {questions!r}.", field="questions",
+                          fix=f"use one of {list(QUESTION_STYLES)}.")
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ConfigError(f"must be a non-negative integer, got {n!r}.", field="n", fix="pass e.g. n=2000.")
     pool = _pool(sentences)
@@ -82,11 +96,14 @@ def generate(n: int, seed: int = 0, mix: dict[str, float] | None = None,
     rng = random.Random(f"aligner-synthetic:{seed}")
     order = [c for c in CATEGORIES for _ in range(counts[c])]
     rng.shuffle(order)
+    q_rng = random.Random(f"aligner-questions:{seed}")
     rows = []
     for i, cat in enumerate(order):
         if cat in weights:
             q, a, c, meta = _BUILDERS[cat](rng, pool, vocab, weights[cat])
         else:
             q, a, c, meta = _BUILDERS[cat](rng, pool)
+        if questions == "shared" and (cat == "redact" or meta.get("variant") in ("plain", "scramble")):
+            q = q_rng.choice(SHARED_QUESTIONS).format(name=_name(q_rng)[0])
         rows.append(QAC(q, a, c, source=SOURCE, row=i + 1, category=cat, meta={"seed": seed, **meta}))
     return rows
