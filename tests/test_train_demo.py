@@ -28,7 +28,7 @@ def test_rebuild_command_runs_end_to_end_on_tiny_settings(tmp_path):
     meta = json.loads((work / "model2" / "aligner_config.json").read_text())
     assert meta["demo"] is True and meta["template"] == "aligner-v1.0" and meta["stage"] == 2
     assert meta["base_model"].endswith("model")  # stage 2 continued from stage 1
-    assert json.loads((work / "init" / "shape.json").read_text())["shape"] == "bpe8192-w128-d4"  # the study's choice
+    assert json.loads((work / "init" / "shape.json").read_text())["shape"] == "bpe2048-w192-d4"  # the shipped shape
     tok_cfg = json.loads((work / "model2" / "tokenizer_config.json").read_text())
     assert not {"is_local", "local_files_only"} & set(tok_cfg)  # save_corrector drops build-machine flags
     # the splice set is built from sentences the training generator never used
