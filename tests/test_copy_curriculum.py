@@ -171,7 +171,7 @@ def test_shared_questions_carry_no_hint_of_the_edit_and_leave_answers_alone():
     asked = {c: {r.question for r in shared if r.category == c} for c in ("identity", "redact")}
     assert len(asked["identity"] & asked["redact"]) > 15  # shared: the same questions ask for both
     templates = {q.split("{")[0] for q in SHARED_QUESTIONS}
-    assert all(any(q.startswith(t) for t in templates) for r in shared for q in [r.question])
+    assert all(any(r.question.startswith(t) for t in templates) for r in shared)
     with pytest.raises(ConfigError) as info:
         generate(3, questions="mixed")
     assert info.value.field == "questions"

@@ -149,17 +149,14 @@ def insert_contacts(rng: random.Random, text: str, kinds: Sequence[str],
     words = text.split(" ")
     slots = rng.sample(range(len(words) + 1), min(len(kinds), len(words) + 1))  # never two side by side
     answer, correction = list(words), list(words)
+    shapes, p_shaped = (FREE_SHAPES, 0.5) if lead_words else (INLINE_SHAPES, 0.4)
     for slot, kind in sorted(zip(slots, kinds), key=lambda p: -p[0]):  # right to left: slots stay valid
         if lead_words:
             lead = _free_lead(rng, kind, lead_words)
-            value = _contact_values(rng, *_name(rng))[kind]
-            shape = rng.choice(FREE_SHAPES) if rng.random() < 0.5 else "{x}"
-            answer.insert(slot, shape.format(x=f"{lead} {value}".strip()))
-            correction.insert(slot, shape.format(x=f"{lead} {PLACEHOLDERS[kind]}".strip()))
-            continue
-        lead = rng.choice(SPLICE_LEADS[kind]) if rng.random() < 0.6 else ""
+        else:
+            lead = rng.choice(SPLICE_LEADS[kind]) if rng.random() < 0.6 else ""
         value = _contact_values(rng, *_name(rng))[kind]
-        shape = rng.choice(INLINE_SHAPES) if rng.random() < 0.4 else "{x}"
+        shape = rng.choice(shapes) if rng.random() < p_shaped else "{x}"
         answer.insert(slot, shape.format(x=f"{lead} {value}".strip()))
         correction.insert(slot, shape.format(x=f"{lead} {PLACEHOLDERS[kind]}".strip()))
     return " ".join(answer), " ".join(correction)

@@ -38,6 +38,8 @@ IDENTITY_VARIANTS = {"plain": 0.45, "scramble": 0.3, "arithmetic": 0.15, "refusa
 REDACT_VARIANTS = {"template": 0.35, "spliced": 0.35, "scattered": 0.3, "anylead": 0.0}
 #: kinds of an ``anylead`` contact and their weights
 ANYLEAD_KINDS = {"email": 0.2, "phone": 0.2, "card": 0.3, "address": 0.3}
+#: the held-out splice shapes with their placeholders in: no training correction may contain one
+_HELD_OUT_SHAPES = tuple(c.format(v=PLACEHOLDERS[k]) for k, cs in SPLICE_CLAUSES.items() for c in cs)
 
 
 def _with_context(rng: random.Random, pool: list[str], core: str, *, max_context: int = 2,
@@ -122,7 +124,6 @@ def _redact_scattered(rng: random.Random, pool: Sequence[str], words: Sequence[s
                       free_leads: bool = False) -> tuple[str, str, str, dict]:
     """One to three contacts (kinds may repeat) anywhere in real or scrambled text; all else copied.
     ``free_leads``: the ``anylead`` variant (arbitrary lead-in words, see :func:`insert_contacts`)."""
-    held_shapes = [c.format(v=PLACEHOLDERS[k]) for k, cs in SPLICE_CLAUSES.items() for c in cs]
     while True:
         if free_leads:
             kinds = rng.choices(tuple(ANYLEAD_KINDS), weights=tuple(ANYLEAD_KINDS.values()),
@@ -134,7 +135,7 @@ def _redact_scattered(rng: random.Random, pool: Sequence[str], words: Sequence[s
         answer, correction = insert_contacts(rng, base, kinds, lead_words=words if free_leads else ())
         if (len(answer) <= 330 and not leftover_contacts(correction) and not has_danger(answer)
                 and not _BLOCKLIST.search(base)
-                and not any(h in correction for h in held_shapes)
+                and not any(h in correction for h in _HELD_OUT_SHAPES)
                 and len([s for s in contact_spans(answer, correction) if leftover_contacts(s)]) == len(kinds)):
             break
     q = rng.choice(REDACT_QUESTIONS + SPLICE_TRAIN_QUESTIONS).format(name=_name(rng)[0])
