@@ -175,3 +175,47 @@ def test_shared_questions_carry_no_hint_of_the_edit_and_leave_answers_alone():
     with pytest.raises(ConfigError) as info:
         generate(3, questions="mixed")
     assert info.value.field == "questions"
+
+
+def test_anysep_rows_wrap_contacts_and_decoys_in_symbols_but_never_a_single_dash():
+    from aligner.data.synthetic.contacts import SEPARATORS
+
+    rows = generate(400, seed=6, words=WORDS, variants={"redact": {"anysep": 1}}, mix={"redact": 1})
+    held = [c.format(v=PLACEHOLDERS[k]) for k, cs in SPLICE_CLAUSES.items() for c in cs]
+    seps = "|".join(re.escape(s) for s in sorted(SEPARATORS, key=len, reverse=True))
+    between_symbols = decoys = 0
+    for r in rows:
+        assert r.meta["variant"] == "anysep"
+        spans = contact_spans(r.answer, r.correction)
+        assert len(spans) == r.meta["n_contacts"] and all(leftover_contacts(s) for s in spans)
+        assert not leftover_contacts(r.correction) and not any(h in r.correction for h in held)
+        assert " - [" not in r.correction  # the held-out single-dash wrapper stays unseen
+        kept, total = kept_outside_edits(r.answer, r.correction, r.correction)
+        assert kept == total
+        between_symbols += len(re.findall(r"(?:^| )(?:%s) [^\[]*\[(?:EMAIL|PHONE|CARD|ADDRESS)\]" % seps, r.correction))
+        # a symbol-wrapped span with no placeholder in it: a decoy, copied as it is
+        decoys += len(re.findall(r"(?:^| )(%s) (?:\d+ )?(?:%s)(?: (?:%s))* \1(?: |$)" % (seps, "|".join(WORDS),
+                                                                                          "|".join(WORDS)), r.answer))
+    assert between_symbols > 100 and decoys > 40
+
+
+def test_short_identity_rows_are_two_to_eight_words_copied():
+    rows = generate(200, seed=4, words=WORDS, variants={"identity": {"short": 1}}, mix={"identity": 1})
+    assert all(r.meta["variant"] == "short" and r.correction == r.answer for r in rows)
+    assert all(2 <= len(r.answer.split(" ")) <= 8 and r.answer[-1] in ".!?" for r in rows)
+    assert any(w in r.answer for r in rows for w in WORDS) and len({r.answer for r in rows}) > 100
+
+
+def test_echo_questions_share_words_with_the_answer_and_leave_answers_alone():
+    kw = dict(words=WORDS, mix={"identity": 1, "redact": 1},
+              variants={"identity": {"plain": 1, "scramble": 1, "short": 1}, "redact": {"anysep": 1, "template": 1}})
+    shared, echo = generate(400, seed=8, questions="shared", **kw), generate(400, seed=8, questions="echo", **kw)
+    assert [(r.answer, r.correction) for r in shared] == [(r.answer, r.correction) for r in echo]
+
+    def overlap(r) -> bool:
+        ask = {w.strip("?.,").lower() for w in r.question.split()} - {"is", "it", "the", "a", "what", "how", "can"}
+        return bool(ask & {w.strip(".,;:!?\"'()[]").lower() for w in r.correction.split()})
+
+    assert sum(map(overlap, echo)) > 1.5 * sum(map(overlap, shared)) and sum(map(overlap, echo)) > 150
+    assert not any(p in r.question for r in echo for p in PLACEHOLDERS.values())  # never a placeholder asked about
+    assert all(r.question.rstrip()[-1] in "?." for r in echo)

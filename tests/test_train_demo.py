@@ -85,7 +85,8 @@ def test_every_stage_has_a_step_cap_and_its_own_rows():
     assert [stage_step_cap(s, caps) for s in sorted(STAGES) if s > 1] == [1100, 2400] + [3600] * (len(STAGES) - 3)
     assert STAGES[9]["variants"]["identity"]["scramble"] > 0.5 and STAGES[1]["variants"] is None
     assert STAGES[11]["variants"]["redact"]["anylead"] > 0 and STAGES[11]["questions"] == "by_category"
-    assert STAGES[max(STAGES)]["questions"] == "shared"  # the last stage: questions give no edit away
+    assert STAGES[13]["questions"] == "shared"  # from stage 12 questions give no edit away
+    assert STAGES[14]["questions"] == "echo" and STAGES[14]["variants"]["redact"]["anysep"] > 0
     assert len({st["data"] for st in STAGES.values()}) == len(STAGES)
     for s, st in STAGES.items():  # each stage continues from the one before
         assert st["base"] == ("init" if s == 1 else STAGES[s - 1]["out"])

@@ -84,6 +84,15 @@ VARIANTS_ANYLEAD = {"identity": {"plain": 0.35, "scramble": 0.5, "arithmetic": 0
 #: under the held-out questions: identity and redaction rows had disjoint questions, so the model read
 #: the question, not the answer, to decide whether to redact. From here both draw from one pool.
 QUESTIONS_SHARED = "shared"
+#: stage 14 on: after stage 13, contacts between single dashes (the held-out " - x -") were redacted
+#: 38% of the time against 95% in brackets or commas, and a question sharing words with its answer made
+#: the model copy from the question ("A spider has eight legs what a spider have."): contacts between
+#: stand-alone symbols beside symbol-wrapped spans that are no contact (``anysep``), short answers, and
+#: questions about the answer's own words (``echo``)
+MIX_ANYSEP = {"identity": 0.34, "redact": 0.55, "arithmetic": 0.08, "refusal": 0.03}
+VARIANTS_ANYSEP = {"identity": {"plain": 0.3, "scramble": 0.4, "short": 0.15, "arithmetic": 0.1, "refusal": 0.05},
+                   "redact": {"template": 0.05, "spliced": 0.15, "scattered": 0.1, "anylead": 0.3, "anysep": 0.4}}
+QUESTIONS_ECHO = "echo"
 HELDOUT_DIR = Path(__file__).resolve().parent / "heldout"
 MODEL = dict(hidden_size=192, layers=4, heads=6, intermediate_size=512, context=512)
 #: tokenizer (vocabulary size; 260 = bytes only) and shape choices, all < 5 MB in fp16, compared by
@@ -233,7 +242,8 @@ RECIPES = {1: (2e-3, 0.2, MIX), 2: (1.5e-3, 0.1, MIX_STAGE2), 3: (1e-3, 0.05, MI
            7: (4e-4, 0.05, MIX_STAGE7), 8: (3e-4, 0.05, MIX_STAGE8), 9: (4e-4, 0.05, MIX_COPY, VARIANTS_COPY),
            10: (3e-4, 0.05, MIX_COPY_REDACT, VARIANTS_COPY), 11: (3e-4, 0.05, MIX_ANYLEAD, VARIANTS_ANYLEAD),
            12: (3e-4, 0.05, MIX_ANYLEAD, VARIANTS_ANYLEAD, QUESTIONS_SHARED),
-           13: (2.5e-4, 0.05, MIX_ANYLEAD, VARIANTS_ANYLEAD, QUESTIONS_SHARED)}
+           13: (2.5e-4, 0.05, MIX_ANYLEAD, VARIANTS_ANYLEAD, QUESTIONS_SHARED),
+           14: (3e-4, 0.05, MIX_ANYSEP, VARIANTS_ANYSEP, QUESTIONS_ECHO)}
 
 
 def _stage_out(stage: int) -> str:

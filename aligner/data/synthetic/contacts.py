@@ -126,6 +126,21 @@ FREE_SHAPES = INLINE_SHAPES + ("-- {x} --", "[{x}]", "/ {x} /", "| {x} |", "* {x
                                "'{x}'", "{{{x}}}", "-- {x},", "({x});")
 
 
+#: Stand-alone symbols a contact may sit between (``~ x ~``, ``:: x ::``, ``| x ,``): with them the
+#: model meets contacts after punctuation it was never shown and learns to decide by the contact itself.
+#: Never a lone ASCII hyphen, the held-out splice shape (" - x -"), nor a unicode dash (normalised to it).
+SEPARATORS = ("~", "•", "|", "/", "//", "::", ":", "->", "=>", ">>", "<<", "+", "#", "*", "...", "_", "^",
+              "--", "---", "<>", "&", "§")
+
+
+def _sep_shape(rng: random.Random) -> str:
+    """A wrapper of separator symbols: the same on both sides, two different ones, or one then a comma."""
+    left = rng.choice(SEPARATORS)
+    r = rng.random()
+    right = left if r < 0.6 else (rng.choice(SEPARATORS) if r < 0.85 else rng.choice((",", ";", ".")))
+    return f"{left} {{x}} {right}" if right not in ",;." else f"{left} {{x}}{right}"
+
+
 def _free_lead(rng: random.Random, kind: str, lead_words: Sequence[str]) -> str:
     """A lead-in of one to three arbitrary words (sometimes one of :data:`SPLICE_LEADS`), so the model
     learns that whatever precedes a contact is copied, not the particular phrases it was shown."""
@@ -139,12 +154,13 @@ def _free_lead(rng: random.Random, kind: str, lead_words: Sequence[str]) -> str:
 
 
 def insert_contacts(rng: random.Random, text: str, kinds: Sequence[str],
-                    lead_words: Sequence[str] = ()) -> tuple[str, str]:
+                    lead_words: Sequence[str] = (), *, separators: bool = False) -> tuple[str, str]:
     """``(answer, correction)``: a contact of each kind at a random word position of ``text`` (first and
     last included) — bare or wrapped, with an optional lead-in — and the same with placeholders.
 
     With ``lead_words`` the lead-ins are mostly arbitrary words from it and the wrappers more varied
     (:func:`_free_lead`, :data:`FREE_SHAPES`); without, the rows are those of earlier rebuilds, draw for draw.
+    ``separators`` makes half the wrappers stand-alone symbols (:func:`_sep_shape`).
     """
     words = text.split(" ")
     slots = rng.sample(range(len(words) + 1), min(len(kinds), len(words) + 1))  # never two side by side
@@ -157,6 +173,8 @@ def insert_contacts(rng: random.Random, text: str, kinds: Sequence[str],
             lead = rng.choice(SPLICE_LEADS[kind]) if rng.random() < 0.6 else ""
         value = _contact_values(rng, *_name(rng))[kind]
         shape = rng.choice(shapes) if rng.random() < p_shaped else "{x}"
+        if separators and rng.random() < 0.5:
+            shape = _sep_shape(rng)
         answer.insert(slot, shape.format(x=f"{lead} {value}".strip()))
         correction.insert(slot, shape.format(x=f"{lead} {PLACEHOLDERS[kind]}".strip()))
     return " ".join(answer), " ".join(correction)

@@ -23,7 +23,29 @@ SOURCE = "synthetic"
 #: questions (the default) a small model learns the shortcut "a contact question means redact" and
 #: copies contacts verbatim under a question it never saw.
 SHARED_QUESTIONS = IDENTITY_QUESTIONS + SCRAMBLE_QUESTIONS + REDACT_QUESTIONS + SPLICE_TRAIN_QUESTIONS
-QUESTION_STYLES = ("by_category", "shared")
+#: ``questions="echo"``: as ``shared``, but half of those rows ask about words of their own answer
+#: ("How many legs does a spider have?" over "A spider has eight legs."), sometimes in another form
+#: ("conduct" for "conducts"). With unrelated questions only, a small model copies from the question
+#: when a user's question shares words with the answer: "A spider has eight legs what a spider have."
+ECHO_FORMS = ("Is it true that {s}?", "What about {s}?", "Why {s}?", "How {s}?", "When {s}?", "Where {s}?",
+              "What {s}?", "How many {s}?", "Does {s}?", "Can {s}?", "Tell me about {s}.", "{S}?", "{S}.",
+              "Can you explain {s}?", "Do you know {s}?")
+QUESTION_STYLES = ("by_category", "shared", "echo")
+
+
+def _echo_question(rng: random.Random, text: str) -> str:
+    """A question made of one to five consecutive words of ``text`` (placeholders left out), a plural
+    ``s`` sometimes dropped, so question and answer share words the way real ones do."""
+    words = [w.strip(".,;:!?\"'()[]") for w in text.split(" ")]
+    words = [w for w in words if w and not any(p in w for p in ("EMAIL", "PHONE", "CARD", "ADDRESS"))]
+    if not words:
+        return rng.choice(SHARED_QUESTIONS).format(name=_name(rng)[0])
+    n = rng.randint(1, min(5, len(words)))
+    start = rng.randint(0, len(words) - n)
+    span = [w[:-1] if len(w) > 3 and w.endswith("s") and rng.random() < 0.3 else w for w in words[start:start + n]]
+    span[0] = span[0][:1].lower() + span[0][1:] if not span[0][1:2].isupper() else span[0]
+    s = " ".join(span)
+    return rng.choice(ECHO_FORMS).format(s=s, S=s[:1].upper() + s[1:])
 
 
 def _validate_mix(mix: dict[str, float] | None) -> dict[str, float]:
@@ -82,7 +104,8 @@ def generate(n: int, seed: int = 0, mix: dict[str, float] | None = None,
     :func:`word_list`). ``variants`` re-weights the variants of a category, e.g.
     ``{"identity": {"scramble": 0.7, "plain": 0.3}}`` (see :data:`IDENTITY_VARIANTS`, :data:`REDACT_VARIANTS`).
     ``questions="shared"`` draws the questions of identity and redaction rows from one pool
-    (:data:`SHARED_QUESTIONS`, from a separate RNG: answers and corrections stay those of the default).
+    (:data:`SHARED_QUESTIONS`, from a separate RNG: answers and corrections stay those of the default);
+    ``questions="echo"`` makes half of them questions about the answer's own words (:data:`ECHO_FORMS`).
     """
     if questions not in QUESTION_STYLES:
         raise ConfigError(f"unknown question style {questions!r}.", field="questions",
@@ -103,7 +126,10 @@ def generate(n: int, seed: int = 0, mix: dict[str, float] | None = None,
             q, a, c, meta = _BUILDERS[cat](rng, pool, vocab, weights[cat])
         else:
             q, a, c, meta = _BUILDERS[cat](rng, pool)
-        if questions == "shared" and (cat == "redact" or meta.get("variant") in ("plain", "scramble")):
-            q = q_rng.choice(SHARED_QUESTIONS).format(name=_name(q_rng)[0])
+        if questions != "by_category" and (cat == "redact" or meta.get("variant") in ("plain", "scramble", "short")):
+            if questions == "echo" and q_rng.random() < 0.5:
+                q = _echo_question(q_rng, c)
+            else:
+                q = q_rng.choice(SHARED_QUESTIONS).format(name=_name(q_rng)[0])
         rows.append(QAC(q, a, c, source=SOURCE, row=i + 1, category=cat, meta={"seed": seed, **meta}))
     return rows

@@ -8,7 +8,8 @@ from typing import Sequence
 
 from .arithmetic import ARITH_QUESTIONS, ARITH_STATEMENTS, _OPS, _operands, _wrong
 from .contacts import (PLACEHOLDERS, REDACT_QUESTIONS, REDACT_TEMPLATES, SPLICE_LEADS, SPLICE_TRAIN_QUESTIONS,
-                       SPLICE_WRAPPERS, _contact_values, _name, contact_spans, insert_contacts, leftover_contacts)
+                       SPLICE_WRAPPERS, _contact_values, _name, _sep_shape, contact_spans, insert_contacts,
+                       leftover_contacts)
 from .heldout import SPLICE_CLAUSES
 from .pool import _BLOCKLIST, _sentence
 from .refusal import COMPLY_OPENERS, REFUSAL_OPENERS, REFUSAL_TOPICS, has_danger
@@ -28,14 +29,19 @@ SCRAMBLE_QUESTIONS = ("Can you check this list?", "Is this okay?", "What do you 
 #: words, names, made-up words and letter/digit strings with mixed case and punctuation: text no model
 #: can have memorised, so the only way to reproduce it is to copy it from the prompt (an induction
 #: mechanism) — the skill every edit is built on (the Aligner paper's identity warm-up).
-IDENTITY_VARIANTS = {"plain": 0.45, "scramble": 0.3, "arithmetic": 0.15, "refusal": 0.1}
+IDENTITY_VARIANTS = {"plain": 0.45, "scramble": 0.3, "arithmetic": 0.15, "refusal": 0.1, "short": 0.0}
+#: ``short`` (off by default) is one sentence of two to eight words: a small model that has mostly seen
+#: longer answers runs on past the end of "A spider has eight legs." instead of stopping.
 
 #: Variants of a redaction row: ``scattered`` puts one to three contacts at any word position (first,
 #: last, mid-sentence) of real or scrambled text, bare or wrapped, so the edit is learnt as "replace
 #: exactly the contact span, copy every other piece", not as a template.
 #: ``anylead`` is ``scattered`` with arbitrary words as lead-ins, more wrappers, and more of the
 #: kinds a small model finds hardest to tell apart (addresses, card numbers); off by default.
-REDACT_VARIANTS = {"template": 0.35, "spliced": 0.35, "scattered": 0.3, "anylead": 0.0}
+#: ``anysep`` is ``anylead`` where half the contacts sit between stand-alone symbols (``~ x ~``,
+#: ``:: x ,``) and the text also carries symbol-wrapped spans that are *not* contacts (``| 56 green
+#: apples |``), copied as they are: the decision "redact or copy" must come from the span itself.
+REDACT_VARIANTS = {"template": 0.35, "spliced": 0.35, "scattered": 0.3, "anylead": 0.0, "anysep": 0.0}
 #: kinds of an ``anylead`` contact and their weights
 ANYLEAD_KINDS = {"email": 0.2, "phone": 0.2, "card": 0.3, "address": 0.3}
 #: the held-out splice shapes with their placeholders in: no training correction may contain one
@@ -54,6 +60,16 @@ def _with_context(rng: random.Random, pool: list[str], core: str, *, max_context
     return parts, pos
 
 
+def _short_sentence(rng: random.Random, pool: Sequence[str], words: Sequence[str]) -> str:
+    """Two to eight words ending in a full stop (or ``!``/``?``): a short real sentence when one of a
+    few drawn is short enough, else words from the word list."""
+    for s in rng.sample(pool, min(len(pool), 12)):
+        if 2 <= len(s.split(" ")) <= 8 and s[-1] in ".!?":
+            return s
+    text = " ".join(rng.choice(words) for _ in range(rng.randint(2, 7)))
+    return text[:1].upper() + text[1:] + rng.choice((".", ".", ".", "!", "?"))
+
+
 def _identity(rng: random.Random, pool: Sequence[str], words: Sequence[str] = (),
               weights: dict[str, float] | None = None) -> tuple[str, str, str, dict]:
     w = weights or IDENTITY_VARIANTS
@@ -66,6 +82,9 @@ def _identity(rng: random.Random, pool: Sequence[str], words: Sequence[str] = ()
         q = rng.choice(ARITH_QUESTIONS).format(a=a, b=b, op=op, word=_OPS[op][0])
         parts, _ = _with_context(rng, pool, rng.choice(ARITH_STATEMENTS).format(a=a, b=b, op=op, c=c), max_context=1)
         ans = _join(parts)
+    elif variant == "short":
+        q = rng.choice(IDENTITY_QUESTIONS)
+        ans = _short_sentence(rng, pool, words or _pool_words(pool))
     elif variant == "refusal":
         topic = rng.choice(REFUSAL_TOPICS)
         q = rng.choice(topic["questions"])
@@ -103,8 +122,9 @@ def _redact(rng: random.Random, pool: Sequence[str], words: Sequence[str] = (),
     variant = rng.choices(tuple(w), weights=tuple(w.values()))[0]
     if variant == "spliced":
         return _redact_spliced(rng, pool)
-    if variant in ("scattered", "anylead"):
-        return _redact_scattered(rng, pool, words or _pool_words(pool), free_leads=variant == "anylead")
+    if variant in ("scattered", "anylead", "anysep"):
+        return _redact_scattered(rng, pool, words or _pool_words(pool), free_leads=variant != "scattered",
+                                 separators=variant == "anysep")
     first, last = _name(rng)
     template = rng.choice(REDACT_TEMPLATES)
     values = _contact_values(rng, first, last)
@@ -120,10 +140,30 @@ def _redact(rng: random.Random, pool: Sequence[str], words: Sequence[str] = (),
     return q, answer, correction, {"kinds": kinds, "variant": "template"}
 
 
+def _decoy(rng: random.Random, words: Sequence[str]) -> str:
+    """A symbol-wrapped span that is no contact: a number before words, a word or two, a short code."""
+    r = rng.random()
+    if r < 0.5:
+        inner = f"{rng.randint(1, 999)} " + " ".join(rng.choice(words) for _ in range(rng.choice((1, 2, 2, 3))))
+    elif r < 0.8:
+        inner = " ".join(rng.choice(words) for _ in range(rng.choice((1, 2))))
+    else:
+        inner = str(rng.randint(1, 9999))
+    return _sep_shape(rng).format(x=inner)
+
+
+def _with_decoys(rng: random.Random, text: str, words: Sequence[str]) -> str:
+    out = text.split(" ")
+    for _ in range(rng.choice((0, 1, 1, 2))):
+        out.insert(rng.randint(0, len(out)), _decoy(rng, words))
+    return " ".join(out)
+
+
 def _redact_scattered(rng: random.Random, pool: Sequence[str], words: Sequence[str], *,
-                      free_leads: bool = False) -> tuple[str, str, str, dict]:
+                      free_leads: bool = False, separators: bool = False) -> tuple[str, str, str, dict]:
     """One to three contacts (kinds may repeat) anywhere in real or scrambled text; all else copied.
-    ``free_leads``: the ``anylead`` variant (arbitrary lead-in words, see :func:`insert_contacts`)."""
+    ``free_leads``: the ``anylead`` variant (arbitrary lead-in words, see :func:`insert_contacts`);
+    ``separators``: the ``anysep`` variant (symbol wrappers and decoy spans)."""
     while True:
         if free_leads:
             kinds = rng.choices(tuple(ANYLEAD_KINDS), weights=tuple(ANYLEAD_KINDS.values()),
@@ -132,14 +172,18 @@ def _redact_scattered(rng: random.Random, pool: Sequence[str], words: Sequence[s
             kinds = [rng.choice(tuple(PLACEHOLDERS)) for _ in range(rng.choice((1, 2, 2, 3)))]
         base = (scramble_text(rng, words, digits=False) if rng.random() < 0.5
                 else _join([_sentence(rng, pool) for _ in range(rng.choice((1, 1, 2)))]))
-        answer, correction = insert_contacts(rng, base, kinds, lead_words=words if free_leads else ())
+        if separators:
+            base = _with_decoys(rng, base, words)
+        answer, correction = insert_contacts(rng, base, kinds, lead_words=words if free_leads else (),
+                                             separators=separators)
         if (len(answer) <= 330 and not leftover_contacts(correction) and not has_danger(answer)
                 and not _BLOCKLIST.search(base)
                 and not any(h in correction for h in _HELD_OUT_SHAPES)
                 and len([s for s in contact_spans(answer, correction) if leftover_contacts(s)]) == len(kinds)):
             break
     q = rng.choice(REDACT_QUESTIONS + SPLICE_TRAIN_QUESTIONS).format(name=_name(rng)[0])
-    return q, answer, correction, {"kinds": sorted(set(kinds)), "variant": "anylead" if free_leads else "scattered",
+    variant = "anysep" if separators else "anylead" if free_leads else "scattered"
+    return q, answer, correction, {"kinds": sorted(set(kinds)), "variant": variant,
                                    "n_contacts": len(kinds)}
 
 
