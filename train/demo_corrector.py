@@ -15,7 +15,7 @@ numbers look the same wherever they occur. Work files (data, checkpoints, logs) 
 (git-ignored); ``--resume`` continues an interrupted run, and ``--stages N --from-stage N --resume``
 extends a finished run by stage N (its rows are generated then, exactly as a single run would).
 
-Thirteen stages, each a separate ``train_corrector`` run on fresh rows (another generator seed) that
+Fourteen stages, each a separate ``train_corrector`` run on fresh rows (another generator seed) that
 continues from the previous stage's weights with a lower peak learning rate (warm restarts, see
 ``RECIPES``): stage 1 from the random init with an identity warm-up, since copying is the skill every
 edit needs; later stages shift the mix toward what is still below its target (arithmetic, then
@@ -38,6 +38,8 @@ Stages 11 and 12 target contacts in unseen sentences: redaction rows whose lead-
 words (the ``anylead`` variant) and, from stage 12, one shared pool of questions for identity and
 redaction rows (``generate(questions="shared")``): with each category's own questions the model had
 learnt to decide "redact or copy" from the question, and copied contacts under questions it never saw.
+Stage 14 puts contacts between stand-alone symbols beside symbol-wrapped spans that are no contact
+(``anysep``), adds short answers, and asks half the questions about the answer's own words (``echo``).
 """
 from __future__ import annotations
 
@@ -106,7 +108,7 @@ SHAPES: dict[str, dict[str, Any]] = {
     "bpe2048-w144-d8": {"vocab": 2048, "max_length": 320,  # depth instead of width
                         "model": dict(hidden_size=144, layers=8, heads=4, intermediate_size=384, context=512)},
 }
-#: what a from-scratch rebuild builds: the shipped model's shape, the one whose thirteen stage recipes
+#: what a from-scratch rebuild builds: the shipped model's shape, the one whose fourteen stage recipes
 #: were tuned and measured end to end. The study preferred ``bpe8192-w128-d4`` at an equal budget of
 #: 300 steps, but its from-scratch rebuild measured far below this one when stopped after stage 3
 #: (fine answers copied exactly 34%, spliced contacts 22%, words kept 83%; README), so it stays a choice.
