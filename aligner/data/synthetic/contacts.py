@@ -137,8 +137,9 @@ def _sep_shape(rng: random.Random) -> str:
     """A wrapper of separator symbols: the same on both sides, two different ones, or one then a comma."""
     left = rng.choice(SEPARATORS)
     r = rng.random()
-    right = left if r < 0.6 else (rng.choice(SEPARATORS) if r < 0.85 else rng.choice((",", ";", ".")))
-    return f"{left} {{x}} {right}" if right not in ",;." else f"{left} {{x}}{right}"
+    if r < 0.85:
+        return f"{left} {{x}} {left if r < 0.6 else rng.choice(SEPARATORS)}"
+    return f"{left} {{x}}{rng.choice((',', ';', '.'))}"
 
 
 def _free_lead(rng: random.Random, kind: str, lead_words: Sequence[str]) -> str:

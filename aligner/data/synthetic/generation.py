@@ -7,7 +7,7 @@ from typing import Iterable
 from ...errors import ConfigError
 from ..base import QAC
 from .pool import _pool
-from .contacts import REDACT_QUESTIONS, SPLICE_TRAIN_QUESTIONS, _name
+from .contacts import PLACEHOLDERS, REDACT_QUESTIONS, SPLICE_TRAIN_QUESTIONS, _name
 from .rows import (IDENTITY_QUESTIONS, IDENTITY_VARIANTS, REDACT_VARIANTS, SCRAMBLE_QUESTIONS, _arithmetic,
                    _identity, _redact, _refusal)
 from .scramble import _check_words, _pool_words
@@ -37,7 +37,7 @@ def _echo_question(rng: random.Random, text: str) -> str:
     """A question made of one to five consecutive words of ``text`` (placeholders left out), a plural
     ``s`` sometimes dropped, so question and answer share words the way real ones do."""
     words = [w.strip(".,;:!?\"'()[]") for w in text.split(" ")]
-    words = [w for w in words if w and not any(p in w for p in ("EMAIL", "PHONE", "CARD", "ADDRESS"))]
+    words = [w for w in words if w and not any(p.strip("[]") in w for p in PLACEHOLDERS.values())]
     if not words:
         return rng.choice(SHARED_QUESTIONS).format(name=_name(rng)[0])
     n = rng.randint(1, min(5, len(words)))
