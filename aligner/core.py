@@ -15,6 +15,16 @@ from .correctors.base import CorrectorResult
 from .decoding import DecodingConfig
 from .errors import ConfigError, require_text
 
+#: ``Correction.skipped`` of an answer with no text: the corrector is not run, the answer comes back
+#: as it was (a corrector given an empty answer writes one from the question alone).
+EMPTY_ANSWER = "empty"
+
+
+def is_blank(answer: Any) -> bool:
+    """An answer with no text to correct: ``""`` or whitespace (an upstream's ``content: null``
+    arrives as ``""``)."""
+    return isinstance(answer, str) and not answer.strip()
+
 
 class Aligner:
     """Ask an upstream model, then correct its answer with an Aligner.
@@ -67,6 +77,12 @@ class Aligner:
         return correction_of(question, answer, result, corrector=self.corrector, upstream=self.upstream,
                              upstream_s=t_up, corrector_s=t_corr)
 
+    def _not_corrected(self, question: str, answer: str, t_up: float) -> Correction:
+        """The Correction of an empty answer: the answer as it came, ``skipped="empty"``."""
+        c = self._record(question, answer, CorrectorResult(answer), t_up, 0.0)
+        c.skipped = EMPTY_ANSWER
+        return c
+
     def answer(self, question: str, **params: Any) -> str:
         """The upstream's uncorrected answer."""
         return self._need_upstream().answer(require_text(question, "question"), **params)
@@ -77,13 +93,17 @@ class Aligner:
     # -- one ------------------------------------------------------------------------------
     def correct(self, question: str, answer: str | None = None, *, aspects: str | None = None,
                 decoding: Any = None) -> Correction:
-        """Correct ``answer`` (asking the upstream first when it is None)."""
+        """Correct ``answer`` (asking the upstream first when it is None). An answer with no text
+        (``""``, blank, an upstream's ``content: null``) is not corrected: it comes back as it was,
+        with ``skipped="empty"``."""
         require_text(question, "question")
         t_up = 0.0
         if answer is None:
             t0 = time.perf_counter()
             answer = self.answer(question)
             t_up = time.perf_counter() - t0
+        if is_blank(answer):
+            return self._not_corrected(question, answer, t_up)
         t1 = time.perf_counter()
         result = self.corrector.correct_results([(question, answer)], aspects=aspects, decoding=decoding)[0]
         return self._record(question, answer, result, t_up, time.perf_counter() - t1)
@@ -96,6 +116,8 @@ class Aligner:
             t0 = time.perf_counter()
             answer = await self.aanswer(question)
             t_up = time.perf_counter() - t0
+        if is_blank(answer):
+            return self._not_corrected(question, answer, t_up)
         t1 = time.perf_counter()
         result = (await self.corrector.acorrect_results([(question, answer)], aspects=aspects,
                                                         decoding=decoding))[0]
@@ -108,7 +130,8 @@ class Aligner:
         """Corrections in input order. Upstream calls run concurrently (the upstream's limit);
         the corrector sees batches of ``batch_size`` so a local model pads and decodes together.
         Each asked answer's ``upstream`` time is its share of the concurrent calls (a given
-        answer's is 0.0); each correction's ``corrector`` time its share of its batch."""
+        answer's is 0.0); each correction's ``corrector`` time its share of its batch. Empty
+        answers are not corrected (``skipped="empty"``, as in :meth:`correct`)."""
         from tqdm.auto import tqdm
 
         questions, answers = _check_batch(questions, answers)
@@ -117,11 +140,11 @@ class Aligner:
         if missing:
             _fill(answers, missing, self._need_upstream().answer_batch([questions[i] for i in missing]))
         t_up = _shares(missing, len(questions), time.perf_counter() - t0)
-        every: list[tuple[str, str]] = list(zip(questions, answers))
-        out: list[Correction | None] = [None] * len(every)
-        with tqdm(total=len(questions), desc="correcting", unit="answer", disable=not progress) as bar:
-            for batch in length_buckets(every, self.batch_size):
-                pairs = [every[i] for i in batch]
+        out, todo = self._empty_ones(questions, answers, t_up)
+        with tqdm(total=len(questions), initial=len(questions) - len(todo), desc="correcting", unit="answer",
+                  disable=not progress) as bar:
+            for batch in _batches(todo, answers, questions, self.batch_size):
+                pairs = [(questions[i], answers[i]) for i in batch]
                 t1 = time.perf_counter()
                 fixed = self.corrector.correct_results(pairs, aspects=aspects, decoding=decoding)
                 self._place(out, batch, pairs, fixed, t_up, time.perf_counter() - t1)
@@ -136,14 +159,25 @@ class Aligner:
         if missing:
             _fill(answers, missing, await self._need_upstream().aanswer_batch([questions[i] for i in missing]))
         t_up = _shares(missing, len(questions), time.perf_counter() - t0)
-        every: list[tuple[str, str]] = list(zip(questions, answers))
-        out: list[Correction | None] = [None] * len(every)
-        for batch in length_buckets(every, self.batch_size):
-            pairs = [every[i] for i in batch]
+        out, todo = self._empty_ones(questions, answers, t_up)
+        for batch in _batches(todo, answers, questions, self.batch_size):
+            pairs = [(questions[i], answers[i]) for i in batch]
             t1 = time.perf_counter()
             fixed = await self.corrector.acorrect_results(pairs, aspects=aspects, decoding=decoding)
             self._place(out, batch, pairs, fixed, t_up, time.perf_counter() - t1)
         return out  # type: ignore[return-value]
+
+    def _empty_ones(self, questions: list[str], answers: list, t_up: list[float]) -> tuple[list, list[int]]:
+        """The batch's output list with the empty answers' Corrections in place, and the positions
+        left to correct."""
+        out: list[Correction | None] = [None] * len(questions)
+        todo = []
+        for i, (q, a) in enumerate(zip(questions, answers)):
+            if is_blank(a):
+                out[i] = self._not_corrected(q, a, t_up[i])
+            else:
+                todo.append(i)
+        return out, todo
 
     def _place(self, out: list, batch: list[int], pairs: list[tuple[str, str]], results: list[CorrectorResult],
                t_up: list[float], seconds: float) -> None:
@@ -165,6 +199,10 @@ class Aligner:
             t0 = time.perf_counter()
             text = answer if answer is not None else self.answer(question)
             t1 = time.perf_counter()
+            if is_blank(text):
+                stream.result = CorrectorResult(text)
+                stream.correction = self._not_corrected(question, text, t1 - t0 if answer is None else 0.0)
+                return
             inner = self.corrector.stream(question, text, aspects=aspects, decoding=decoding)
             try:
                 yield from inner
@@ -182,6 +220,10 @@ class Aligner:
             t0 = time.perf_counter()
             text = answer if answer is not None else await self.aanswer(question)
             t1 = time.perf_counter()
+            if is_blank(text):
+                stream.result = CorrectorResult(text)
+                stream.correction = self._not_corrected(question, text, t1 - t0 if answer is None else 0.0)
+                return
             inner = self.corrector.astream(question, text, aspects=aspects, decoding=decoding)
             try:
                 async for piece in inner:
@@ -214,6 +256,12 @@ def length_buckets(pairs: Sequence[tuple[str, str]], size: int) -> list[list[int
     """
     order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
     return [order[start:start + size] for start in range(0, len(order), size)]
+
+
+def _batches(todo: list[int], answers: list, questions: list[str], size: int) -> list[list[int]]:
+    """The positions ``todo`` in corrector batches (see :func:`length_buckets`)."""
+    pairs = [(questions[i], answers[i]) for i in todo]
+    return [[todo[j] for j in batch] for batch in length_buckets(pairs, size)]
 
 
 def _fill(answers: list, missing: list[int], got: Sequence[str]) -> None:

@@ -54,6 +54,10 @@ class Correction:
     fallback: bool = False
     #: why it was: ``repetition``, ``template_marker``, ``too_long`` or ``empty`` (see ``aligner.guard``).
     fallback_reason: str | None = None
+    #: why the corrector was not run at all, ``correction`` being the answer as it came: ``"empty"``
+    #: (no answer text to correct; a corrector given none would invent one from the question). A
+    #: server also skips tool calls and requested JSON. None: the answer was corrected.
+    skipped: str | None = None
 
     @property
     def changed(self) -> bool:
@@ -116,7 +120,7 @@ class Correction:
         add to it or replace a key in place (the proxy shows its upstream without its address)."""
         out = {"original": self.answer, "corrector": self.corrector, "template": self.template,
                "upstream": self.upstream, "changed": self.changed, "demo": bool(self.metadata.get("demo")),
-               "fallback": self.fallback, "fallback_reason": self.fallback_reason,
+               "fallback": self.fallback, "fallback_reason": self.fallback_reason, "skipped": self.skipped,
                "timings": {k: round(v, 6) for k, v in self.timings.items()}}
         out.update(fields)
         return out

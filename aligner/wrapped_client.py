@@ -6,6 +6,10 @@ response carries an ``aligner`` object (``Correction.meta()``: the corrector id,
 the answer changed — the keys the proxy serves). With ``stream=True`` the upstream stream is read
 in full (a correction needs the whole answer), then the correction is streamed as
 ``ChatCompletionChunk`` objects, the last one carrying ``aligner``.
+
+An answer with no text — ``content: null`` (a refusal, a content filter, a turn of tool calls) or
+blank — is not corrected: the client gets the upstream's message (or, streamed, its chunks) as
+it came, with ``aligner.skipped`` saying why (``"empty"``, or ``"tool_calls"``).
 """
 from __future__ import annotations
 
@@ -52,10 +56,28 @@ def _absorb(chunk: Any, answers: dict[int, str]) -> dict[str, Any]:
 
 
 def _replace(resp: Any, choice: Any, c: Any) -> None:
-    """Put the correction in the choice, keeping the upstream's text beside it."""
-    choice.message.original_content = c.answer
-    choice.message.content = c.correction
+    """Put the correction in the choice, keeping the upstream's text beside it; a choice that was
+    not corrected (no text) keeps its message as it came."""
+    if c.skipped:
+        if getattr(choice.message, "tool_calls", None):
+            c.skipped = "tool_calls"
+        choice.message.original_content = choice.message.content
+    else:
+        choice.message.original_content = c.answer
+        choice.message.content = c.correction
     resp.aligner = c.meta()
+
+
+def _replayed(chunks: list[Any], index: int, c: Any) -> list[Any]:
+    """The upstream's own chunks of choice ``index`` — an answer that was not corrected — as they
+    came (tool-call deltas, a refusal, its finish reason), the last one carrying ``aligner``."""
+    mine = [chunk.model_copy(update={"choices": [ch for ch in chunk.choices if ch.index == index]})
+            for chunk in chunks if any(ch.index == index for ch in chunk.choices)]
+    if any(ch.delta.tool_calls for chunk in mine for ch in chunk.choices):
+        c.skipped = "tool_calls"
+    if mine:
+        mine[-1].aligner = c.meta()
+    return mine
 
 
 class _Completions:
@@ -75,14 +97,18 @@ class _Completions:
         return resp
 
     def _stream(self, question: str, upstream: Any) -> Iterator[Any]:
-        owner, head, answers = self._owner, {}, {}
+        owner, head, answers, chunks = self._owner, {}, {}, []
         for chunk in upstream:
+            chunks.append(chunk)
             head = _absorb(chunk, answers)
         for index, answer in sorted(answers.items()):
             stream = owner.aligner.stream(question, answer)
             for piece in stream:
                 yield _chunk(head, index, piece, None)
-            yield _chunk(head, index, None, "stop", stream.correction.meta())
+            if stream.correction.skipped:
+                yield from _replayed(chunks, index, stream.correction)
+            else:
+                yield _chunk(head, index, None, "stop", stream.correction.meta())
 
     async def _acreate(self, question: str, kwargs: dict[str, Any]) -> Any:
         owner = self._owner
@@ -94,14 +120,19 @@ class _Completions:
         return resp
 
     async def _astream(self, question: str, upstream: Any) -> AsyncIterator[Any]:
-        owner, head, answers = self._owner, {}, {}
+        owner, head, answers, chunks = self._owner, {}, {}, []
         async for chunk in upstream:
+            chunks.append(chunk)
             head = _absorb(chunk, answers)
         for index, answer in sorted(answers.items()):
             stream = owner.aligner.astream(question, answer)
             async for piece in stream:
                 yield _chunk(head, index, piece, None)
-            yield _chunk(head, index, None, "stop", stream.correction.meta())
+            if stream.correction.skipped:
+                for chunk in _replayed(chunks, index, stream.correction):
+                    yield chunk
+            else:
+                yield _chunk(head, index, None, "stop", stream.correction.meta())
 
 
 class _Chat:

@@ -11,7 +11,7 @@ Usage::
         srv.base_url                        # 'http://127.0.0.1:PORT/v1'
         srv.fail_next(429, times=2, retry_after=0.01)
         srv.fail_next("slow", seconds=2)    # answer after 2 s
-        srv.fail_next("hang")               # never answer (until the server stops)
+        srv.fail_next("hang")               # never answer (until the server stops, or srv.release())
         srv.rejecter = lambda req: 400 if "bad" in request_text(req) else None  # a standing rule
         ...
         srv.count("/v1/chat/completions")   # requests received there (faulted ones included)
@@ -19,8 +19,9 @@ Usage::
         srv.requests                        # every request: method, path, headers, body
 
 A responder may return a dict instead of text to script a whole chat message: ``content`` (str or
-None), ``tool_calls`` (OpenAI's list), ``finish_reason`` (default ``tool_calls`` when there are
-calls, else ``stop``) and ``usage`` (default: whitespace word counts)::
+None), ``refusal`` (OpenAI's refusal text), ``tool_calls`` (OpenAI's list), ``finish_reason``
+(default ``tool_calls`` when there are calls, else ``stop``) and ``usage`` (default: whitespace word
+counts). ``content: None`` is streamed as OpenAI streams it: no content deltas at all::
 
     srv.responder = lambda req: {"content": None, "tool_calls": [call], "usage": {...}}
 
@@ -127,6 +128,7 @@ class FakeOpenAI:
         self._faults: deque[Fault] = deque()
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._release = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -179,6 +181,10 @@ class FakeOpenAI:
             for _ in range(times):
                 self._faults.append(Fault(kind, retry_after, seconds, message, path))
 
+    def release(self) -> None:
+        """End every ``hang`` in progress now (its connection closes without an answer)."""
+        self._release.set()
+
     @property
     def pending_faults(self) -> int:
         return len(self._faults)
@@ -188,6 +194,7 @@ class FakeOpenAI:
         with self._lock:
             self.requests.clear()
             self._faults.clear()
+            self._release.clear()
 
     def count(self, path: str | None = None) -> int:
         """Requests received at ``path`` (a full path like ``/v1/completions``), or in all."""
@@ -322,7 +329,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _apply(self, fault: Fault) -> bool:
         """Act out a fault; True when the request is finished (no normal answer)."""
         if fault.kind == "hang":
-            self.fake._stop.wait()
+            while not self.fake._stop.wait(0.05) and not self.fake._release.is_set():
+                pass
             self.close_connection = True
             return True
         if fault.kind == "slow":
@@ -351,7 +359,7 @@ class _Handler(BaseHTTPRequestHandler):
         model, created, cid = body["model"], int(time.time()), f"chatcmpl-fake{len(self.fake.requests)}"
         usage = scripted.get("usage") or self._usage(request_text(body), text)
         if not body.get("stream"):
-            message = {"role": "assistant", "content": content, "refusal": None}
+            message = {"role": "assistant", "content": content, "refusal": scripted.get("refusal")}
             if tool_calls:
                 message["tool_calls"] = tool_calls
             return self._send_json(200, {
@@ -365,9 +373,11 @@ class _Handler(BaseHTTPRequestHandler):
                     "system_fingerprint": None,
                     "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
 
-        events = [chunk({"role": "assistant", "content": ""}, None)]
-        if text or not tool_calls:
+        events = [chunk({"role": "assistant", "content": "" if content is not None or tool_calls else None}, None)]
+        if content is not None and (text or not tool_calls):
             events += [chunk({"content": p}, None) for p in split_pieces(text, self.fake.max_pieces)]
+        if scripted.get("refusal"):
+            events.append(chunk({"refusal": scripted["refusal"]}, None))
         for i, call in enumerate(tool_calls or []):  # OpenAI streams each call with its index
             events.append(chunk({"tool_calls": [{"index": i, **call}]}, None))
         events.append(chunk({}, finish))

@@ -67,3 +67,39 @@ def test_bad_arguments(fake_openai, tiny_causal_path):
     client = aligner.wrap(sync, corrector=str(tiny_causal_path), decoding=GREEDY)
     with pytest.raises(ConfigError, match="messages: has no user message"):
         client.chat.completions.create(model="m", messages=[{"role": "system", "content": "x"}])
+
+
+CALL = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}
+
+
+@pytest.mark.parametrize("scripted, skipped", [({"content": None, "refusal": "I can't help with that."}, "empty"),
+                                               ({"content": None, "tool_calls": [CALL]}, "tool_calls")])
+def test_an_answer_without_content_comes_back_as_the_upstream_gave_it(fake_openai, tiny_causal_path, scripted,
+                                                                        skipped):
+    """Issue 21: ``content: null`` was corrected as "" into text made up from the question."""
+    fake_openai.responder = lambda req: scripted
+    sync, aclient = _clients(fake_openai)
+    client = aligner.wrap(sync, corrector=str(tiny_causal_path), decoding=GREEDY)
+    r = client.chat.completions.create(model="m", messages=MESSAGES)
+    message = r.choices[0].message
+    assert message.content is None and message.original_content is None
+    assert message.refusal == scripted.get("refusal") and r.aligner["skipped"] == skipped
+    assert [c.model_dump() for c in message.tool_calls or []] == scripted.get("tool_calls", [])
+
+    def check(chunks: list) -> None:
+        deltas = [ch.delta for c in chunks for ch in c.choices]
+        assert "".join(d.content or "" for d in deltas) == ""
+        assert "".join(d.refusal or "" for d in deltas) == (scripted.get("refusal") or "")
+        calls = [(t.function.name, t.function.arguments) for d in deltas for t in d.tool_calls or []]
+        assert calls == [(c["function"]["name"], c["function"]["arguments"]) for c in scripted.get("tool_calls", [])]
+        assert chunks[-1].choices[0].finish_reason == ("tool_calls" if skipped == "tool_calls" else "stop")
+        assert chunks[-1].aligner["skipped"] == skipped and chunks[-1].aligner["changed"] is False
+
+    check(list(client.chat.completions.create(model="m", messages=MESSAGES, stream=True)))
+    aclient_wrapped = aligner.wrap(aclient, corrector=str(tiny_causal_path), decoding=GREEDY)
+
+    async def run() -> list:
+        stream = await aclient_wrapped.chat.completions.create(model="m", messages=MESSAGES, stream=True)
+        return [c async for c in stream]
+
+    check(asyncio.run(run()))
