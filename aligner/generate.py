@@ -145,7 +145,8 @@ def generate(cfg: GenerateConfig, *, aligner: Any = None) -> dict[str, Any]:
         if aligner is None:
             from .correct_commands import DEMO_NOTE
 
-            aligner = cfg.build()
+            # rows that all have their answer never ask the upstream: it is not loaded
+            aligner = cfg.build(upstream=any(r["answer"] is None for r in job.todo))
             if aligner.is_demo and cfg.progress:
                 print(DEMO_NOTE, file=sys.stderr)
         counts = job.run(aligner, progress=cfg.progress)

@@ -51,6 +51,14 @@ def _absorb(chunk: Any, answers: dict[int, str]) -> dict[str, Any]:
     return {"id": chunk.id, "created": chunk.created, "model": chunk.model}
 
 
+def _asked(c: Any, model: Any, seconds: float) -> Any:
+    """The client asked the upstream, not the Aligner: say which model answered and how long it
+    took (``upstream``, ``timings.upstream``), as the proxy does."""
+    c.upstream = str(model or "")
+    c.count_upstream(seconds)
+    return c
+
+
 def _replace(resp: Any, choice: Any, c: Any) -> None:
     """Put the correction in the choice, keeping the upstream's text beside it."""
     choice.message.original_content = c.answer
@@ -67,41 +75,51 @@ class _Completions:
         question = question_of(kwargs.get("messages"))
         if owner.is_async:
             return self._acreate(question, kwargs)
+        t0 = time.perf_counter()
         if kwargs.get("stream"):
-            return self._stream(question, owner.client.chat.completions.create(**kwargs))
+            return self._stream(question, owner.client.chat.completions.create(**kwargs), kwargs, t0)
         resp = owner.client.chat.completions.create(**kwargs)
+        asked = time.perf_counter() - t0
         for choice in resp.choices:
-            _replace(resp, choice, owner.aligner.correct(question, choice.message.content or ""))
+            c = owner.aligner.correct(question, choice.message.content or "")
+            _replace(resp, choice, _asked(c, kwargs.get("model") or resp.model, asked))
         return resp
 
-    def _stream(self, question: str, upstream: Any) -> Iterator[Any]:
+    def _stream(self, question: str, upstream: Any, kwargs: dict[str, Any], t0: float) -> Iterator[Any]:
         owner, head, answers = self._owner, {}, {}
         for chunk in upstream:
             head = _absorb(chunk, answers)
+        asked = time.perf_counter() - t0
         for index, answer in sorted(answers.items()):
             stream = owner.aligner.stream(question, answer)
             for piece in stream:
                 yield _chunk(head, index, piece, None)
-            yield _chunk(head, index, None, "stop", stream.correction.meta())
+            c = _asked(stream.correction, kwargs.get("model") or head.get("model"), asked)
+            yield _chunk(head, index, None, "stop", c.meta())
 
     async def _acreate(self, question: str, kwargs: dict[str, Any]) -> Any:
         owner = self._owner
+        t0 = time.perf_counter()
         resp = await owner.client.chat.completions.create(**kwargs)
         if kwargs.get("stream"):
-            return self._astream(question, resp)
+            return self._astream(question, resp, kwargs, t0)
+        asked = time.perf_counter() - t0
         for choice in resp.choices:
-            _replace(resp, choice, await owner.aligner.acorrect(question, choice.message.content or ""))
+            c = await owner.aligner.acorrect(question, choice.message.content or "")
+            _replace(resp, choice, _asked(c, kwargs.get("model") or resp.model, asked))
         return resp
 
-    async def _astream(self, question: str, upstream: Any) -> AsyncIterator[Any]:
+    async def _astream(self, question: str, upstream: Any, kwargs: dict[str, Any], t0: float) -> AsyncIterator[Any]:
         owner, head, answers = self._owner, {}, {}
         async for chunk in upstream:
             head = _absorb(chunk, answers)
+        asked = time.perf_counter() - t0
         for index, answer in sorted(answers.items()):
             stream = owner.aligner.astream(question, answer)
             async for piece in stream:
                 yield _chunk(head, index, piece, None)
-            yield _chunk(head, index, None, "stop", stream.correction.meta())
+            c = _asked(stream.correction, kwargs.get("model") or head.get("model"), asked)
+            yield _chunk(head, index, None, "stop", c.meta())
 
 
 class _Chat:

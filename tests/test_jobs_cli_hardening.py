@@ -479,3 +479,86 @@ def test_a_question_of_the_wrong_type_says_the_type_not_missing(tmp_path, capsys
     assert main(["generate", "--prompts", str(src), "--out", str(tmp_path / "g.jsonl"), "--corrector", "/nope"]) == 2
     assert "line 1, field 'question or prompt': missing (the row has: text)." in capsys.readouterr().err
 
+
+# ----------------------------------------------------------------------------- issue 21, item 10
+
+def test_an_upstream_that_answer_makes_unused_is_never_loaded(tmp_path, fake_openai):
+    """``--upstream hf:…`` beside ``--answer`` (or a file whose rows all have answers): the upstream is
+    not loaded. An uncached hub id offline proves it: loading it is an error, not loading it is not."""
+    hub = "hf:no-such-org/no-such-model"
+    res = _run(["correct", "Explain DNS", "--answer", "It maps names to addresses.", "--upstream", hub,
+                "--corrector", fake_openai.base_url, "--json"])
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["upstream"] == ""  # nothing was asked of it
+    assert f"note: --upstream {hub} is not used: --answer gives the answer." in res.stderr
+    src = write_rows(tmp_path / "in.jsonl", _with_answers(2))
+    for args in (["correct", "--input", str(src), "--output", str(tmp_path / "c.jsonl")],
+                 ["generate", "--prompts", str(src), "--out", str(tmp_path / "g.jsonl"), "--no-progress"]):
+        res = _run(args + ["--upstream", hub, "--corrector", fake_openai.base_url])
+        assert res.returncode == 0, res.stderr
+    assert fake_openai.count(CHAT) == 0
+
+
+def test_no_answer_and_no_upstream_is_named_before_any_model_loads(fake_openai):
+    res = _run(["correct", "Explain DNS", "--corrector", "/nonexistent-corrector"])
+    assert res.returncode == 2
+    (line,) = res.stderr.strip().splitlines()
+    assert line.startswith("error: answer: no answer to correct: no --answer was given, and no --upstream to ask "
+                           'for one. Fix: pass the answer: aligner correct "Explain DNS" --answer "...", or who '
+                           "answers: --upstream openai/gpt-4o-mini"), line
+    assert "cannot load corrector" not in line and "Aligner(upstream=" not in line  # checked before the load
+
+
+def _hub_env(tmp_path: Path, **extra: str) -> dict:
+    """The environment of a machine with an empty Hugging Face cache (and no offline flag unless given)."""
+    env = {k: v for k, v in ENV.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT")}
+    return {**env, "HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_CACHE": str(tmp_path / "hf-home" / "hub"), **extra}
+
+
+_HUB_CASES = [  # (args, what the error line names)
+    (["correct", "Q?", "--answer", "A.", "--corrector", "aligner/aligner-7b-v1.0"],
+     ("corrector", "--corrector aligner/aligner-7b-v1.0", "pass --corrector a local directory")),
+    (["correct", "Q?", "--upstream", "hf:Qwen/Qwen2.5-0.5B-Instruct"],
+     ("upstream", "--upstream hf:Qwen/Qwen2.5-0.5B-Instruct", "pass --upstream hf:DIR")),
+]
+
+
+@pytest.mark.parametrize("args, names", _HUB_CASES)
+def test_a_hub_id_offline_fails_at_once_in_one_line(tmp_path, fake_openai, args, names):
+    field, given, fix = names
+    args = args + (["--corrector", fake_openai.base_url] if field == "upstream" else [])
+    res = _run(args, env=_hub_env(tmp_path, HF_HUB_OFFLINE="1"))
+    assert res.returncode == 2
+    (line,) = res.stderr.strip().splitlines()  # one line: no retries, no hub warnings, no traceback
+    assert line.startswith(f"error: {field}: {given} is not a local path and not in the Hugging Face cache, and "
+                           f"HF_HUB_OFFLINE=1 forbids downloading it. Fix: unset HF_HUB_OFFLINE (with network) to "
+                           f"download it once, or {fix}"), line
+    assert line.endswith(").") and fake_openai.count() == 0  # the message whole, not cut mid-URL
+
+
+@pytest.mark.parametrize("args, names", _HUB_CASES)
+def test_a_hub_that_cannot_be_reached_fails_after_one_request_in_one_line(tmp_path, fake_openai, args, names):
+    field, given, fix = names
+    args = args + (["--corrector", fake_openai.base_url] if field == "upstream" else [])
+    endpoint = f"http://127.0.0.1:{closed_port()}"
+    res = _run(args, env=_hub_env(tmp_path, HF_ENDPOINT=endpoint))
+    assert res.returncode == 2
+    (line,) = res.stderr.strip().splitlines()  # the hub library's five retries (each logged twice) are gone
+    assert line.startswith(f"error: {field}: cannot reach the Hugging Face hub at {endpoint} ("), line
+    assert f") to download {given}, and it is not in the cache. Fix: connect to the network (or set HF_ENDPOINT " \
+           f"to a reachable mirror), or {fix}" in line and line.endswith(").")
+    assert "Retry" not in res.stderr and fake_openai.count() == 0
+
+
+def test_train_with_a_hub_base_model_offline_fails_in_one_line(tmp_path):
+    from aligner.data import write_jsonl
+    from aligner.data.synthetic import generate
+
+    data = tmp_path / "train.jsonl"
+    write_jsonl([r.to_dict() for r in generate(4, seed=0)], data)
+    res = _run(["train", "--data", str(data), "--base-model", "no-such-org/no-such-base", "--output-dir",
+                str(tmp_path / "out")], env=_hub_env(tmp_path, HF_HUB_OFFLINE="1"))
+    assert res.returncode == 2
+    (line,) = res.stderr.strip().splitlines()
+    assert line.startswith("error: base_model: --base-model no-such-org/no-such-base is not a local path and not in "
+                           "the Hugging Face cache, and HF_HUB_OFFLINE=1 forbids downloading it."), line

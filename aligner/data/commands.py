@@ -136,6 +136,12 @@ def run_stats(args: argparse.Namespace) -> int:
     result = load(args.file, args.format, split=args.split, lenient=True)
     tok = None
     if args.tokenizer:
+        from pathlib import Path
+
+        from ..hub import check_hub_model, looks_like_path
+
+        if not Path(args.tokenizer).exists() and not looks_like_path(args.tokenizer):
+            check_hub_model(args.tokenizer, field="tokenizer", flag="--tokenizer", local="a local tokenizer folder")
         try:
             from transformers import AutoTokenizer
 
