@@ -36,17 +36,30 @@ def plain_prompt(messages: Messages) -> str:
     return "\n".join(lines) + "\nAssistant:"
 
 
+_FIX = ("pass upstream='hf:DIR' with a directory holding config.json, weights and a tokenizer "
+        "(save_pretrained output), or a hub id such as 'hf:Qwen/Qwen2.5-0.5B-Instruct' (needs network "
+        "or a cached copy).")
+
+
+def check_model_location(spec: "str | Path") -> None:
+    """What follows ``hf:`` names a directory that exists, or a hub id the cache holds or the hub
+    can serve: a ConfigError otherwise, in one line, before anything is loaded (``aligner correct``
+    calls it before loading the corrector, so an unreachable upstream does not wait for that)."""
+    ident = str(spec)
+    if Path(ident).expanduser().exists():
+        return
+    if looks_like_path(spec):
+        raise ConfigError(f"no such model directory: {ident!r}.", field="upstream", fix=_FIX)
+    # offline or out of reach: one line now, not the loaders' retries
+    check_hub_model(ident, field="upstream", flag="--upstream", prefix="hf:", local="hf:DIR (a local model directory)")
+
+
 def load_causal_lm(spec: "str | Path", device: str | None = None) -> tuple[Any, Any, str]:
     """(model, tokenizer, id) from a directory or hub id; a bad spec is a ConfigError, not an OSError."""
     ident = str(spec)
     local = Path(ident).expanduser()
-    fix = ("pass upstream='hf:DIR' with a directory holding config.json, weights and a tokenizer "
-           "(save_pretrained output), or a hub id such as 'hf:Qwen/Qwen2.5-0.5B-Instruct' (needs network "
-           "or a cached copy).")
-    if not local.exists() and looks_like_path(spec):
-        raise ConfigError(f"no such model directory: {ident!r}.", field="upstream", fix=fix)
-    if not local.exists():  # offline or out of reach: one line now, not the loaders' retries
-        check_hub_model(ident, field="upstream", flag="--upstream", prefix="hf:", local="hf:DIR (a local model directory)")
+    fix = _FIX
+    check_model_location(spec)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     target = str(local) if local.exists() else ident

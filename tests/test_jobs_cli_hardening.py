@@ -518,7 +518,8 @@ def _hub_env(tmp_path: Path, **extra: str) -> dict:
 _HUB_CASES = [  # (args, what the error line names)
     (["correct", "Q?", "--answer", "A.", "--corrector", "aligner/aligner-7b-v1.0"],
      ("corrector", "--corrector aligner/aligner-7b-v1.0", "pass --corrector a local directory")),
-    (["correct", "Q?", "--upstream", "hf:Qwen/Qwen2.5-0.5B-Instruct"],
+    # a corrector that cannot load either: the upstream is checked first, before any model loads
+    (["correct", "Q?", "--upstream", "hf:Qwen/Qwen2.5-0.5B-Instruct", "--corrector", "/nonexistent-corrector"],
      ("upstream", "--upstream hf:Qwen/Qwen2.5-0.5B-Instruct", "pass --upstream hf:DIR")),
 ]
 
@@ -526,7 +527,6 @@ _HUB_CASES = [  # (args, what the error line names)
 @pytest.mark.parametrize("args, names", _HUB_CASES)
 def test_a_hub_id_offline_fails_at_once_in_one_line(tmp_path, fake_openai, args, names):
     field, given, fix = names
-    args = args + (["--corrector", fake_openai.base_url] if field == "upstream" else [])
     res = _run(args, env=_hub_env(tmp_path, HF_HUB_OFFLINE="1"))
     assert res.returncode == 2
     (line,) = res.stderr.strip().splitlines()  # one line: no retries, no hub warnings, no traceback
@@ -539,7 +539,6 @@ def test_a_hub_id_offline_fails_at_once_in_one_line(tmp_path, fake_openai, args,
 @pytest.mark.parametrize("args, names", _HUB_CASES)
 def test_a_hub_that_cannot_be_reached_fails_after_one_request_in_one_line(tmp_path, fake_openai, args, names):
     field, given, fix = names
-    args = args + (["--corrector", fake_openai.base_url] if field == "upstream" else [])
     endpoint = f"http://127.0.0.1:{closed_port()}"
     res = _run(args, env=_hub_env(tmp_path, HF_ENDPOINT=endpoint))
     assert res.returncode == 2
