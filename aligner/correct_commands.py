@@ -48,7 +48,13 @@ def run_correct(args: argparse.Namespace) -> int:
                           fix="drop --overwrite when correcting one question.")
     if cfg.input:
         return _run_file(cfg)
-    aligner = cfg.build()
+    if cfg.answer is None and not cfg.upstream:  # before any model loads: nothing could be corrected
+        raise ConfigError("no answer to correct: no --answer was given, and no --upstream to ask for one.",
+                          field="answer", fix=f'pass the answer: aligner correct "{_short(question)}" --answer "...", '
+                                              f"or who answers: --upstream {UPSTREAM_EXAMPLES}.")
+    if cfg.answer is not None and cfg.upstream:
+        print(f"note: --upstream {cfg.upstream} is not used: --answer gives the answer.", file=sys.stderr)
+    aligner = cfg.build(upstream=cfg.answer is None)  # never load an upstream that will not be asked
     if aligner.is_demo:
         print(DEMO_NOTE, file=sys.stderr)
     if cfg.stream and not cfg.json:
@@ -71,6 +77,17 @@ def run_correct(args: argparse.Namespace) -> int:
     return 0
 
 
+#: what --upstream takes, for messages
+UPSTREAM_EXAMPLES = ("openai/gpt-4o-mini (a LiteLLM model string), an http(s)://…/v1 base URL, "
+                     "or hf:PATH (a local transformers model)")
+
+
+def _short(text: str, limit: int = 40) -> str:
+    """The question as a message quotes it back: one line, at most ``limit`` characters."""
+    one = " ".join(text.split()).replace('"', "'")
+    return one if len(one) <= limit else one[:limit - 1] + "…"
+
+
 def _word_diff(c: Any) -> str:
     """``kept [-removed][+added]`` on one line, for a terminal."""
     return "".join(text if op == " " else f"[{op}{text}]" for op, text in c.diff())
@@ -83,7 +100,8 @@ def _run_file(cfg: CorrectConfig) -> int:
     job = BatchJob.open(cfg.input, cfg.output, overwrite=cfg.overwrite)  # type: ignore[arg-type]
     job.check_answers(bool(cfg.upstream))
     if job.todo:
-        aligner = cfg.build()
+        # every row still to do has its answer: the upstream would not be asked, so it is not loaded
+        aligner = cfg.build(upstream=any(r["answer"] is None for r in job.todo))
         if aligner.is_demo:
             print(DEMO_NOTE, file=sys.stderr)
         counts = job.run(aligner)

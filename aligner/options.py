@@ -92,6 +92,11 @@ class AlignerOptions:
 
         check_device(self.device)
         spec = self.upstream if upstream else None
+        if isinstance(spec, str) and spec.startswith("hf:") and spec[3:].strip():
+            # an hf: upstream that cannot be loaded is said before the corrector spends its load time
+            from .adapters.hf_local import check_model_location
+
+            check_model_location(spec[3:].strip())
         return Aligner(spec, self.corrector, template=self.template, upstream_model=self.upstream_model,
                        decoding=self.decoding(), device=self.device, **self.aligner_options(),
                        **(self.upstream_options() if spec else {}))

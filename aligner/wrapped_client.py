@@ -55,6 +55,14 @@ def _absorb(chunk: Any, answers: dict[int, str]) -> dict[str, Any]:
     return {"id": chunk.id, "created": chunk.created, "model": chunk.model}
 
 
+def _asked(c: Any, model: Any, seconds: float) -> Any:
+    """The client asked the upstream, not the Aligner: say which model answered and how long it
+    took (``upstream``, ``timings.upstream``), as the proxy does."""
+    c.upstream = str(model or "")
+    c.count_upstream(seconds)
+    return c
+
+
 def _replace(resp: Any, choice: Any, c: Any) -> None:
     """Put the correction in the choice, keeping the upstream's text beside it; a choice that was
     not corrected (no text) keeps its message as it came."""
@@ -89,50 +97,60 @@ class _Completions:
         question = question_of(kwargs.get("messages"))
         if owner.is_async:
             return self._acreate(question, kwargs)
+        t0 = time.perf_counter()
         if kwargs.get("stream"):
-            return self._stream(question, owner.client.chat.completions.create(**kwargs))
+            return self._stream(question, owner.client.chat.completions.create(**kwargs), kwargs, t0)
         resp = owner.client.chat.completions.create(**kwargs)
+        asked = time.perf_counter() - t0
         for choice in resp.choices:
-            _replace(resp, choice, owner.aligner.correct(question, choice.message.content or ""))
+            c = owner.aligner.correct(question, choice.message.content or "")
+            _replace(resp, choice, _asked(c, kwargs.get("model") or resp.model, asked))
         return resp
 
-    def _stream(self, question: str, upstream: Any) -> Iterator[Any]:
+    def _stream(self, question: str, upstream: Any, kwargs: dict[str, Any], t0: float) -> Iterator[Any]:
         owner, head, answers, chunks = self._owner, {}, {}, []
         for chunk in upstream:
             chunks.append(chunk)
             head = _absorb(chunk, answers)
+        asked = time.perf_counter() - t0
         for index, answer in sorted(answers.items()):
             stream = owner.aligner.stream(question, answer)
             for piece in stream:
                 yield _chunk(head, index, piece, None)
-            if stream.correction.skipped:
-                yield from _replayed(chunks, index, stream.correction)
+            c = _asked(stream.correction, kwargs.get("model") or head.get("model"), asked)
+            if c.skipped:
+                yield from _replayed(chunks, index, c)
             else:
-                yield _chunk(head, index, None, "stop", stream.correction.meta())
+                yield _chunk(head, index, None, "stop", c.meta())
 
     async def _acreate(self, question: str, kwargs: dict[str, Any]) -> Any:
         owner = self._owner
+        t0 = time.perf_counter()
         resp = await owner.client.chat.completions.create(**kwargs)
         if kwargs.get("stream"):
-            return self._astream(question, resp)
+            return self._astream(question, resp, kwargs, t0)
+        asked = time.perf_counter() - t0
         for choice in resp.choices:
-            _replace(resp, choice, await owner.aligner.acorrect(question, choice.message.content or ""))
+            c = await owner.aligner.acorrect(question, choice.message.content or "")
+            _replace(resp, choice, _asked(c, kwargs.get("model") or resp.model, asked))
         return resp
 
-    async def _astream(self, question: str, upstream: Any) -> AsyncIterator[Any]:
+    async def _astream(self, question: str, upstream: Any, kwargs: dict[str, Any], t0: float) -> AsyncIterator[Any]:
         owner, head, answers, chunks = self._owner, {}, {}, []
         async for chunk in upstream:
             chunks.append(chunk)
             head = _absorb(chunk, answers)
+        asked = time.perf_counter() - t0
         for index, answer in sorted(answers.items()):
             stream = owner.aligner.astream(question, answer)
             async for piece in stream:
                 yield _chunk(head, index, piece, None)
-            if stream.correction.skipped:
-                for chunk in _replayed(chunks, index, stream.correction):
+            c = _asked(stream.correction, kwargs.get("model") or head.get("model"), asked)
+            if c.skipped:
+                for chunk in _replayed(chunks, index, c):
                     yield chunk
             else:
-                yield _chunk(head, index, None, "stop", stream.correction.meta())
+                yield _chunk(head, index, None, "stop", c.meta())
 
 
 class _Chat:

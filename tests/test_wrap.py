@@ -103,3 +103,25 @@ def test_an_answer_without_content_comes_back_as_the_upstream_gave_it(fake_opena
         return [c async for c in stream]
 
     check(asyncio.run(run()))
+
+
+def test_the_upstream_the_client_asked_is_named_and_timed(fake_openai, tiny_causal_path):
+    """Issue 21 item 10: ``aligner`` said ``upstream: ''`` and ``timings.upstream 0.0`` although the
+    wrapped client had called the upstream; now it names the model asked and times the call, plain,
+    streamed, sync and async, as the proxy does."""
+    sync, aclient = _clients(fake_openai)
+    client = aligner.wrap(sync, corrector=str(tiny_causal_path), decoding=GREEDY)
+    plain = client.chat.completions.create(model="m", messages=MESSAGES).aligner
+    streamed = list(client.chat.completions.create(model="m", messages=MESSAGES, stream=True))[-1].aligner
+    aclient_wrapped = aligner.wrap(aclient, corrector=str(tiny_causal_path), decoding=GREEDY)
+
+    async def run():
+        r = await aclient_wrapped.chat.completions.create(model="m", messages=MESSAGES)
+        stream = await aclient_wrapped.chat.completions.create(model="m", messages=MESSAGES, stream=True)
+        return r.aligner, [c async for c in stream][-1].aligner
+
+    aplain, astreamed = asyncio.run(run())
+    for meta in (plain, streamed, aplain, astreamed):
+        assert meta["upstream"] == "m"
+        assert meta["timings"]["upstream"] > 0  # an HTTP round trip was timed (it was 0.0: not counted)
+        assert meta["timings"]["total"] >= meta["timings"]["upstream"]  # the total counts the upstream's time

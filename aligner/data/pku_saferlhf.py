@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import json_type
 from .base import QAC, Row, RowDropped
 
 NAME = "pku-saferlhf"
@@ -19,7 +20,7 @@ NAME = "pku-saferlhf"
 def _flag(row: Row, key: str) -> bool:
     value = row.get(key)
     if not isinstance(value, bool):
-        raise row.error(f"expected true/false, got {type(value).__name__} ({value!r}).", key,
+        raise row.error(f"expected true/false, got {json_type(value)}.", key,
                         f"make '{key}' a boolean, or pass --lenient to skip such rows.")
     return value
 

@@ -62,7 +62,7 @@ def make_corrections(cfg: EvalConfig, evalset: EvalSet, out: Path) -> dict[str, 
     if not cfg.upstream:
         for it in items:
             if it.answer is None:
-                raise DataError("no answer to evaluate.", source=it.source, row=it.row, field="answer",
+                raise DataError("no answer to evaluate.", source=it.source, row=it.row, unit=evalset.unit, field="answer",
                                 fix="pass --upstream MODEL to have a model answer the questions, or use a file "
                                     "whose rows hold 'answer' (or 'response'/'output').")
     redo_all = bool(cfg.upstream or cfg.corrector)
@@ -108,7 +108,7 @@ def make_corrections(cfg: EvalConfig, evalset: EvalSet, out: Path) -> dict[str, 
             failed.append(i)
             continue
         if rec.get("question") != it.question:
-            raise DataError("rows do not match the eval set.", source=str(corrections), row=row,
+            raise DataError(f'the row with "row": {row} does not match the eval set.', source=str(corrections),
                             field="question", fix=f"delete {corrections} and run again.")
         first = first or rec
         it.answer, it.correction = rec["answer"], rec["correction"]
