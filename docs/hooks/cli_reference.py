@@ -60,9 +60,8 @@ def _value(action: argparse.Action, formatter: argparse.HelpFormatter) -> str:
 
 
 def _help(action: argparse.Action, formatter: argparse.HelpFormatter) -> str:
-    if not action.help or action.help == argparse.SUPPRESS:
-        return ""
-    return _cell(formatter._expand_help(action))
+    text = "" if not action.help or action.help == argparse.SUPPRESS else _cell(formatter._expand_help(action))
+    return f"**required.** {text}".strip() if action.required and action.option_strings else text
 
 
 def render_parser(path: tuple[str, ...], parser: argparse.ArgumentParser, summary: str) -> str:
@@ -74,8 +73,9 @@ def render_parser(path: tuple[str, ...], parser: argparse.ArgumentParser, summar
         out.append(f"{_cell(summary)}\n")
     usage = parser.format_usage().removeprefix("usage: ").splitlines()
     out.append(_text_block("\n".join([usage[0]] + [line.removeprefix(" " * 7) for line in usage[1:]])))
-    if parser.description:
-        out.append(_text_block(parser.description))
+    if parser.description:  # one line: a paragraph; with examples or layout: as written
+        one_line = "\n" not in parser.description.strip()
+        out.append(f"{_cell(parser.description)}\n" if one_line else _text_block(parser.description))
     positionals, options, commands = [], [], []
     for action in parser._actions:
         if isinstance(action, argparse._HelpAction):
