@@ -95,8 +95,20 @@ def test_python_quick_start_prints_what_it_says():
     assert "('-', '415-555-0132'), ('+', '[PHONE]')" in out[1]
 
 
+def test_install_line_prints_what_the_readme_says():
+    """The install line ends with a correction; CI runs the line, this checks what it prints."""
+    install = commands(blocks("bash")[0])[0]
+    maria = install.split("&&")[-1].strip()
+    assert maria.startswith("aligner correct ")
+    done = subprocess.run(argv(maria), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    said = re.search(r"It prints `([^`]+)`", README).group(1)
+    assert done.stdout.strip() == said == "You can email Maria at [EMAIL]. Call Maria on [PHONE] after six."
+    assert "demo corrector" in done.stderr  # the toy says it is one
+
+
 def test_cli_quick_start_prints_what_the_readme_quotes():
-    arithmetic, as_json = readme_commands("aligner correct \"")[-2:]  # the install line's Maria is CI's
+    arithmetic, as_json = readme_commands("aligner correct \"")[-2:]  # the install line's Maria: above
     done = subprocess.run(argv(arithmetic), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     correction, diff = done.stdout.splitlines()
