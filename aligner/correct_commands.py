@@ -139,9 +139,9 @@ def add_commands(sub: Any) -> None:
     p.add_argument("question", nargs="?", help="the question the answer replies to")
 
     t = sub.add_parser("templates", help="list the prompt templates or show one rendered exactly")
-    t.add_argument("action", choices=["list", "show"])
-    t.add_argument("name", nargs="?")
-    t.add_argument("--question", default="{question}")
-    t.add_argument("--answer", default="{answer}")
+    t.add_argument("action", choices=["list", "show"], help="list: every template by name; show: one template's prompt")
+    t.add_argument("name", nargs="?", help="the template to show (e.g. aligner-v1.0, qac)")
+    t.add_argument("--question", default="{question}", help="question to fill in (default: the placeholder itself)")
+    t.add_argument("--answer", default="{answer}", help="answer to fill in (default: the placeholder itself)")
     t.add_argument("--aspects", default=None, help="for metaaligner: e.g. 'harmlessness, helpfulness'")
     t.set_defaults(func=run_templates)
