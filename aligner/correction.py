@@ -4,10 +4,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator
-
-if TYPE_CHECKING:
-    from .correctors.base import CorrectorResult
+from typing import Any, AsyncIterator, Callable, Iterator
 
 _TOKEN = re.compile(r"\s+|\w+|[^\w\s]")
 _WORD = re.compile(r"\w+")
@@ -37,6 +34,33 @@ def edit_size(answer: str, correction: str) -> int:
         if tag != "equal":
             size += (i2 - i1) + (j2 - j1)
     return size
+
+
+@dataclass
+class CorrectorResult:
+    """One correction as the corrector made it, before the Aligner names and times it (a
+    :class:`Correction`).
+
+    ``text`` is what to show: the correction, or — when the raw output was degenerate — the
+    original answer, with ``fallback_reason`` saying why (see :mod:`aligner.guard`).
+    """
+
+    text: str
+    fallback_reason: str | None = None
+    #: the generated text before parsing (for debugging a fallback).
+    raw: str = ""
+    #: how generation ended: eos, length, cap, stop, marker, repetition, cancelled (None: unknown).
+    stop_reason: str | None = None
+    #: stage times the corrector measured itself, which ``Correction.timings`` then shows (a
+    #: batching server's ``queue``, ``corrector`` and ``batch_size``); empty for most backends.
+    timings: dict[str, float] = field(default_factory=dict)
+    #: the corrector's own tokens (``prompt_tokens`` of the prompt it was given, after ``fit``;
+    #: ``completion_tokens``; ``total_tokens``), from a corrector that counts them; else None.
+    usage: dict[str, int] | None = None
+
+    @property
+    def fallback(self) -> bool:
+        return self.fallback_reason is not None
 
 
 @dataclass
@@ -132,7 +156,7 @@ class Correction:
         self.timings["total"] = self.timings.get("total", 0.0) + seconds
 
 
-def correction_of(question: str, answer: str, result: "CorrectorResult", *, corrector: Any,
+def correction_of(question: str, answer: str, result: CorrectorResult, *, corrector: Any,
                   upstream: Any = None, upstream_s: float = 0.0, corrector_s: float = 0.0) -> Correction:
     """The one way a :class:`Correction` is made from a corrector's verdict: timings (``upstream``
     0.0 when the answer was given; stage times the corrector measured itself, such as a batching
@@ -158,7 +182,7 @@ class _Streamed:
         #: text was shown, this is that text and ``correction.correction`` the original answer.
         self.text = ""
         #: the corrector's verdict (``CorrectorResult``), once the stream is exhausted.
-        self.result: "CorrectorResult | None" = None
+        self.result: CorrectorResult | None = None
         #: the whole :class:`Correction` — timings, names, ``changed``, fallback — once exhausted.
         self.correction: Correction | None = None
 

@@ -33,6 +33,9 @@ CAP_FACTOR, CAP_SLACK = 2, 64
 MIN_RUN, MIN_REPEATS, MAX_UNIT = 48, 4, 64
 #: characters of a generation's tail the incremental check reads (4 repeats of the longest unit).
 TAIL_CHARS = MAX_UNIT * MIN_REPEATS + 8
+#: tokens of a row's tail a local runtime decodes for the incremental check (enough for
+#: ``TAIL_CHARS``); transformers' ``generate`` path and the lean decode loop read the same number.
+GUARD_WINDOW = 256
 
 _CAPS = re.compile(r"[A-Z][A-Z]+(?: [A-Z][A-Z]+)*:")  # BEGINNING OF CONVERSATION:, USER:, ASSISTANT:
 _CAP_WORD = re.compile(r"\b[A-Z]{6,}\b")  # CONVERSATION, ASSISTANT on their own

@@ -18,22 +18,9 @@ from typing import Any, AsyncIterator, Iterator
 
 from .core import Aligner
 from .errors import ConfigError
+from .messages import question_of
 
-
-def question_of(messages: Any) -> str:
-    """The text of the last user message: the question the answer replies to."""
-    if not isinstance(messages, list) or not messages:
-        raise ConfigError("must be a non-empty list of chat messages.", field="messages",
-                          fix="pass messages=[{'role': 'user', 'content': '...'}].")
-    for m in reversed(messages):
-        if isinstance(m, dict) and m.get("role") == "user":
-            content = m.get("content")
-            if isinstance(content, list):  # content parts: keep the text ones
-                content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-            if isinstance(content, str) and content.strip():
-                return content
-    raise ConfigError("has no user message with text content.", field="messages",
-                      fix="the last user message's content is the question the Aligner corrects for.")
+__all__ = ["CorrectedClient", "question_of", "wrap"]
 
 
 def _chunk(template: Any, index: int, content: str | None, finish: str | None, extra: dict | None = None) -> Any:

@@ -14,10 +14,10 @@ import asyncio
 import logging
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, AsyncIterator, Iterator, Mapping, Sequence
 
-from ..correction import AsyncCorrectionStream, CorrectionStream, correction_of
+from ..correction import AsyncCorrectionStream, CorrectionStream, CorrectorResult, correction_of
 from ..decoding import DecodingConfig
 
 from ..rows import RowControl, iterate_row
@@ -28,32 +28,6 @@ from ..templates import STOP_MARKERS, Template, cut_at_stop, get_template
 from ..transport.streaming import StreamParser, iterate_in_thread
 
 log = logging.getLogger("aligner")
-
-
-@dataclass
-class CorrectorResult:
-    """One correction as the corrector made it.
-
-    ``text`` is what to show: the correction, or — when the raw output was degenerate — the
-    original answer, with ``fallback_reason`` saying why (see :mod:`aligner.guard`).
-    """
-
-    text: str
-    fallback_reason: str | None = None
-    #: the generated text before parsing (for debugging a fallback).
-    raw: str = ""
-    #: how generation ended: eos, length, cap, stop, marker, repetition, cancelled (None: unknown).
-    stop_reason: str | None = None
-    #: stage times the corrector measured itself, which ``Correction.timings`` then shows (a
-    #: batching server's ``queue``, ``corrector`` and ``batch_size``); empty for most backends.
-    timings: dict[str, float] = field(default_factory=dict)
-    #: the corrector's own tokens (``prompt_tokens`` of the prompt it was given, after ``fit``;
-    #: ``completion_tokens``; ``total_tokens``), from a corrector that counts them; else None.
-    usage: dict[str, int] | None = None
-
-    @property
-    def fallback(self) -> bool:
-        return self.fallback_reason is not None
 
 
 class _Job:

@@ -39,6 +39,7 @@ from ..adapters.base import UpstreamReply, bare_message
 from ..correction import Correction
 from ..decoding import DecodingConfig
 from ..errors import AlignerError, ConfigError, UpstreamError, UpstreamTimeout
+from ..messages import question_of
 from .batching import DynamicBatcher
 from .config import ServeConfig
 from .request import (APIError, BodyDecoder, ChatRequest, check_content_type, check_fields, check_messages,
@@ -419,8 +420,6 @@ def _bypass(request: Request) -> bool:
 def _validate(body: Any, state: _State) -> ChatRequest:
     """Check the request the way OpenAI does, every field before anything runs, naming the
     offending field (see :mod:`aligner.serve.request`); the checked request, typed."""
-    from ..wrapped_client import question_of
-
     cfg = state.config
     if not isinstance(body, dict):
         raise APIError(400, "body must be a JSON object.", code="invalid_request")
