@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .core import Aligner
+from .correction import Asked
 from .errors import LINE, AlignerError, ConfigError, CorrectorError, DataError, UpstreamError, json_type
 
 log = logging.getLogger("aligner.batch_job")
@@ -573,16 +574,14 @@ def _correct_chunk(aligner: Aligner, chunk: list[dict[str, Any]]) -> tuple[list[
 
 
 def _correct_rows(aligner: Aligner, ready: list[dict[str, Any]], texts: list[str],
-                  answers: dict[int, tuple[str, float]]) -> tuple[list[tuple[dict, Any]], list[Failure]]:
+                  answers: dict[int, tuple[str, float]], upstream: str = "") -> tuple[list[tuple[dict, Any]], list[Failure]]:
     """Correct ``ready`` rows (answers ``texts``); ``answers`` holds the upstream time of rows asked
-    here. A batch one row spoils is retried row by row to find it."""
+    here, ``upstream`` who answered (default: the aligner's upstream). A batch one row spoils is
+    retried row by row to find it."""
 
     def correct(rows: list[dict[str, Any]], texts: list[str]) -> list[Any]:
-        out = aligner.correct_batch([r["question"] for r in rows], texts, progress=False)
-        for r, c in zip(rows, out):
-            if r["row"] in answers:  # the upstream was asked here, not inside correct_batch
-                c.count_upstream(answers[r["row"]][1])
-        return out
+        asked = [Asked(answers[r["row"]][1] if r["row"] in answers else 0.0, upstream) for r in rows]
+        return aligner.correct_batch([r["question"] for r in rows], texts, progress=False, asked=asked)
 
     results: list[tuple[dict, Any]] = []
     failures: list[Failure] = []

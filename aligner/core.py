@@ -9,9 +9,9 @@ import copy
 import time
 from typing import Any, AsyncIterator, Iterator, Mapping, Sequence
 
-from .correction import AsyncCorrectionStream, Correction, CorrectionStream, correction_of
+from .correction import (Asked, AsyncCorrectionStream, Correction, CorrectionStream, CorrectorResult,
+                         correction_of)
 from .correctors import Corrector, load_corrector
-from .correctors.base import CorrectorResult
 from .decoding import DecodingConfig
 from .errors import ConfigError, require_text
 
@@ -72,16 +72,21 @@ class Aligner:
                                   "string, an OpenAI client, a base URL, 'hf:PATH' or a function).")
         return self.upstream
 
-    def _record(self, question: str, answer: str, result: CorrectorResult, t_up: float,
-                t_corr: float) -> Correction:
-        return correction_of(question, answer, result, corrector=self.corrector, upstream=self.upstream,
-                             upstream_s=t_up, corrector_s=t_corr)
+    def _asked(self, seconds: float = 0.0, asked: Asked | None = None) -> Asked:
+        """Who answered and how long it took: the caller's ``asked`` when it asked the upstream
+        itself (a server, a wrapped client), else this Aligner's upstream and ``seconds``."""
+        name = getattr(self.upstream, "name", "") if self.upstream is not None else ""
+        if asked is None:
+            return Asked(seconds, name)
+        return asked if asked.upstream else Asked(asked.seconds, name)
 
-    def _not_corrected(self, question: str, answer: str, t_up: float) -> Correction:
+    def _record(self, question: str, answer: str, result: CorrectorResult, asked: Asked,
+                t_corr: float) -> Correction:
+        return correction_of(question, answer, result, corrector=self.corrector, asked=asked, corrector_s=t_corr)
+
+    def _not_corrected(self, question: str, answer: str, asked: Asked) -> Correction:
         """The Correction of an empty answer: the answer as it came, ``skipped="empty"``."""
-        c = self._record(question, answer, CorrectorResult(answer), t_up, 0.0)
-        c.skipped = EMPTY_ANSWER
-        return c
+        return Correction.uncorrected(question, answer, skipped=EMPTY_ANSWER, corrector=self.corrector, asked=asked)
 
     def answer(self, question: str, **params: Any) -> str:
         """The upstream's uncorrected answer."""
@@ -92,46 +97,48 @@ class Aligner:
 
     # -- one ------------------------------------------------------------------------------
     def correct(self, question: str, answer: str | None = None, *, aspects: str | None = None,
-                decoding: Any = None) -> Correction:
+                decoding: Any = None, asked: Asked | None = None) -> Correction:
         """Correct ``answer`` (asking the upstream first when it is None). An answer with no text
         (``""``, blank, an upstream's ``content: null``) is not corrected: it comes back as it was,
-        with ``skipped="empty"``."""
+        with ``skipped="empty"``. ``asked``: the upstream call you made yourself for ``answer``
+        (who answered, its seconds), so the Correction's ``upstream`` and timings count it."""
         require_text(question, "question")
-        t_up = 0.0
         if answer is None:
             t0 = time.perf_counter()
             answer = self.answer(question)
-            t_up = time.perf_counter() - t0
+            asked = Asked(time.perf_counter() - t0)
+        asked = self._asked(asked=asked)
         if is_blank(answer):
-            return self._not_corrected(question, answer, t_up)
+            return self._not_corrected(question, answer, asked)
         t1 = time.perf_counter()
         result = self.corrector.correct_results([(question, answer)], aspects=aspects, decoding=decoding)[0]
-        return self._record(question, answer, result, t_up, time.perf_counter() - t1)
+        return self._record(question, answer, result, asked, time.perf_counter() - t1)
 
     async def acorrect(self, question: str, answer: str | None = None, *, aspects: str | None = None,
-                       decoding: Any = None) -> Correction:
+                       decoding: Any = None, asked: Asked | None = None) -> Correction:
         require_text(question, "question")
-        t_up = 0.0
         if answer is None:
             t0 = time.perf_counter()
             answer = await self.aanswer(question)
-            t_up = time.perf_counter() - t0
+            asked = Asked(time.perf_counter() - t0)
+        asked = self._asked(asked=asked)
         if is_blank(answer):
-            return self._not_corrected(question, answer, t_up)
+            return self._not_corrected(question, answer, asked)
         t1 = time.perf_counter()
         result = (await self.corrector.acorrect_results([(question, answer)], aspects=aspects,
                                                         decoding=decoding))[0]
-        return self._record(question, answer, result, t_up, time.perf_counter() - t1)
+        return self._record(question, answer, result, asked, time.perf_counter() - t1)
 
     # -- many -----------------------------------------------------------------------------
     def correct_batch(self, questions: Sequence[str], answers: Sequence[str | None] | None = None, *,
-                      aspects: str | None = None, decoding: Any = None,
-                      progress: bool = True) -> list[Correction]:
+                      aspects: str | None = None, decoding: Any = None, progress: bool = True,
+                      asked: "Sequence[Asked | None] | None" = None) -> list[Correction]:
         """Corrections in input order. Upstream calls run concurrently (the upstream's limit);
         the corrector sees batches of ``batch_size`` so a local model pads and decodes together.
         Each asked answer's ``upstream`` time is its share of the concurrent calls (a given
-        answer's is 0.0); each correction's ``corrector`` time its share of its batch. Empty
-        answers are not corrected (``skipped="empty"``, as in :meth:`correct`)."""
+        answer's is 0.0, or its ``asked`` item's when you asked the upstream yourself); each
+        correction's ``corrector`` time its share of its batch. Empty answers are not corrected
+        (``skipped="empty"``, as in :meth:`correct`)."""
         from tqdm.auto import tqdm
 
         questions, answers = _check_batch(questions, answers)
@@ -140,106 +147,106 @@ class Aligner:
         if missing:
             _fill(answers, missing, self._need_upstream().answer_batch([questions[i] for i in missing]))
         t_up = _shares(missing, len(questions), time.perf_counter() - t0)
-        out, todo = self._empty_ones(questions, answers, t_up)
+        asked = [self._asked(t, given) for t, given in zip(t_up, _per_row(asked, questions))]
+        out, todo = self._empty_ones(questions, answers, asked)
         with tqdm(total=len(questions), initial=len(questions) - len(todo), desc="correcting", unit="answer",
                   disable=not progress) as bar:
             for batch in _batches(todo, answers, questions, self.batch_size):
                 pairs = [(questions[i], answers[i]) for i in batch]
                 t1 = time.perf_counter()
                 fixed = self.corrector.correct_results(pairs, aspects=aspects, decoding=decoding)
-                self._place(out, batch, pairs, fixed, t_up, time.perf_counter() - t1)
+                self._place(out, batch, pairs, fixed, asked, time.perf_counter() - t1)
                 bar.update(len(pairs))
         return out  # type: ignore[return-value]
 
     async def acorrect_batch(self, questions: Sequence[str], answers: Sequence[str | None] | None = None,
-                             *, aspects: str | None = None, decoding: Any = None) -> list[Correction]:
+                             *, aspects: str | None = None, decoding: Any = None,
+                             asked: "Sequence[Asked | None] | None" = None) -> list[Correction]:
         questions, answers = _check_batch(questions, answers)
         missing = [i for i, a in enumerate(answers) if a is None]
         t0 = time.perf_counter()
         if missing:
             _fill(answers, missing, await self._need_upstream().aanswer_batch([questions[i] for i in missing]))
         t_up = _shares(missing, len(questions), time.perf_counter() - t0)
-        out, todo = self._empty_ones(questions, answers, t_up)
+        asked = [self._asked(t, given) for t, given in zip(t_up, _per_row(asked, questions))]
+        out, todo = self._empty_ones(questions, answers, asked)
         for batch in _batches(todo, answers, questions, self.batch_size):
             pairs = [(questions[i], answers[i]) for i in batch]
             t1 = time.perf_counter()
             fixed = await self.corrector.acorrect_results(pairs, aspects=aspects, decoding=decoding)
-            self._place(out, batch, pairs, fixed, t_up, time.perf_counter() - t1)
+            self._place(out, batch, pairs, fixed, asked, time.perf_counter() - t1)
         return out  # type: ignore[return-value]
 
-    def _empty_ones(self, questions: list[str], answers: list, t_up: list[float]) -> tuple[list, list[int]]:
+    def _empty_ones(self, questions: list[str], answers: list, asked: list[Asked]) -> tuple[list, list[int]]:
         """The batch's output list with the empty answers' Corrections in place, and the positions
         left to correct."""
         out: list[Correction | None] = [None] * len(questions)
         todo = []
         for i, (q, a) in enumerate(zip(questions, answers)):
             if is_blank(a):
-                out[i] = self._not_corrected(q, a, t_up[i])
+                out[i] = self._not_corrected(q, a, asked[i])
             else:
                 todo.append(i)
         return out, todo
 
     def _place(self, out: list, batch: list[int], pairs: list[tuple[str, str]], results: list[CorrectorResult],
-               t_up: list[float], seconds: float) -> None:
+               asked: list[Asked], seconds: float) -> None:
         """One batch's corrections into their input positions, each with its share of the batch's
         corrector time."""
         each = seconds / len(pairs)
         for i, (q, a), r in zip(batch, pairs, results):
-            out[i] = self._record(q, a, r, t_up[i], each)
+            out[i] = self._record(q, a, r, asked[i], each)
 
     # -- streamed ------------------------------------------------------------------------
     def stream(self, question: str, answer: str | None = None, *, aspects: str | None = None,
-               decoding: Any = None) -> CorrectionStream:
+               decoding: Any = None, asked: Asked | None = None) -> CorrectionStream:
         """The correction, piece by piece as the corrector generates it (the upstream answer is
         awaited in full first: a correction needs the whole answer). Iterate it for the pieces,
         then read its ``correction`` (the :class:`Correction`, as ``correct()`` returns it)."""
         require_text(question, "question")
 
         def run(stream: CorrectionStream) -> Iterator[str]:
-            t0 = time.perf_counter()
-            text = answer if answer is not None else self.answer(question)
-            t1 = time.perf_counter()
+            text, up = answer, asked
+            if text is None:
+                t0 = time.perf_counter()
+                text = self.answer(question)
+                up = Asked(time.perf_counter() - t0)
+            up = self._asked(asked=up)
             if is_blank(text):
-                stream.result = CorrectorResult(text)
-                stream.correction = self._not_corrected(question, text, t1 - t0 if answer is None else 0.0)
+                stream.result, stream.correction = CorrectorResult(text), self._not_corrected(question, text, up)
                 return
-            inner = self.corrector.stream(question, text, aspects=aspects, decoding=decoding)
+            inner = self.corrector.stream(question, text, aspects=aspects, decoding=decoding, asked=up)
             try:
                 yield from inner
             finally:
                 inner.close()
-            self._streamed(stream, question, text, inner.result, t1 - t0 if answer is None else 0.0, t1)
+            stream.result, stream.correction = inner.result, inner.correction  # the one Correction
 
         return CorrectionStream(run)
 
     def astream(self, question: str, answer: str | None = None, *, aspects: str | None = None,
-                decoding: Any = None) -> AsyncCorrectionStream:
+                decoding: Any = None, asked: Asked | None = None) -> AsyncCorrectionStream:
         require_text(question, "question")
 
         async def run(stream: AsyncCorrectionStream) -> AsyncIterator[str]:
-            t0 = time.perf_counter()
-            text = answer if answer is not None else await self.aanswer(question)
-            t1 = time.perf_counter()
+            text, up = answer, asked
+            if text is None:
+                t0 = time.perf_counter()
+                text = await self.aanswer(question)
+                up = Asked(time.perf_counter() - t0)
+            up = self._asked(asked=up)
             if is_blank(text):
-                stream.result = CorrectorResult(text)
-                stream.correction = self._not_corrected(question, text, t1 - t0 if answer is None else 0.0)
+                stream.result, stream.correction = CorrectorResult(text), self._not_corrected(question, text, up)
                 return
-            inner = self.corrector.astream(question, text, aspects=aspects, decoding=decoding)
+            inner = self.corrector.astream(question, text, aspects=aspects, decoding=decoding, asked=up)
             try:
                 async for piece in inner:
                     yield piece
             finally:
                 await inner.aclose()
-            self._streamed(stream, question, text, inner.result, t1 - t0 if answer is None else 0.0, t1)
+            stream.result, stream.correction = inner.result, inner.correction
 
         return AsyncCorrectionStream(run)
-
-    def _streamed(self, stream: Any, question: str, answer: str, result: CorrectorResult | None,
-                  t_up: float, t1: float) -> None:
-        """A stream's verdict and its Correction, once its corrector stream has ended."""
-        stream.result = result
-        if result is not None:
-            stream.correction = self._record(question, answer, result, t_up, time.perf_counter() - t1)
 
     def __repr__(self) -> str:
         return f"Aligner(upstream={self.upstream!r}, corrector={self.corrector!r})"
@@ -274,6 +281,15 @@ def _shares(missing: list[int], n: int, seconds: float) -> list[float]:
     share = seconds / len(missing) if missing else 0.0
     asked = set(missing)
     return [share if i in asked else 0.0 for i in range(n)]
+
+
+def _per_row(asked: "Sequence[Asked | None] | None", questions: list[str]) -> list:
+    if asked is None:
+        return [None] * len(questions)
+    if isinstance(asked, Asked) or len(asked) != len(questions):
+        raise ConfigError(f"must hold one item (an Asked or None) per question, got {asked!r:.60}.", field="asked",
+                          fix="pass asked=[Asked(seconds, upstream) or None, ...] beside the answers.")
+    return list(asked)
 
 
 def _check_batch(questions: Sequence[str], answers: Sequence[str | None] | None) -> tuple[list[str], list]:

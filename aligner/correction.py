@@ -149,27 +149,55 @@ class Correction:
         out.update(fields)
         return out
 
-    def count_upstream(self, seconds: float) -> None:
-        """Count an upstream call made before the Aligner was called (a server asking with the
-        whole chat): ``timings`` then read as they do when the Aligner asked itself."""
-        self.timings["upstream"] = seconds
-        self.timings["total"] = self.timings.get("total", 0.0) + seconds
+    @classmethod
+    def uncorrected(cls, question: str, answer: str, *, skipped: str | None, corrector: Any = None,
+                    asked: "Asked | None" = None) -> "Correction":
+        """The Correction of an answer passed on as it came, the corrector not run: ``skipped``
+        says why (``"empty"``, and a server's ``"tool_calls"`` and ``"response_format"``), None
+        for a reply its client asked to bypass. Names and timings read as a corrected one's do,
+        with ``corrector`` 0.0."""
+        asked = asked or Asked()
+        return cls(question, answer, answer, timings={"upstream": asked.seconds, "corrector": 0.0,
+                                                      "total": asked.seconds},
+                   corrector=getattr(corrector, "name", ""), template=_template_name(corrector),
+                   upstream=asked.upstream, metadata=_metadata(corrector), skipped=skipped)
+
+
+@dataclass(frozen=True)
+class Asked:
+    """The upstream side of one correction, known before the corrector runs: who answered (shown
+    as ``Correction.upstream``) and the seconds the answer took (0.0: the answer was given). A
+    caller that asked the upstream itself (a server, a wrapped client) passes it in, so the
+    Correction is made once, with its timings whole."""
+
+    seconds: float = 0.0
+    upstream: str = ""
+
+
+def _template_name(corrector: Any) -> str:
+    template = getattr(corrector, "template", None)
+    return getattr(template, "name", "") if template is not None else ""
+
+
+def _metadata(corrector: Any) -> dict[str, Any]:
+    return {"demo": True} if getattr(corrector, "is_demo", False) else {}
 
 
 def correction_of(question: str, answer: str, result: CorrectorResult, *, corrector: Any,
-                  upstream: Any = None, upstream_s: float = 0.0, corrector_s: float = 0.0) -> Correction:
+                  asked: Asked | None = None, corrector_s: float = 0.0) -> Correction:
     """The one way a :class:`Correction` is made from a corrector's verdict: timings (``upstream``
-    0.0 when the answer was given; stage times the corrector measured itself, such as a batching
-    server's ``queue`` and ``batch_size``, join them), names, the demo flag and the fallback."""
-    timings: dict[str, float] = {"upstream": upstream_s, **result.timings}
+    from ``asked``, 0.0 when the answer was given; stage times the corrector measured itself, such
+    as a batching server's ``queue`` and ``batch_size``, join them), names, the demo flag and the
+    fallback. Nothing is added to a Correction after it is made."""
+    asked = asked or Asked()
+    timings: dict[str, float] = {"upstream": asked.seconds, **result.timings}
     timings.setdefault("corrector", corrector_s)
-    timings["total"] = upstream_s + corrector_s
-    metadata: dict[str, Any] = {"demo": True} if getattr(corrector, "is_demo", False) else {}
+    timings["total"] = asked.seconds + corrector_s
+    metadata = _metadata(corrector)
     if result.usage is not None:
         metadata["usage"] = result.usage
     return Correction(question=question, answer=answer, correction=result.text, timings=timings,
-                      corrector=corrector.name, template=corrector.template.name,
-                      upstream=getattr(upstream, "name", "") if upstream is not None else "",
+                      corrector=corrector.name, template=_template_name(corrector), upstream=asked.upstream,
                       metadata=metadata, fallback=result.fallback, fallback_reason=result.fallback_reason)
 
 

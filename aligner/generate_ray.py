@@ -97,12 +97,12 @@ class CorrectorActor:
         errors: list[str | None] = [e if isinstance(e, str) else None for e in batch["error"]]
         ready = [i for i in range(n) if errors[i] is None]
         asked = {rows[i]["row"]: ("", float(batch["upstream_s"][i])) for i in ready if not batch["given"][i]}
+        # the job's upstream is named as the local engine names it, though this actor has none
         results, failures = _correct_rows(self.aligner, [rows[i] for i in ready],
-                                          [rows[i]["answer"] for i in ready], asked)
+                                          [rows[i]["answer"] for i in ready], asked, self.upstream_name)
         out: list[str | None] = [None] * n
         at = {r["row"]: i for i, r in enumerate(rows)}
         for r, c in results:
-            c.upstream = self.upstream_name  # as the local engine records it: the job's upstream
             d = c.to_dict()
             d.pop("changed", None)
             out[at[r["row"]]] = json.dumps(d, ensure_ascii=False)

@@ -16,7 +16,8 @@ from __future__ import annotations
 import time
 from typing import Any, AsyncIterator, Iterator
 
-from .core import Aligner
+from .core import Aligner, is_blank
+from .correction import Asked, Correction
 from .errors import ConfigError
 from .messages import question_of
 
@@ -42,20 +43,24 @@ def _absorb(chunk: Any, answers: dict[int, str]) -> dict[str, Any]:
     return {"id": chunk.id, "created": chunk.created, "model": chunk.model}
 
 
-def _asked(c: Any, model: Any, seconds: float) -> Any:
-    """The client asked the upstream, not the Aligner: say which model answered and how long it
-    took (``upstream``, ``timings.upstream``), as the proxy does."""
-    c.upstream = str(model or "")
-    c.count_upstream(seconds)
-    return c
+def _asked(model: Any, seconds: float) -> Asked:
+    """The client asked the upstream, not the Aligner: which model answered and how long it took
+    (``upstream``, ``timings.upstream``), as the proxy counts it."""
+    return Asked(seconds, str(model or ""))
 
 
-def _replace(resp: Any, choice: Any, c: Any) -> None:
+def _tool_turn(aligner: Aligner, question: str, answer: str, tool_calls: Any, asked: Asked) -> Correction | None:
+    """A turn of tool calls with no text is passed on as it came (``skipped="tool_calls"``); None
+    for any other answer, which the Aligner corrects (or skips as ``"empty"``)."""
+    if tool_calls and is_blank(answer):
+        return Correction.uncorrected(question, answer, skipped="tool_calls", corrector=aligner.corrector, asked=asked)
+    return None
+
+
+def _replace(resp: Any, choice: Any, c: Correction) -> None:
     """Put the correction in the choice, keeping the upstream's text beside it; a choice that was
     not corrected (no text) keeps its message as it came."""
     if c.skipped:
-        if getattr(choice.message, "tool_calls", None):
-            c.skipped = "tool_calls"
         choice.message.original_content = choice.message.content
     else:
         choice.message.original_content = c.answer
@@ -63,13 +68,19 @@ def _replace(resp: Any, choice: Any, c: Any) -> None:
     resp.aligner = c.meta()
 
 
-def _replayed(chunks: list[Any], index: int, c: Any) -> list[Any]:
-    """The upstream's own chunks of choice ``index`` — an answer that was not corrected — as they
-    came (tool-call deltas, a refusal, its finish reason), the last one carrying ``aligner``."""
-    mine = [chunk.model_copy(update={"choices": [ch for ch in chunk.choices if ch.index == index]})
+def _mine(chunks: list[Any], index: int) -> list[Any]:
+    """The upstream's own chunks of choice ``index``, as they came."""
+    return [chunk.model_copy(update={"choices": [ch for ch in chunk.choices if ch.index == index]})
             for chunk in chunks if any(ch.index == index for ch in chunk.choices)]
-    if any(ch.delta.tool_calls for chunk in mine for ch in chunk.choices):
-        c.skipped = "tool_calls"
+
+
+def _calls_in(chunks: list[Any]) -> bool:
+    return any(ch.delta.tool_calls for chunk in chunks for ch in chunk.choices)
+
+
+def _replayed(mine: list[Any], c: Correction) -> list[Any]:
+    """Choice chunks of an answer that was not corrected, as they came (tool-call deltas, a
+    refusal, its finish reason), the last one carrying ``aligner``."""
     if mine:
         mine[-1].aligner = c.meta()
     return mine
@@ -88,10 +99,11 @@ class _Completions:
         if kwargs.get("stream"):
             return self._stream(question, owner.client.chat.completions.create(**kwargs), kwargs, t0)
         resp = owner.client.chat.completions.create(**kwargs)
-        asked = time.perf_counter() - t0
+        asked = _asked(kwargs.get("model") or resp.model, time.perf_counter() - t0)
         for choice in resp.choices:
-            c = owner.aligner.correct(question, choice.message.content or "")
-            _replace(resp, choice, _asked(c, kwargs.get("model") or resp.model, asked))
+            text, calls = choice.message.content or "", getattr(choice.message, "tool_calls", None)
+            _replace(resp, choice, _tool_turn(owner.aligner, question, text, calls, asked)
+                     or owner.aligner.correct(question, text, asked=asked))
         return resp
 
     def _stream(self, question: str, upstream: Any, kwargs: dict[str, Any], t0: float) -> Iterator[Any]:
@@ -99,14 +111,17 @@ class _Completions:
         for chunk in upstream:
             chunks.append(chunk)
             head = _absorb(chunk, answers)
-        asked = time.perf_counter() - t0
+        asked = _asked(kwargs.get("model") or head.get("model"), time.perf_counter() - t0)
         for index, answer in sorted(answers.items()):
-            stream = owner.aligner.stream(question, answer)
-            for piece in stream:
-                yield _chunk(head, index, piece, None)
-            c = _asked(stream.correction, kwargs.get("model") or head.get("model"), asked)
+            mine = _mine(chunks, index)
+            c = _tool_turn(owner.aligner, question, answer, _calls_in(mine), asked)
+            if c is None:
+                stream = owner.aligner.stream(question, answer, asked=asked)
+                for piece in stream:
+                    yield _chunk(head, index, piece, None)
+                c = stream.correction
             if c.skipped:
-                yield from _replayed(chunks, index, c)
+                yield from _replayed(mine, c)
             else:
                 yield _chunk(head, index, None, "stop", c.meta())
 
@@ -116,10 +131,11 @@ class _Completions:
         resp = await owner.client.chat.completions.create(**kwargs)
         if kwargs.get("stream"):
             return self._astream(question, resp, kwargs, t0)
-        asked = time.perf_counter() - t0
+        asked = _asked(kwargs.get("model") or resp.model, time.perf_counter() - t0)
         for choice in resp.choices:
-            c = await owner.aligner.acorrect(question, choice.message.content or "")
-            _replace(resp, choice, _asked(c, kwargs.get("model") or resp.model, asked))
+            text, calls = choice.message.content or "", getattr(choice.message, "tool_calls", None)
+            _replace(resp, choice, _tool_turn(owner.aligner, question, text, calls, asked)
+                     or await owner.aligner.acorrect(question, text, asked=asked))
         return resp
 
     async def _astream(self, question: str, upstream: Any, kwargs: dict[str, Any], t0: float) -> AsyncIterator[Any]:
@@ -127,14 +143,17 @@ class _Completions:
         async for chunk in upstream:
             chunks.append(chunk)
             head = _absorb(chunk, answers)
-        asked = time.perf_counter() - t0
+        asked = _asked(kwargs.get("model") or head.get("model"), time.perf_counter() - t0)
         for index, answer in sorted(answers.items()):
-            stream = owner.aligner.astream(question, answer)
-            async for piece in stream:
-                yield _chunk(head, index, piece, None)
-            c = _asked(stream.correction, kwargs.get("model") or head.get("model"), asked)
+            mine = _mine(chunks, index)
+            c = _tool_turn(owner.aligner, question, answer, _calls_in(mine), asked)
+            if c is None:
+                stream = owner.aligner.astream(question, answer, asked=asked)
+                async for piece in stream:
+                    yield _chunk(head, index, piece, None)
+                c = stream.correction
             if c.skipped:
-                for chunk in _replayed(chunks, index, c):
+                for chunk in _replayed(mine, c):
                     yield chunk
             else:
                 yield _chunk(head, index, None, "stop", c.meta())

@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from dataclasses import replace
 from typing import Any, AsyncIterator, Iterator, Mapping, Sequence
 
-from ..correction import AsyncCorrectionStream, CorrectionStream, CorrectorResult, correction_of
+from ..correction import Asked, AsyncCorrectionStream, CorrectionStream, CorrectorResult, correction_of
 from ..decoding import DecodingConfig
 
 from ..rows import RowControl, iterate_row
@@ -222,24 +222,27 @@ class Corrector(ABC):
         return [self.finish(raw, j.answer, j.row) for raw, j in zip(raws, jobs)]
 
     def stream(self, question: str, answer: str, *, aspects: str | None = None,
-               decoding: "DecodingConfig | Mapping[str, Any] | None" = None) -> CorrectionStream:
+               decoding: "DecodingConfig | Mapping[str, Any] | None" = None,
+               asked: Asked | None = None) -> CorrectionStream:
         """The correction piece by piece; once exhausted, its ``result`` and ``correction`` (see
-        :class:`~aligner.correction.CorrectionStream` for what a fallback does)."""
-        shown = self._shown(question, answer, aspects, decoding)
+        :class:`~aligner.correction.CorrectionStream` for what a fallback does). ``asked``: who
+        answered and how long it took, for the Correction (an Aligner passes its upstream's)."""
+        shown = self._shown(question, answer, aspects, decoding, asked)
         return CorrectionStream(lambda stream: shown.run(stream, self.stream_row(shown.prompt, shown.decoding,
                                                                                  shown.row)))
 
     def astream(self, question: str, answer: str, *, aspects: str | None = None,
-                decoding: "DecodingConfig | Mapping[str, Any] | None" = None) -> AsyncCorrectionStream:
-        shown = self._shown(question, answer, aspects, decoding)
+                decoding: "DecodingConfig | Mapping[str, Any] | None" = None,
+                asked: Asked | None = None) -> AsyncCorrectionStream:
+        shown = self._shown(question, answer, aspects, decoding, asked)
         return AsyncCorrectionStream(lambda stream: shown.arun(stream, self.astream_row(shown.prompt, shown.decoding,
                                                                                         shown.row)))
 
     def _shown(self, question: str, answer: str, aspects: str | None,
-               decoding: "DecodingConfig | Mapping[str, Any] | None") -> "ShownRow":
+               decoding: "DecodingConfig | Mapping[str, Any] | None", asked: Asked | None) -> "ShownRow":
         dec = self._decoding(decoding)
         prompt, row = self.prepare(question, answer, aspects=aspects, decoding=dec)
-        return ShownRow(self, question, answer, prompt, dec, row)
+        return ShownRow(self, question, answer, prompt, dec, row, asked)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, template={self.template.name!r})"
@@ -252,8 +255,8 @@ class ShownRow:
     one loop, iterated sync or async."""
 
     def __init__(self, corrector: Corrector, question: str, answer: str, prompt: str,
-                 decoding: DecodingConfig, row: RowControl):
-        self.corrector, self.question, self.answer = corrector, question, answer
+                 decoding: DecodingConfig, row: RowControl, asked: Asked | None = None):
+        self.corrector, self.question, self.answer, self.asked = corrector, question, answer, asked
         self.prompt, self.decoding, self.row = prompt, decoding, row
         guard = row.guard
         self.parser = StreamParser(guard.cut_markers if guard is not None else corrector.stop_markers)
@@ -285,7 +288,7 @@ class ShownRow:
         result.timings.update(self.timings)
         stream.result = result
         stream.correction = correction_of(self.question, self.answer, result, corrector=self.corrector,
-                                          corrector_s=time.perf_counter() - self.t0)
+                                          asked=self.asked, corrector_s=time.perf_counter() - self.t0)
         return [tail] if tail else []
 
     def run(self, stream: Any, pieces: Iterator[str]) -> Iterator[str]:

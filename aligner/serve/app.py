@@ -36,7 +36,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..adapters.base import UpstreamReply, bare_message
-from ..correction import Correction
+from ..core import EMPTY_ANSWER
+from ..correction import Asked, Correction
 from ..decoding import DecodingConfig
 from ..errors import AlignerError, ConfigError, UpstreamError, UpstreamTimeout
 from ..messages import question_of
@@ -49,8 +50,6 @@ log = logging.getLogger("aligner.serve")
 access_log = logging.getLogger("aligner.serve.access")
 
 BYPASS_HEADER = "x-aligner-bypass"
-#: ``aligner.skipped`` of an upstream answer with no text (see ``_skipped``)
-EMPTY = "empty"
 #: anything that looks like a URL in an upstream's error text (its address, an endpoint path).
 _URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.IGNORECASE)
 
@@ -515,17 +514,23 @@ def _skipped(req: ChatRequest, reply: UpstreamReply) -> str | None:
     if reply.tool_calls:
         return "tool_calls"
     if not reply.text.strip():
-        return EMPTY
+        return EMPTY_ANSWER
     if req.json_mode:
         return "response_format"
     return None
 
 
-def _uncorrected(state: _State, req: ChatRequest, answer: str, timings: dict[str, float]) -> Correction:
-    """The Correction of an answer served as it came (bypassed, tool calls, requested JSON)."""
-    corrector = state.aligner.corrector
-    return Correction(req.question, answer, answer, timings=timings, corrector=corrector.name,
-                      template=corrector.template.name, metadata={"demo": True} if state.aligner.is_demo else {})
+def _asked(state: _State, seconds: float) -> Asked:
+    """The server asked the upstream itself (with the whole chat): its name and seconds."""
+    upstream = state.aligner.upstream
+    return Asked(seconds, getattr(upstream, "name", "") if upstream is not None else "")
+
+
+def _uncorrected(state: _State, req: ChatRequest, answer: str, t_up: float, skipped: str | None) -> Correction:
+    """The Correction of an answer served as it came: bypassed (``skipped`` None), tool calls,
+    requested JSON, no text."""
+    return Correction.uncorrected(req.question, answer, skipped=skipped, corrector=state.aligner.corrector,
+                                  asked=_asked(state, t_up))
 
 
 def _meta(state: _State, c: Correction, bypassed: bool, **extra: Any) -> dict[str, Any]:
@@ -541,12 +546,8 @@ async def _record(state: _State, req: ChatRequest, c: Correction) -> None:
     (which cancels a stream's generator) must not lose a correction it was served."""
     if state.records is None:
         return
-    rec = {"timestamp": time.time(), "model": req.model, "question": c.question, "answer": c.answer,
-           "correction": c.correction, "changed": c.changed, "corrector": c.corrector,
-           "upstream": getattr(state.aligner.upstream, "name", None), "timings": c.timings,
-           "fallback": c.fallback_reason}
     try:
-        await asyncio.shield(asyncio.to_thread(state.records.write, rec))
+        await asyncio.shield(asyncio.to_thread(state.records.write, c, model=req.model))
     except asyncio.CancelledError:
         raise  # the write itself goes on in its thread
     except Exception:  # never fail a served answer because the log could not be written
@@ -588,14 +589,13 @@ async def _complete(state: _State, req: ChatRequest, request: Request) -> JSONRe
     bypassed = _bypass(request)
     skipped = _skipped(req, reply)
     if bypassed or skipped:
-        c = _uncorrected(state, req, reply.text, {"upstream": t_up, "total": t_up})
+        c = _uncorrected(state, req, reply.text, t_up, skipped)
     else:
         try:
-            c = await _unless_disconnected(request, state.serving.acorrect(req.question, reply.text,
-                                                                           decoding=req.decoding))
+            c = await _unless_disconnected(request, state.serving.acorrect(
+                req.question, reply.text, decoding=req.decoding, asked=_asked(state, t_up)))
         except AlignerError as exc:
             raise APIError(400, str(exc), param=exc.field, code="invalid_value") from exc
-        c.count_upstream(t_up)
         await _record(state, req, c)
     _logged(request, c, skipped=skipped)
     state.served += 1
@@ -608,7 +608,7 @@ async def _complete(state: _State, req: ChatRequest, request: Request) -> JSONRe
         if reply.tool_calls:
             message["tool_calls"] = reply.tool_calls
         finish = reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
-    meta = _meta(state, c, bypassed, usage=c.metadata.get("usage"), **({"skipped": skipped} if skipped else {}))
+    meta = _meta(state, c, bypassed, usage=c.metadata.get("usage"))
     return JSONResponse({
         "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
         "model": req.model,
@@ -648,8 +648,7 @@ async def _sse_uncorrected(state: _State, req: ChatRequest, reply: UpstreamReply
         yield event({"refusal": reply.refusal})
     if reply.tool_calls:
         yield event({"tool_calls": [{"index": i, **call} for i, call in enumerate(reply.tool_calls)]})
-    meta = _meta(state, _uncorrected(state, req, reply.text, {"upstream": t_up, "total": t_up}), False,
-                 usage=None, skipped=skipped)
+    meta = _meta(state, _uncorrected(state, req, reply.text, t_up, skipped), False, usage=None)
     yield event({}, reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop"), aligner=meta)
     if req.include_usage:
         yield _usage_chunk(head, reply)
@@ -681,12 +680,13 @@ async def _sse(state: _State, req: ChatRequest, reply: UpstreamReply, request: R
     try:
         yield event({"role": "assistant", "content": ""})
         if bypassed:
-            c = _uncorrected(state, req, answer, {"upstream": t_up, "corrector": 0.0, "total": t_up})
+            c = _uncorrected(state, req, answer, t_up, None)
             yield event({"content": answer})
         else:
             try:
                 async with asyncio.timeout(max(0.0, deadline - time.perf_counter())):
-                    stream = state.serving.astream(req.question, answer, decoding=req.decoding)
+                    stream = state.serving.astream(req.question, answer, decoding=req.decoding,
+                                                   asked=_asked(state, t_up))
                     async for piece in stream:
                         yield event({"content": piece})
             except TimeoutError:
@@ -705,7 +705,6 @@ async def _sse(state: _State, req: ChatRequest, reply: UpstreamReply, request: R
                 yield "data: [DONE]\n\n"
                 return
             c = stream.correction
-            c.count_upstream(t_up)
         state.served += 1
         _logged(request, c, fallback=c.fallback_reason)
         if not bypassed:  # before the last events: the client may hang up on [DONE]

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Iterator, Mapping, Sequence
 
-from ..correction import AsyncCorrectionStream
+from ..correction import Asked, AsyncCorrectionStream
 from ..correctors.base import Corrector, CorrectorResult, ShownRow
 from ..decoding import DecodingConfig
 from ..rows import RowControl
@@ -243,7 +243,8 @@ class DynamicBatcher(Corrector):
                 "total_tokens": prompt_tokens + completion_tokens}
 
     def astream(self, question: str, answer: str, *, aspects: str | None = None,
-                decoding: "DecodingConfig | Mapping[str, Any] | None" = None) -> AsyncCorrectionStream:
+                decoding: "DecodingConfig | Mapping[str, Any] | None" = None,
+                asked: Asked | None = None) -> AsyncCorrectionStream:
         """A streamed correction whose row joins a batch like a plain one; parsed and guarded the
         way ``Corrector.astream`` does it. Leaving early (``aclose()``, a cancelled task) cancels
         its row. Its ``result.timings`` say how long it queued and the size of its batch."""
@@ -251,7 +252,7 @@ class DynamicBatcher(Corrector):
 
         async def run(stream: AsyncCorrectionStream) -> AsyncIterator[str]:
             item = await self._item(question, answer, dec, aspects, stream=True)
-            shown = ShownRow(self, question, answer, item.prompt, dec, item.row)
+            shown = ShownRow(self, question, answer, item.prompt, dec, item.row, asked)
             shown.timings = item.info  # queue and batch_size, once its batch has started
             pieces = shown.arun(stream, self._pieces(item))
             try:

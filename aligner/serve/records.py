@@ -4,6 +4,14 @@ Served traffic is free weak-to-strong data (the Aligner paper's third use: a cor
 teach a stronger model): (question, correction) pairs for SFT and (correction ≻ answer) for DPO.
 JSONL is the format ``aligner generate``/trl read; SQLite suits a long-running server that several
 tools query while it writes.
+
+A row is the served :class:`~aligner.correction.Correction` read through ``Correction.meta()`` —
+the one source of what a correction says about itself (the ``aligner`` object clients get) —
+plus the question and the correction text, which a training row needs and ``meta()`` leaves out.
+Two columns keep the names the log has always had: ``answer`` is ``meta()["original"]`` and
+``fallback`` is ``meta()["fallback_reason"]`` (the reason, so an export can leave those rows out).
+``upstream`` is the upstream's whole name, address included: the log is the operator's record of
+which model answered, kept on the server's own disk; only what clients are shown hides the address.
 """
 from __future__ import annotations
 
@@ -11,16 +19,17 @@ import json
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..correction import Correction
 
 _SCHEMA = """CREATE TABLE IF NOT EXISTS corrections (
     id INTEGER PRIMARY KEY AUTOINCREMENT, timestamp REAL NOT NULL, model TEXT, question TEXT NOT NULL,
     answer TEXT NOT NULL, correction TEXT NOT NULL, changed INTEGER, corrector TEXT, upstream TEXT,
     timings TEXT, fallback TEXT)"""
-#: ``fallback``: why the corrector's output was replaced by the answer (None: it was not), so a
-#: training export can leave those rows out.
 _COLUMNS = ("timestamp", "model", "question", "answer", "correction", "changed", "corrector", "upstream", "timings",
             "fallback")
 
@@ -46,9 +55,11 @@ class CorrectionsLog:
                 self._conn.execute("ALTER TABLE corrections ADD COLUMN fallback TEXT")
             self._conn.commit()
 
-    def write(self, record: dict[str, Any]) -> None:
-        """Append one record (keys: see ``_COLUMNS``); flushed at once so a crash loses nothing."""
-        row = {k: record.get(k) for k in _COLUMNS}
+    def write(self, correction: "Correction", *, model: str | None = None) -> None:
+        """Append one served correction (``model``: the name the client asked for); flushed at
+        once so a crash loses nothing."""
+        record = record_of(correction, model=model)
+        row = {k: record[k] for k in _COLUMNS}
         with self._lock:
             if self._conn is not None:
                 self._conn.execute(f"INSERT INTO corrections ({', '.join(_COLUMNS)}) VALUES "
@@ -86,3 +97,15 @@ class CorrectionsLog:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+
+def record_of(correction: "Correction", *, model: str | None = None, timestamp: float | None = None) -> dict[str, Any]:
+    """One log row: ``meta()`` in the log's columns (see the module docstring), with the question,
+    the correction text, the served model name and the time."""
+    import time
+
+    meta = correction.meta()
+    return {"timestamp": time.time() if timestamp is None else timestamp, "model": model,
+            "question": correction.question, "answer": meta["original"], "correction": correction.correction,
+            "changed": meta["changed"], "corrector": meta["corrector"], "upstream": meta["upstream"] or None,
+            "timings": meta["timings"], "fallback": meta["fallback_reason"]}
