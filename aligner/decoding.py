@@ -4,8 +4,8 @@ The local transformers runtime that acts on them is :mod:`aligner.local_runtime`
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Iterable, Mapping
 
 from .errors import ConfigError
 
@@ -89,7 +89,8 @@ class DecodingConfig:
     engine: str = "auto"
     #: Cap the new tokens at ``2 × answer tokens + 64`` (see :mod:`aligner.guard`): a correction
     #: rewrites the answer, so one running far longer is runaway. Setting ``max_new_tokens``
-    #: yourself turns this off (you chose the length), unless you also set ``cap_to_answer``.
+    #: yourself turns this off (you chose the length), unless you also set ``cap_to_answer``
+    #: (the one rule: :func:`resolve_length`).
     cap_to_answer: bool = True
     #: Replace a degenerate correction (runaway repetition, the template's own markers, an empty
     #: or over-long result) by the original answer, flagged ``fallback``. False returns it as is.
@@ -118,8 +119,9 @@ class DecodingConfig:
                  base: Mapping[str, Any] | None = None) -> "DecodingConfig":
         """Merge template defaults (``base``) with user overrides; unknown keys are an error.
 
-        A ``max_new_tokens`` among the overrides is the user's choice of length, so it turns the
-        answer-relative cap off (``cap_to_answer``) unless the overrides set that too.
+        How long a correction may get follows :func:`resolve_length`: a ``max_new_tokens`` among
+        the overrides is the user's choice of length, so it turns the answer-relative cap off
+        unless the overrides set ``cap_to_answer`` too.
         """
         if isinstance(value, DecodingConfig):
             return value
@@ -131,9 +133,25 @@ class DecodingConfig:
                 raise ConfigError(f"unknown decoding option {key!r}.", field="decoding",
                                   fix=f"use only {sorted(names)}.")
             merged[key] = v
-        if "max_new_tokens" in user and "cap_to_answer" not in user:
-            merged["cap_to_answer"] = False
+        merged.update(resolve_length(base or {}, user))
         return cls(**{k: v for k, v in merged.items() if k in names})
+
+    def row_cap(self, answer_tokens: int) -> int | None:
+        """The new-token cap of one correction of an answer of ``answer_tokens`` tokens, when it
+        is below ``max_new_tokens`` (``cap_to_answer``: ``2 × answer tokens + 64``, see
+        :func:`aligner.guard.new_token_cap`); None when ``max_new_tokens`` is the limit."""
+        if not self.cap_to_answer:
+            return None
+        from .guard import new_token_cap
+
+        cap = new_token_cap(answer_tokens)
+        return cap if cap < self.max_new_tokens else None
+
+    def limited(self, *ceilings: int | None) -> "DecodingConfig":
+        """These settings under ``ceilings`` (a server's ``--max-new-tokens``, a request's
+        ``max_tokens``; None: no ceiling): ``max_new_tokens`` lowered, the rest as they are."""
+        resolved = resolve_length(self.to_dict(), ceilings=ceilings)
+        return self if resolved["max_new_tokens"] == self.max_new_tokens else replace(self, **resolved)
 
     def hf_kwargs(self) -> dict[str, Any]:
         """Arguments for ``transformers`` ``generate``."""
@@ -161,3 +179,34 @@ class DecodingConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def resolve_length(base: Mapping[str, Any], chosen: Mapping[str, Any] | None = None, *,
+                   ceilings: Iterable[int | None] = ()) -> dict[str, Any]:
+    """How long a correction may get, from every source that has a say: the one precedence rule
+    for ``max_new_tokens`` and ``cap_to_answer`` (returned as those two keys).
+
+    - ``base``: the template's or the corrector's settings (defaults: 2048 tokens, the cap on).
+    - ``chosen``: what the user set — ``decoding=`` in Python, ``--max-new-tokens`` of ``aligner
+      correct``/``generate``/``demo``/``eval``, a config file's ``max-new-tokens``. A chosen
+      ``max_new_tokens`` is a length the user picked, so it replaces the base's and turns the
+      answer-relative cap (``2 × answer tokens + 64``) off, unless ``cap_to_answer`` is chosen too.
+      (``aligner serve --max-new-tokens`` is chosen with ``cap_to_answer`` on: a server's limit
+      sits above the answer-relative cap, see ``ServeConfig.decoding``.)
+    - ``ceilings``: limits that may only lower the length and never change whether the cap
+      applies — a served request's ``max_tokens`` under the server's ``--max-new-tokens``.
+
+    One correction then gets ``min(max_new_tokens, the answer-relative cap when it applies)``
+    (:meth:`DecodingConfig.row_cap`).
+    """
+    chosen = chosen or {}
+    out = {"max_new_tokens": base.get("max_new_tokens", _default_of(DecodingConfig, "max_new_tokens")),
+           "cap_to_answer": base.get("cap_to_answer", _default_of(DecodingConfig, "cap_to_answer"))}
+    if "max_new_tokens" in chosen:
+        out["max_new_tokens"], out["cap_to_answer"] = chosen["max_new_tokens"], False
+    if "cap_to_answer" in chosen:
+        out["cap_to_answer"] = chosen["cap_to_answer"]
+    limits = [c for c in ceilings if c is not None]
+    if limits:
+        out["max_new_tokens"] = min(out["max_new_tokens"], *limits)
+    return out

@@ -23,7 +23,7 @@ from ..decoding import DecodingConfig
 from ..rows import RowControl, iterate_row
 from ..rows import notify_end as _end  # one "row finished" notice for every backend
 from ..errors import require_text
-from ..guard import Guard, new_token_cap
+from ..guard import Guard
 from ..templates import STOP_MARKERS, Template, cut_at_stop, get_template
 from ..transport.streaming import StreamParser, iterate_in_thread
 
@@ -140,10 +140,7 @@ class Corrector(ABC):
 
     def guard(self, question: str, answer: str, decoding: DecodingConfig) -> Guard:
         """The guard for one correction of ``answer`` (as the corrector sees it, after ``fit``)."""
-        cap = None
-        if decoding.cap_to_answer:
-            cap = new_token_cap(self.answer_tokens(answer))
-            cap = cap if cap < decoding.max_new_tokens else None
+        cap = decoding.row_cap(self.answer_tokens(answer)) if decoding.cap_to_answer else None
         return Guard(self.template, question, answer, eos_token=self.eos_token, cap=cap,
                      enabled=decoding.fallback)
 

@@ -38,7 +38,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..adapters.base import UpstreamReply, bare_message
 from ..core import EMPTY_ANSWER
 from ..correction import Asked, Correction
-from ..decoding import DecodingConfig
 from ..errors import AlignerError, ConfigError, UpstreamError, UpstreamTimeout
 from ..messages import question_of
 from .batching import DynamicBatcher
@@ -443,13 +442,9 @@ def _validate(body: Any, state: _State) -> ChatRequest:
     model = check_model(body.get("model"), state.model_names)
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
     stream = bool(body.get("stream"))
-    corrector = state.aligner.corrector
-    new_tokens = min(corrector.decoding.max_new_tokens, cfg.max_new_tokens, max_tokens or cfg.max_new_tokens)
     # the request's max_tokens lowers the ceiling but is not a choice of length for the
-    # correction: the corrector's own answer-relative cap setting stays
-    decoding = corrector.decoding if new_tokens == corrector.decoding.max_new_tokens else \
-        DecodingConfig.from_any({"max_new_tokens": new_tokens, "cap_to_answer": corrector.decoding.cap_to_answer},
-                                corrector.decoding.to_dict())
+    # correction: the corrector's own answer-relative cap setting stays (see resolve_length)
+    decoding = state.aligner.corrector.decoding.limited(cfg.max_new_tokens, max_tokens)
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     return ChatRequest(messages=messages, question=question, model=model, stream=stream, decoding=decoding,
                        include_usage=include_usage, json_mode=json_mode(body),
