@@ -53,8 +53,8 @@ class Aligner:
         self.batch_size = batch_size
 
     def with_corrector(self, corrector: Corrector) -> "Aligner":
-        """This Aligner (same upstream, batch size) correcting with ``corrector`` instead — e.g. the
-        server's batching wrapper around this Aligner's own corrector."""
+        """This Aligner (same upstream, batch size) correcting with ``corrector`` instead — e.g.
+        the server's: this Aligner's own corrector, its rows batched (``corrector.through(batcher)``)."""
         other = copy.copy(self)
         other.corrector = corrector
         return other

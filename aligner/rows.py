@@ -34,6 +34,9 @@ class RowControl:
     stop_reason: str | None = None
     #: ``steps`` when ``cancel()`` was called: ``steps - cancelled_at`` is how far it ran after.
     cancelled_at: int | None = None
+    #: stage times measured outside the decoding itself (a batching server's ``queue``,
+    #: ``batch_size``, ``corrector``), which the row's result and ``Correction.timings`` then show.
+    timings: dict[str, float] = field(default_factory=dict)
     _event: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def cancel(self) -> None:

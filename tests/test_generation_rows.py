@@ -85,7 +85,8 @@ def test_streams_join_the_dynamic_batcher_and_match_correct(varied):
     async def run() -> tuple[list[str], DynamicBatcher]:
         # all four join one batch: it waits for as long as it takes the four to be queued
         batcher = DynamicBatcher(corrector, max_batch_size=8, max_wait=60, may_join=lambda: len(PAIRS))
-        streams = [batcher.astream(q, a, decoding=corrector.decoding) for q, a in PAIRS]
+        served = corrector.through(batcher)  # the corrector, its rows batched (as the server serves it)
+        streams = [served.astream(q, a, decoding=corrector.decoding) for q, a in PAIRS]
 
         async def read(i: int) -> str:
             text = ""

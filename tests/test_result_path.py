@@ -99,7 +99,7 @@ def test_meta_is_the_one_aligner_object():
     assert served["upstream"] == "label" and served["bypassed"] is False
 
 
-# -- the server's batcher is a Corrector; the proxy corrects through the Aligner --------------------
+# -- the server's batcher wraps the corrector's rows; the proxy corrects through the Aligner ---------
 def test_the_batcher_is_a_corrector_the_aligner_calls_like_any_other(tiny_causal_path):
     from aligner.correctors import Corrector, load_corrector
     from aligner.serve.batching import DynamicBatcher
@@ -111,7 +111,7 @@ def test_the_batcher_is_a_corrector_the_aligner_calls_like_any_other(tiny_causal
 
     async def run():
         batcher = DynamicBatcher(inner, max_batch_size=8, max_wait=60, may_join=lambda: joining[0])
-        served = plain.with_corrector(batcher)
+        served = plain.with_corrector(inner.through(batcher))
         got = await asyncio.gather(*(served.acorrect(q, echo(q)) for q in QUESTIONS))
         joining[0] = 1
         stream = served.astream(QUESTIONS[0], echo(QUESTIONS[0]))
@@ -122,7 +122,8 @@ def test_the_batcher_is_a_corrector_the_aligner_calls_like_any_other(tiny_causal
         return batcher, served, got, stream, pieces
 
     batcher, served, got, stream, pieces = asyncio.run(run())
-    assert isinstance(batcher, Corrector) and served.corrector is batcher and served.upstream is plain.upstream
+    assert isinstance(served.corrector, Corrector) and served.corrector.decoder is batcher
+    assert served.upstream is plain.upstream
     assert [c.correction for c in got] == [c.correction for c in want]
     assert (batcher.stats.batches, batcher.stats.largest_batch, batcher.stats.streams) == (2, 3, 1)
     for q, c in zip(QUESTIONS, got):

@@ -12,11 +12,12 @@ from typing import Any
 from ..errors import ConfigError
 from ..registry import CORRECTORS
 from ..transport.streaming import StreamParser
+from .backend import Backend, RowDecoder
 from .base import Corrector
 
 DEMO_CORRECTOR = Path(__file__).resolve().parent.parent / "assets" / "demo-corrector"
 
-__all__ = ["Corrector", "StreamParser", "load_corrector", "demo_corrector_path", "DEMO_CORRECTOR"]
+__all__ = ["Backend", "Corrector", "RowDecoder", "StreamParser", "load_corrector", "demo_corrector_path", "DEMO_CORRECTOR"]
 
 
 def demo_corrector_path() -> Path:

@@ -1,31 +1,33 @@
-"""The corrector contract: render the template, generate, parse, guard — batch, stream and async once.
+"""The corrector: render the template, decode, parse, guard — batch, stream and async once.
 
-A backend implements two primitives over *rendered prompts*: ``generate`` (a batch, in order) and
-``stream_prompt`` (one prompt, raw text pieces). It may also implement ``generate_rows``, which
-takes one :class:`~aligner.rows.RowControl` per prompt (cancel handle, per-row cap, guard,
-streaming sink) — local models do, so a cancelled or runaway row stops within a decoding step.
-Everything a user calls — ``correct``, ``correct_batch``, ``stream`` and their async twins — is
-built here, so every backend parses, truncates, guards (:mod:`aligner.guard`) and streams
-identically (and the sync/async/stream parity tests hold for all of them).
+A :class:`Corrector` is a decoding :class:`~aligner.correctors.backend.Backend` (the few methods
+that turn rendered prompts into raw text: see that module for the contract) with the prompt and
+guard pipeline on top. Everything a user calls — ``correct``, ``correct_batch``, ``stream`` and
+their async twins — is built here, so every backend parses, truncates, guards
+(:mod:`aligner.guard`) and streams identically (and the sync/async/stream parity tests hold for
+all of them). The pipeline decodes its rows through :attr:`Corrector.decoder` — the corrector
+itself, or what :meth:`Corrector.through` puts in its place (the server's batcher, which wraps
+this corrector's own rows and nothing else).
 """
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
-from abc import ABC, abstractmethod
-from dataclasses import replace
 from typing import Any, AsyncIterator, Iterator, Mapping, Sequence
 
 from ..correction import Asked, AsyncCorrectionStream, CorrectionStream, CorrectorResult, correction_of
 from ..decoding import DecodingConfig
-
-from ..rows import RowControl, iterate_row
-from ..rows import notify_end as _end  # one "row finished" notice for every backend
 from ..errors import require_text
 from ..guard import Guard
-from ..templates import STOP_MARKERS, Template, cut_at_stop, get_template
-from ..transport.streaming import StreamParser, iterate_in_thread
+from ..rows import RowControl
+from ..templates import Template, cut_at_stop, get_template
+from ..transport.streaming import StreamParser
+from .backend import Backend, RowDecoder, capped, feed_pieces, must_stop
+
+__all__ = ["Corrector", "CorrectorResult", "ShownRow", "Backend", "RowDecoder", "capped", "feed_pieces",
+           "must_stop"]
 
 log = logging.getLogger("aligner")
 
@@ -37,98 +39,29 @@ class _Job:
         self.prompt, self.answer, self.row = prompt, answer, row
 
 
-class Corrector(ABC):
-    """Rewrites an answer given its question. Subclasses provide ``generate`` and ``stream_prompt``."""
+class Corrector(Backend):
+    """Rewrites an answer given its question: a backend (``generate_rows``, or ``generate`` and
+    ``stream_prompt``; see :mod:`aligner.correctors.backend`) under the prompt/guard pipeline."""
 
-    #: a short id shown in logs, the server's ``aligner`` object and the CLI (a path or hub id).
-    name: str = "corrector"
+    #: what decodes this corrector's rows when not the corrector itself (see :meth:`through`).
+    _decoder: RowDecoder | None = None
 
     def __init__(self, template: "str | Template | None" = None,
                  decoding: "DecodingConfig | Mapping[str, Any] | None" = None):
         self.template = get_template(template)
         self.decoding = DecodingConfig.from_any(decoding, self.template.decoding)
 
-    # -- primitives -------------------------------------------------------------------------
-    @abstractmethod
-    def generate(self, prompts: Sequence[str], decoding: DecodingConfig) -> list[str]:
-        """Raw generated text for each rendered prompt, in input order."""
-
-    @abstractmethod
-    def stream_prompt(self, prompt: str, decoding: DecodingConfig) -> Iterator[str]:
-        """Raw generated text pieces for one rendered prompt."""
-
-    async def agenerate(self, prompts: Sequence[str], decoding: DecodingConfig) -> list[str]:
-        """Async batch; local models run in a worker thread so the event loop stays free."""
-        return await asyncio.to_thread(self.generate, list(prompts), decoding)
-
-    async def astream_prompt(self, prompt: str, decoding: DecodingConfig) -> AsyncIterator[str]:
-        async for piece in iterate_in_thread(lambda: self.stream_prompt(prompt, decoding)):
-            yield piece
-
-    def generate_rows(self, prompts: Sequence[str], decoding: DecodingConfig,
-                      rows: Sequence[RowControl]) -> list[str]:
-        """Raw text per prompt, honouring each row as well as the backend can (blocking).
-
-        This default runs on the two primitives: a streaming row (``on_text``) streams and is
-        checked after every piece (cancel, guard); the others go in one ``generate`` call capped
-        at the largest row cap and are judged when done. Backends that decode step by step
-        override it to stop each row within a step.
-        """
-        out = [""] * len(prompts)
-        plain = []
-        for i, (prompt, row) in enumerate(zip(prompts, rows)):
-            if row.cancelled:
-                row.stop_reason = "cancelled"
-                _end(row)
-            elif row.on_text is not None:
-                out[i] = feed_pieces(row, self.stream_prompt(prompt, capped(decoding, [row])))
-            else:
-                plain.append(i)
-        if plain:
-            texts = self.generate([prompts[i] for i in plain], capped(decoding, [rows[i] for i in plain]))
-            for i, text in zip(plain, texts):
-                out[i] = text
-                _end(rows[i])
-        return out
-
-    async def agenerate_rows(self, prompts: Sequence[str], decoding: DecodingConfig,
-                             rows: Sequence[RowControl]) -> list[str]:
-        return await asyncio.to_thread(self.generate_rows, list(prompts), decoding, list(rows))
-
-    async def astream_row(self, prompt: str, decoding: DecodingConfig, row: RowControl) -> AsyncIterator[str]:
-        """Raw pieces of one guarded row, for ``astream``: this default drives ``stream_row`` in a
-        worker thread and cancels the row when the consumer stops early."""
-        finished = False
-        try:
-            async for piece in iterate_in_thread(lambda: self.stream_row(prompt, decoding, row)):
-                yield piece
-            finished = True
-        finally:
-            if not finished:
-                row.cancel()
-
-    def stream_row(self, prompt: str, decoding: DecodingConfig, row: RowControl) -> Iterator[str]:
-        """Raw pieces of one guarded row, for ``stream`` (generated in a worker thread)."""
-        return iterate_row(row, lambda: self.generate_rows([prompt], decoding, [row]))
-
     @property
-    def eos_token(self) -> str | None:
-        return None
+    def decoder(self) -> RowDecoder:
+        """What the pipeline hands its rows to: this corrector, or the decoder given to :meth:`through`."""
+        return self._decoder if self._decoder is not None else self
 
-    @property
-    def stop_markers(self) -> tuple[str, ...]:
-        """Where a generation has gone past the correction: EOS written out, or a new turn."""
-        return (*STOP_MARKERS, *((self.eos_token,) if self.eos_token else ()))
-
-    def fit(self, question: str, answer: str) -> tuple[str, str]:
-        """Make the prompt fit the corrector's context; the default backend has no limit."""
-        return question, answer
-
-    def answer_tokens(self, answer: str) -> int:
-        """The answer's length in the corrector's tokens, for the new-token cap. Without a
-        tokenizer its UTF-8 byte count stands in: never fewer than a byte-level tokenizer's
-        tokens, so the cap errs long."""
-        return len(answer.encode("utf-8", "replace"))
+    def through(self, decoder: RowDecoder) -> "Corrector":
+        """This corrector — its template, decoding, guard, ``fit`` and tokens — with its rows
+        decoded by ``decoder``: the server's batcher, which wraps this corrector's own rows."""
+        other = copy.copy(self)
+        other._decoder = decoder
+        return other
 
     # -- built once ------------------------------------------------------------------------
     def render(self, question: str, answer: str, *, aspects: str | None = None) -> str:
@@ -176,7 +109,7 @@ class Corrector(ABC):
         if reason is not None:
             log.info("corrector output is degenerate (%s): returning the original answer", reason)
             text = answer
-        return CorrectorResult(text, reason, raw, row.stop_reason)
+        return CorrectorResult(text, reason, raw, row.stop_reason, timings=dict(row.timings))
 
     def _jobs(self, pairs: Sequence[tuple[str, str]], aspects: str | None,
               decoding: DecodingConfig) -> list[_Job]:
@@ -199,8 +132,8 @@ class Corrector(ABC):
         """Like ``correct_batch``, with each correction's fallback reason."""
         dec = self._decoding(decoding)
         jobs = self._jobs(pairs, aspects, dec)
-        raws = self.generate_rows([j.prompt for j in jobs], dec, [j.row for j in jobs])
-        return [self.finish(raw, j.answer, j.row) for raw, j in zip(raws, jobs)]
+        raws = self.decoder.generate_rows([j.prompt for j in jobs], dec, [j.row for j in jobs])
+        return self._finished(raws, jobs)
 
     async def acorrect(self, question: str, answer: str, *, aspects: str | None = None,
                        decoding: "DecodingConfig | Mapping[str, Any] | None" = None) -> str:
@@ -213,10 +146,20 @@ class Corrector(ABC):
     async def acorrect_results(self, pairs: Sequence[tuple[str, str]], *, aspects: str | None = None,
                                decoding: "DecodingConfig | Mapping[str, Any] | None" = None
                                ) -> list[CorrectorResult]:
+        """``correct_results`` for async callers: rendering (which tokenises the answer) and
+        judging run in worker threads, the rows on the decoder's own async path (a server's
+        batcher gathers them with other requests' rows)."""
         dec = self._decoding(decoding)
-        jobs = self._jobs(pairs, aspects, dec)
-        raws = await self.agenerate_rows([j.prompt for j in jobs], dec, [j.row for j in jobs])
-        return [self.finish(raw, j.answer, j.row) for raw, j in zip(raws, jobs)]
+        jobs = await asyncio.to_thread(self._jobs, pairs, aspects, dec)
+        raws = await self.decoder.agenerate_rows([j.prompt for j in jobs], dec, [j.row for j in jobs])
+        return await asyncio.to_thread(self._finished, raws, jobs)
+
+    def _finished(self, raws: Sequence[str], jobs: Sequence[_Job]) -> list[CorrectorResult]:
+        results = [self.finish(raw, j.answer, j.row) for raw, j in zip(raws, jobs)]
+        if self.decoder.reports_usage:
+            for r, j in zip(results, jobs):
+                r.usage = self.usage(j.prompt, r.text)
+        return results
 
     def stream(self, question: str, answer: str, *, aspects: str | None = None,
                decoding: "DecodingConfig | Mapping[str, Any] | None" = None,
@@ -224,22 +167,32 @@ class Corrector(ABC):
         """The correction piece by piece; once exhausted, its ``result`` and ``correction`` (see
         :class:`~aligner.correction.CorrectionStream` for what a fallback does). ``asked``: who
         answered and how long it took, for the Correction (an Aligner passes its upstream's)."""
-        shown = self._shown(question, answer, aspects, decoding, asked)
-        return CorrectionStream(lambda stream: shown.run(stream, self.stream_row(shown.prompt, shown.decoding,
-                                                                                 shown.row)))
+        shown = self._shown(question, answer, aspects, self._decoding(decoding), asked)
+        return CorrectionStream(lambda stream: shown.run(stream, self.decoder.stream_row(shown.prompt, shown.decoding,
+                                                                                         shown.row)))
 
     def astream(self, question: str, answer: str, *, aspects: str | None = None,
                 decoding: "DecodingConfig | Mapping[str, Any] | None" = None,
                 asked: Asked | None = None) -> AsyncCorrectionStream:
-        shown = self._shown(question, answer, aspects, decoding, asked)
-        return AsyncCorrectionStream(lambda stream: shown.arun(stream, self.astream_row(shown.prompt, shown.decoding,
-                                                                                        shown.row)))
-
-    def _shown(self, question: str, answer: str, aspects: str | None,
-               decoding: "DecodingConfig | Mapping[str, Any] | None", asked: Asked | None) -> "ShownRow":
+        """The async twin of :meth:`stream`; the prompt is rendered in a worker thread when
+        iteration starts (rendering tokenises the answer, never on the event loop)."""
         dec = self._decoding(decoding)
-        prompt, row = self.prepare(question, answer, aspects=aspects, decoding=dec)
-        return ShownRow(self, question, answer, prompt, dec, row, asked)
+
+        async def run(stream: AsyncCorrectionStream) -> AsyncIterator[str]:
+            shown = await asyncio.to_thread(self._shown, question, answer, aspects, dec, asked)
+            pieces = shown.arun(stream, self.decoder.astream_row(shown.prompt, dec, shown.row))
+            try:
+                async for out in pieces:
+                    yield out
+            finally:
+                await pieces.aclose()  # left early: the row is cancelled now, not when collected
+
+        return AsyncCorrectionStream(run)
+
+    def _shown(self, question: str, answer: str, aspects: str | None, decoding: DecodingConfig,
+               asked: Asked | None) -> "ShownRow":
+        prompt, row = self.prepare(question, answer, aspects=aspects, decoding=decoding)
+        return ShownRow(self, question, answer, prompt, decoding, row, asked)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, template={self.template.name!r})"
@@ -258,8 +211,6 @@ class ShownRow:
         guard = row.guard
         self.parser = StreamParser(guard.cut_markers if guard is not None else corrector.stop_markers)
         self.text = ""
-        #: stage times measured outside the row (a batching server's ``queue``, ``batch_size``).
-        self.timings: dict[str, float] = {}
         self.t0 = time.perf_counter()
 
     @property
@@ -282,7 +233,6 @@ class ShownRow:
         if result.fallback:
             tail = "" if self.text else self.answer
         self.text += tail
-        result.timings.update(self.timings)
         stream.result = result
         stream.correction = correction_of(self.question, self.answer, result, corrector=self.corrector,
                                           asked=self.asked, corrector_s=time.perf_counter() - self.t0)
@@ -311,43 +261,3 @@ class ShownRow:
             await pieces.aclose()  # type: ignore[attr-defined]
         for out in self.end(stream):
             yield out
-
-
-def capped(decoding: DecodingConfig, rows: Sequence[RowControl]) -> DecodingConfig:
-    """``decoding`` with ``max_new_tokens`` lowered to the rows' largest cap (when all have one)."""
-    caps = [r.max_new_tokens for r in rows]
-    if not caps or any(c is None for c in caps):
-        return decoding
-    top = max(caps)  # type: ignore[type-var]
-    return replace(decoding, max_new_tokens=top) if top < decoding.max_new_tokens else decoding
-
-
-def feed_pieces(row: RowControl, pieces: Iterator[str]) -> str:
-    """Run a piece-by-piece generation for ``row``: deliver pieces to ``on_text``, stop (closing
-    the source, e.g. an HTTP stream) on cancel or when the guard trips; the raw text."""
-    raw = ""
-    try:
-        for piece in pieces:
-            raw += piece
-            row.steps += 1
-            if row.on_text is not None:
-                row.on_text(piece)
-            if must_stop(row, raw):
-                break
-    finally:
-        close = getattr(pieces, "close", None)
-        if close is not None:
-            close()
-        _end(row)
-    return raw
-
-
-def must_stop(row: RowControl, raw: str) -> bool:
-    """Whether a row streamed piece by piece stops after its text so far, ``raw`` (cancelled, or
-    its guard tripped; ``stop_reason`` then says which): one verdict for every streaming backend."""
-    guard: Guard | None = row.guard
-    reason = "cancelled" if row.cancelled else (guard.check(raw[-guard.tail_chars:]) if guard is not None else None)
-    if reason is None:
-        return False
-    row.stop_reason = reason
-    return True

@@ -181,6 +181,14 @@ class LocalCorrector(Corrector):
     def answer_tokens(self, answer: str) -> int:
         return len(self.generator.tokenizer(answer, add_special_tokens=False, verbose=False)["input_ids"])
 
+    def usage(self, prompt: str, completion: str) -> dict[str, int]:
+        """The prompt's tokens as the model is given them (special tokens included) and the
+        correction's own."""
+        prompt_tokens = self.generator.count_tokens(prompt)
+        completion_tokens = len(self.generator.tokenizer(completion, add_special_tokens=False, verbose=False)["input_ids"])
+        return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens}
+
     def generate(self, prompts: Sequence[str], decoding: DecodingConfig) -> list[str]:
         return self.generate_rows(prompts, decoding, [RowControl() for _ in prompts])
 

@@ -21,7 +21,8 @@ from ..registry import register_corrector
 from ..rows import RowControl
 from ..errors import ConfigError, UpstreamError
 from ..templates import Template
-from .base import Corrector, _end, feed_pieces, must_stop
+from .backend import _end, feed_pieces, must_stop
+from .base import Corrector
 
 
 @register_corrector

@@ -216,8 +216,8 @@ class _State:
                                       max_batch_size=config.max_batch_size if config.batching else 1,
                                       max_wait=config.batch_wait_ms / 1000 if config.batching else 0.0,
                                       may_join=lambda: self.in_flight)
-        #: the aligner the handlers correct with: the same, its corrector's calls batched
-        self.serving = aligner.with_corrector(self.batcher)
+        #: the aligner the handlers correct with: the same, its corrector's rows batched
+        self.serving = aligner.with_corrector(aligner.corrector.through(self.batcher))
         self.records = None
         if config.log_corrections:
             from .records import CorrectionsLog
@@ -591,6 +591,7 @@ async def _complete(state: _State, req: ChatRequest, request: Request) -> JSONRe
                 req.question, reply.text, decoding=req.decoding, asked=_asked(state, t_up)))
         except AlignerError as exc:
             raise APIError(400, str(exc), param=exc.field, code="invalid_value") from exc
+        state.batcher.stats.count_fallback(c.fallback_reason)
         await _record(state, req, c)
     _logged(request, c, skipped=skipped)
     state.served += 1
@@ -700,6 +701,7 @@ async def _sse(state: _State, req: ChatRequest, reply: UpstreamReply, request: R
                 yield "data: [DONE]\n\n"
                 return
             c = stream.correction
+            state.batcher.stats.count_fallback(c.fallback_reason)
         state.served += 1
         _logged(request, c, fallback=c.fallback_reason)
         if not bypassed:  # before the last events: the client may hang up on [DONE]

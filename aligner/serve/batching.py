@@ -3,7 +3,7 @@
 A local model decodes a batch of 16 in barely more time than a batch of 1 (one decode step reads
 all weights once, whatever the batch), so a server that corrects requests one at a time wastes
 almost all of its throughput. Requests here wait at most ``max_wait`` for company, then the whole
-group goes to the corrector's row primitive (``Corrector.generate_rows``) in one worker thread.
+group goes to the backend's row primitive (``generate_rows``) in one worker thread.
 A streamed request is a row like any other whose text is handed to it step by step, so streams
 batch together (and with plain requests) instead of queueing one at a time.
 
@@ -12,21 +12,23 @@ disconnects or a request past its deadline cancels it, and the row stops at the 
 step while the rest of its batch goes on — an abandoned stream does not keep the model busy.
 
 Only the corrector step is batched: each request has fetched its upstream answer on its own before
-it gets here, so no request ever waits on another request's upstream. Rendering the prompt (which
-tokenises the answer to fit it, however long) runs in a worker thread, never on the event loop.
+it gets here, so no request ever waits on another request's upstream. The batcher is a
+:class:`~aligner.correctors.backend.RowDecoder` wrapping the corrector's own rows and nothing else:
+the server corrects through ``corrector.through(batcher)``, the same corrector (its template, ``fit``,
+guard, parsing, token counts) with its async rows gathered here. Rendering the prompt (which
+tokenises the answer to fit it, however long) and judging the output happen in that corrector's
+pipeline, in worker threads, never on the event loop.
 """
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Iterator, Mapping, Sequence
+from typing import Any, AsyncIterator, Callable, Iterator, Sequence
 
-from ..correction import Asked, AsyncCorrectionStream
-from ..correctors.base import Corrector, CorrectorResult, ShownRow
+from ..correctors.backend import RowDecoder
 from ..decoding import DecodingConfig
 from ..rows import RowControl
 
@@ -49,7 +51,8 @@ class BatchStats:
     stopped_rows: int = 0
     #: the most tokens any cancelled row generated after its cancel (the promise: at most 2).
     max_steps_after_cancel: int = 0
-    #: corrections replaced by the original answer, by reason (see ``aligner.guard``).
+    #: corrections replaced by the original answer, by reason (see ``aligner.guard``), counted by
+    #: the server as it serves them.
     fallbacks: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -73,40 +76,37 @@ _END = object()
 @dataclass(eq=False)
 class _Item:
     prompt: str
-    answer: str
     row: RowControl
     decoding: DecodingConfig
     enqueued: float
-    #: plain requests: resolved with the CorrectorResult by the batch.
+    #: plain rows: resolved with the raw text by the batch.
     future: asyncio.Future | None = None
     #: streamed requests: text pieces, then _END (or an exception).
     pieces: asyncio.Queue | None = None
-    info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def gone(self) -> bool:
         return self.row.cancelled or (self.future is not None and self.future.done())
 
 
-class DynamicBatcher(Corrector):
-    """A corrector that gathers its async calls — ``acorrect_results`` and ``astream`` — into
-    batches of at most ``max_batch_size`` (``1`` = unbatched) for the corrector it wraps.
+class DynamicBatcher(RowDecoder):
+    """A row decoder that gathers its async rows — ``agenerate_rows`` and ``astream_row`` — into
+    batches of at most ``max_batch_size`` (``1`` = unbatched) for the backend it wraps.
 
-    It is a :class:`~aligner.correctors.base.Corrector` like any other, so the server corrects
-    through ``Aligner.acorrect`` / ``Aligner.astream`` as every other caller does: the prompt is
-    rendered, parsed and guarded by the same code, only the generation step is shared. Its results
-    carry the stage times a client sees in ``aligner.timings`` (``queue``, ``corrector``,
-    ``batch_size``) and, from a corrector with a local tokenizer, its tokens (``usage``) counted
-    on the prompt the corrector was really given (after ``fit``). Sync calls go straight to the
-    wrapped corrector. Must be used from one event loop; the model runs in a single worker thread
-    so the loop stays free to accept requests (which is what lets the next batch fill while this
-    one decodes).
+    The server corrects through ``corrector.through(batcher)``: the prompt is rendered, parsed and
+    guarded by the corrector's own pipeline, as for every other caller; only the generation step is
+    shared. Each row's ``timings`` get the stage times a client sees in ``aligner.timings``
+    (``queue``, ``batch_size`` and, for a plain row, ``corrector``: its batch's time); results
+    decoded here carry the corrector's token ``usage``. Sync rows go straight to the backend.
+    Must be used from one event loop; the model runs in a single worker thread so the loop stays
+    free to accept requests (which is what lets the next batch fill while this one decodes).
     """
 
-    def __init__(self, corrector: Corrector, *, max_batch_size: int = 16, max_wait: float = 0.010,
+    reports_usage = True
+
+    def __init__(self, backend: RowDecoder, *, max_batch_size: int = 16, max_wait: float = 0.010,
                  may_join: Callable[[], int] | None = None):
-        self.inner = corrector
-        self.name, self.template, self.decoding = corrector.name, corrector.template, corrector.decoding
+        self.backend = backend
         #: how many requests could still join a batch (the server's in-flight count). When all of
         #: them are already in the batch, waiting longer only adds latency: a lone request at
         #: concurrency 1 then pays no batching delay at all.
@@ -118,44 +118,13 @@ class DynamicBatcher(Corrector):
         self._task: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
 
-    # -- the wrapped corrector's contract, unchanged ------------------------------------------
-    @property
-    def is_demo(self) -> bool:
-        return bool(getattr(self.inner, "is_demo", False))
-
-    @property
-    def eos_token(self) -> str | None:
-        return self.inner.eos_token
-
-    @property
-    def stop_markers(self) -> tuple[str, ...]:
-        return self.inner.stop_markers
-
-    def generate(self, prompts: Sequence[str], decoding: DecodingConfig) -> list[str]:
-        return self.inner.generate(prompts, decoding)
-
-    def stream_prompt(self, prompt: str, decoding: DecodingConfig) -> Iterator[str]:
-        return self.inner.stream_prompt(prompt, decoding)
-
+    # -- not batched: sync callers (a thread of their own) decode as they would without it -------
     def generate_rows(self, prompts: Sequence[str], decoding: DecodingConfig,
                       rows: Sequence[RowControl]) -> list[str]:
-        return self.inner.generate_rows(prompts, decoding, rows)
+        return self.backend.generate_rows(prompts, decoding, rows)
 
     def stream_row(self, prompt: str, decoding: DecodingConfig, row: RowControl) -> Iterator[str]:
-        return self.inner.stream_row(prompt, decoding, row)
-
-    def fit(self, question: str, answer: str) -> tuple[str, str]:
-        return self.inner.fit(question, answer)
-
-    def answer_tokens(self, answer: str) -> int:
-        return self.inner.answer_tokens(answer)
-
-    def prepare(self, question: str, answer: str, *, aspects: str | None = None,
-                decoding: "DecodingConfig | None" = None) -> tuple[str, RowControl]:
-        return self.inner.prepare(question, answer, aspects=aspects, decoding=decoding)
-
-    def finish(self, raw: str, answer: str, row: RowControl) -> CorrectorResult:
-        return self.inner.finish(raw, answer, row)
+        return self.backend.stream_row(prompt, decoding, row)
 
     # -- batched ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -181,15 +150,12 @@ class DynamicBatcher(Corrector):
             self._executor.shutdown(wait=False)
             self._executor = None
 
-    async def _item(self, question: str, answer: str, decoding: DecodingConfig, aspects: str | None,
-                    *, stream: bool) -> _Item:
-        """Render the prompt (tokenising the answer) in a worker thread, then queue the row;
-        errors in the request (a question too long for the corrector) raise here."""
+    def _enqueue(self, prompt: str, row: RowControl, decoding: DecodingConfig, *, stream: bool) -> _Item:
+        """Queue one row: a plain one is resolved with its raw text, a streamed one gets its
+        pieces through a queue the event loop reads."""
         self.start()
         loop = asyncio.get_running_loop()
-        prompt, row = await loop.run_in_executor(None, functools.partial(
-            self.inner.prepare, question, answer, aspects=aspects, decoding=decoding))
-        item = _Item(prompt, answer, row, decoding, time.perf_counter())
+        item = _Item(prompt, row, decoding, time.perf_counter())
         if stream:
             pieces: asyncio.Queue = asyncio.Queue()
             item.pieces = pieces
@@ -208,65 +174,24 @@ class DynamicBatcher(Corrector):
         self._queue.put_nowait(item)
         return item
 
-    async def acorrect_results(self, pairs: Sequence[tuple[str, str]], *, aspects: str | None = None,
-                               decoding: "DecodingConfig | Mapping[str, Any] | None" = None
-                               ) -> list[CorrectorResult]:
-        """Each pair's correction, generated in whatever batch it lands in. Cancelling the awaiting
+    async def agenerate_rows(self, prompts: Sequence[str], decoding: DecodingConfig,
+                             rows: Sequence[RowControl]) -> list[str]:
+        """Each row's raw text, generated in whatever batch it lands in. Cancelling the awaiting
         task (a deadline, a client gone) cancels the rows: each stops at the next decoding step,
         or is never generated if its batch has not started."""
-        dec = self._decoding(decoding)
-        return list(await asyncio.gather(*(self._one(q, a, dec, aspects) for q, a in pairs)))
-
-    async def _one(self, question: str, answer: str, decoding: DecodingConfig,
-                   aspects: str | None) -> CorrectorResult:
-        item = await self._item(question, answer, decoding, aspects, stream=False)
-        assert item.future is not None
+        items = [self._enqueue(p, r, decoding, stream=False) for p, r in zip(prompts, rows)]
         try:
-            result: CorrectorResult = await item.future
+            return list(await asyncio.gather(*(it.future for it in items)))  # type: ignore[misc]
         except asyncio.CancelledError:
-            item.row.cancel()
+            for it in items:
+                it.row.cancel()
             raise
-        result.timings = {k: item.info[k] for k in ("queue", "corrector", "batch_size")}
-        result.usage = await asyncio.to_thread(self._usage, item.prompt, result.text)
-        return result
 
-    def _usage(self, prompt: str, completion: str) -> dict[str, int] | None:
-        """The corrector's own tokens — the prompt it was given (after ``fit``) and the correction
-        — for a corrector with a local tokenizer; None for one without (a remote endpoint)."""
-        generator = getattr(self.inner, "generator", None)
-        tokenizer = getattr(generator, "tokenizer", None)
-        if tokenizer is None:
-            return None
-        prompt_tokens = generator.count_tokens(prompt)
-        completion_tokens = len(tokenizer(completion, add_special_tokens=False, verbose=False)["input_ids"])
-        return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens}
-
-    def astream(self, question: str, answer: str, *, aspects: str | None = None,
-                decoding: "DecodingConfig | Mapping[str, Any] | None" = None,
-                asked: Asked | None = None) -> AsyncCorrectionStream:
-        """A streamed correction whose row joins a batch like a plain one; parsed and guarded the
-        way ``Corrector.astream`` does it. Leaving early (``aclose()``, a cancelled task) cancels
-        its row. Its ``result.timings`` say how long it queued and the size of its batch."""
-        dec = self._decoding(decoding)
-
-        async def run(stream: AsyncCorrectionStream) -> AsyncIterator[str]:
-            item = await self._item(question, answer, dec, aspects, stream=True)
-            shown = ShownRow(self, question, answer, item.prompt, dec, item.row, asked)
-            shown.timings = item.info  # queue and batch_size, once its batch has started
-            pieces = shown.arun(stream, self._pieces(item))
-            try:
-                async for out in pieces:
-                    yield out
-            finally:
-                await pieces.aclose()  # left early: the row is cancelled now, not when collected
-            self.stats.count_fallback(stream.result.fallback_reason)
-
-        return AsyncCorrectionStream(run)
-
-    async def _pieces(self, item: _Item) -> AsyncIterator[str]:
-        """The raw pieces of a queued row, as its batch generates them; the row is cancelled
-        when its reader stops early (closes, is cancelled, or the parser has seen the end)."""
+    async def astream_row(self, prompt: str, decoding: DecodingConfig, row: RowControl) -> AsyncIterator[str]:
+        """The raw pieces of a row that joins a batch like a plain one, as its batch generates
+        them; the row is cancelled when its reader stops early (closes, is cancelled, or the
+        parser has seen the end)."""
+        item = self._enqueue(prompt, row, decoding, stream=True)
         assert item.pieces is not None
         ended = False
         try:
@@ -280,7 +205,7 @@ class DynamicBatcher(Corrector):
                 yield piece
         finally:
             if not ended:
-                item.row.cancel()
+                row.cancel()
 
     async def _collect(self) -> list[_Item]:
         assert self._queue is not None
@@ -302,12 +227,9 @@ class DynamicBatcher(Corrector):
                 break
         return batch
 
-    def _generate(self, items: list[_Item]) -> list[CorrectorResult | None]:
-        """In the worker thread: one guarded batch, then each plain row parsed and judged."""
-        raws = self.inner.generate_rows([it.prompt for it in items], items[0].decoding,
-                                        [it.row for it in items])
-        return [None if it.pieces is not None else self.inner.finish(raw, it.answer, it.row)
-                for it, raw in zip(items, raws)]
+    def _generate(self, items: list[_Item]) -> list[str]:
+        """In the worker thread: one guarded batch."""
+        return self.backend.generate_rows([it.prompt for it in items], items[0].decoding, [it.row for it in items])
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -327,7 +249,7 @@ class DynamicBatcher(Corrector):
                 t0 = time.perf_counter()
                 n = len(items)
                 for it in items:
-                    it.info.update(queue=t0 - it.enqueued, batch_size=n)
+                    it.row.timings.update(queue=t0 - it.enqueued, batch_size=n)
                 try:
                     results = await loop.run_in_executor(self._executor, self._generate, items)
                 except asyncio.CancelledError:
@@ -346,18 +268,16 @@ class DynamicBatcher(Corrector):
                 self.stats.batches += 1
                 self.stats.largest_batch = max(self.stats.largest_batch, n)
                 self.stats.sizes[n] = self.stats.sizes.get(n, 0) + 1
-                for it, result in zip(items, results):
-                    if it.pieces is None:  # a stream's corrector time is its own, from its first to last piece
-                        it.info["corrector"] = took
+                for it, raw in zip(items, results):
                     row = it.row
+                    if it.pieces is None:  # a stream's corrector time is its own, from its first to last piece
+                        row.timings = {"queue": row.timings["queue"], "corrector": took, "batch_size": n}
                     if row.stop_reason == "cancelled" and row.steps_after_cancel is not None:
                         self.stats.stopped_rows += 1
                         self.stats.max_steps_after_cancel = max(self.stats.max_steps_after_cancel,
                                                                 row.steps_after_cancel)
-                    if result is not None:
-                        self.stats.count_fallback(result.fallback_reason)
-                        if it.future is not None and not it.future.done():
-                            it.future.set_result(result)
+                    if it.future is not None and not it.future.done():
+                        it.future.set_result(raw)
 
 
 def _fail(item: _Item, exc: BaseException | None) -> None:
