@@ -95,6 +95,22 @@ class Aligner:
     async def aanswer(self, question: str, **params: Any) -> str:
         return await self._need_upstream().aanswer(require_text(question, "question"), **params)
 
+    def _ask(self, question: str, answer: str | None, asked: Asked | None) -> tuple[str, Asked]:
+        """The answer to correct and who gave it: ``answer`` as given (with the caller's
+        ``asked``), or, when it is None, the upstream's, timed."""
+        if answer is not None:
+            return answer, self._asked(asked=asked)
+        t0 = time.perf_counter()
+        text = self.answer(question)
+        return text, self._asked(time.perf_counter() - t0)
+
+    async def _aask(self, question: str, answer: str | None, asked: Asked | None) -> tuple[str, Asked]:
+        if answer is not None:
+            return answer, self._asked(asked=asked)
+        t0 = time.perf_counter()
+        text = await self.aanswer(question)
+        return text, self._asked(time.perf_counter() - t0)
+
     # -- one ------------------------------------------------------------------------------
     def correct(self, question: str, answer: str | None = None, *, aspects: str | None = None,
                 decoding: Any = None, asked: Asked | None = None) -> Correction:
@@ -102,12 +118,7 @@ class Aligner:
         (``""``, blank, an upstream's ``content: null``) is not corrected: it comes back as it was,
         with ``skipped="empty"``. ``asked``: the upstream call you made yourself for ``answer``
         (who answered, its seconds), so the Correction's ``upstream`` and timings count it."""
-        require_text(question, "question")
-        if answer is None:
-            t0 = time.perf_counter()
-            answer = self.answer(question)
-            asked = Asked(time.perf_counter() - t0)
-        asked = self._asked(asked=asked)
+        answer, asked = self._ask(require_text(question, "question"), answer, asked)
         if is_blank(answer):
             return self._not_corrected(question, answer, asked)
         t1 = time.perf_counter()
@@ -116,12 +127,7 @@ class Aligner:
 
     async def acorrect(self, question: str, answer: str | None = None, *, aspects: str | None = None,
                        decoding: Any = None, asked: Asked | None = None) -> Correction:
-        require_text(question, "question")
-        if answer is None:
-            t0 = time.perf_counter()
-            answer = await self.aanswer(question)
-            asked = Asked(time.perf_counter() - t0)
-        asked = self._asked(asked=asked)
+        answer, asked = await self._aask(require_text(question, "question"), answer, asked)
         if is_blank(answer):
             return self._not_corrected(question, answer, asked)
         t1 = time.perf_counter()
@@ -206,14 +212,8 @@ class Aligner:
         require_text(question, "question")
 
         def run(stream: CorrectionStream) -> Iterator[str]:
-            text, up = answer, asked
-            if text is None:
-                t0 = time.perf_counter()
-                text = self.answer(question)
-                up = Asked(time.perf_counter() - t0)
-            up = self._asked(asked=up)
-            if is_blank(text):
-                stream.result, stream.correction = CorrectorResult(text), self._not_corrected(question, text, up)
+            text, up = self._ask(question, answer, asked)
+            if self._skipped(stream, question, text, up):
                 return
             inner = self.corrector.stream(question, text, aspects=aspects, decoding=decoding, asked=up)
             try:
@@ -229,14 +229,8 @@ class Aligner:
         require_text(question, "question")
 
         async def run(stream: AsyncCorrectionStream) -> AsyncIterator[str]:
-            text, up = answer, asked
-            if text is None:
-                t0 = time.perf_counter()
-                text = await self.aanswer(question)
-                up = Asked(time.perf_counter() - t0)
-            up = self._asked(asked=up)
-            if is_blank(text):
-                stream.result, stream.correction = CorrectorResult(text), self._not_corrected(question, text, up)
+            text, up = await self._aask(question, answer, asked)
+            if self._skipped(stream, question, text, up):
                 return
             inner = self.corrector.astream(question, text, aspects=aspects, decoding=decoding, asked=up)
             try:
@@ -247,6 +241,13 @@ class Aligner:
             stream.result, stream.correction = inner.result, inner.correction
 
         return AsyncCorrectionStream(run)
+
+    def _skipped(self, stream: Any, question: str, answer: str, asked: Asked) -> bool:
+        """An empty answer ends its stream at once, uncorrected (``skipped="empty"``)."""
+        if not is_blank(answer):
+            return False
+        stream.result, stream.correction = CorrectorResult(answer), self._not_corrected(question, answer, asked)
+        return True
 
     def __repr__(self) -> str:
         return f"Aligner(upstream={self.upstream!r}, corrector={self.corrector!r})"

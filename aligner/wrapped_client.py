@@ -68,19 +68,23 @@ def _replace(resp: Any, choice: Any, c: Correction) -> None:
     resp.aligner = c.meta()
 
 
-def _mine(chunks: list[Any], index: int) -> list[Any]:
-    """The upstream's own chunks of choice ``index``, as they came."""
-    return [chunk.model_copy(update={"choices": [ch for ch in chunk.choices if ch.index == index]})
-            for chunk in chunks if any(ch.index == index for ch in chunk.choices)]
+def _choices(aligner: Aligner, question: str, chunks: list[Any], answers: dict[int, str],
+             asked: Asked) -> Iterator[tuple[int, str, list[Any], Correction | None]]:
+    """Each streamed choice: its index, its answer, its own chunks as they came, and its
+    Correction when it is a turn of tool calls passed on as it came (else None: to correct)."""
+    for index, answer in sorted(answers.items()):
+        mine = [chunk.model_copy(update={"choices": [ch for ch in chunk.choices if ch.index == index]})
+                for chunk in chunks if any(ch.index == index for ch in chunk.choices)]
+        calls = any(ch.delta.tool_calls for chunk in mine for ch in chunk.choices)
+        yield index, answer, mine, _tool_turn(aligner, question, answer, calls, asked)
 
 
-def _calls_in(chunks: list[Any]) -> bool:
-    return any(ch.delta.tool_calls for chunk in chunks for ch in chunk.choices)
-
-
-def _replayed(mine: list[Any], c: Correction) -> list[Any]:
-    """Choice chunks of an answer that was not corrected, as they came (tool-call deltas, a
-    refusal, its finish reason), the last one carrying ``aligner``."""
+def _ending(mine: list[Any], head: dict[str, Any], index: int, c: Correction) -> list[Any]:
+    """A choice's last chunks: for a correction, its stop chunk carrying ``aligner``; for an
+    answer that was not corrected, its own chunks as they came (tool-call deltas, a refusal, its
+    finish reason), the last one carrying ``aligner``."""
+    if not c.skipped:
+        return [_chunk(head, index, None, "stop", c.meta())]
     if mine:
         mine[-1].aligner = c.meta()
     return mine
@@ -112,18 +116,12 @@ class _Completions:
             chunks.append(chunk)
             head = _absorb(chunk, answers)
         asked = _asked(kwargs.get("model") or head.get("model"), time.perf_counter() - t0)
-        for index, answer in sorted(answers.items()):
-            mine = _mine(chunks, index)
-            c = _tool_turn(owner.aligner, question, answer, _calls_in(mine), asked)
-            if c is None:
+        for index, answer, mine, c in _choices(owner.aligner, question, chunks, answers, asked):
+            if c is None:  # corrected: the correction's pieces as they are generated
                 stream = owner.aligner.stream(question, answer, asked=asked)
-                for piece in stream:
-                    yield _chunk(head, index, piece, None)
+                yield from (_chunk(head, index, piece, None) for piece in stream)
                 c = stream.correction
-            if c.skipped:
-                yield from _replayed(mine, c)
-            else:
-                yield _chunk(head, index, None, "stop", c.meta())
+            yield from _ending(mine, head, index, c)
 
     async def _acreate(self, question: str, kwargs: dict[str, Any]) -> Any:
         owner = self._owner
@@ -144,19 +142,14 @@ class _Completions:
             chunks.append(chunk)
             head = _absorb(chunk, answers)
         asked = _asked(kwargs.get("model") or head.get("model"), time.perf_counter() - t0)
-        for index, answer in sorted(answers.items()):
-            mine = _mine(chunks, index)
-            c = _tool_turn(owner.aligner, question, answer, _calls_in(mine), asked)
+        for index, answer, mine, c in _choices(owner.aligner, question, chunks, answers, asked):
             if c is None:
                 stream = owner.aligner.astream(question, answer, asked=asked)
                 async for piece in stream:
                     yield _chunk(head, index, piece, None)
                 c = stream.correction
-            if c.skipped:
-                for chunk in _replayed(mine, c):
-                    yield chunk
-            else:
-                yield _chunk(head, index, None, "stop", c.meta())
+            for chunk in _ending(mine, head, index, c):
+                yield chunk
 
 
 class _Chat:
