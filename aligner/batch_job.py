@@ -26,14 +26,13 @@ import logging
 import os
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 from .core import Aligner
-from .correction import Asked
-from .errors import LINE, AlignerError, ConfigError, CorrectorError, DataError, UpstreamError, json_type
+from .errors import LINE, AlignerError, ConfigError, DataError, UpstreamError, json_type
+from .pipeline import is_transient
 
 log = logging.getLogger("aligner.batch_job")
 
@@ -42,8 +41,6 @@ EXIT_ROWS_FAILED = 3
 #: stop the run when this many rows in a row fail with a transient error (5xx, timeout, cannot
 #: connect) after their retries: the upstream is down, not the rows bad.
 STOP_AFTER_FAILURES_IN_A_ROW = 8
-#: 4xx statuses that are about one request (its content, its length), not about the setup.
-_ROW_STATUSES = frozenset(range(400, 500)) - {401, 403, 404, 408, 409, 429}
 
 
 def row_key(question: str, answer: str | None) -> str:
@@ -219,21 +216,6 @@ def _describe_rows(rows: list[int], unit: str, limit: int = 5) -> str:
     return f"{unit}s {shown}{more} ({len(rows)} rows)"
 
 
-def _is_row_error(exc: BaseException) -> bool:
-    """True when ``exc`` is about this row (record it and go on), False when it is about the setup
-    (a bad key, model or URL: every row would fail the same way, so stop)."""
-    if isinstance(exc, UpstreamError):
-        return exc.status not in (401, 403, 404)
-    if isinstance(exc, (DataError, CorrectorError)):
-        return True
-    return isinstance(exc, ConfigError) and exc.field in ("question", "answer")
-
-
-def _is_transient(exc: BaseException) -> bool:
-    """A failure that says nothing about the row (server error, timeout, no connection)."""
-    return isinstance(exc, UpstreamError) and exc.status not in _ROW_STATUSES
-
-
 @dataclass
 class BatchJob:
     """One ``--input``/``--output`` pair, checked before any model is loaded.
@@ -343,18 +325,18 @@ class BatchJob:
         else:
             path.unlink(missing_ok=True)
 
-    def run(self, aligner: Aligner, *, chunk_size: int | None = None, progress: bool = True,
-            pipelined: bool = True) -> dict[str, Any]:
+    def run(self, aligner: Aligner, *, progress: bool = True) -> dict[str, Any]:
         """Correct every row not yet in the output; returns counts (total, skipped, written, failed).
 
-        Pipelined (the default): upstream calls run concurrently (``max_concurrency``, and the
-        upstream's requests-per-minute limit) and feed a queue that the corrector, in a worker
-        thread, drains in batches of up to ``batch_size`` — neither waits for the other, and rows
-        are appended as they finish (not in input order; ``aligner data merge`` sorts). With
-        ``pipelined=False`` the old loop runs: ask ``chunk_size`` answers, wait, correct them, wait
-        (kept for ``bench/generate.py`` to compare against).
+        Pipelined (:class:`aligner.pipeline.Pipeline`): upstream calls run concurrently
+        (``max_concurrency``, and the upstream's requests-per-minute limit) and feed a queue that
+        the corrector, in a worker thread, drains in batches of up to ``batch_size`` — neither
+        waits for the other, and rows are appended as they finish (not in input order; ``aligner
+        data merge`` sorts). A row that fails is recorded and the run goes on.
         """
         from tqdm.auto import tqdm
+
+        from .pipeline import Pipeline, Row, run_sync
 
         todo = self.todo
         self.check_answers(aligner.upstream is not None)
@@ -365,11 +347,10 @@ class BatchJob:
         concurrency = getattr(aligner.upstream, "max_concurrency", 1) if aligner.upstream else 1
         with tqdm(total=len(self.rows), initial=len(self.rows) - len(todo), desc="correcting", unit="row",
                   disable=not progress) as bar, _Sink(self, bar) as sink:
-            if pipelined:
-                _run_async(_pipeline(aligner, todo, sink, concurrency))
-            else:
-                for chunk in _chunks(todo, chunk_size or max(aligner.batch_size, concurrency)):
-                    sink.record(*_correct_chunk(aligner, chunk))
+            pipeline = Pipeline(aligner, sink.record_rows, batch_size=aligner.batch_size, concurrency=concurrency,
+                                isolate=True)
+            run_sync(lambda: pipeline.run([Row(r["question"], r["answer"], tag=r) for r in todo]),
+                     threads=concurrency)
         return {"total": len(self.rows), "skipped": len(self.rows) - len(todo), "written": sink.written,
                 "failed": sink.failed, "errors_file": str(errors_path(self.output_path)) if sink.failed else None}
 
@@ -401,6 +382,10 @@ class _Sink:
     def __exit__(self, *exc: Any) -> None:
         self.out.close()
 
+    def record_rows(self, done: list[tuple[Any, Any]], failed: list[tuple[Any, str, AlignerError]]) -> None:
+        """:meth:`record` for a pipeline's rows (each tagged with its job row)."""
+        self.record([(r.tag, c) for r, c in done], [(r.tag, stage, exc) for r, stage, exc in failed])
+
     def record(self, results: list[tuple[dict, Any]], failures: "list[Failure]") -> None:
         if results:
             self.out.write("".join(self.job.line(r, c) for r, c in results))
@@ -421,7 +406,7 @@ class _Sink:
         outcome = sorted([(r["row"], None) for r, _ in results] + [(r["row"], e) for r, _, e in failures],
                          key=lambda t: t[0])
         for _, exc in outcome:
-            if exc is not None and _is_transient(exc):
+            if exc is not None and is_transient(exc):
                 self.streak, self.last_transient = self.streak + 1, exc
             else:
                 self.streak = 0
@@ -439,176 +424,15 @@ class _Sink:
                     "it resumes, and retries the failed rows.")
 
 
-def _run_async(coro: Any) -> Any:
-    """``asyncio.run``, also from code already inside an event loop (a notebook): then in a thread."""
-    import asyncio
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()
-
-
-async def _pipeline(aligner: Aligner, todo: list[dict[str, Any]], sink: _Sink, concurrency: int) -> None:
-    """Upstream answers (concurrent tasks, at most ``concurrency`` in flight) → a bounded queue →
-    the corrector, which takes whatever is ready (up to ``batch_size``) each time it is free."""
-    import asyncio
-
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=max(2 * aligner.batch_size, concurrency))
-    end = object()
-
-    async def answer(r: dict[str, Any], gate: asyncio.Semaphore) -> None:
-        try:
-            t0 = time.perf_counter()
-            try:
-                text = await aligner.aanswer(r["question"])
-            except AlignerError as exc:
-                if not _is_row_error(exc):
-                    raise
-                sink.record([], [(r, "upstream", exc)])
-                return
-            await queue.put((r, text, time.perf_counter() - t0))
-        finally:
-            gate.release()
-
-    async def feed() -> None:
-        gate = asyncio.Semaphore(concurrency)
-        async with asyncio.TaskGroup() as tasks:
-            for r in todo:
-                if r["answer"] is not None:
-                    await queue.put((r, r["answer"], None))
-                    continue
-                await gate.acquire()
-                tasks.create_task(answer(r, gate))
-        await queue.put(end)
-
-    async def drain(pool: ThreadPoolExecutor) -> None:
-        finished = False
-        while not finished:
-            item = await queue.get()
-            if item is end:
-                return
-            batch = [item]
-            while len(batch) < aligner.batch_size:
-                try:
-                    item = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    break
-                if item is end:
-                    finished = True
-                    break
-                batch.append(item)
-            ready = [r for r, _, _ in batch]
-            texts = [t for _, t, _ in batch]
-            asked = {r["row"]: (t, dt) for r, t, dt in batch if dt is not None}
-            sink.record(*await loop.run_in_executor(pool, _correct_rows, aligner, ready, texts, asked))
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="corrector") as pool:
-        try:
-            async with asyncio.TaskGroup() as group:
-                group.create_task(feed())
-                group.create_task(drain(pool))
-        except BaseExceptionGroup as group_error:  # the first failure stopped the others: raise it alone
-            raise _first_error(group_error) from None
-
-
-def _first_error(group: BaseExceptionGroup) -> BaseException:
-    """The error that stopped a task group (an AlignerError first), out of its nested groups."""
-    leaves: list[BaseException] = []
-
-    def walk(e: BaseException) -> None:
-        if isinstance(e, BaseExceptionGroup):
-            for sub in e.exceptions:
-                walk(sub)
-        else:
-            leaves.append(e)
-
-    walk(group)
-    return next((e for e in leaves if isinstance(e, AlignerError)), leaves[0])
-
-
-def _chunks(rows: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    for i in range(0, len(rows), size):
-        yield rows[i:i + size]
-
-
 Failure = tuple[dict[str, Any], str, AlignerError]
 
 
-def _answer_rows(aligner: Aligner, chunk: list[dict[str, Any]]) -> tuple[dict[int, tuple[str, float]], list[Failure]]:
-    """The upstream's answer to each row lacking one, concurrently; a row's failure is kept, not raised."""
-    need = [r for r in chunk if r["answer"] is None]
-    if not need:
-        return {}, []
-
-    def ask(question: str) -> tuple[str, float]:
-        t0 = time.perf_counter()
-        return aligner.answer(question), time.perf_counter() - t0
-
-    answers: dict[int, tuple[str, float]] = {}
-    failures: list[Failure] = []
-    workers = min(getattr(aligner.upstream, "max_concurrency", 8), len(need))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [(r, pool.submit(ask, r["question"])) for r in need]
-        for r, fut in futures:
-            try:
-                answers[r["row"]] = fut.result()
-            except AlignerError as exc:
-                if not _is_row_error(exc):
-                    raise
-                failures.append((r, "upstream", exc))
-    return answers, failures
-
-
-def _correct_chunk(aligner: Aligner, chunk: list[dict[str, Any]]) -> tuple[list[tuple[dict, Any]], list[Failure]]:
-    """Corrections for the rows of ``chunk`` that could be made, and the rows that failed."""
-    answers, failures = _answer_rows(aligner, chunk)
-    failed = {r["row"] for r, _, _ in failures}
-    ready = [r for r in chunk if r["row"] not in failed]
-    texts = [r["answer"] if r["answer"] is not None else answers[r["row"]][0] for r in ready]
-    results, more = _correct_rows(aligner, ready, texts, answers)
-    return results, failures + more
-
-
-def _correct_rows(aligner: Aligner, ready: list[dict[str, Any]], texts: list[str],
-                  answers: dict[int, tuple[str, float]], upstream: str = "") -> tuple[list[tuple[dict, Any]], list[Failure]]:
-    """Correct ``ready`` rows (answers ``texts``); ``answers`` holds the upstream time of rows asked
-    here, ``upstream`` who answered (default: the aligner's upstream). A batch one row spoils is
-    retried row by row to find it."""
-
-    def correct(rows: list[dict[str, Any]], texts: list[str]) -> list[Any]:
-        asked = [Asked(answers[r["row"]][1] if r["row"] in answers else 0.0, upstream) for r in rows]
-        return aligner.correct_batch([r["question"] for r in rows], texts, progress=False, asked=asked)
-
-    results: list[tuple[dict, Any]] = []
-    failures: list[Failure] = []
-    if ready:
-        try:
-            results = list(zip(ready, correct(ready, texts)))
-        except AlignerError as exc:
-            if not _is_row_error(exc):
-                raise
-            if _is_transient(exc):  # the corrector server is failing, not one row: no use in one by one
-                return results, [(r, "corrector", exc) for r in ready]
-            for r, t in zip(ready, texts):
-                try:
-                    results.append((r, correct([r], [t])[0]))
-                except AlignerError as one:
-                    if not _is_row_error(one):
-                        raise
-                    failures.append((r, "corrector", one))
-    return results, failures
-
-
 def correct_file(aligner: Aligner, input_path: "str | Path", output_path: "str | Path", *,
-                 chunk_size: int | None = None, progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
+                 progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
     """Correct every row of ``input_path`` not yet in ``output_path`` (see the module docstring);
     returns counts: total, skipped (already done), written, failed (listed in ``OUTPUT.errors.jsonl``)."""
     job = BatchJob.open(input_path, output_path, overwrite=overwrite)
-    return job.run(aligner, chunk_size=chunk_size, progress=progress)
+    return job.run(aligner, progress=progress)
 
 
 @dataclass

@@ -9,21 +9,14 @@ import copy
 import time
 from typing import Any, AsyncIterator, Iterator, Mapping, Sequence
 
-from .correction import (Asked, AsyncCorrectionStream, Correction, CorrectionStream, CorrectorResult,
-                         correction_of)
+from .correction import (EMPTY_ANSWER, Asked, AsyncCorrectionStream, Correction, CorrectionStream,
+                         CorrectorResult, correction_of, is_blank)
 from .correctors import Corrector, load_corrector
 from .decoding import DecodingConfig
 from .errors import ConfigError, require_text
+from .pipeline import Pipeline, Row, length_buckets, run_sync
 
-#: ``Correction.skipped`` of an answer with no text: the corrector is not run, the answer comes back
-#: as it was (a corrector given an empty answer writes one from the question alone).
-EMPTY_ANSWER = "empty"
-
-
-def is_blank(answer: Any) -> bool:
-    """An answer with no text to correct: ``""`` or whitespace (an upstream's ``content: null``
-    arrives as ``""``)."""
-    return isinstance(answer, str) and not answer.strip()
+__all__ = ["Aligner", "Asked", "EMPTY_ANSWER", "is_blank", "length_buckets"]
 
 
 class Aligner:
@@ -144,64 +137,45 @@ class Aligner:
         Each asked answer's ``upstream`` time is its share of the concurrent calls (a given
         answer's is 0.0, or its ``asked`` item's when you asked the upstream yourself); each
         correction's ``corrector`` time its share of its batch. Empty answers are not corrected
-        (``skipped="empty"``, as in :meth:`correct`)."""
+        (``skipped="empty"``, as in :meth:`correct`). The stages are :mod:`aligner.pipeline`'s."""
         from tqdm.auto import tqdm
 
-        questions, answers = _check_batch(questions, answers)
-        missing = [i for i, a in enumerate(answers) if a is None]
-        t0 = time.perf_counter()
-        if missing:
-            _fill(answers, missing, self._need_upstream().answer_batch([questions[i] for i in missing]))
-        t_up = _shares(missing, len(questions), time.perf_counter() - t0)
-        asked = [self._asked(t, given) for t, given in zip(t_up, _per_row(asked, questions))]
-        out, todo = self._empty_ones(questions, answers, asked)
-        with tqdm(total=len(questions), initial=len(questions) - len(todo), desc="correcting", unit="answer",
-                  disable=not progress) as bar:
-            for batch in _batches(todo, answers, questions, self.batch_size):
-                pairs = [(questions[i], answers[i]) for i in batch]
-                t1 = time.perf_counter()
-                fixed = self.corrector.correct_results(pairs, aspects=aspects, decoding=decoding)
-                self._place(out, batch, pairs, fixed, asked, time.perf_counter() - t1)
-                bar.update(len(pairs))
+        rows, out = self._rows(questions, answers, asked)
+        with tqdm(total=len(rows), desc="correcting", unit="answer", disable=not progress) as bar:
+            pipeline = self._pipeline(out, bar.update, aspects, decoding, blocking=True)
+            run_sync(lambda: pipeline.run(rows), threads=pipeline.concurrency)
         return out  # type: ignore[return-value]
 
     async def acorrect_batch(self, questions: Sequence[str], answers: Sequence[str | None] | None = None,
                              *, aspects: str | None = None, decoding: Any = None,
                              asked: "Sequence[Asked | None] | None" = None) -> list[Correction]:
-        questions, answers = _check_batch(questions, answers)
-        missing = [i for i, a in enumerate(answers) if a is None]
-        t0 = time.perf_counter()
-        if missing:
-            _fill(answers, missing, await self._need_upstream().aanswer_batch([questions[i] for i in missing]))
-        t_up = _shares(missing, len(questions), time.perf_counter() - t0)
-        asked = [self._asked(t, given) for t, given in zip(t_up, _per_row(asked, questions))]
-        out, todo = self._empty_ones(questions, answers, asked)
-        for batch in _batches(todo, answers, questions, self.batch_size):
-            pairs = [(questions[i], answers[i]) for i in batch]
-            t1 = time.perf_counter()
-            fixed = await self.corrector.acorrect_results(pairs, aspects=aspects, decoding=decoding)
-            self._place(out, batch, pairs, fixed, asked, time.perf_counter() - t1)
+        rows, out = self._rows(questions, answers, asked)
+        await self._pipeline(out, None, aspects, decoding, blocking=False).run(rows)
         return out  # type: ignore[return-value]
 
-    def _empty_ones(self, questions: list[str], answers: list, asked: list[Asked]) -> tuple[list, list[int]]:
-        """The batch's output list with the empty answers' Corrections in place, and the positions
-        left to correct."""
-        out: list[Correction | None] = [None] * len(questions)
-        todo = []
-        for i, (q, a) in enumerate(zip(questions, answers)):
-            if is_blank(a):
-                out[i] = self._not_corrected(q, a, asked[i])
-            else:
-                todo.append(i)
-        return out, todo
+    def _rows(self, questions: Sequence[str], answers: Sequence[str | None] | None,
+              asked: "Sequence[Asked | None] | None") -> tuple[list[Row], list[Correction | None]]:
+        """The checked input as pipeline rows (tagged with their position), and the output list."""
+        questions, answers = _check_batch(questions, answers)
+        given = [self._asked(asked=a) if a is not None else None for a in _per_row(asked, questions)]
+        if any(a is None for a in answers):
+            self._need_upstream()
+        rows = [Row(q, a, tag=i, asked=g) for i, (q, a, g) in enumerate(zip(questions, answers, given))]
+        return rows, [None] * len(rows)
 
-    def _place(self, out: list, batch: list[int], pairs: list[tuple[str, str]], results: list[CorrectorResult],
-               asked: list[Asked], seconds: float) -> None:
-        """One batch's corrections into their input positions, each with its share of the batch's
-        corrector time."""
-        each = seconds / len(pairs)
-        for i, (q, a), r in zip(batch, pairs, results):
-            out[i] = self._record(q, a, r, asked[i], each)
+    def _pipeline(self, out: list, advance: Any, aspects: str | None, decoding: Any, *,
+                  blocking: bool) -> Pipeline:
+        """Every answer first, then the corrector's batches shortest first (see
+        :class:`~aligner.pipeline.Pipeline`); each Correction put in its input position."""
+        def place(done: list, failed: list) -> None:
+            for row, c in done:
+                out[row.tag] = c
+            if advance is not None:
+                advance(len(done))
+
+        concurrency = getattr(self.upstream, "max_concurrency", 1) if self.upstream is not None else 1
+        return Pipeline(self, place, batch_size=self.batch_size, concurrency=concurrency, gather=True,
+                        blocking=blocking, aspects=aspects, decoding=decoding)
 
     # -- streamed ------------------------------------------------------------------------
     def stream(self, question: str, answer: str | None = None, *, aspects: str | None = None,
@@ -251,37 +225,6 @@ class Aligner:
 
     def __repr__(self) -> str:
         return f"Aligner(upstream={self.upstream!r}, corrector={self.corrector!r})"
-
-
-def length_buckets(pairs: Sequence[tuple[str, str]], size: int) -> list[list[int]]:
-    """Positions of ``pairs`` in batches of ``size``, shortest question + answer first.
-
-    A batch pads every prompt to its longest and (in transformers' ``generate``) decodes until its
-    longest correction ends; a correction is about as long as its answer, so batching rows of
-    similar length wastes the least work on padding and on rows that have finished. Characters
-    stand in for tokens: the order only needs to be roughly right, and counting tokens would cost
-    a tokenizer pass per row. The sort is stable, so equal lengths keep their input order.
-    """
-    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
-    return [order[start:start + size] for start in range(0, len(order), size)]
-
-
-def _batches(todo: list[int], answers: list, questions: list[str], size: int) -> list[list[int]]:
-    """The positions ``todo`` in corrector batches (see :func:`length_buckets`)."""
-    pairs = [(questions[i], answers[i]) for i in todo]
-    return [[todo[j] for j in batch] for batch in length_buckets(pairs, size)]
-
-
-def _fill(answers: list, missing: list[int], got: Sequence[str]) -> None:
-    for i, a in zip(missing, got):
-        answers[i] = a
-
-
-def _shares(missing: list[int], n: int, seconds: float) -> list[float]:
-    """Each row's upstream time: an asked row's share of the concurrent calls, a given one 0.0."""
-    share = seconds / len(missing) if missing else 0.0
-    asked = set(missing)
-    return [share if i in asked else 0.0 for i in range(n)]
 
 
 def _per_row(asked: "Sequence[Asked | None] | None", questions: list[str]) -> list:

@@ -10,6 +10,17 @@ _TOKEN = re.compile(r"\s+|\w+|[^\w\s]")
 _WORD = re.compile(r"\w+")
 
 
+#: ``Correction.skipped`` of an answer with no text: the corrector is not run, the answer comes back
+#: as it was (a corrector given an empty answer writes one from the question alone).
+EMPTY_ANSWER = "empty"
+
+
+def is_blank(answer: Any) -> bool:
+    """An answer with no text to correct: ``""`` or whitespace (an upstream's ``content: null``
+    arrives as ``""``)."""
+    return isinstance(answer, str) and not answer.strip()
+
+
 #: kept words between two edits that still read as part of one replaced span (see ``Correction.diff``)
 MERGE_ISLAND_WORDS = 2
 

@@ -15,7 +15,6 @@ Ray is imported only here, only when this engine runs (``pip install "aligner-ki
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from .errors import AlignerError, ConfigError, CorrectorError, UpstreamError
@@ -51,64 +50,56 @@ def _error_json(stage: str, exc: AlignerError) -> str:
 
 
 def answer_batch(batch: dict[str, Any], *, options: Any) -> dict[str, Any]:
-    """A Ray task: the upstream's answer to each row without one; a row's failure goes in ``error``."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from .batch_job import _is_row_error
+    """A Ray task: the pipeline's answer stage (:func:`aligner.pipeline.answer_rows`) for the rows
+    without an answer; a row's failure goes in ``error``."""
+    from .pipeline import Row, answer_rows, run_sync
 
     n = len(batch["row"])
-    answers = [a if isinstance(a, str) else None for a in batch["answer"]]
-    upstream_s = [0.0] * n
+    rows = [Row(str(batch["question"][i]), batch["answer"][i] if isinstance(batch["answer"][i], str) else None,
+                tag=i) for i in range(n)]
     errors: list[str | None] = [None] * n
-    need = [i for i in range(n) if answers[i] is None]
-    if need:
+
+    def failed(fails: list[Any]) -> None:
+        for row, stage, exc in fails:
+            errors[row.tag] = _error_json(stage, exc)
+
+    if any(r.answer is None for r in rows):
         up = _upstream(options)
-
-        def ask(i: int) -> None:
-            t0 = time.perf_counter()
-            try:
-                answers[i] = up.answer(str(batch["question"][i]))
-                upstream_s[i] = time.perf_counter() - t0
-            except AlignerError as exc:
-                if not _is_row_error(exc):
-                    raise
-                errors[i] = _error_json("upstream", exc)
-
-        with ThreadPoolExecutor(max_workers=min(options.concurrency, len(need))) as pool:
-            list(pool.map(ask, need))
+        run_sync(lambda: answer_rows(up, rows, concurrency=options.concurrency, on_failed=failed),
+                 threads=options.concurrency)
     return {"row": list(batch["row"]), "key": list(batch["key"]), "question": list(batch["question"]),
-            "given": [isinstance(a, str) for a in batch["answer"]],
-            "answer": [a or "" for a in answers], "upstream_s": upstream_s, "error": errors}
+            "given": [isinstance(a, str) for a in batch["answer"]], "answer": [r.answer or "" for r in rows],
+            "upstream_s": [r.asked.seconds if r.asked is not None else 0.0 for r in rows], "error": errors}
 
 
 class CorrectorActor:
-    """A Ray actor: loads the corrector once, then corrects batch after batch."""
+    """A Ray actor: loads the corrector once, then runs the pipeline's correct stage
+    (:func:`aligner.pipeline.correct_rows`) batch after batch."""
 
     def __init__(self, options: Any, upstream_name: str):
         self.aligner = options.build(upstream=False)
         self.upstream_name = upstream_name
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        from .batch_job import _correct_rows
+        from .correction import Asked, is_blank
+        from .pipeline import Row, correct_rows, uncorrected
 
         n = len(batch["row"])
-        rows = [{"row": int(batch["row"][i]), "key": str(batch["key"][i]), "question": str(batch["question"][i]),
-                 "answer": str(batch["answer"][i])} for i in range(n)]
         errors: list[str | None] = [e if isinstance(e, str) else None for e in batch["error"]]
-        ready = [i for i in range(n) if errors[i] is None]
-        asked = {rows[i]["row"]: ("", float(batch["upstream_s"][i])) for i in ready if not batch["given"][i]}
         # the job's upstream is named as the local engine names it, though this actor has none
-        results, failures = _correct_rows(self.aligner, [rows[i] for i in ready],
-                                          [rows[i]["answer"] for i in ready], asked, self.upstream_name)
+        rows = [Row(str(batch["question"][i]), str(batch["answer"][i]), tag=i,
+                    asked=Asked(0.0 if batch["given"][i] else float(batch["upstream_s"][i]), self.upstream_name))
+                for i in range(n) if errors[i] is None]
+        done = [(r, uncorrected(self.aligner, r)) for r in rows if is_blank(r.answer)]
+        more, failures = correct_rows(self.aligner, [r for r in rows if not is_blank(r.answer)], isolate=True)
         out: list[str | None] = [None] * n
-        at = {r["row"]: i for i, r in enumerate(rows)}
-        for r, c in results:
+        for r, c in done + more:
             d = c.to_dict()
             d.pop("changed", None)
-            out[at[r["row"]]] = json.dumps(d, ensure_ascii=False)
+            out[r.tag] = json.dumps(d, ensure_ascii=False)
         for r, stage, exc in failures:
-            errors[at[r["row"]]] = _error_json(stage, exc)
-        return {"row": [r["row"] for r in rows], "given": list(batch["given"]), "result": out, "error": errors}
+            errors[r.tag] = _error_json(stage, exc)
+        return {"row": list(batch["row"]), "given": list(batch["given"]), "result": out, "error": errors}
 
 
 def _rebuild_error(text: str) -> AlignerError:

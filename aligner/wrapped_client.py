@@ -16,8 +16,8 @@ from __future__ import annotations
 import time
 from typing import Any, AsyncIterator, Iterator
 
-from .core import Aligner, is_blank
-from .correction import Asked, Correction
+from .core import Aligner
+from .correction import Asked, Correction, is_blank
 from .errors import ConfigError
 from .messages import question_of
 

@@ -1,6 +1,6 @@
 """Benchmark ``aligner generate``'s pipelined job against the old chunked loop.
 
-Same prompts, same upstream, same corrector, same writer (the batch job of :mod:`aligner.batch_job`):
+Same prompts, same upstream, same corrector, same output lines (the batch job of :mod:`aligner.batch_job`):
 
 * upstream: a local OpenAI-protocol server (``tests/fake_openai.py``, real HTTP on 127.0.0.1)
   that answers each chat request after a fixed delay — a remote API's latency, no compute;
@@ -10,8 +10,9 @@ Measured, each in this run on this machine (so a loaded machine compares like wi
 
 * each stage alone: the upstream answering every prompt (``--concurrency`` in flight), and the
   corrector correcting the same answers in batches of ``--batch-size``;
-* the chunked loop (``BatchJob.run(pipelined=False)``: ask ``max(batch, concurrency)`` answers,
-  wait, correct them, wait — the job as it was) and the pipelined job (the default).
+* the chunked loop (:func:`chunked_job`, built here from the library's public parts: ask
+  ``max(batch, concurrency)`` answers, wait, correct them, wait, write them — the job as it was
+  before the pipeline, whose own copy of this loop is gone) and the pipelined job (``BatchJob.run``).
 
 Targets: pipelined ≥ 1.8× the chunked loop, and ≥ 90% of the slower stage's own rate. The
 chunked loop loses most when the two stages take about as long, so by default (``--delay auto``)
@@ -30,6 +31,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aligner import Aligner
+    from aligner.batch_job import BatchJob
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -46,6 +52,25 @@ def answer_for(question: str) -> str:
     """An unaligned-looking answer (contact details) so the corrector has real edits to make."""
     name = next((w for w in NAMES if w in question), "them")
     return f"You can email {name} at {name.lower()}@example.com. Call {name} on +1 555 010 2345 after six."
+
+
+def chunked_job(job: "BatchJob", aligner: "Aligner", chunk: int | None = None) -> int:
+    """The baseline: the batch job as it ran before the pipeline. Ask ``chunk`` answers (default
+    ``max(batch_size, concurrency)``, each chunk's calls concurrent), wait, correct them in one
+    go, wait, append their lines (the job's own line format), then the next chunk: the upstream
+    idles while the corrector works and the other way round. Rows written."""
+    concurrency = getattr(aligner.upstream, "max_concurrency", 1) if aligner.upstream else 1
+    chunk = chunk or max(aligner.batch_size, concurrency)
+    rows = job.todo
+    with open(job.output_path, "a", encoding="utf-8") as fh:
+        for start in range(0, len(rows), chunk):
+            part = rows[start:start + chunk]
+            corrections = aligner.correct_batch([r["question"] for r in part], [r["answer"] for r in part],
+                                                progress=False)
+            fh.write("".join(job.line(r, c) for r, c in zip(part, corrections)))
+            fh.flush()
+            os.fsync(fh.fileno())
+    return len(rows)
 
 
 def load_average() -> str:
@@ -108,9 +133,12 @@ def main(argv: list[str] | None = None) -> int:
             out = Path(tmp) / f"out-{'p' if pipelined else 'c'}.jsonl"
             j = BatchJob.open(src, out, overwrite=True)
             t0 = time.perf_counter()
-            counts = j.run(aligner, progress=False, pipelined=pipelined)
+            if pipelined:
+                counts = j.run(aligner, progress=False)
+                assert counts["written"] == args.n and not counts["failed"], counts
+            else:
+                assert chunked_job(j, aligner) == args.n
             wall = time.perf_counter() - t0
-            assert counts["written"] == args.n and not counts["failed"], counts
             return args.n / wall
 
         up_rates, chunked, pipelined = [upstream_alone()], [], []

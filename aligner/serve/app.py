@@ -36,8 +36,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..adapters.base import UpstreamReply, bare_message
-from ..core import EMPTY_ANSWER
-from ..correction import Asked, Correction
+from ..correction import EMPTY_ANSWER, Asked, Correction
 from ..errors import AlignerError, ConfigError, UpstreamError, UpstreamTimeout
 from ..messages import question_of
 from .batching import DynamicBatcher

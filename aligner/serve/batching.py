@@ -2,8 +2,9 @@
 
 A local model decodes a batch of 16 in barely more time than a batch of 1 (one decode step reads
 all weights once, whatever the batch), so a server that corrects requests one at a time wastes
-almost all of its throughput. Requests here wait at most ``max_wait`` for company, then the whole
-group goes to the backend's row primitive (``generate_rows``) in one worker thread.
+almost all of its throughput. Requests here wait at most ``max_wait`` for company (the pipeline's
+:class:`~aligner.pipeline.BatchQueue`, with the server's in-flight count as who may still join),
+then the whole group goes to the backend's row primitive (``generate_rows``) in one worker thread.
 A streamed request is a row like any other whose text is handed to it step by step, so streams
 batch together (and with plain requests) instead of queueing one at a time.
 
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Iterator, Sequence
 
 from ..correctors.backend import RowDecoder
+from ..pipeline import Batching, BatchQueue
 from ..decoding import DecodingConfig
 from ..rows import RowControl
 
@@ -114,7 +116,7 @@ class DynamicBatcher(RowDecoder):
         self.max_batch_size = max(1, int(max_batch_size))
         self.max_wait = max(0.0, float(max_wait))
         self.stats = BatchStats()
-        self._queue: asyncio.Queue[_Item] | None = None
+        self._queue: BatchQueue[_Item] | None = None
         self._task: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
 
@@ -130,7 +132,7 @@ class DynamicBatcher(RowDecoder):
     def start(self) -> None:
         """Start the collector on the running loop (idempotent; every batched call does it too)."""
         if self._task is None or self._task.done():
-            self._queue = asyncio.Queue()
+            self._queue = BatchQueue(Batching(self.max_batch_size, max_wait=self.max_wait, may_join=self.may_join))
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aligner-corrector")
             self._task = asyncio.get_running_loop().create_task(self._run(), name="aligner-batcher")
 
@@ -144,8 +146,8 @@ class DynamicBatcher(RowDecoder):
             except asyncio.CancelledError:
                 pass
         if self._queue is not None:
-            while not self._queue.empty():
-                _fail(self._queue.get_nowait(), RuntimeError("the server is shutting down"))
+            for item in self._queue.drain():
+                _fail(item, RuntimeError("the server is shutting down"))
         if self._executor is not None:
             self._executor.shutdown(wait=False)
             self._executor = None
@@ -207,26 +209,6 @@ class DynamicBatcher(RowDecoder):
             if not ended:
                 row.cancel()
 
-    async def _collect(self) -> list[_Item]:
-        assert self._queue is not None
-        first = await self._queue.get()
-        batch = [first]
-        deadline = time.perf_counter() + self.max_wait
-        while len(batch) < self.max_batch_size:
-            if not self._queue.empty():  # already waiting: take without delay
-                batch.append(self._queue.get_nowait())
-                continue
-            if self.may_join is not None and self.may_join() <= len(batch):
-                break
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
-                break
-            try:
-                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
-            except asyncio.TimeoutError:
-                break
-        return batch
-
     def _generate(self, items: list[_Item]) -> list[str]:
         """In the worker thread: one guarded batch."""
         return self.backend.generate_rows([it.prompt for it in items], items[0].decoding, [it.row for it in items])
@@ -234,7 +216,7 @@ class DynamicBatcher(RowDecoder):
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = await self._collect()
+            batch = await self._queue.take()  # type: ignore[union-attr]
             live = []
             for it in batch:
                 if it.gone:  # timed out / disconnected while queued: never generated
