@@ -62,9 +62,12 @@ def _candidates(text_model: Any) -> list[str]:
 def _same_ids(path: Path, texts: list[str], hf: Any) -> tuple[bool, str]:
     """Whether llama.cpp, loading the vocabulary at ``path``, splits every text as ``hf`` does."""
     import llama_cpp
+    from llama_cpp._utils import suppress_stdout_stderr
 
     try:
-        llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+        # a vocabulary alone has no training context: llama.cpp says so on stderr at every load
+        with suppress_stdout_stderr(disable=False):
+            llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
     except Exception as exc:  # a name this llama.cpp build does not implement
         return False, f"llama.cpp does not load it ({exc})"
     try:
