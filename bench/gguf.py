@@ -31,10 +31,24 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+# this file is named gguf.py: its folder, which Python puts first on sys.path, would shadow the gguf package
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+sys.path.insert(0, str(HERE.parent))
 
-from correct_speed import grow_demo, held_out_pairs, llc_bytes, read_bandwidth, timed, weight_bytes  # noqa: E402
+
+def _bench_module(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", HERE / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_cs = _bench_module("correct_speed")  # the benchmark corrector, pairs, bandwidth and timing
+grow_demo, held_out_pairs, llc_bytes = _cs.grow_demo, _cs.held_out_pairs, _cs.llc_bytes
+read_bandwidth, timed, weight_bytes = _cs.read_bandwidth, _cs.timed, _cs.weight_bytes
 
 TYPES = ("f32", "f16", "q8_0", "q4_k_m")
 TARGETS = {"f32_identical": 0.98, "q8_0_greedy_vs_torch_greedy": 2.0, "best_gguf_vs_best_torch": 1.5}
@@ -138,6 +152,7 @@ def main() -> None:
         "hf": {"engine": "hf", "copy_draft": False}, "hf_lookup": {"engine": "hf", "prompt_lookup": 10},
         "loop": {"engine": "loop", "copy_draft": False}, "copy": {"engine": "loop", "copy_draft": True},
         "lookup": {"copy_draft": False, "prompt_lookup": 10}}.items()}
+    wbytes = {"torch": weight_bytes(torch_corr.generator.model), **{k: gguf_weight_bytes(p) for k, p in files.items()}}
     gens = {"torch": torch_corr.generator}
     ggufs = {kind: GGUFCorrector(str(path), threads=1) for kind, path in files.items()}
     gens.update({kind: Rows(c) for kind, c in ggufs.items()})
@@ -159,7 +174,6 @@ def main() -> None:
         print(f"repeat {rep + 1}/{reps} done ({time.perf_counter() - t_start:.0f} s)", flush=True)
     ref = texts["torch/hf"]
     bw, _ = read_bandwidth(llc_bytes())
-    wbytes = {"torch": weight_bytes(torch_corr.generator.model), **{k: gguf_weight_bytes(p) for k, p in files.items()}}
     sizes = {k: p.stat().st_size for k, p in files.items()}
     agree: dict[str, float] = {}
     # agreement with PyTorch fp32 on every pair: PyTorch's copy-draft loop is greedy's output

@@ -158,6 +158,15 @@ def test_streaming_reassembles_to_the_batch_correction(demo_gguf):
         assert stream.result.fallback_reason is None and stream.correction.correction == "".join(pieces).strip()
 
 
+def test_an_over_long_answer_is_truncated_to_the_context(demo_gguf):
+    answer = " ".join(f"Sentence {i} is fine." for i in range(400))  # ~2,400 tokens, context 512
+    before = demo_gguf.truncations
+    q, kept = demo_gguf.fit("What is this?", answer)
+    assert demo_gguf.truncations == before + 1 and answer.startswith(kept) and len(kept) < len(answer) // 3
+    assert len(demo_gguf._tokenize(demo_gguf.render("What is this?", kept))) <= demo_gguf.n_ctx // 2
+    assert demo_gguf.correct("What is this?", answer, decoding=GREEDY)
+
+
 async def test_async_stream_and_batch(demo_gguf):
     q, a = HAND[1]
     pieces = [p async for p in demo_gguf.astream(q, a, decoding=GREEDY)]

@@ -104,11 +104,39 @@ class _Context:
         self._pieces: dict[int, bytes] = {}
 
     def piece(self, token: int) -> bytes:
-        """The bytes one token stands for (cached: the vocabulary does not change)."""
+        """The bytes one token stands for (cached: the vocabulary does not change). Asked of
+        llama.cpp with a buffer as long as the piece (``Llama.detokenize``'s is 32 bytes)."""
         got = self._pieces.get(token)
         if got is None:
-            got = self._pieces[token] = self.llm.detokenize([token])
+            import ctypes
+
+            import llama_cpp
+
+            vocab = self.llm._model.vocab
+            size = 64
+            buf = ctypes.create_string_buffer(size)
+            n = llama_cpp.llama_token_to_piece(vocab, token, buf, size, 0, False)
+            if n < 0:  # longer than the buffer: -n is its length
+                size = -n
+                buf = ctypes.create_string_buffer(size)
+                n = llama_cpp.llama_token_to_piece(vocab, token, buf, size, 0, False)
+            got = self._pieces[token] = buf.raw[:max(0, n)]
         return got
+
+    def text(self, tokens: Sequence[int]) -> str:
+        return b"".join(self.piece(t) for t in tokens).decode("utf-8", "ignore")
+
+
+def _emit(row: RowControl, piece: str) -> None:
+    """Hand a row's new text to its consumer; one that has gone cancels the row (as the local
+    runtime's streamer does), which stops it at the next token."""
+    if row.on_text is None:
+        return
+    try:
+        row.on_text(piece)
+    except Exception:
+        row.on_text = None
+        row.cancel()
 
 
 @register_corrector
@@ -120,7 +148,9 @@ class GGUFCorrector(Corrector):
 
     @classmethod
     def matches(cls, spec: Any) -> bool:
-        return isinstance(spec, str) and spec.strip().lower().endswith(".gguf")
+        """A path ending in ``.gguf`` (a URL ending so is a completions server's, not a file)."""
+        return (isinstance(spec, str) and spec.strip().lower().endswith(".gguf")
+                and not spec.startswith(("http://", "https://")))
 
     @classmethod
     def from_spec(cls, spec: str, *, template: Any = None, decoding: Any = None, device: str | None = None,
@@ -220,7 +250,7 @@ class GGUFCorrector(Corrector):
             raise ConfigError(f"the question alone takes {prompt_tokens - len(ids)} tokens, more than the "
                               f"corrector's input budget of {budget} tokens.", field="question",
                               fix="shorten the question or use a corrector with a longer context.")
-        short = self.contexts[0].llm.detokenize(ids[:keep]).decode("utf-8", "ignore")
+        short = self.contexts[0].text(ids[:keep])
         self.truncations += 1
         log.warning("answer truncated from %s to %d tokens to fit the corrector's context (%d tokens); only the kept "
                     "part is corrected.", len(ids) if head is answer else f"more than {len(ids)}", keep, self.n_ctx)
@@ -303,8 +333,7 @@ class GGUFCorrector(Corrector):
                 data += ctx.piece(token)
                 text = data.decode("utf-8", "replace").split("\ufffd", 1)[0]  # a character may be cut
                 if len(text) > len(shown):
-                    if row.on_text is not None:
-                        row.on_text(text[len(shown):])
+                    _emit(row, text[len(shown):])
                     shown = text
                 if must_stop(row, shown):
                     break
@@ -318,8 +347,8 @@ class GGUFCorrector(Corrector):
             tokens.close()
             llm.draft_model = None
         text = data.decode("utf-8", "replace")
-        if row.on_text is not None and len(text) > len(shown) and text.startswith(shown):
-            row.on_text(text[len(shown):])
+        if len(text) > len(shown) and text.startswith(shown):
+            _emit(row, text[len(shown):])
         row.stop_reason = row.stop_reason or "length"
         return text
 
