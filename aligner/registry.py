@@ -98,7 +98,7 @@ UPSTREAMS: Registry = Registry("upstream", "aligner.upstreams", (
 
 #: corrector backend classes (:class:`aligner.correctors.base.Corrector` subclasses).
 CORRECTORS: Registry = Registry("corrector", "aligner.correctors", (
-    "aligner.correctors.remote", "aligner.correctors.local"))
+    "aligner.correctors.remote", "aligner.correctors.llamacpp", "aligner.correctors.local"))
 
 register_upstream = UPSTREAMS.register
 register_corrector = CORRECTORS.register
