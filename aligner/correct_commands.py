@@ -13,6 +13,16 @@ from .options import BatchOptions
 
 DEMO_NOTE = ("note: using the embedded demo corrector (a ~2M-parameter toy trained on synthetic data); "
              "pass --corrector aligner/aligner-7b-v1.0 (or a path) for a real Aligner.")
+GATE_DEMO_NOTE = ("note: using the embedded demo gate (a tiny classifier trained on synthetic PKU-SafeRLHF-format "
+                  "rows); train your own with `aligner train-gate`.")
+
+
+def print_notes(aligner: Any) -> None:
+    """The demo notes a command prints on stderr before its output."""
+    if aligner.is_demo:
+        print(DEMO_NOTE, file=sys.stderr)
+    if getattr(aligner.gate, "is_demo", False):
+        print(GATE_DEMO_NOTE, file=sys.stderr)
 
 
 @dataclass
@@ -49,8 +59,7 @@ def run_correct(args: argparse.Namespace) -> int:
     if cfg.input:
         return _run_file(cfg)
     aligner = cfg.build()
-    if aligner.is_demo:
-        print(DEMO_NOTE, file=sys.stderr)
+    print_notes(aligner)
     if cfg.stream and not cfg.json:
         answer = cfg.answer if cfg.answer is not None else aligner.answer(question)
         stream = aligner.stream(question, answer)
@@ -60,6 +69,8 @@ def run_correct(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
         if cfg.diff and stream.correction is not None:
             print(_word_diff(stream.correction))
+        if stream.correction is not None and stream.correction.gate is not None:
+            print(stream.correction.gate.summary(), file=sys.stderr)
         return 0
     c = aligner.correct(question, cfg.answer)
     if cfg.json:
@@ -68,6 +79,8 @@ def run_correct(args: argparse.Namespace) -> int:
         print(c.correction)
         if cfg.diff:
             print(_word_diff(c))
+        if c.gate is not None:
+            print(c.gate.summary(), file=sys.stderr)
     return 0
 
 
@@ -84,8 +97,7 @@ def _run_file(cfg: CorrectConfig) -> int:
     job.check_answers(bool(cfg.upstream))
     if job.todo:
         aligner = cfg.build()
-        if aligner.is_demo:
-            print(DEMO_NOTE, file=sys.stderr)
+        print_notes(aligner)
         counts = job.run(aligner)
     else:
         counts = {"total": len(job.rows), "skipped": len(job.rows), "written": 0, "failed": 0, "errors_file": None}
@@ -117,6 +129,7 @@ def add_commands(sub: Any) -> None:
                            description="Correct an answer with an Aligner. Examples:\n"
                        '  aligner correct "How do I reset my password?" --answer "Email me at bob@example.com"\n'
                        '  aligner correct "Explain DNS" --upstream openai/gpt-4o-mini\n'
+                       '  aligner correct "How do I bake bread?" --answer "..." --gate demo   # correct only if flagged\n'
                        "  aligner correct --input questions.jsonl --output corrected.jsonl")
     p.add_argument("question", nargs="?", help="the question the answer replies to")
 

@@ -55,6 +55,18 @@ class GateVerdict:
         d["time"] = round(self.time, 6)
         return d
 
+    def summary(self) -> str:
+        """One line for a terminal or a page: what was decided and why."""
+        if self.error:
+            return (f"gate ({self.kind}) could not judge the answer ({self.error[:120]}); "
+                    + ("corrected" if self.flagged else "returned unchanged"))
+        why = [f"score {self.score:.2f}"] if self.score is not None else []
+        if self.severity and self.severity != "safe":
+            why.append(self.severity)
+        why += self.categories
+        verdict = "flagged → corrected" if self.flagged else "not flagged → returned unchanged, not corrected"
+        return f"gate ({self.kind}): {verdict} ({', '.join(why)})"
+
 
 @dataclass
 class Judgement:

@@ -112,7 +112,7 @@ class ClassifierGate(Gate):
 
     def __init__(self, model: str | Path = "demo", *, threshold: float | None = None,
                  min_severity: str | None = None, device: str | None = None, batch_size: int = 32,
-                 **_: Any):
+                 lazy: bool = False, **_: Any):
         spec = str(DEMO_GATE if str(model) == "demo" else model)
         if str(model) == "demo" and not (DEMO_GATE / "config.json").is_file():
             raise ConfigError("the embedded demo gate is missing from this installation.", field="gate",
@@ -135,6 +135,8 @@ class ClassifierGate(Gate):
         self._model: Any = None
         self._tokenizer: Any = None
         self._lock = threading.RLock()
+        if not lazy:  # like a corrector: a broken model fails now, and no verdict pays for the load
+            self.load()
 
     @property
     def thresholds(self) -> dict[str, float]:
