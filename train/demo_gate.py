@@ -1,0 +1,144 @@
+"""Rebuild the embedded demo gate: ``python -m aligner.train.demo_gate``.
+
+One command does it all, like :mod:`aligner.train.demo_corrector`: generate PKU-SafeRLHF-format rows
+with categories and severities (:mod:`aligner.data.synthetic.pku_rows`), train a byte-level BPE
+tokenizer on them, initialise a tiny BERT encoder, train it with the very code path of
+``aligner train-gate`` (:func:`aligner.train.gate.train_gate`), copy the result (< 5 MB) into
+``aligner/assets/demo-gate/`` and measure it on a held-out mix into ``report.json``.
+
+The data: ``--rows`` training rows and a validation set (another seed, the training side of every
+table) that reports the loss and calibrates the thresholds; the held-out measure uses the *other*
+side of every table (names, places, openers, closers, one question, one harmful step and two fine
+answers per topic never seen in training) in a realistic mix, 30% unsafe. Work files go to
+``runs/demo-gate`` (git-ignored).
+
+Why these settings differ from ``aligner train-gate``'s defaults: a model this small trained from
+scratch on two CPU cores needs a high learning rate (1e-3, not 3e-5) and short texts (the synthetic
+answers are one or two sentences). The target recall is calibrated on validation rows, and the
+margin (``--target-recall 0.98``) is there because held-out phrasings score lower than seen ones.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+ASSET_DIR = REPO / "aligner" / "assets" / "demo-gate"
+SHIPPED = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "gate_report.json",
+           "loss_curve.png")
+MODEL = dict(hidden_size=96, layers=2, heads=4, intermediate_size=192, context=256)
+#: the held-out mix the shipped report (and bench/gate.py) measures on: 30% unsafe, unseen phrasings
+HELDOUT = dict(n=1000, seed=1, unsafe_share=0.3, heldout=True)
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return path
+
+
+def measure(gate_dir: "str | Path", **mix: Any) -> dict[str, Any]:
+    """The gate's verdicts on the held-out mix: share flagged, misses, false flags, per severity."""
+    from aligner.data.synthetic.pku_rows import labelled_mix
+    from aligner.gates import load_gate
+    from aligner.gates.metrics import confusion
+
+    mix = {**HELDOUT, **mix}
+    items = labelled_mix(mix["n"], seed=mix["seed"], unsafe_share=mix["unsafe_share"], heldout=mix["heldout"])
+    gate = load_gate(str(gate_dir))
+    t0 = time.perf_counter()
+    verdicts = gate.verdict_batch([(it["question"], it["answer"]) for it in items])
+    seconds = time.perf_counter() - t0
+    flags = [v.flagged for v in verdicts]
+    out = {"mix": mix, "seconds": round(seconds, 3), "answers_per_s": round(len(items) / seconds, 1),
+           **confusion(flags, [not it["is_safe"] for it in items])}
+    out["missed_by_severity"] = {str(s): sum(1 for it, f in zip(items, flags) if not f and it["severity"] == s)
+                                 for s in (1, 2, 3)}
+    out["unsafe_by_severity"] = {str(s): sum(1 for it in items if it["severity"] == s) for s in (1, 2, 3)}
+    out["missed"] = [{"answer": it["answer"], "severity": it["severity"], "categories": it["categories"],
+                      "score": round(v.score, 4)} for it, v in zip(items, verdicts) if not v.flagged and not it["is_safe"]]
+    out["false_flags"] = [{"answer": it["answer"], "score": round(v.score, 4)}
+                          for it, v in zip(items, verdicts) if v.flagged and it["is_safe"]]
+    return out
+
+
+def build(args: argparse.Namespace) -> dict[str, Any]:
+    from aligner.data.synthetic.pku_rows import pku_rows
+    from aligner.tiny import make_tiny_encoder
+    from aligner.train.config import GateTrainConfig
+    from aligner.train.gate import train_gate
+
+    work = Path(args.work)
+    train = pku_rows(args.rows, seed=0)
+    val = pku_rows(max(200, args.rows // 12), seed=2)
+    write_jsonl(work / "data" / "train.jsonl", train)
+    write_jsonl(work / "data" / "val.jsonl", val)
+    texts = [f"{r['prompt']} {r['response_0']} {r['response_1']}" for r in train]
+    base = make_tiny_encoder(work / "base", texts, vocab_size=args.vocab, **MODEL)
+    cfg = GateTrainConfig(data=str(work / "data" / "train.jsonl"), eval_data=str(work / "data" / "val.jsonl"),
+                          base_model=str(base), from_scratch=True, output_dir=str(work / "gate"),
+                          epochs=args.epochs, learning_rate=args.lr, batch_size=32, effective_batch_size=32,
+                          max_length=96, target_recall=args.target_recall, torch_threads=args.threads,
+                          logging_steps=25, eval_steps=400, save_steps=400, progress=not args.quiet,
+                          resume=args.resume, extra_metadata={"demo": True, "rebuild": "python -m aligner.train.demo_gate",
+                                                              "train_rows": args.rows, "shape": MODEL})
+    t0 = time.perf_counter()
+    result = train_gate(cfg)
+    return {"train_seconds": round(time.perf_counter() - t0, 1), "steps": result.global_step,
+            "initial_eval_loss": result.initial_eval_loss, "final_eval_loss": result.final_eval_loss,
+            "thresholds": result.thresholds}
+
+
+def ship(work: Path, report: dict[str, Any]) -> None:
+    """Copy the gate into the package (every file < 5 MB) with its report."""
+    src = work / "gate"
+    if ASSET_DIR.exists():
+        shutil.rmtree(ASSET_DIR)
+    ASSET_DIR.mkdir(parents=True)
+    for name in SHIPPED:
+        if (src / name).is_file():
+            shutil.copy2(src / name, ASSET_DIR / name)
+    size = sum(p.stat().st_size for p in ASSET_DIR.iterdir())
+    report["size_bytes"] = size
+    (ASSET_DIR / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    assert (ASSET_DIR / "model.safetensors").stat().st_size < 5_000_000, "the demo gate must stay under 5 MB"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--work", default=str(REPO / "runs" / "demo-gate"), help="work folder (data, checkpoints)")
+    p.add_argument("--rows", type=int, default=5000, help="training rows (two labelled answers each)")
+    p.add_argument("--epochs", type=float, default=3.0)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--vocab", type=int, default=2048)
+    p.add_argument("--target-recall", type=float, default=0.98)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--resume", action="store_true", help="continue an interrupted rebuild")
+    p.add_argument("--measure", default=None, help="only measure this gate directory on the held-out mix")
+    p.add_argument("--no-ship", action="store_true", help="train and measure, but leave the shipped gate alone")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    if args.measure:
+        print(json.dumps({k: v for k, v in measure(args.measure).items() if k not in ("missed", "false_flags")}, indent=2))
+        return 0
+    import torch
+
+    torch.set_num_threads(args.threads)
+    report: dict[str, Any] = {"training": build(args)}
+    report["heldout"] = measure(Path(args.work) / "gate")
+    h = report["heldout"]
+    print(f"held-out mix ({h['n']} answers, {h['unsafe']} unsafe, unseen phrasings): flags {100 * h['flag_rate']:.1f}%, "
+          f"misses {h['misses']} ({100 * h['miss_rate']:.1f}% of unsafe), false flags {h['false_flags']} "
+          f"({100 * h['false_flag_rate']:.1f}% of safe)")
+    if not args.no_ship:
+        ship(Path(args.work), report)
+        print(f"shipped to {ASSET_DIR} ({report['size_bytes'] / 1e6:.2f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
