@@ -38,8 +38,10 @@ def run(args: argparse.Namespace) -> dict:
     from aligner.data.synthetic.pku_rows import labelled_mix
     from aligner.gates import load_gate
     from aligner.gates.metrics import confusion
+    from aligner.train.demo_gate import fine_sentences
 
-    items = labelled_mix(args.rows, seed=args.seed, unsafe_share=args.unsafe_share, heldout=True)
+    sentences, pool_note = fine_sentences(args.hh_rlhf)  # the pool the demo gate was built with
+    items = labelled_mix(args.rows, seed=args.seed, unsafe_share=args.unsafe_share, heldout=True, sentences=sentences)
     questions = [it["question"] for it in items]
     answers = [it["answer"] for it in items]
     every = Aligner(None, args.corrector, batch_size=args.batch_size, decoding={"max_new_tokens": args.max_new_tokens})
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> dict:
     flagged = [c.gate.flagged for c in results["gated"]]
     conf = confusion(flagged, [not it["is_safe"] for it in items])
     gate_ms = sum(c.gate.time for c in results["gated"]) / len(items) * 1000
-    out = {"rows": len(items), "unsafe": conf["unsafe"], "corrector": every.corrector.name, "gate": str(args.gate),
+    out = {"rows": len(items), "unsafe": conf["unsafe"], "fine_sentences": pool_note, "corrector": every.corrector.name, "gate": str(args.gate),
            "threads": args.threads, "batch_size": args.batch_size, "rounds": args.rounds,
            "seconds_all": round(best["all"], 3), "seconds_gated": round(best["gated"], 3),
            "answers_per_s_all": round(len(items) / best["all"], 3),
@@ -116,6 +118,9 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=1, help="timed rounds per side (alternating), best of each")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--plot", default=None, help="write the figure here (e.g. docs/gate-bench.png)")
+    p.add_argument("--hh-rlhf", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data" /
+                                             "hh-rlhf-harmless-1700.jsonl.gz"),
+                   help="the HH-RLHF sample whose clean sentences are fine text (as in the demo gate's rebuild)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args()
     out = run(args)

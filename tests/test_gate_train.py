@@ -149,13 +149,16 @@ def test_the_trained_gate_routes_an_aligner(trained):
     flagged = [c.answer for c in got if c.gate.flagged]
     assert len(rec.prompts) == len(flagged) == report["headline"]["flagged"]
     assert all(c.correction == c.answer for c in got if not c.gate.flagged)
-    # a minimum severity: the score is P(severity >= severe), compared with that level's own threshold
+    # a minimum severity: the score is P(severity >= moderate), compared with that level's own threshold
     thresholds = json.loads((out / "config.json").read_text())["aligner_gate"]["thresholds"]
-    severe = Aligner(None, RecordingCorrector(), gate=str(out), gate_min_severity="severe")
-    verdicts = [c.gate for c in severe.correct_batch([r.question for r in held], [r.answer for r in held],
-                                                     progress=False)]
-    assert "severe" in thresholds and all(v.flagged == (v.score >= thresholds["severe"]) for v in verdicts)
+    moderate = Aligner(None, RecordingCorrector(), gate=str(out), gate_min_severity="moderate")
+    verdicts = [c.gate for c in moderate.correct_batch([r.question for r in held], [r.answer for r in held],
+                                                       progress=False)]
+    assert all(v.flagged == (v.score >= thresholds["moderate"]) for v in verdicts)
     assert [v.score for v in verdicts] != [c.gate.score for c in got]  # another score than P(unsafe)
+    # no severe answer was held out, so "severe" has no calibrated threshold: 0.5 stands in, said so
+    assert report["uncalibrated"] == ["severe"] and "severe" not in thresholds
+    assert load_gate(str(out), min_severity="severe").threshold_for("severe") == 0.5
 
 
 def test_lora_on_a_causal_base(tmp_path, tiny_causal_path):

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+HH_RLHF_DEFAULT = REPO.parent / "shared" / "data" / "hh-rlhf-harmless-1700.jsonl.gz"
 ASSET_DIR = REPO / "aligner" / "assets" / "demo-gate"
 SHIPPED = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "gate_report.json",
            "loss_curve.png")
@@ -41,14 +42,27 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
-def measure(gate_dir: "str | Path", **mix: Any) -> dict[str, Any]:
+def fine_sentences(hh_path: "str | Path | None" = HH_RLHF_DEFAULT) -> tuple[list[str] | None, str]:
+    """The fine-sentence pool: clean single sentences of the HH-RLHF sample's chosen turns when the
+    sample is there (unlabeled fine text; see :mod:`aligner.data.synthetic.pku_rows` on why only
+    those), else None (the generator's built-in pool)."""
+    from aligner.data.synthetic import sentences_from_hh_rlhf
+
+    if hh_path and Path(hh_path).is_file():
+        pool = sentences_from_hh_rlhf(hh_path)
+        return pool, f"{Path(hh_path).name}: {len(pool)} clean sentences of chosen turns"
+    return None, "the built-in sentence pool (no HH-RLHF sample found)"
+
+
+def measure(gate_dir: "str | Path", sentences: list[str] | None = None, **mix: Any) -> dict[str, Any]:
     """The gate's verdicts on the held-out mix: share flagged, misses, false flags, per severity."""
     from aligner.data.synthetic.pku_rows import labelled_mix
     from aligner.gates import load_gate
     from aligner.gates.metrics import confusion
 
     mix = {**HELDOUT, **mix}
-    items = labelled_mix(mix["n"], seed=mix["seed"], unsafe_share=mix["unsafe_share"], heldout=mix["heldout"])
+    items = labelled_mix(mix["n"], seed=mix["seed"], unsafe_share=mix["unsafe_share"], heldout=mix["heldout"],
+                         sentences=sentences)
     gate = load_gate(str(gate_dir))
     t0 = time.perf_counter()
     verdicts = gate.verdict_batch([(it["question"], it["answer"]) for it in items])
@@ -59,10 +73,17 @@ def measure(gate_dir: "str | Path", **mix: Any) -> dict[str, Any]:
     out["missed_by_severity"] = {str(s): sum(1 for it, f in zip(items, flags) if not f and it["severity"] == s)
                                  for s in (1, 2, 3)}
     out["unsafe_by_severity"] = {str(s): sum(1 for it in items if it["severity"] == s) for s in (1, 2, 3)}
-    out["missed"] = [{"answer": it["answer"], "severity": it["severity"], "categories": it["categories"],
-                      "score": round(v.score, 4)} for it, v in zip(items, verdicts) if not v.flagged and not it["is_safe"]]
-    out["false_flags"] = [{"answer": it["answer"], "score": round(v.score, 4)}
-                          for it, v in zip(items, verdicts) if v.flagged and it["is_safe"]]
+    out["missed_examples"] = [{"answer": it["answer"], "severity": it["severity"], "categories": it["categories"],
+                               "score": round(v.score, 4)} for it, v in zip(items, verdicts)
+                              if not v.flagged and not it["is_safe"]]
+    out["false_flag_examples"] = [{"answer": it["answer"], "score": round(v.score, 4)}
+                                  for it, v in zip(items, verdicts) if v.flagged and it["is_safe"]]
+    from aligner.gates.metrics import per_category_f1
+    from aligner.data.pku_saferlhf import HARM_CATEGORIES
+
+    unsafe = [(it, v) for it, v in zip(items, verdicts) if not it["is_safe"]]
+    out["category_f1_on_unsafe"] = per_category_f1([v.categories for _, v in unsafe],
+                                                   [it["categories"] for it, _ in unsafe], HARM_CATEGORIES)["macro_f1"]
     return out
 
 
@@ -73,8 +94,9 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
     from aligner.train.gate import train_gate
 
     work = Path(args.work)
-    train = pku_rows(args.rows, seed=0)
-    val = pku_rows(max(200, args.rows // 12), seed=2)
+    sentences, _ = fine_sentences(args.hh_rlhf)
+    train = pku_rows(args.rows, seed=0, sentences=sentences)
+    val = pku_rows(max(200, args.rows // 12), seed=2, sentences=sentences)
     write_jsonl(work / "data" / "train.jsonl", train)
     write_jsonl(work / "data" / "val.jsonl", val)
     texts = [f"{r['prompt']} {r['response_0']} {r['response_1']}" for r in train]
@@ -120,16 +142,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resume", action="store_true", help="continue an interrupted rebuild")
     p.add_argument("--measure", default=None, help="only measure this gate directory on the held-out mix")
     p.add_argument("--no-ship", action="store_true", help="train and measure, but leave the shipped gate alone")
+    p.add_argument("--hh-rlhf", default=str(HH_RLHF_DEFAULT),
+                   help="HH-RLHF sample whose clean chosen sentences are fine text (default: ../shared/data/...)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
+    sentences, pool_note = fine_sentences(args.hh_rlhf)
+    print(f"fine sentences: {pool_note}")
     if args.measure:
-        print(json.dumps({k: v for k, v in measure(args.measure).items() if k not in ("missed", "false_flags")}, indent=2))
+        print(json.dumps({k: v for k, v in measure(args.measure, sentences).items()
+                          if not k.endswith("_examples")}, indent=2))
         return 0
     import torch
 
     torch.set_num_threads(args.threads)
-    report: dict[str, Any] = {"training": build(args)}
-    report["heldout"] = measure(Path(args.work) / "gate")
+    report: dict[str, Any] = {"training": build(args), "fine_sentences": pool_note}
+    report["heldout"] = measure(Path(args.work) / "gate", sentences)
     h = report["heldout"]
     print(f"held-out mix ({h['n']} answers, {h['unsafe']} unsafe, unseen phrasings): flags {100 * h['flag_rate']:.1f}%, "
           f"misses {h['misses']} ({100 * h['miss_rate']:.1f}% of unsafe), false flags {h['false_flags']} "

@@ -40,7 +40,7 @@ def gate_summary(cfg: Any, items: list[Any], made: dict[str, Any] | None) -> dic
     flagged = [bool(v.get("flagged")) for v in verdicts]
     times = [float(v["time"]) for v in verdicts if isinstance(v.get("time"), (int, float))]
     out: dict[str, Any] = {
-        "gate": getattr(cfg, "gate", None), "threshold": getattr(cfg, "gate_threshold", None),
+        "gate": _name(getattr(cfg, "gate", None)), "threshold": getattr(cfg, "gate_threshold", None),
         "min_severity": getattr(cfg, "gate_min_severity", None), "answers": len(items),
         "corrected": sum(flagged), "share_corrected": sum(flagged) / len(items) if items else None,
         "errors": sum(1 for v in verdicts if v.get("error")),
@@ -53,6 +53,10 @@ def gate_summary(cfg: Any, items: list[Any], made: dict[str, Any] | None) -> dic
     if labelled:
         out["labelled"] = confusion([f for f, _ in labelled], [not safe for _, safe in labelled])
     return out
+
+
+def _name(spec: Any) -> Any:
+    return spec if spec is None or isinstance(spec, str) else getattr(spec, "__qualname__", type(spec).__name__)
 
 
 def _pct(x: float | None) -> str:

@@ -52,8 +52,17 @@ def _corrections_meta(cfg: EvalConfig, evalset: EvalSet, questions_sha: str) -> 
             "questions_sha256": questions_sha, "upstream": cfg.upstream, "upstream_model": cfg.upstream_model,
             "corrector": cfg.corrector, "template": cfg.template, "paper_decoding": cfg.paper_decoding,
             "max_new_tokens": cfg.max_new_tokens,
-            **({"gate": cfg.gate, "gate_threshold": cfg.gate_threshold, "gate_min_severity": cfg.gate_min_severity,
+            **({"gate": _spec_id(cfg.gate), "gate_threshold": cfg.gate_threshold, "gate_min_severity": cfg.gate_min_severity,
                 "gate_on_error": cfg.gate_on_error} if cfg.gate else {})}
+
+
+def _spec_id(spec: Any) -> Any:
+    """A spec as it is recorded: a string as it is, a Python object (a gate function) by its name,
+    so the same function resumes the same corrections."""
+    if spec is None or isinstance(spec, str):
+        return spec
+    return ".".join(filter(None, [getattr(spec, "__module__", None), getattr(spec, "__qualname__", None)
+                                  or type(spec).__name__]))
 
 
 def make_corrections(cfg: EvalConfig, evalset: EvalSet, out: Path) -> dict[str, Any] | None:
