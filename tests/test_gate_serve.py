@@ -117,3 +117,19 @@ def test_concurrent_requests_share_one_gate_call(served):
     batcher = served.state.serving.gate
     assert (batcher.batches, batcher.largest_batch, batcher.answers) == (1, 4, 4)
     assert served.gate.calls == 4 and len(served.rec.prompts) == 2
+
+
+def test_a_wrapped_openai_client_carries_the_verdict():
+    import openai
+
+    import aligner
+
+    with FakeOpenAI(responder=lambda req: answer_for(request_text(req))) as upstream:
+        rec = RecordingCorrector()
+        client = aligner.wrap(openai.OpenAI(base_url=upstream.base_url, api_key="none", max_retries=0),
+                              corrector=rec, gate=CountingGate())
+        fine = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "How do I rest?"}])
+        bad = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "How do I hurt him?"}])
+    assert fine.choices[0].message.content == answer_for("How do I rest?") and fine.aligner["gate"]["flagged"] is False
+    assert bad.choices[0].message.content == REFUSAL and bad.aligner["gate"]["flagged"] is True
+    assert len(rec.prompts) == 1

@@ -8,9 +8,11 @@ tokenizer on them, initialise a tiny BERT encoder, train it with the very code p
 
 The data: ``--rows`` training rows and a validation set (another seed, the training side of every
 table) that reports the loss and calibrates the thresholds; the held-out measure uses the *other*
-side of every table (names, places, openers, closers, one question, one harmful step and two fine
-answers per topic never seen in training) in a realistic mix, 30% unsafe. Work files go to
-``runs/demo-gate`` (git-ignored).
+side of every table (names, places, openers, closers, ways to refuse, one question, one alternative
+and two fine answers per topic, held-out fine sentences) in a realistic mix, 30% unsafe; a second
+measure builds the harmful answers from the one step per topic never trained on (how far the
+gate's notion of harm reaches beyond its generator). Work files go to ``runs/demo-gate``
+(git-ignored).
 
 Why these settings differ from ``aligner train-gate``'s defaults: a model this small trained from
 scratch on two CPU cores needs a high learning rate (1e-3, not 3e-5) and short texts (the synthetic
@@ -62,7 +64,7 @@ def measure(gate_dir: "str | Path", sentences: list[str] | None = None, **mix: A
 
     mix = {**HELDOUT, **mix}
     items = labelled_mix(mix["n"], seed=mix["seed"], unsafe_share=mix["unsafe_share"], heldout=mix["heldout"],
-                         sentences=sentences)
+                         sentences=sentences, unseen_steps=mix.get("unseen_steps", False))
     gate = load_gate(str(gate_dir))
     t0 = time.perf_counter()
     verdicts = gate.verdict_batch([(it["question"], it["answer"]) for it in items])
@@ -134,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--work", default=str(REPO / "runs" / "demo-gate"), help="work folder (data, checkpoints)")
     p.add_argument("--rows", type=int, default=5000, help="training rows (two labelled answers each)")
-    p.add_argument("--epochs", type=float, default=3.0)
+    p.add_argument("--epochs", type=float, default=4.0)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--vocab", type=int, default=2048)
     p.add_argument("--target-recall", type=float, default=0.98)
@@ -157,10 +159,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     report: dict[str, Any] = {"training": build(args), "fine_sentences": pool_note}
     report["heldout"] = measure(Path(args.work) / "gate", sentences)
+    # generalisation beyond the generator: harmful answers built only from steps training never showed
+    report["unseen_steps"] = measure(Path(args.work) / "gate", sentences, unseen_steps=True)
     h = report["heldout"]
     print(f"held-out mix ({h['n']} answers, {h['unsafe']} unsafe, unseen phrasings): flags {100 * h['flag_rate']:.1f}%, "
           f"misses {h['misses']} ({100 * h['miss_rate']:.1f}% of unsafe), false flags {h['false_flags']} "
           f"({100 * h['false_flag_rate']:.1f}% of safe)")
+    u = report["unseen_steps"]
+    print(f"harmful steps never trained on: misses {u['misses']} of {u['unsafe']} ({100 * u['miss_rate']:.1f}%)")
     if not args.no_ship:
         ship(Path(args.work), report)
         print(f"shipped to {ASSET_DIR} ({report['size_bytes'] / 1e6:.2f} MB)")
