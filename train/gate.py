@@ -377,3 +377,28 @@ def save_gate(model: Any, tokenizer: Any, out: Path, config: GateTrainConfig, ca
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+
+
+def recalibrate(gate_dir: "str | Path", data: str, target_recall: float, *, batch_size: int = 32) -> dict[str, Any]:
+    """Calibrate a trained gate's thresholds again, on labelled PKU-SafeRLHF rows ``data`` (its
+    held-out split or any other), to ``target_recall``: no training, the model is unchanged. Writes
+    the thresholds into its config and returns the measures (as in ``gate_report.json``)."""
+    from aligner.data.pku_saferlhf import load_labelled
+    from aligner.gates.classifier import CONFIG_KEY, ClassifierGate, probabilities
+
+    gate = ClassifierGate(str(gate_dir))
+    rows = load_labelled(data).responses
+    import torch
+
+    logits = torch.cat([gate.logits([(r.question, r.answer) for r in rows[i:i + batch_size]])
+                        for i in range(0, len(rows), batch_size)])
+    cfg = GateTrainConfig(data=data, base_model=str(gate_dir), output_dir=str(gate_dir), target_recall=target_recall,
+                          min_severity=gate.config.get("min_severity"),
+                          category_threshold=gate.category_threshold, text_format=gate.text_format)
+    cfg.validate()
+    report = measure(rows, *probabilities(logits, len(gate.categories)), cfg, gate.categories)
+    path = Path(gate_dir) / "config.json"
+    config = json.loads(path.read_text())
+    config[CONFIG_KEY].update(thresholds=report["thresholds"], target_recall=target_recall)
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return report
