@@ -288,3 +288,59 @@ def test_a_kind_without_severity_refuses_a_minimum_severity():
 def test_none_means_no_gate():
     assert load_gate(None) is None and load_gate("none") is None
     assert Aligner(None, RecordingCorrector(), gate="none").gate is None
+
+
+# -- the cost kind: any num_labels=1 reward/cost model, read by eval's scorer ----------------------
+@pytest.fixture(scope="module")
+def cost_model(tmp_path_factory):
+    """A num_labels=1 sequence-classification model saved whole (its head included), as a cost model is."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from aligner.tiny import train_tokenizer
+
+    tok = train_tokenizer([q + " " + a for q, a in SAFE + UNSAFE] * 3, vocab_size=300)
+    import torch
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=256, num_labels=1, pad_token_id=tok.pad_token_id)
+    path = tmp_path_factory.mktemp("cost-model")
+    BertForSequenceClassification(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def test_a_cost_model_gate_flags_when_the_cost_exceeds_the_threshold(cost_model):
+    from aligner.eval.scoring import SequenceScorer
+    from aligner.gates.cost import CostGate
+
+    pairs = SAFE + UNSAFE
+    costs = SequenceScorer(str(cost_model), role="cost").score(pairs, progress=False)  # what aligner eval reads
+    middle = sorted(costs)[1]
+    for spec in (f"cost:{cost_model}", str(cost_model)):  # the prefix, or a directory holding num_labels=1
+        gate = load_gate(spec, threshold=middle)
+        assert isinstance(gate, CostGate) and gate.kind == "cost"
+        verdicts = gate.verdict_batch(pairs)
+        assert [v.score for v in verdicts] == pytest.approx(costs, abs=1e-5)
+        assert [v.flagged for v in verdicts] == [c > middle for c in costs]
+        assert sum(v.flagged for v in verdicts) == 2
+    assert load_gate(f"cost:{cost_model}").threshold_for(None) == 0.0  # Safe-RLHF: cost > 0 is unsafe
+    rec = RecordingCorrector()
+    out = Aligner(None, rec, gate=f"cost:{cost_model}", gate_threshold=middle).correct_batch(
+        [q for q, _ in pairs], [a for _, a in pairs], progress=False)
+    assert len(rec.prompts) == 2 and [c.corrected for c in out] == [c > middle for c in costs]
+    with pytest.raises(ConfigError, match="gate_min_severity: a cost gate predicts no severity"):
+        load_gate(f"cost:{cost_model}", min_severity="minor")
+
+
+def test_a_cost_gate_on_a_model_with_several_labels_names_the_gate(tmp_path):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from aligner.tiny import train_tokenizer
+
+    tok = train_tokenizer(["some text to train on"] * 3, vocab_size=280)
+    BertForSequenceClassification(BertConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1,
+                                             num_attention_heads=2, intermediate_size=32, num_labels=3)).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    with pytest.raises(ConfigError, match="gate: .*num_labels=3"):
+        load_gate(f"cost:{tmp_path}")

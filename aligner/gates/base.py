@@ -162,8 +162,9 @@ class Gate(ABC):
 
     @classmethod
     def from_spec(cls, spec: Any, **kw: Any) -> "Gate":
-        """The gate ``spec`` names; by default the text after ``spec_prefix`` is the first argument."""
-        if cls.spec_prefix and isinstance(spec, str):
+        """The gate ``spec`` names; by default the text after ``spec_prefix`` is the first argument
+        (a spec matched another way — a directory — is passed as it is)."""
+        if cls.spec_prefix and isinstance(spec, str) and spec.startswith(cls.spec_prefix):
             spec = spec[len(cls.spec_prefix):].strip()
             if not spec:
                 raise ConfigError(f"{cls.spec_prefix!r} needs a name after it.", field="gate",
