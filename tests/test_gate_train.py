@@ -225,3 +225,21 @@ def test_bad_gate_options_name_the_field(tmp_path, field, value, words):
     with pytest.raises(ConfigError) as err:
         cfg.validate()
     assert words in str(err.value)
+
+
+def test_the_synthetic_pku_rows_are_reproducible_valid_and_split(tmp_path):
+    from aligner.data.synthetic.pku_rows import TOPICS, labelled_mix, pku_rows
+
+    rows = pku_rows(300, seed=3)
+    assert rows == pku_rows(300, seed=3) and rows != pku_rows(300, seed=4)
+    loaded = load_labelled(write_rows(tmp_path / "rows.jsonl", rows)).responses  # strict: every label valid
+    assert len(loaded) == 600 and {r.severity for r in loaded if not r.safe} == {1, 2, 3}
+    assert all(r.safe == (r.severity == 0) == (not r.categories) for r in loaded)
+    used = {c for r in loaded for c in r.categories}
+    assert len(used) >= 17  # nearly every PKU-SafeRLHF category occurs in 300 rows
+    train_text = " ".join(r.answer for r in loaded)
+    unseen = [t["steps"][-1][0].split(" {")[0].split("{")[0][:25] for t in TOPICS]
+    assert not any(u in train_text for u in unseen)  # the held-back step of each topic is never trained on
+    mix = labelled_mix(200, seed=1, unsafe_share=0.3, unseen_steps=True)
+    assert sum(not m["is_safe"] for m in mix) == 60
+    assert all(any(u in m["answer"] for u in unseen) for m in mix if not m["is_safe"])
