@@ -219,6 +219,12 @@ class _State:
                                       may_join=lambda: self.in_flight)
         #: the aligner the handlers correct with: the same, its corrector's calls batched
         self.serving = aligner.with_corrector(self.batcher)
+        if aligner.gate is not None:  # gate calls batched like corrections (aligner.gates.batching)
+            from ..gates.batching import GateBatcher
+
+            self.serving = self.serving.with_gate(GateBatcher(aligner.gate, max_batch_size=self.batcher.max_batch_size,
+                                                              max_wait=self.batcher.max_wait,
+                                                              may_join=lambda: self.in_flight))
         self.records = None
         if config.log_corrections:
             from .records import CorrectionsLog
@@ -545,7 +551,7 @@ async def _record(state: _State, req: ChatRequest, c: Correction) -> None:
     rec = {"timestamp": time.time(), "model": req.model, "question": c.question, "answer": c.answer,
            "correction": c.correction, "changed": c.changed, "corrector": c.corrector,
            "upstream": getattr(state.aligner.upstream, "name", None), "timings": c.timings,
-           "fallback": c.fallback_reason}
+           "fallback": c.fallback_reason, **({"gate": c.gate.to_dict()} if c.gate is not None else {})}
     try:
         await asyncio.shield(asyncio.to_thread(state.records.write, rec))
     except asyncio.CancelledError:
