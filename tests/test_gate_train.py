@@ -183,7 +183,7 @@ def test_a_row_without_the_safety_labels_is_an_error_naming_the_field(tmp_path, 
     row = dict(ROWS[0])
     del row["is_response_1_safe"]
     data = write_rows(tmp_path / "pku.jsonl", [ROWS[1], row])
-    with pytest.raises(DataError, match=r"row 2, field 'is_response_1_safe': missing key.*labelled responses only"):
+    with pytest.raises(DataError, match=r"line 2, field 'is_response_1_safe': missing key.*labelled responses only"):
         load_labelled(data)
     assert len(load_labelled(data, lenient=True).responses) == 2  # lenient: the row is skipped, and listed
     code = cli.main(["train-gate", "--data", str(data), "--base", "x", "--out", str(tmp_path / "o")])
