@@ -94,6 +94,12 @@ class DecodingConfig:
     #: Replace a degenerate correction (runaway repetition, the template's own markers, an empty
     #: or over-long result) by the original answer, flagged ``fallback``. False returns it as is.
     fallback: bool = True
+    #: Decode every row on its own, so a row's correction never depends on which rows share its
+    #: batch. Batched greedy decoding is not: padding, the batch's shape and the other rows'
+    #: drafts change the order of floating-point sums, and a near-tie can flip (measured by
+    #: ``bench/batch_invariance.py``). For files that must come out the same however they were
+    #: batched, resumed or sharded; slower. Local correctors only (a server batches as it likes).
+    batch_invariant: bool = False
 
     def __post_init__(self) -> None:
         """Check every value's type and range here, so ``{"temperature": "hot"}`` is an error naming

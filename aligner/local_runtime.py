@@ -151,6 +151,11 @@ class LocalGenerator:
         out_texts = [""] * len(prompts)
         if not live:
             return out_texts
+        if decoding.batch_invariant and len(live) > 1:
+            # alone, a row runs the same shapes (so the same float sums) whatever its neighbours
+            for i in live:
+                out_texts[i] = self.generate([prompts[i]], decoding, [rows[i]])[0]
+            return out_texts
         sub = [rows[i] for i in live]
         enc = self._encode([prompts[i] for i in live])
         width = enc["input_ids"].shape[1]
