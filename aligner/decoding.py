@@ -66,9 +66,13 @@ def _check_decoding_value(name: str, value: Any, hint: Any, default: Any) -> Non
                           f"({type(value).__name__}).", field=name, fix=f"e.g. {name}={default!r}.")
 
 
-@dataclass
+@dataclass(frozen=True)
 class DecodingConfig:
-    """How a local or remote model samples. Defaults follow the model card (greedy, 2048 new tokens)."""
+    """How a local or remote model samples. Defaults follow the model card (greedy, 2048 new tokens).
+
+    Frozen: one config is read by every request of a server at once (the corrector's own), so a
+    change is a new config (``dataclasses.replace``, ``from_any``), never an edit another thread sees.
+    """
 
     max_new_tokens: int = 2048
     do_sample: bool = False

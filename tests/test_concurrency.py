@@ -95,6 +95,20 @@ def test_batch_encode_pads_like_the_tokenizer_and_leaves_it_untouched(kind, tiny
     assert tok.backend_tokenizer.padding is None and tok.backend_tokenizer.truncation is None
 
 
+def test_the_decoding_config_every_request_reads_cannot_be_edited_in_place(demo):
+    """The corrector's decoding config is read by every request of a server at once: a request's
+    own settings are a new config, and an edit in place (which all threads would see) is refused."""
+    import dataclasses
+
+    from aligner.decoding import DecodingConfig
+
+    before = demo.decoding.max_new_tokens
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        demo.decoding.max_new_tokens = 1  # type: ignore[misc]
+    mine = DecodingConfig.from_any({"max_new_tokens": 1}, demo.decoding.to_dict())
+    assert mine.max_new_tokens == 1 and demo.decoding.max_new_tokens == before
+
+
 def test_tokenizer_calls_from_many_threads_at_once(demo):
     """Counting, fitting and batch encoding in parallel threads, as a server does: every batch
     encode comes back padded and equal to the one made alone, every count and every prompt equal
