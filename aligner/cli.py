@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "aligner.serve.commands",
     "aligner.demo",
     "aligner.eval.commands",
+    "aligner.gguf.commands",
 )
 
 

@@ -1,7 +1,9 @@
-"""``Aligner``: upstream → corrector, in one object with sync, async, batched and streamed calls.
+"""``Aligner``: upstream → gate → corrector, in one object with sync, async, batched and streamed calls.
 
 The upstream (what answers) and the corrector (what rewrites) are separate contracts, so any of
 one composes with any of the other. Either may be given as a spec and is resolved lazily here.
+An optional gate (:mod:`aligner.gates`) is asked first: an answer it does not flag comes back
+unchanged at once, without a corrector call.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from .correction import (EMPTY_ANSWER, Asked, AsyncCorrectionStream, Correction,
 from .correctors import Corrector, load_corrector
 from .decoding import DecodingConfig
 from .errors import ConfigError, require_text
+from .gates.routing import GateRoute
 from .pipeline import Pipeline, Row, length_buckets, run_sync
 
 __all__ = ["Aligner", "Asked", "EMPTY_ANSWER", "is_blank", "length_buckets"]
@@ -27,16 +30,25 @@ class Aligner:
     ``hf:PATH`` spec or a transformers model, a Python callable ``str -> str``, an ``Upstream``, or
     None when you will always pass the answer yourself. ``corrector`` is a hub id or path (causal or
     encoder-decoder), an ``http(s)://…/v1`` completions endpoint, a ``Corrector``, or None for the
-    embedded demo corrector.
+    embedded demo corrector. ``gate`` (see :func:`aligner.gates.load_gate`: ``"demo"``, a trained
+    gate, ``"cost:PATH"``, ``"moderation:URL"``, a function, a ``Gate``) is asked first, with
+    ``gate_threshold`` / ``gate_min_severity`` overriding its own; ``gate_on_error`` says what an
+    answer the gate cannot judge gets (``"correct"``, ``"pass"`` or ``"raise"``).
     """
 
     def __init__(self, upstream: Any = None, corrector: "Corrector | str | None" = None, *,
                  template: Any = None, upstream_model: str | None = None,
                  decoding: "DecodingConfig | Mapping[str, Any] | None" = None, device: str | None = None,
-                 batch_size: int = 8, **upstream_kwargs: Any):
+                 batch_size: int = 8, gate: Any = None, gate_threshold: float | None = None,
+                 gate_min_severity: str | None = None, gate_on_error: str = "correct", **upstream_kwargs: Any):
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"must be a positive int, got {batch_size!r}.", field="batch_size",
                               fix="e.g. batch_size=8.")
+        from .gates import load_gate
+
+        found = load_gate(gate, threshold=gate_threshold, min_severity=gate_min_severity, device=device)
+        #: the gate and its on-error policy (None: every answer is corrected)
+        self.gate_route = GateRoute(found, gate_on_error) if found is not None else None
         self.corrector = load_corrector(corrector, template=template, decoding=decoding, device=device)
         self.upstream = None
         if upstream is not None:
@@ -51,6 +63,19 @@ class Aligner:
         other = copy.copy(self)
         other.corrector = corrector
         return other
+
+    def with_gate(self, gate: Any) -> "Aligner":
+        """This Aligner asking ``gate`` (a Gate, or None for none) with the same on-error policy —
+        e.g. the server's batching wrapper around this Aligner's own gate."""
+        other = copy.copy(self)
+        policy = self.gate_route.on_error if self.gate_route is not None else "correct"
+        other.gate_route = GateRoute(gate, policy) if gate is not None else None
+        return other
+
+    @property
+    def gate(self) -> Any:
+        """The :class:`~aligner.gates.Gate` asked before the corrector, or None."""
+        return self.gate_route.gate if self.gate_route is not None else None
 
     @property
     def is_demo(self) -> bool:
@@ -80,6 +105,23 @@ class Aligner:
     def _not_corrected(self, question: str, answer: str, asked: Asked) -> Correction:
         """The Correction of an empty answer: the answer as it came, ``skipped="empty"``."""
         return Correction.uncorrected(question, answer, skipped=EMPTY_ANSWER, corrector=self.corrector, asked=asked)
+
+    # -- the gate: asked before the corrector; what it does not flag is passed on as it came ----
+    def _judged(self, question: str, answer: str, asked: Asked) -> Asked:
+        if self.gate_route is None:
+            return asked
+        return asked.judged(self.gate_route.verdicts([(question, answer)])[0])
+
+    async def _ajudged(self, question: str, answer: str, asked: Asked) -> Asked:
+        if self.gate_route is None:
+            return asked
+        return asked.judged((await self.gate_route.averdicts([(question, answer)]))[0])
+
+    def _passed(self, question: str, answer: str, asked: Asked) -> Correction | None:
+        """The unchanged answer when the gate did not flag it; None when the corrector must see it."""
+        if asked.gate is None or asked.gate.flagged:
+            return None
+        return Correction.uncorrected(question, answer, skipped=None, corrector=self.corrector, asked=asked)
 
     def answer(self, question: str, **params: Any) -> str:
         """The upstream's uncorrected answer."""
@@ -114,6 +156,9 @@ class Aligner:
         answer, asked = self._ask(require_text(question, "question"), answer, asked)
         if is_blank(answer):
             return self._not_corrected(question, answer, asked)
+        asked = self._judged(question, answer, asked)
+        if (passed := self._passed(question, answer, asked)) is not None:
+            return passed
         t1 = time.perf_counter()
         result = self.corrector.correct_results([(question, answer)], aspects=aspects, decoding=decoding)[0]
         return self._record(question, answer, result, asked, time.perf_counter() - t1)
@@ -123,6 +168,9 @@ class Aligner:
         answer, asked = await self._aask(require_text(question, "question"), answer, asked)
         if is_blank(answer):
             return self._not_corrected(question, answer, asked)
+        asked = await self._ajudged(question, answer, asked)
+        if (passed := self._passed(question, answer, asked)) is not None:
+            return passed
         t1 = time.perf_counter()
         result = (await self.corrector.acorrect_results([(question, answer)], aspects=aspects,
                                                         decoding=decoding))[0]
@@ -133,7 +181,8 @@ class Aligner:
                       aspects: str | None = None, decoding: Any = None, progress: bool = True,
                       asked: "Sequence[Asked | None] | None" = None) -> list[Correction]:
         """Corrections in input order. Upstream calls run concurrently (the upstream's limit);
-        the corrector sees batches of ``batch_size`` so a local model pads and decodes together.
+        the gate, when there is one, judges every answer and only the flagged ones go on; the
+        corrector sees batches of ``batch_size`` so a local model pads and decodes together.
         Each asked answer's ``upstream`` time is its share of the concurrent calls (a given
         answer's is 0.0, or its ``asked`` item's when you asked the upstream yourself); each
         correction's ``corrector`` time its share of its batch. Empty answers are not corrected
@@ -189,6 +238,10 @@ class Aligner:
             text, up = self._ask(question, answer, asked)
             if self._skipped(stream, question, text, up):
                 return
+            up = self._judged(question, text, up)
+            if self._gated(stream, question, text, up):
+                yield text  # not flagged: the answer, unchanged, as one piece
+                return
             inner = self.corrector.stream(question, text, aspects=aspects, decoding=decoding, asked=up)
             try:
                 yield from inner
@@ -205,6 +258,10 @@ class Aligner:
         async def run(stream: AsyncCorrectionStream) -> AsyncIterator[str]:
             text, up = await self._aask(question, answer, asked)
             if self._skipped(stream, question, text, up):
+                return
+            up = await self._ajudged(question, text, up)
+            if self._gated(stream, question, text, up):
+                yield text
                 return
             inner = self.corrector.astream(question, text, aspects=aspects, decoding=decoding, asked=up)
             try:
@@ -223,8 +280,17 @@ class Aligner:
         stream.result, stream.correction = CorrectorResult(answer), self._not_corrected(question, answer, asked)
         return True
 
+    def _gated(self, stream: Any, question: str, answer: str, asked: Asked) -> bool:
+        """An answer the gate did not flag ends its stream as it came (the caller shows it whole)."""
+        passed = self._passed(question, answer, asked)
+        if passed is None:
+            return False
+        stream.correction = passed  # no corrector ran: no verdict of one (``result`` stays None)
+        return True
+
     def __repr__(self) -> str:
-        return f"Aligner(upstream={self.upstream!r}, corrector={self.corrector!r})"
+        gate = f", gate={self.gate!r}" if self.gate is not None else ""
+        return f"Aligner(upstream={self.upstream!r}, corrector={self.corrector!r}{gate})"
 
 
 def _per_row(asked: "Sequence[Asked | None] | None", questions: list[str]) -> list:

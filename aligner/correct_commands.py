@@ -13,6 +13,16 @@ from .options import BatchOptions
 
 DEMO_NOTE = ("note: using the embedded demo corrector (a ~2M-parameter toy trained on synthetic data); "
              "pass --corrector aligner/aligner-7b-v1.0 (or a path) for a real Aligner.")
+GATE_DEMO_NOTE = ("note: using the embedded demo gate (a tiny classifier trained on synthetic PKU-SafeRLHF-format "
+                  "rows); train your own with `aligner train-gate`.")
+
+
+def print_notes(aligner: Any) -> None:
+    """The demo notes a command prints on stderr before its output."""
+    if aligner.is_demo:
+        print(DEMO_NOTE, file=sys.stderr)
+    if getattr(aligner.gate, "is_demo", False):
+        print(GATE_DEMO_NOTE, file=sys.stderr)
 
 
 @dataclass
@@ -55,8 +65,7 @@ def run_correct(args: argparse.Namespace) -> int:
     if cfg.answer is not None and cfg.upstream:
         print(f"note: --upstream {cfg.upstream} is not used: --answer gives the answer.", file=sys.stderr)
     aligner = cfg.build(upstream=cfg.answer is None)  # never load an upstream that will not be asked
-    if aligner.is_demo:
-        print(DEMO_NOTE, file=sys.stderr)
+    print_notes(aligner)
     if cfg.stream and not cfg.json:
         answer = cfg.answer if cfg.answer is not None else aligner.answer(question)
         stream = aligner.stream(question, answer)
@@ -66,6 +75,8 @@ def run_correct(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
         if cfg.diff and stream.correction is not None:
             print(_word_diff(stream.correction))
+        if stream.correction is not None and stream.correction.gate is not None:
+            print(stream.correction.gate.summary(), file=sys.stderr)
         return 0
     c = aligner.correct(question, cfg.answer)
     if cfg.json:
@@ -74,6 +85,8 @@ def run_correct(args: argparse.Namespace) -> int:
         print(c.correction)
         if cfg.diff:
             print(_word_diff(c))
+        if c.gate is not None:
+            print(c.gate.summary(), file=sys.stderr)
     return 0
 
 
@@ -102,8 +115,7 @@ def _run_file(cfg: CorrectConfig) -> int:
     if job.todo:
         # every row still to do has its answer: the upstream would not be asked, so it is not loaded
         aligner = cfg.build(upstream=any(r["answer"] is None for r in job.todo))
-        if aligner.is_demo:
-            print(DEMO_NOTE, file=sys.stderr)
+        print_notes(aligner)
         counts = job.run(aligner)
     else:
         counts = {"total": len(job.rows), "skipped": len(job.rows), "written": 0, "failed": 0, "errors_file": None}
@@ -135,6 +147,7 @@ def add_commands(sub: Any) -> None:
                            description="Correct an answer with an Aligner. Examples:\n"
                        '  aligner correct "How do I reset my password?" --answer "Email me at bob@example.com"\n'
                        '  aligner correct "Explain DNS" --upstream openai/gpt-4o-mini\n'
+                       '  aligner correct "How do I bake bread?" --answer "..." --gate demo   # correct only if flagged\n'
                        "  aligner correct --input questions.jsonl --output corrected.jsonl")
     p.add_argument("question", nargs="?", help="the question the answer replies to")
 

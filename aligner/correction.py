@@ -4,7 +4,10 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any, AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator
+
+if TYPE_CHECKING:
+    from .gates.base import GateVerdict
 
 _TOKEN = re.compile(r"\s+|\w+|[^\w\s]")
 _WORD = re.compile(r"\w+")
@@ -93,6 +96,15 @@ class Correction:
     #: (no answer text to correct; a corrector given none would invent one from the question). A
     #: server also skips tool calls and requested JSON. None: the answer was corrected.
     skipped: str | None = None
+    #: the gate's verdict when a gate was asked first (see :mod:`aligner.gates`); an answer it did
+    #: not flag comes back unchanged without a corrector call (``corrected`` is then False).
+    gate: "GateVerdict | None" = None
+
+    @property
+    def corrected(self) -> bool:
+        """Whether the corrector was called: not for a skipped answer, and with a gate only on a
+        flagged one."""
+        return self.skipped is None and (self.gate is None or self.gate.flagged)
 
     @property
     def changed(self) -> bool:
@@ -147,6 +159,10 @@ class Correction:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["changed"] = self.changed
+        if self.gate is None:
+            del d["gate"]  # rows written without a gate keep the keys they always had
+        else:
+            d["gate"] = self.gate.to_dict()
         return d
 
     def meta(self, **fields: Any) -> dict[str, Any]:
@@ -157,6 +173,8 @@ class Correction:
                "upstream": self.upstream, "changed": self.changed, "demo": bool(self.metadata.get("demo")),
                "fallback": self.fallback, "fallback_reason": self.fallback_reason, "skipped": self.skipped,
                "timings": {k: round(v, 6) for k, v in self.timings.items()}}
+        if self.gate is not None:
+            out["gate"] = self.gate.to_dict()
         out.update(fields)
         return out
 
@@ -165,24 +183,40 @@ class Correction:
                     asked: "Asked | None" = None) -> "Correction":
         """The Correction of an answer passed on as it came, the corrector not run: ``skipped``
         says why (``"empty"``, and a server's ``"tool_calls"`` and ``"response_format"``), None
-        for a reply its client asked to bypass. Names and timings read as a corrected one's do,
-        with ``corrector`` 0.0."""
+        for a reply its client asked to bypass or one the gate did not flag (``asked.gate``).
+        Names and timings read as a corrected one's do, with ``corrector`` 0.0."""
         asked = asked or Asked()
-        return cls(question, answer, answer, timings={"upstream": asked.seconds, "corrector": 0.0,
-                                                      "total": asked.seconds},
+        return cls(question, answer, answer, timings=_timings(asked, {}, 0.0),
                    corrector=getattr(corrector, "name", ""), template=_template_name(corrector),
-                   upstream=asked.upstream, metadata=_metadata(corrector), skipped=skipped)
+                   upstream=asked.upstream, metadata=_metadata(corrector), skipped=skipped, gate=asked.gate)
 
 
 @dataclass(frozen=True)
 class Asked:
-    """The upstream side of one correction, known before the corrector runs: who answered (shown
-    as ``Correction.upstream``) and the seconds the answer took (0.0: the answer was given). A
-    caller that asked the upstream itself (a server, a wrapped client) passes it in, so the
-    Correction is made once, with its timings whole."""
+    """What is known of one correction before the corrector runs: who answered (shown as
+    ``Correction.upstream``), the seconds the answer took (0.0: the answer was given) and, when a
+    gate was asked, its verdict. A caller that asked the upstream itself (a server, a wrapped
+    client) passes it in, so the Correction is made once, with its timings whole."""
 
     seconds: float = 0.0
     upstream: str = ""
+    #: the gate's verdict (:mod:`aligner.gates`), None when no gate was asked.
+    gate: "GateVerdict | None" = None
+
+    def judged(self, verdict: "GateVerdict | None") -> "Asked":
+        """This with the gate's verdict."""
+        return Asked(self.seconds, self.upstream, verdict)
+
+
+def _timings(asked: "Asked", measured: dict[str, float], corrector_s: float) -> dict[str, float]:
+    """A Correction's timings: the upstream's, the gate's (when asked), the stages the corrector
+    measured itself, the corrector's and the total, in that order."""
+    gate_s = asked.gate.time if asked.gate is not None else 0.0
+    timings: dict[str, float] = {"upstream": asked.seconds, **({"gate": gate_s} if asked.gate is not None else {}),
+                                 **measured}
+    timings.setdefault("corrector", corrector_s)
+    timings["total"] = asked.seconds + gate_s + corrector_s
+    return timings
 
 
 def _template_name(corrector: Any) -> str:
@@ -199,17 +233,17 @@ def correction_of(question: str, answer: str, result: CorrectorResult, *, correc
     """The one way a :class:`Correction` is made from a corrector's verdict: timings (``upstream``
     from ``asked``, 0.0 when the answer was given; stage times the corrector measured itself, such
     as a batching server's ``queue`` and ``batch_size``, join them), names, the demo flag and the
-    fallback. Nothing is added to a Correction after it is made."""
+    fallback; the gate's verdict and time when a gate was asked (``asked.gate``). Nothing is added
+    to a Correction after it is made."""
     asked = asked or Asked()
-    timings: dict[str, float] = {"upstream": asked.seconds, **result.timings}
-    timings.setdefault("corrector", corrector_s)
-    timings["total"] = asked.seconds + corrector_s
+    timings = _timings(asked, result.timings, corrector_s)
     metadata = _metadata(corrector)
     if result.usage is not None:
         metadata["usage"] = result.usage
     return Correction(question=question, answer=answer, correction=result.text, timings=timings,
                       corrector=corrector.name, template=_template_name(corrector), upstream=asked.upstream,
-                      metadata=metadata, fallback=result.fallback, fallback_reason=result.fallback_reason)
+                      metadata=metadata, fallback=result.fallback, fallback_reason=result.fallback_reason,
+                      gate=asked.gate)
 
 
 class _Streamed:

@@ -62,8 +62,10 @@ def unsupported_reason(model: Any) -> str | None:
     return None
 
 
-class _Anchor:
-    """Where in its prompt a row's correction is copying from, and how far to draft from there."""
+class CopyAnchor:
+    """Where in its prompt a row's correction is copying from, and how far to draft from there:
+    the copy drafts of every backend that drafts from the answer (this loop's rows, and the
+    llama.cpp corrector's draft hook, :class:`aligner.correctors.llamacpp.CopyDraft`)."""
 
     def __init__(self, source: list[int]):
         self.source = source
@@ -130,7 +132,7 @@ class _Row:
         self.tokens: list[int] = []
         self.pending: list[int] = []  # generated tokens not yet in the cache (the first is the last token)
         self.valid = 0  # tokens of this row in the cache (prompt without padding + generated)
-        self.anchor = _Anchor(source) if source is not None else None
+        self.anchor = CopyAnchor(source) if source is not None else None
 
 
 def greedy_decode(model: Any, tokenizer: Any, input_ids: Any, attention_mask: Any, rows: Sequence[Any], *,

@@ -73,8 +73,8 @@ def answer_batch(batch: dict[str, Any], *, options: Any) -> dict[str, Any]:
 
 
 class CorrectorActor:
-    """A Ray actor: loads the corrector once, then runs the pipeline's correct stage
-    (:func:`aligner.pipeline.correct_rows`) batch after batch."""
+    """A Ray actor: loads the corrector (and the gate) once, then runs the pipeline's gate and correct
+    stages (:func:`aligner.pipeline.judge_rows`, :func:`aligner.pipeline.correct_rows`) batch after batch."""
 
     def __init__(self, options: Any, upstream_name: str):
         self.aligner = options.build(upstream=False)
@@ -82,7 +82,7 @@ class CorrectorActor:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         from .correction import Asked, is_blank
-        from .pipeline import Row, correct_rows, uncorrected
+        from .pipeline import Row, correct_rows, judge_rows, uncorrected
 
         n = len(batch["row"])
         errors: list[str | None] = [e if isinstance(e, str) else None for e in batch["error"]]
@@ -91,9 +91,10 @@ class CorrectorActor:
                     asked=Asked(0.0 if batch["given"][i] else float(batch["upstream_s"][i]), self.upstream_name))
                 for i in range(n) if errors[i] is None]
         done = [(r, uncorrected(self.aligner, r)) for r in rows if is_blank(r.answer)]
-        more, failures = correct_rows(self.aligner, [r for r in rows if not is_blank(r.answer)], isolate=True)
+        passed, flagged = judge_rows(self.aligner, [r for r in rows if not is_blank(r.answer)])
+        more, failures = correct_rows(self.aligner, flagged, isolate=True)
         out: list[str | None] = [None] * n
-        for r, c in done + more:
+        for r, c in done + passed + more:
             d = c.to_dict()
             d.pop("changed", None)
             out[r.tag] = json.dumps(d, ensure_ascii=False)

@@ -4,9 +4,12 @@ Every caller that corrects more than one answer runs these stages, each once, he
 
 - the **answer** stage asks the upstream for each row without an answer, at most ``concurrency``
   calls in flight, and knows who answered and how long it took (:class:`~aligner.correction.Asked`);
-- the **queue** (:class:`BatchQueue`) holds answered rows until the corrector is free, and hands
-  them out in batches by one rule (:class:`Batching`): at most ``size``, after waiting at most
-  ``max_wait`` for company unless no more rows may join;
+- the **gate** stage (:func:`judge_rows`, only when the Aligner has a gate) asks the gate about a
+  batch of answered rows in one call: an answer it does not flag is passed on as it came
+  (``Correction.uncorrected`` with the verdict), the flagged ones go on to the corrector;
+- the **queue** (:class:`BatchQueue`) holds rows until the next stage is free, and hands them out
+  in batches by one rule (:class:`Batching`): at most ``size``, after waiting at most ``max_wait``
+  for company unless no more rows may join (the gate's queue and the corrector's);
 - the **correct** stage (:func:`correct_rows`) corrects one batch in one corrector call and makes
   each row's :class:`~aligner.correction.Correction` once, its upstream time passed in.
 
@@ -18,14 +21,16 @@ Who runs what:
   (the corrector takes whatever answers are ready while the upstream goes on; a row's upstream
   time is its own call's; a failed row is recorded and the run goes on);
 - the server: its :class:`~aligner.serve.batching.DynamicBatcher` queues requests' rows in a
-  :class:`BatchQueue` (each request has asked its upstream on its own);
-- ``aligner generate --engine ray``: :func:`answer_rows` in Ray tasks and :func:`correct_rows` on
-  Ray actors, Ray Data moving the rows between them.
+  :class:`BatchQueue`, and its :class:`~aligner.gates.batching.GateBatcher` their gate calls
+  (each request has asked its upstream on its own);
+- ``aligner generate --engine ray``: :func:`answer_rows` in Ray tasks, :func:`judge_rows` and
+  :func:`correct_rows` on Ray actors, Ray Data moving the rows between them.
 """
 from __future__ import annotations
 
 import asyncio
 import math
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -161,6 +166,10 @@ class BatchQueue(Generic[T]):
         self._waiting = [item for i, item in enumerate(self._waiting) if i not in chosen]
         return batch
 
+    def idle(self) -> bool:
+        """Nothing waiting and nothing queued (a collector that stops when idle checks this)."""
+        return not self._waiting and self._queue.empty()
+
     def drain(self) -> list[T]:
         """Every row still waiting (a server shutting down fails them rather than let them hang)."""
         out, self._waiting = self._waiting, []
@@ -200,6 +209,39 @@ async def _answer(upstream: Any, row: Row, name: str, on_failed: Callable[[list[
         return False
     row.asked = Asked(time.perf_counter() - t0, name)
     return True
+
+
+def _verdicts_on(aligner: "Aligner", rows: Sequence[Row], verdicts: Sequence[Any]
+                 ) -> tuple[list[tuple[Row, Correction]], list[Row]]:
+    passed: list[tuple[Row, Correction]] = []
+    flagged: list[Row] = []
+    for row, verdict in zip(rows, verdicts):
+        row.asked = (row.asked or Asked()).judged(verdict)
+        if verdict.flagged:
+            flagged.append(row)
+        else:  # not flagged: passed on as it came, no corrector call
+            passed.append((row, Correction.uncorrected(row.question, row.answer or "", skipped=None,
+                                                       corrector=aligner.corrector, asked=row.asked)))
+    return passed, flagged
+
+
+def judge_rows(aligner: "Aligner", rows: Sequence[Row]) -> tuple[list[tuple[Row, Correction]], list[Row]]:
+    """The gate's verdict on answered rows, in one gate call (none without a gate): the rows it
+    did not flag with their Corrections (the answer as it came, the verdict in ``asked.gate``), and
+    the rows the corrector must see. The Aligner's on-error policy applies (see
+    :mod:`aligner.gates.routing`)."""
+    route = aligner.gate_route
+    if route is None or not rows:
+        return [], list(rows)
+    return _verdicts_on(aligner, rows, route.verdicts([(r.question, r.answer or "") for r in rows]))
+
+
+async def ajudge_rows(aligner: "Aligner", rows: Sequence[Row]) -> tuple[list[tuple[Row, Correction]], list[Row]]:
+    """:func:`judge_rows` through the gate's async path (a server's :class:`GateBatcher`)."""
+    route = aligner.gate_route
+    if route is None or not rows:
+        return [], list(rows)
+    return _verdicts_on(aligner, rows, await route.averdicts([(r.question, r.answer or "") for r in rows]))
 
 
 def correct_rows(aligner: "Aligner", rows: Sequence[Row], *, aspects: str | None = None, decoding: Any = None,
@@ -302,7 +344,10 @@ class Pipeline:
     of at most ``batching.size``, while the upstream goes on (the batch job). ``blocking``: the
     corrector runs its sync path in one worker thread (else its async path on the loop).
     ``isolate``: a row's own failure (see :func:`is_row_error`) is handed on as a failure and the
-    run goes on; without it the first failure ends the run and is raised.
+    run goes on; without it the first failure ends the run and is raised. With a gate, its stage
+    sits between the answers and the corrector's queue: gathering, one gate call for every answer
+    (then only the flagged rows are batched for the corrector); streaming, the gate takes what is
+    answered in batches of at most ``batching.size``.
     """
 
     def __init__(self, aligner: "Aligner", on_result: Outcome, *, batch_size: int, concurrency: int = 1,
@@ -313,8 +358,10 @@ class Pipeline:
         self.aspects, self.decoding = aspects, decoding
         if gather:  # the whole input waits until every answer is in: then shortest first
             self.batching, self.queue_size = Batching(batch_size, max_wait=math.inf, length=_length), 0
+            self.gate_batching = Batching(sys.maxsize, max_wait=math.inf)  # one gate call for every answer
         else:  # a bounded queue: a slow corrector holds the upstream back instead of piling answers up
             self.batching, self.queue_size = Batching(batch_size), max(2 * batch_size, self.concurrency)
+            self.gate_batching = Batching(batch_size)
 
     @property
     def upstream_name(self) -> str:
@@ -323,10 +370,15 @@ class Pipeline:
 
     async def run(self, rows: Sequence[Row]) -> None:
         queue: BatchQueue[Row] = BatchQueue(self.batching, self.queue_size)
+        judging: BatchQueue[Row] | None = None
+        if self.aligner.gate_route is not None:
+            judging = BatchQueue(self.gate_batching, self.queue_size)
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="corrector") if self.blocking else None
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self._feed(rows, queue))
+                group.create_task(self._feed(rows, judging or queue))
+                if judging is not None:
+                    group.create_task(self._judge(judging, queue))
                 group.create_task(self._drain(queue, executor))
         except BaseExceptionGroup as group_error:  # the first failure stopped the others: raise it alone
             raise first_error(group_error) from None
@@ -374,6 +426,19 @@ class Pipeline:
             self.on_result([(row, uncorrected(self.aligner, row))], [])
         else:
             await queue.put(row)
+
+    async def _judge(self, judging: BatchQueue[Row], queue: BatchQueue[Row]) -> None:
+        """The gate stage: each batch judged in one call, the unflagged handed on, the rest queued."""
+        while batch := await judging.take():
+            if self.blocking:
+                passed, flagged = await asyncio.to_thread(judge_rows, self.aligner, batch)
+            else:
+                passed, flagged = await ajudge_rows(self.aligner, batch)
+            if passed:
+                self.on_result(passed, [])
+            for row in flagged:
+                await queue.put(row)
+        await queue.close()
 
     async def _drain(self, queue: BatchQueue[Row], executor: ThreadPoolExecutor | None) -> None:
         loop = asyncio.get_running_loop()

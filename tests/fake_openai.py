@@ -3,7 +3,8 @@
 Every client under test (the ``openai`` SDK, ``litellm``, plain ``httpx``, the proxy server) talks
 real HTTP to it, so what is tested is the bytes on the wire, not a mocked method. It speaks
 ``POST /v1/chat/completions`` and ``POST /v1/completions`` (JSON, or SSE with ``stream: true`` in
-the exact OpenAI chunk shape, ending ``data: [DONE]``) and ``GET /v1/models``.
+the exact OpenAI chunk shape, ending ``data: [DONE]``), ``POST /v1/moderations`` (OpenAI's
+moderation shape: one result per ``input`` string, scored by ``moderator``) and ``GET /v1/models``.
 
 Usage::
 
@@ -25,6 +26,12 @@ counts). ``content: None`` is streamed as OpenAI streams it: no content deltas a
 
     srv.responder = lambda req: {"content": None, "tool_calls": [call], "usage": {...}}
 
+A moderator maps one input text to its category scores (``{"violence": 0.9, ...}``); a category is
+marked, and the result flagged, at 0.5 or above (the default moderator scores a few keywords)::
+
+    srv.moderator = lambda text: {"violence": 0.99 if "bomb" in text else 0.01}
+    srv.fail_next(429, path="/v1/moderations", retry_after=0.01)
+
 Faults are consumed one per request, in order, by generation requests (the two POST endpoints)
 unless ``path=`` names another endpoint.
 """
@@ -42,7 +49,17 @@ from typing import Any, Callable
 CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
 MODELS = "/v1/models"
+MODERATIONS = "/v1/moderations"
 GENERATION_PATHS = (CHAT, COMPLETIONS)
+#: the default moderator's keywords, per category (OpenAI's category names)
+MODERATION_WORDS = {"violence": ("bomb", "knife", "hit them", "kill"), "illicit": ("steal", "hack", "meth"),
+                    "harassment": ("idiot", "loser")}
+
+
+def default_moderator(text: str) -> dict[str, float]:
+    """Category scores of one input: 0.95 where a category's keyword occurs, else 0.02."""
+    low = text.lower()
+    return {cat: 0.95 if any(w in low for w in words) else 0.02 for cat, words in MODERATION_WORDS.items()}
 
 Responder = Callable[[dict], "str | dict"]
 
@@ -123,6 +140,8 @@ class FakeOpenAI:
     requests: list[RecordedRequest] = field(default_factory=list)
     #: exceptions raised while answering (a responder bug); the client got a 500 for each
     errors: list[BaseException] = field(default_factory=list)
+    #: ``moderator(text) -> {category: score}`` for ``POST /v1/moderations`` (None: keyword scores)
+    moderator: Callable[[str], dict] | None = None
 
     def __post_init__(self) -> None:
         self._faults: deque[Fault] = deque()
@@ -316,6 +335,8 @@ class _Handler(BaseHTTPRequestHandler):
                 if status:
                     return self._error(status, f"rejected by the rejecter rule: {request_text(body)[:80]}")
                 return self._chat(body) if path == CHAT else self._completion(body)
+            if method == "POST" and path == MODERATIONS:
+                return self._moderation(body)
             self._error(404, f"no route {method} {path}")
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout): fine
             self.close_connection = True
@@ -385,6 +406,21 @@ class _Handler(BaseHTTPRequestHandler):
             events.append({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                            "system_fingerprint": None, "choices": [], "usage": usage})
         self._sse(events)
+
+    def _moderation(self, body: Any) -> None:
+        """OpenAI's moderation reply: ``results`` in input order, each flagged at a score of 0.5."""
+        texts = body.get("input") if isinstance(body, dict) else None
+        texts = [texts] if isinstance(texts, str) else texts
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            return self._error(400, "input must be a string or a list of strings.")
+        results = []
+        for text in texts:
+            scores = (self.fake.moderator or default_moderator)(text)
+            marked = {k: v >= 0.5 for k, v in scores.items()}
+            results.append({"flagged": any(marked.values()), "categories": marked, "category_scores": scores,
+                            "category_applied_input_types": {k: ["text"] for k in scores}})
+        self._send_json(200, {"id": f"modr-fake{len(self.fake.requests)}", "model": body.get("model") or "omni-moderation-latest",
+                              "results": results})
 
     def _completion(self, body: dict) -> None:
         prompts = body.get("prompt")

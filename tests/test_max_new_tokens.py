@@ -97,10 +97,11 @@ def test_config_file(corrector_server, tmp_path, capsys, yaml, flags, limit):
 
 
 def test_a_commands_own_default_is_a_chosen_length(corrector_server):
-    """``aligner demo`` chooses 256 new tokens for its corrector: a chosen length, so no answer cap."""
+    """``aligner demo`` chooses 256 new tokens for its corrector: a chosen length, so no answer cap.
+    (The demo asks its demo gate first by default; without one every answer reaches the corrector.)"""
     from aligner.demo import DemoConfig
 
-    DemoConfig(corrector=corrector_server.base_url).build(upstream=False).correct(Q, A)
+    DemoConfig(corrector=corrector_server.base_url, gate=None).build(upstream=False).correct(Q, A)
     assert sent(corrector_server) == 256
 
 

@@ -20,16 +20,20 @@ guard pipeline on top (:class:`~aligner.correctors.base.Corrector`) is the same 
 from __future__ import annotations
 
 import asyncio
+import logging
 from abc import ABC
 from dataclasses import replace
-from typing import Any, AsyncIterator, Iterator, Sequence
+from typing import Any, AsyncIterator, Callable, Iterator, Sequence
 
 from ..decoding import DecodingConfig
+from ..errors import ConfigError
 from ..guard import Guard
 from ..rows import RowControl, iterate_row
 from ..rows import notify_end as _end  # one "row finished" notice for every backend
 from ..templates import STOP_MARKERS
 from ..transport.streaming import iterate_in_thread
+
+log = logging.getLogger("aligner")
 
 
 class RowDecoder(ABC):
@@ -152,6 +156,41 @@ class Backend(RowDecoder):
         """The corrector's own tokens — the prompt it was given (after ``fit``) and the
         correction — for a backend with a local tokenizer; None for one without (a remote one)."""
         return None
+
+
+class TokenBudget:
+    """What a backend with a tokenizer knows to fit a prompt in its context (:func:`fit_answer`):
+    ``budget`` tokens the prompt may take, the whole ``context`` (for the message), the most
+    characters one token can stand for, and three tokenizer calls."""
+
+    def __init__(self, *, budget: int, context: int, max_token_chars: int, prompt_tokens: Callable[[str], int],
+                 answer_ids: Callable[[str], list[int]], text_of: Callable[[list[int]], str]):
+        self.budget, self.context, self.max_token_chars = budget, context, max(1, max_token_chars)
+        self.prompt_tokens, self.answer_ids, self.text_of = prompt_tokens, answer_ids, text_of
+
+
+def fit_answer(template: Any, question: str, answer: str, limits: TokenBudget) -> tuple[str, bool]:
+    """The answer, its head kept, so that the rendered prompt takes at most ``limits.budget``
+    tokens; and whether it was cut (logged once as a warning, logger ``aligner``: Python prints it
+    on stderr even where logging is not configured). Only a head of the answer that surely holds
+    more tokens than fit is tokenised, so a 5 MB answer costs what a context-sized one does."""
+    budget = limits.budget
+    limit = (budget + 64) * limits.max_token_chars  # chars that hold more than budget + 64 tokens
+    head = answer if len(answer) <= limit else answer[:limit]
+    prompt_tokens = limits.prompt_tokens(template.render(question, head, aspects="x"))
+    if head is answer and prompt_tokens <= budget:
+        return answer, False
+    answer_ids = limits.answer_ids(head)
+    overhead = prompt_tokens - len(answer_ids)
+    keep = budget - overhead
+    if keep < 1:
+        raise ConfigError(f"the question alone takes {overhead} tokens, more than the corrector's "
+                          f"input budget of {budget} tokens.", field="question",
+                          fix="shorten the question or use a corrector with a longer context.")
+    was = f"{len(answer_ids)}" if head is answer else f"more than {len(answer_ids)} ({len(answer):,} characters)"
+    log.warning("answer truncated from %s to %d tokens to fit the corrector's context (%d tokens); only the "
+                "kept part is corrected.", was, keep, limits.context)
+    return limits.text_of(answer_ids[:keep]), True
 
 
 def capped(decoding: DecodingConfig, rows: Sequence[RowControl]) -> DecodingConfig:

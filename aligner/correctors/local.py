@@ -18,6 +18,7 @@ from ..hub import check_hub_model, looks_like_path
 from ..progress import model_loading
 from ..templates import Template
 from ..registry import register_corrector
+from .backend import TokenBudget, fit_answer
 from .base import Corrector
 from .checkpoint import read_aligner_config
 
@@ -137,39 +138,21 @@ class LocalCorrector(Corrector):
         return self.generator.tokenizer.eos_token
 
     def fit(self, question: str, answer: str) -> tuple[str, str]:
-        """Truncate an over-long answer (head kept) so prompt + correction fit the context.
+        """Truncate an over-long answer (head kept) so prompt + correction fit the context
+        (:func:`~aligner.correctors.backend.fit_answer`; counted in ``self.truncations``).
 
         The correction is about as long as the answer, so the prompt may use at most half the
         context of a decoder-only model; an encoder-decoder's encoder takes the whole context.
-        The truncation is logged once as a warning (logger ``aligner``; Python prints it on stderr
-        even where logging is not configured) and counted in ``self.truncations``. Only a head of
-        the answer that surely holds more tokens than fit is tokenised, so a 5 MB answer costs
-        what a context-sized one does.
         """
         gen = self.generator
-        tok = gen.tokenizer
         ctx = gen.context_length
         budget = self.max_input_tokens or (ctx if gen.is_encoder_decoder else max(16, ctx // 2))
-        limit = (budget + 64) * self._max_token_chars()  # chars that hold more than budget + 64 tokens
-        head = answer if len(answer) <= limit else answer[:limit]
-        prompt_tokens = gen.count_tokens(self.template.render(question, head, aspects="x"))
-        if head is answer and prompt_tokens <= budget:
-            return question, answer
-        answer_ids = tok(head, add_special_tokens=False, verbose=False)["input_ids"]
-        overhead = prompt_tokens - len(answer_ids)
-        keep = budget - overhead
-        if keep < 1:
-            raise ConfigError(f"the question alone takes {overhead} tokens, more than the corrector's "
-                              f"input budget of {budget} tokens.", field="question",
-                              fix="shorten the question or use a corrector with a longer context.")
-        short = tok.decode(answer_ids[:keep], skip_special_tokens=True)
-        self.truncations += 1
-        was = (f"{len(answer_ids)}" if head is answer else
-               f"more than {len(answer_ids)} ({len(answer):,} characters)")
-        msg = (f"answer truncated from {was} to {keep} tokens to fit the corrector's "
-               f"context ({ctx} tokens); only the kept part is corrected.")
-        log.warning(msg)  # once: a warnings.warn as well printed the same line twice on the CLI
-        return question, short
+        limits = TokenBudget(budget=budget, context=ctx, max_token_chars=self._max_token_chars(),
+                             prompt_tokens=gen.count_tokens, answer_ids=lambda text: gen.token_ids([text], special=False)[0],
+                             text_of=lambda ids: gen.tokenizer.decode(ids, skip_special_tokens=True))
+        answer, cut = fit_answer(self.template, question, answer, limits)
+        self.truncations += cut
+        return question, answer
 
     def _max_token_chars(self) -> int:
         """The most characters one token of this vocabulary can stand for (bounds ``fit``'s work)."""
@@ -179,18 +162,15 @@ class LocalCorrector(Corrector):
         return self._token_chars
 
     def answer_tokens(self, answer: str) -> int:
-        return len(self.generator.tokenizer(answer, add_special_tokens=False, verbose=False)["input_ids"])
+        return self.generator.count_tokens(answer, special=False)
 
     def usage(self, prompt: str, completion: str) -> dict[str, int]:
         """The prompt's tokens as the model is given them (special tokens included) and the
         correction's own."""
         prompt_tokens = self.generator.count_tokens(prompt)
-        completion_tokens = len(self.generator.tokenizer(completion, add_special_tokens=False, verbose=False)["input_ids"])
+        completion_tokens = self.generator.count_tokens(completion, special=False)
         return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                 "total_tokens": prompt_tokens + completion_tokens}
-
-    def generate(self, prompts: Sequence[str], decoding: DecodingConfig) -> list[str]:
-        return self.generate_rows(prompts, decoding, [RowControl() for _ in prompts])
 
     def generate_rows(self, prompts: Sequence[str], decoding: DecodingConfig,
                       rows: Sequence[RowControl]) -> list[str]:

@@ -96,23 +96,37 @@ def categories_of(row: Row, key: str | None) -> list[str]:
                     key, "write the category as a string, e.g. \"violence\".")
 
 
+def safety_label(row: Row) -> dict[str, Any]:
+    """``{"is_safe": bool}`` from a row's ``is_safe`` (BeaverTails' label of its response) or ``safe``:
+    a gate's misses and false flags are counted against it. Empty when the row has no label."""
+    key = _key(row.record, "is_safe", "safe")
+    if key is None or row.record[key] is None:
+        return {}
+    if not isinstance(row.record[key], bool):
+        raise row.error(f"expected true/false, got {type(row.record[key]).__name__}.", key,
+                        f"make '{key}' a boolean (is the answer safe?), or leave it out.")
+    return {"is_safe": row.record[key]}
+
+
 # -- one converter per format ---------------------------------------------------------------
 def _qac(row: Row) -> EvalItem:
     cat_key = _key(row.record, "category", "categories")
     cats = categories_of(row, cat_key)  # a list or a dict of booleans too, which the Q-A-C reader refuses
     q = qac_format.convert(Row({k: v for k, v in row.record.items() if k != cat_key}, row.source, row.row, row.fmt,
                                unit=row.unit))
-    return EvalItem(q.question, q.answer, q.correction, cats, row.source, row.row)
+    return EvalItem(q.question, q.answer, q.correction, cats, row.source, row.row, safety_label(row))
 
 
 def _questions(row: Row) -> EvalItem:
     return EvalItem(_text(row, "question"), _optional_text(row, "answer"), _optional_text(row, "correction"),
-                    categories_of(row, _key(row.record, "category", "categories")), row.source, row.row)
+                    categories_of(row, _key(row.record, "category", "categories")), row.source, row.row,
+                    safety_label(row))
 
 
 def _beavertails(row: Row) -> EvalItem:
     return EvalItem(_text(row, "prompt"), _optional_text(row, "response", "answer"), None,
-                    categories_of(row, _key(row.record, "category", "categories")), row.source, row.row)
+                    categories_of(row, _key(row.record, "category", "categories")), row.source, row.row,
+                    safety_label(row))
 
 
 def _harmfulqa(row: Row) -> EvalItem:

@@ -215,8 +215,15 @@ class _State:
                                       max_batch_size=config.max_batch_size if config.batching else 1,
                                       max_wait=config.batch_wait_ms / 1000 if config.batching else 0.0,
                                       may_join=lambda: self.in_flight)
-        #: the aligner the handlers correct with: the same, its corrector's rows batched
+        #: the aligner the handlers correct with: the same, its corrector's rows batched, and its
+        #: gate's calls batched like corrections (aligner.gates.batching)
         self.serving = aligner.with_corrector(aligner.corrector.through(self.batcher))
+        if aligner.gate is not None:
+            from ..gates.batching import GateBatcher
+
+            self.serving = self.serving.with_gate(GateBatcher(aligner.gate, max_batch_size=self.batcher.max_batch_size,
+                                                              max_wait=self.batcher.max_wait,
+                                                              may_join=lambda: self.in_flight))
         self.records = None
         if config.log_corrections:
             from .records import CorrectionsLog

@@ -10,6 +10,7 @@ the one source of what a correction says about itself (the ``aligner`` object cl
 plus the question and the correction text, which a training row needs and ``meta()`` leaves out.
 Two columns keep the names the log has always had: ``answer`` is ``meta()["original"]`` and
 ``fallback`` is ``meta()["fallback_reason"]`` (the reason, so an export can leave those rows out).
+``gate`` is the gate's verdict when a gate was asked first (None: no gate).
 ``upstream`` is the upstream's whole name, address included: the log is the operator's record of
 which model answered, kept on the server's own disk; only what clients are shown hides the address.
 """
@@ -29,9 +30,9 @@ if TYPE_CHECKING:
 _SCHEMA = """CREATE TABLE IF NOT EXISTS corrections (
     id INTEGER PRIMARY KEY AUTOINCREMENT, timestamp REAL NOT NULL, model TEXT, question TEXT NOT NULL,
     answer TEXT NOT NULL, correction TEXT NOT NULL, changed INTEGER, corrector TEXT, upstream TEXT,
-    timings TEXT, fallback TEXT)"""
+    timings TEXT, fallback TEXT, gate TEXT)"""
 _COLUMNS = ("timestamp", "model", "question", "answer", "correction", "changed", "corrector", "upstream", "timings",
-            "fallback")
+            "fallback", "gate")
 
 
 class CorrectionsLog:
@@ -51,8 +52,9 @@ class CorrectionsLog:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute(_SCHEMA)
             have = {r[1] for r in self._conn.execute("PRAGMA table_info(corrections)")}
-            if "fallback" not in have:  # a log written before the column existed
-                self._conn.execute("ALTER TABLE corrections ADD COLUMN fallback TEXT")
+            for column in ("fallback", "gate"):  # a log written before the column existed
+                if column not in have:
+                    self._conn.execute(f"ALTER TABLE corrections ADD COLUMN {column} TEXT")
             self._conn.commit()
 
     def write(self, correction: "Correction", *, model: str | None = None) -> None:
@@ -64,7 +66,8 @@ class CorrectionsLog:
             if self._conn is not None:
                 self._conn.execute(f"INSERT INTO corrections ({', '.join(_COLUMNS)}) VALUES "
                                    f"({', '.join('?' for _ in _COLUMNS)})",
-                                   [json.dumps(v) if k == "timings" else (int(v) if k == "changed" else v)
+                                   [json.dumps(v) if k == "timings" or (k == "gate" and v is not None)
+                                    else (int(v) if k == "changed" else v)
                                     for k, v in row.items()])
                 self._conn.commit()
             else:
@@ -85,6 +88,7 @@ class CorrectionsLog:
                 d = dict(zip(_COLUMNS, r))
                 d["timings"] = json.loads(d["timings"]) if d["timings"] else {}
                 d["changed"] = bool(d["changed"])
+                d["gate"] = json.loads(d["gate"]) if d["gate"] else None
                 yield d
         elif self.path.exists():
             with self.path.open(encoding="utf-8") as fh:
@@ -108,4 +112,4 @@ def record_of(correction: "Correction", *, model: str | None = None, timestamp: 
     return {"timestamp": time.time() if timestamp is None else timestamp, "model": model,
             "question": correction.question, "answer": meta["original"], "correction": correction.correction,
             "changed": meta["changed"], "corrector": meta["corrector"], "upstream": meta["upstream"] or None,
-            "timings": meta["timings"], "fallback": meta["fallback_reason"]}
+            "timings": meta["timings"], "fallback": meta["fallback_reason"], "gate": meta.get("gate")}

@@ -15,6 +15,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from mkdocs.plugins import event_priority
+
 REPO = Path(__file__).resolve().parents[2]
 TREE = REPO / "build" / "api-src"
 
@@ -37,6 +39,7 @@ def build_tree() -> Path:
     return TREE
 
 
+@event_priority(100)  # before mkdocstrings' own on_config, which keeps only search paths that exist
 def on_config(config: Any, **kwargs: Any) -> Any:
     build_tree()
     return config
