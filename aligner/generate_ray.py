@@ -103,6 +103,17 @@ class CorrectorActor:
         return {"row": list(batch["row"]), "given": list(batch["given"]), "result": out, "error": errors}
 
 
+def _correction(d: dict[str, Any]) -> Any:
+    """A Correction back from its ``to_dict()`` (an actor's result), its gate verdict an object again."""
+    from .correction import Correction
+
+    if d.get("gate") is not None:
+        from .gates.base import GateVerdict
+
+        d["gate"] = GateVerdict(**d["gate"])
+    return Correction(**d)
+
+
 def _rebuild_error(text: str) -> AlignerError:
     e = json.loads(text)
     if e["stage"] == "upstream":
@@ -138,7 +149,6 @@ def run_ray(job: Any, cfg: Any) -> dict[str, Any]:
     """Run ``job``'s rows still to do on Ray Data; rows are written as their batches come back."""
     from tqdm.auto import tqdm
 
-    from .correction import Correction
     from .batch_job import _Sink, errors_path
 
     ray = _import_ray()
@@ -174,7 +184,7 @@ def run_ray(job: Any, cfg: Any) -> dict[str, Any]:
                         exc = _rebuild_error(error)
                         failures.append((r, json.loads(error)["stage"], exc))
                     else:
-                        results.append((r, Correction(**json.loads(result))))
+                        results.append((r, _correction(json.loads(result))))
                 sink.record(results, failures)
         except Exception as exc:
             mine = _aligner_error_in(exc)
