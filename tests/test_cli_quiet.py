@@ -12,10 +12,10 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from processes import stop, wait_for_page
 
 EXE = Path(sys.executable).with_name("aligner")
 ALIGNER = [str(EXE)] if EXE.exists() else [sys.executable, "-m", "aligner.cli"]
@@ -63,22 +63,11 @@ def _demo_output(args: list[str], port: int, tmp_path: Path, extra_env: dict[str
         proc = subprocess.Popen(ALIGNER + ["demo", "--port", str(port)] + args, stdout=fh, stderr=subprocess.STDOUT,
                                 env={**env(), **(extra_env or {})}, cwd=tmp_path)
     try:
-        deadline = time.monotonic() + 240
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as page:
-                    assert page.status == 200
-                if "aligner demo:" in log.read_text():
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.5)
+        wait_for_page(proc, f"http://127.0.0.1:{port}/", log, 240,
+                      ready=lambda status, body: status == 200 and "aligner demo:" in log.read_text())
         time.sleep(1)  # anything printed right after start-up
     finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+        stop(proc)
     return log.read_text()
 
 

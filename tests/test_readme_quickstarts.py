@@ -17,13 +17,12 @@ import shlex
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from fake_openai import FakeOpenAI
+from processes import stop, wait_for_page
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
@@ -135,22 +134,11 @@ def test_serve_quick_start_with_the_openai_client(tmp_path):
         with open(log, "w") as fh:
             proc = subprocess.Popen(words, stdout=fh, stderr=subprocess.STDOUT, cwd=tmp_path)
         try:
-            deadline = time.monotonic() + 300
-            while True:
-                assert proc.poll() is None, log.read_text()
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
-                        if r.status == 200:
-                            break
-                except OSError:
-                    pass
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.5)
+            wait_for_page(proc, f"http://127.0.0.1:{port}/health", log, 300)
             assert "http://localhost:8000/v1" in client_code
             out = run_python(client_code.replace("http://localhost:8000/v1", f"http://127.0.0.1:{port}/v1"))
         finally:
-            proc.terminate()
-            proc.wait(timeout=60)
+            stop(proc)
         body = upstream.last_body("/v1/chat/completions")
     assert out == [DANA_CORRECTED, DANA]  # the correction, then what the upstream said
     assert body["model"] == "llama3.2"
@@ -168,21 +156,9 @@ def test_demo_quick_start_serves_the_page(tmp_path):
         proc = subprocess.Popen(argv(demo) + ["--port", str(port)], stdout=fh, stderr=subprocess.STDOUT,
                                 env=env, cwd=tmp_path)
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as page:
-                    html = page.read().decode("utf-8", "replace")
-                    if page.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.5)
+        html = wait_for_page(proc, f"http://127.0.0.1:{port}/", log, 300)
     finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+        stop(proc)
     assert "gradio" in html.lower()
     assert "demo corrector" in log.read_text()  # the CLI says the toy is in use
 

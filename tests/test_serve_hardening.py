@@ -26,6 +26,7 @@ from aligner.serve.app import create_app
 from aligner.serve.config import ServeConfig
 from aligner.serve.runner import ServerThread
 from fake_openai import CHAT, upstream_answer
+from processes import stop as stop_serve
 
 GREEDY = {"max_new_tokens": 16}
 MODEL = "fake-model"
@@ -424,21 +425,9 @@ def test_uvicorn_gets_the_servers_limits(aligner):
 
 
 def test_aligner_serve_flags_set_the_body_timeout_and_connection_limit(tiny_causal_path):
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "aligner", "serve", "--corrector", str(tiny_causal_path),
-                             "--port", str(port), "--body-timeout", "1", "--limit-concurrency", "2",
-                             "--timeout-keep-alive", "2", "--no-access-log"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc, port = start_serve(["--corrector", str(tiny_causal_path), "--body-timeout", "1", "--limit-concurrency", "2",
+                              "--timeout-keep-alive", "2"])
     try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, proc.stderr.read()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.3)
         sent, head, body = _trickle(port)
         assert head.startswith(b"HTTP/1.1 408") and sent < 60, head
         assert json.loads(body)["error"]["code"] == "body_timeout"
@@ -448,12 +437,7 @@ def test_aligner_serve_flags_set_the_body_timeout_and_connection_limit(tiny_caus
             r = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10)
             assert r.status_code == 200
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_serve(proc)
 
 
 # -- item 9: exposure --------------------------------------------------------------------------------------
@@ -596,15 +580,6 @@ def start_serve(args: list[str], *, env: dict | None = None) -> tuple[subprocess
             time.sleep(0.3)
     proc.kill()
     pytest.fail("aligner serve did not start")
-
-
-def stop_serve(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def test_hundreds_of_idle_sockets_neither_lock_out_a_request_nor_stay_open(tiny_causal_path):

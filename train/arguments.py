@@ -84,6 +84,19 @@ def checkpointing_argument() -> str:
     return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
 
 
+def start_run(config: Any) -> tuple[Path, Path, Path | None]:
+    """What every training run (corrector, gate) does before it reads its data: torch's threads
+    (``--torch-threads``), and the output folder, its checkpoint folder and the checkpoint
+    ``--resume`` continues from."""
+    import torch
+
+    if config.torch_threads:
+        torch.set_num_threads(int(config.torch_threads))
+    out = Path(str(config.output_dir)).expanduser()
+    ckpt_dir = out / CHECKPOINTS
+    return out, ckpt_dir, resume_point(config, ckpt_dir)
+
+
 def resume_point(config: Any, ckpt_dir: Path) -> Path | None:
     """The checkpoint ``--resume`` continues from (None without ``--resume`` or before the first
     save), said aloud so a run that starts over is not mistaken for a resumed one."""

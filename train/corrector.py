@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from aligner.train.arguments import (CHECKPOINTS, HISTORY_FILE, STATE_FILE, gradient_accumulation, resume_point,
+from aligner.train.arguments import (HISTORY_FILE, STATE_FILE, gradient_accumulation, start_run,
                                      training_arguments, world_size)
 from aligner.train.config import CorrectorTrainConfig
 from aligner.train.loading import check_qlora, load_base, merge_adapters, ready_to_train
@@ -61,16 +61,10 @@ def _train_corrector(config: CorrectorTrainConfig, callbacks: Sequence[Any]) -> 
     config.validate()
     if config.qlora:
         check_qlora()
-    import torch
-
-    if config.torch_threads:
-        torch.set_num_threads(int(config.torch_threads))
+    out, ckpt_dir, resume_from = start_run(config)
     from aligner.templates import get_template
 
     template = get_template(config.template)
-    out = Path(str(config.output_dir)).expanduser()
-    ckpt_dir = out / CHECKPOINTS
-    resume_from = resume_point(config, ckpt_dir)
 
     rows = load_rows(str(config.data), config)
     given = load_rows(str(config.eval_data), config, what="eval_data") if config.eval_data else None

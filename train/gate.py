@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 from aligner.data.pku_saferlhf import HARM_CATEGORIES, SEVERITY_LEVELS, LabelledResponse
 from aligner.errors import ConfigError, DataError
-from aligner.train.arguments import (CHECKPOINTS, HISTORY_FILE, STATE_FILE, gradient_accumulation, resume_point,
+from aligner.train.arguments import (HISTORY_FILE, STATE_FILE, gradient_accumulation, start_run,
                                      training_arguments, world_size)
 from aligner.train.config import GateTrainConfig
 
@@ -269,16 +269,12 @@ def report_lines(report: dict[str, Any]) -> list[str]:
 def train_gate(config: GateTrainConfig, *, callbacks: Sequence[Any] = ()) -> GateTrainResult:
     """Train, measure and calibrate a classifier gate; save it where ``Aligner(gate=...)`` loads it."""
     config.validate()
+    out, ckpt_dir, resume_from = start_run(config)
     import torch
 
-    if config.torch_threads:
-        torch.set_num_threads(int(config.torch_threads))
     from aligner.train.prepare import hold_out
 
     categories = list(HARM_CATEGORIES)
-    out = Path(str(config.output_dir)).expanduser()
-    ckpt_dir = out / CHECKPOINTS
-    resume_from = resume_point(config, ckpt_dir)
 
     groups = load_responses(str(config.data), config)
     given = load_responses(str(config.eval_data), config, what="eval_data") if config.eval_data else None

@@ -11,9 +11,9 @@ import importlib
 import os
 from typing import Any
 
-from ..errors import ConfigError, DataError
-from .base import QAC, LoadResult, Row, RowDropped, Skipped
-from .io import _BadLine, read_records, write_jsonl
+from ..errors import ConfigError
+from .base import QAC, LoadResult, Skipped
+from .io import read_records, read_rows, write_jsonl
 
 #: format name → module (each exposes ``convert(row: Row) -> QAC``).
 FORMATS = {"qac": "qac", "pku-saferlhf": "pku_saferlhf", "hh-rlhf": "hh_rlhf"}
@@ -47,27 +47,8 @@ def load(path_or_id: str | os.PathLike, format: str = "qac", *, split: str = "tr
     if max_chars is not None and (not isinstance(max_chars, int) or max_chars <= 0):
         raise ConfigError(f"must be a positive integer, got {max_chars!r}.", field="max_chars",
                           fix="pass e.g. --max-chars 8000, or leave it out for no cap.")
-    source, records = read_records(path_or_id, split=split)
-    result = LoadResult(rows=[], skipped=[], source=source, unit=records.unit)
-    seen = 0
-    for rownum, record in records:
-        if limit is not None and len(result.rows) >= limit:
-            break
-        seen += 1
-        try:
-            if isinstance(record, _BadLine):
-                bad = DataError(record.reason, source=source, row=rownum, unit=records.unit,
-                                fix="fix the line (one JSON object per line), or pass --lenient to skip it.")
-                bad.reason = record.reason
-                raise bad
-            result.rows.append(module.convert(Row(record, source, rownum, module.NAME, max_chars, unit=records.unit)))
-        except RowDropped as drop:
-            result.skipped.append(Skipped(rownum, drop.field, drop.reason))
-        except DataError as exc:
-            if not lenient:
-                raise
-            reason = getattr(exc, "reason", None) or str(exc).split(" Fix: ")[0]
-            result.skipped.append(Skipped(rownum, exc.field, reason))
-    if seen == 0:
-        raise DataError("no rows found.", source=source, fix="point at a file with rows.")
-    return result
+    rows: list[QAC] = []
+    source, unit, skipped = read_rows(path_or_id, lambda row: rows.append(module.convert(row)), name=module.NAME,
+                                      split=split, lenient=lenient, max_chars=max_chars,
+                                      full=lambda: limit is not None and len(rows) >= limit)
+    return LoadResult(rows=rows, skipped=skipped, source=source, unit=unit)

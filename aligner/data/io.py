@@ -10,7 +10,7 @@ import gzip
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from ..errors import LINE, RECORD, DataError
 from ..hub import DATA_SUFFIXES, looks_like_path
@@ -216,3 +216,39 @@ def write_jsonl(rows: Iterable[Any], path: str | os.PathLike) -> int:
             n += 1
     os.replace(tmp, path)
     return n
+
+
+def read_rows(path_or_id: str | os.PathLike, convert: Callable[[Any], Any], *, name: str, split: str = "train",
+              lenient: bool = False, max_chars: int | None = None,
+              full: Callable[[], bool] = lambda: False) -> tuple[str, str, list[Any]]:
+    """Hand each record of a data file (or hub id) to ``convert`` as a :class:`~aligner.data.base.Row`
+    of format ``name``, until ``full()``: the one reading loop of every loader. A line that is not
+    JSON, or a row ``convert`` rejects (a :class:`DataError`), raises unless ``lenient``, which
+    skips it with its reason; a row the format leaves out by design (``RowDropped``) is always
+    skipped. Returns the source, its unit (line or record) and the rows skipped."""
+    from .base import Row, RowDropped, Skipped
+
+    source, records = read_records(path_or_id, split=split)
+    skipped: list[Skipped] = []
+    seen = 0
+    for rownum, record in records:
+        if full():
+            break
+        seen += 1
+        try:
+            if isinstance(record, _BadLine):
+                bad = DataError(record.reason, source=source, row=rownum, unit=records.unit,
+                                fix="fix the line (one JSON object per line), or pass --lenient to skip it.")
+                bad.reason = record.reason
+                raise bad
+            convert(Row(record, source, rownum, name, max_chars, unit=records.unit))
+        except RowDropped as drop:
+            skipped.append(Skipped(rownum, drop.field, drop.reason))
+        except DataError as exc:
+            if not lenient:
+                raise
+            skipped.append(Skipped(rownum, exc.field, getattr(exc, "reason", None) or str(exc).split(" Fix: ")[0]))
+    if seen == 0:
+        raise DataError("no rows found.", source=source, fix="point at a file with rows.")
+    return source, records.unit, skipped
+

@@ -165,28 +165,13 @@ def load_labelled(path_or_id: "str | os.PathLike", *, split: str = "train", leni
     Strict by default: the first row without its safety labels, with an unknown category or
     severity, raises a :class:`DataError` naming file, row and field; ``lenient`` skips and lists it.
     """
-    from .io import _BadLine, read_records
+    from .io import read_rows
 
-    source, records = read_records(path_or_id, split=split)
-    out = LabelledLoad([], [], source)
-    seen = 0
-    for rownum, record in records:
-        if limit is not None and len(out.responses) >= limit:
-            break
-        seen += 1
-        try:
-            if isinstance(record, _BadLine):
-                bad = DataError(record.reason, source=source, row=rownum, unit=records.unit,
-                                fix="fix the line (one JSON object per line), or pass --lenient to skip it.")
-                bad.reason = record.reason
-                raise bad
-            out.responses += labelled_responses(Row(record, source, rownum, NAME, max_chars, unit=records.unit))
-        except DataError as exc:
-            if not lenient:
-                raise
-            out.skipped.append(Skipped(rownum, exc.field, getattr(exc, "reason", None) or str(exc).split(" Fix: ")[0]))
-    if seen == 0:
-        raise DataError("no rows found.", source=source, fix="point at a file with rows.")
+    responses: list[LabelledResponse] = []
+    source, _, skipped = read_rows(path_or_id, lambda row: responses.extend(labelled_responses(row)), name=NAME,
+                                   split=split, lenient=lenient, max_chars=max_chars,
+                                   full=lambda: limit is not None and len(responses) >= limit)
+    out = LabelledLoad(responses, skipped, source)
     if not out.responses:
         raise DataError("no labelled response in the file (every row was skipped).", source=source,
                         fix="check the rows have is_response_N_safe, response_N_harm_category and "
