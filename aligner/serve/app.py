@@ -630,8 +630,10 @@ async def _complete(state: _State, req: ChatRequest, request: Request) -> JSONRe
         except AlignerError as exc:
             raise APIError(400, str(exc), param=exc.field, code="invalid_value") from exc
         c.count_upstream(t_up)
-        await _record(state, req, c, cid)
+    # counted before the log's write: a request cancelled during the (shielded) write still has its row
     state.metrics.count_served(c, skipped=skipped, bypassed=bypassed)
+    if not (bypassed or skipped):
+        await _record(state, req, c, cid)
     _logged(request, c, skipped=skipped)
     state.served += 1
     message: dict[str, Any] = {"role": "assistant", "content": c.correction}
@@ -749,9 +751,9 @@ async def _sse(state: _State, req: ChatRequest, reply: UpstreamReply, request: R
             c.count_upstream(t_up)
         state.served += 1
         _logged(request, c, fallback=c.fallback_reason)
+        state.metrics.count_served(c, bypassed=bypassed)  # before the write: see _complete
         if not bypassed:  # before the last events: the client may hang up on [DONE]
             await _record(state, req, c, head["id"])
-        state.metrics.count_served(c, bypassed=bypassed)
         yield event({}, "stop", aligner=_meta(state, c, bypassed, id=head["id"]))
         if req.include_usage:
             yield _usage_chunk(head, reply)

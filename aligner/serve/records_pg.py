@@ -156,7 +156,7 @@ class PostgresLog(LogBase):
         assert self.pool is not None, "opened with writer=False"
         try:
             with self.pool.connection(timeout=min(self.connect_timeout, 3.0)) as conn:
-                cur = conn.execute(_update_sql(), [*values.values(), id])
+                cur = conn.execute(_update_sql(), [*map(_no_nul, values.values()), id])
                 return cur.rowcount > 0
         except (psycopg.Error, PoolTimeout) as exc:
             raise FeedbackUnavailable(f"the corrections log's database is unreachable ({type(exc).__name__})") from exc
@@ -183,8 +183,11 @@ class PostgresLog(LogBase):
                 batch = self._next_batch()
             try:
                 self._commit(batch)
-            except Exception as exc:  # psycopg.Error, PoolTimeout, OSError: the database is not there
-                reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+            except Exception as exc:
+                if not _unreachable(exc):  # the database refused these rows: the rest must not wait on them
+                    self._commit_one_by_one(batch, exc)
+                    continue
+                reason = _reason(exc)
                 with self._cond:
                     if not self.down:
                         log.warning("corrections log %s unreachable (%s); buffering rows (at most %d) and "
@@ -206,17 +209,43 @@ class PostgresLog(LogBase):
             with self._cond:
                 for _ in batch:
                     item = self._queue.popleft()
-                    rid = item.record["id"] if item.record is not None else None
-                    if rid in self._pending_ids:
-                        self._pending_ids[rid] -= 1
-                        if not self._pending_ids[rid]:
-                            del self._pending_ids[rid]
+                    self._forget(item)
                     item.done.set()
                 rows = sum(1 for p in batch if p.record is not None)
                 if self.down:
                     log.warning("corrections log %s reachable again; writing the buffered rows", self.where)
                 self.down = False
             self._count(written=rows)
+
+    def _commit_one_by_one(self, batch: list[_Pending], exc: BaseException) -> None:
+        """A batch the database refused (not a connection failure): each row on its own, so one
+        row it cannot take is lost — counted and logged — and the others are written."""
+        written = 0
+        for item in batch:
+            try:
+                self._commit([item])
+                written += item.record is not None
+            except Exception as one:
+                if _unreachable(one):
+                    break  # gone meanwhile: what is left stays queued for the retry loop
+                why = f"refused by the database: {_reason(one)}"
+                if item.record is not None:
+                    self._lose([item], why)
+                else:
+                    log.error("corrections log %s: feedback for %s NOT stored (%s)", self.where,
+                              item.feedback[0] if item.feedback else "?", why)
+            with self._cond:
+                self._queue.remove(item)
+                self._forget(item)
+                item.done.set()
+        self._count(written=written)
+
+    def _forget(self, item: _Pending) -> None:
+        rid = item.record["id"] if item.record is not None else None
+        if rid in self._pending_ids:
+            self._pending_ids[rid] -= 1
+            if not self._pending_ids[rid]:
+                del self._pending_ids[rid]
 
     def _next_batch(self) -> list[_Pending]:
         """The queue's head: up to ``_BATCH_ROWS`` rows in a row, or one rating."""
@@ -250,11 +279,11 @@ class PostgresLog(LogBase):
         with conn.transaction():
             if batch[0].feedback is not None:
                 id, values = batch[0].feedback
-                conn.execute(_update_sql(), [*values.values(), id])
+                conn.execute(_update_sql(), [*map(_no_nul, values.values()), id])
                 return
             rows = []
             for item in batch:
-                values = sql_values(item.record or {}, json_text=False)
+                values = [_no_nul(v) for v in sql_values(item.record or {}, json_text=False)]
                 rows.append([Jsonb(v) if k in JSON_COLUMNS and v is not None else v for k, v in zip(COLUMNS, values)])
             with conn.cursor() as cur:
                 cur.executemany(insert_sql("%s", "correction_id", on_conflict=True), rows)
@@ -304,6 +333,32 @@ class PostgresLog(LogBase):
                     d["timings"] = d["timings"] or {}
                     d["changed"] = bool(d["changed"])
                     yield d
+
+
+def _reason(exc: BaseException) -> str:
+    """An error in one line, without the server's DETAIL (it quotes the row: user text)."""
+    primary = getattr(getattr(exc, "diag", None), "message_primary", None)
+    return (primary or " ".join(str(exc).split()) or type(exc).__name__)[:300]
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """A failure of the connection (retry the same rows later), not a refusal of the rows."""
+    import psycopg
+
+    return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError, OSError)) or \
+        not isinstance(exc, psycopg.Error)
+
+
+def _no_nul(value: Any) -> Any:
+    """PostgreSQL text and JSONB cannot hold NUL characters, which a corrector may write: each
+    becomes U+FFFD (the replacement character) rather than costing the row."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_no_nul(k): _no_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_nul(v) for v in value]
+    return value
 
 
 def _update_sql() -> str:
