@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -256,6 +257,46 @@ def test_the_database_killed_under_load(tiny_causal_path, own_postgres, caplog):
     ids = [r["id"] for r in read_log(url)]
     assert sorted(ids) == sorted(answered) and len(ids) == len(set(ids))  # each exactly once
     assert any("reachable again" in r.getMessage() for r in caplog.records)
+
+
+def test_rows_beyond_the_buffer_are_lost_and_shown_on_health_and_metrics(tiny_causal_path, own_postgres, caplog):
+    """The database down longer than the buffer lasts (``log_buffer_rows=3``): every request is
+    still answered; the rows beyond the buffer are lost, and said so: counted on ``/health`` and
+    ``/metrics``, logged by id. The buffered rows are written once the database is back."""
+    from aligner.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="log_buffer_rows: must be a positive int"):
+        ServeConfig(log_buffer_rows=0)
+    url = own_postgres.new_database()
+    with FakeOpenAI() as upstream:
+        al = Aligner(upstream.base_url, corrector=str(tiny_causal_path), upstream_model=MODEL,
+                     decoding={"max_new_tokens": 12})
+        cfg = ServeConfig(upstream_model=MODEL, log_corrections=url, log_buffer_rows=3)
+        with caplog.at_level(logging.ERROR, logger="aligner.serve"), ServerThread(create_app(al, cfg)) as srv:
+            with httpx.Client(base_url=srv.base_url, timeout=60) as c:
+                def ask(n: int) -> str:
+                    r = c.post("/chat/completions", json={"model": MODEL, "messages": [
+                        {"role": "user", "content": f"Question {n}?"}]})
+                    assert r.status_code == 200, r.text
+                    return r.json()["aligner"]["id"]
+
+                ids = [ask(0)]
+                own_postgres.kill()
+                ids += [ask(n) for n in range(1, 6)]  # 5 rows, 3 fit the buffer
+                down = httpx.get(srv.url + "/health").json()["corrections_log"]
+                metrics_down = scrape(srv.url)
+                own_postgres.start()
+                health = settled([srv.url])[0]["corrections_log"]
+                metrics = scrape(srv.url)
+    assert (down["pending"], down["lost"], down["status"]) == (3, 2, "database unreachable")
+    assert total([metrics_down], "aligner_log_rows_total", result="lost") == 2
+    assert total([metrics_down], "aligner_log_pending_rows") == 3
+    assert (health["written"], health["pending"], health["lost"], health["status"]) == (4, 0, 2, "degraded")
+    assert total([metrics], "aligner_log_rows_total", result="lost") == 2
+    assert total([metrics], "aligner_log_rows_total", result="written") == 4
+    assert [r["id"] for r in read_log(url)] == [ids[0], *ids[1:4]]  # the first three of the outage kept, in order
+    said = "\n".join(r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
+    assert ids[4] in said and ids[5] in said and "Question 4?" not in said
 
 
 def test_workers_processes_metrics_add_up(tiny_causal_path, tmp_path):

@@ -259,9 +259,10 @@ def create_app(source: "ServeConfig | Any", config: ServeConfig | None = None) -
         config = config or ServeConfig()
     records = None
     if config.log_corrections:  # a log out of reach (a database down, a typo) fails before the model loads
-        from .records import open_log
+        from .records import POSTGRES_SCHEMES, open_log
 
-        records = open_log(config.log_corrections)
+        buffer = {"max_pending": config.log_buffer_rows} if config.log_corrections.startswith(POSTGRES_SCHEMES) else {}
+        records = open_log(config.log_corrections, **buffer)
     try:
         aligner = aligner if aligner is not None else config.build()
         template = aligner.corrector.template

@@ -46,6 +46,9 @@ class ServeConfig(AlignerOptions):
         "help": "append every correction to PATH.jsonl, PATH.sqlite or a PostgreSQL database "
                 "(postgresql://user[:password]@host[:port]/dbname; replicas share it): training data, "
                 "and the rows POST /v1/feedback rates"})
+    log_buffer_rows: int = field(default=10_000, metadata={
+        "help": "rows a postgresql:// corrections log holds per process while the database is down; a row "
+                "beyond them is lost: counted, logged by id and shown on /health and /metrics"})
     access_log: bool = field(default=True, metadata={"help": "one JSON access-log line per request on stderr"})
     allow_bypass: bool = field(default=False, metadata={
         "help": "honour the X-Aligner-Bypass header (the upstream's answer, uncorrected); off, the header gets 403"})
@@ -67,7 +70,7 @@ class ServeConfig(AlignerOptions):
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("workers", "max_batch_size", "max_new_tokens", "max_body_bytes", "max_prompt_chars", "max_tokens_limit",
-                     "timeout_keep_alive"):
+                     "timeout_keep_alive", "log_buffer_rows"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"must be a positive int, got {value!r}.", field=name,
