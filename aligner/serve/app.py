@@ -334,7 +334,8 @@ def create_app(source: "ServeConfig | Any", config: ServeConfig | None = None) -
         return {"status": "ok", "corrector": aligner.corrector.name, "demo": aligner.is_demo,
                 "upstream": state.upstream_label, "models": state.model_names,
                 "in_flight": state.in_flight, "served": state.served, "batching": state.batcher.stats.to_dict(),
-                "corrections_log": state.records.health() if state.records is not None else None}
+                "corrections_log": state.records.health() if state.records is not None else None,
+                **({"gate": _gate_stats(state.serving.gate)} if state.serving.gate is not None else {})}
 
     add_metrics_route(app, state, _key_error)
     add_feedback_route(app, state, authorize=_authorize, read_json=_read_json)
@@ -376,6 +377,12 @@ def create_app(source: "ServeConfig | Any", config: ServeConfig | None = None) -
             state.in_flight -= 1
 
     return app
+
+
+def _gate_stats(gate: Any) -> dict[str, Any]:
+    """What the gate in front of the corrector did: how many answers it judged, in how many calls."""
+    return {"kind": gate.kind, "name": gate.name, "answers": getattr(gate, "answers", None),
+            "batches": getattr(gate, "batches", None), "largest_batch": getattr(gate, "largest_batch", None)}
 
 
 def _version() -> str:
