@@ -166,6 +166,10 @@ class BatchQueue(Generic[T]):
         self._waiting = [item for i, item in enumerate(self._waiting) if i not in chosen]
         return batch
 
+    def qsize(self) -> int:
+        """Rows waiting for a batch (queued, or taken off the queue and not yet in a batch)."""
+        return len(self._waiting) + self._queue.qsize()
+
     def idle(self) -> bool:
         """Nothing waiting and nothing queued (a collector that stops when idle checks this)."""
         return not self._waiting and self._queue.empty()
