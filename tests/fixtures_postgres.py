@@ -104,15 +104,20 @@ class PostgresServer:
             time.sleep(0.1)
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    """The session's PostgreSQL server (tests take a fresh database with ``pg_url``)."""
+def _running() -> Iterator[PostgresServer]:
+    """A PostgreSQL server started for the fixture and stopped after it (skipped without the extra)."""
     pytest.importorskip("psycopg", reason="the postgres extra is not installed: pip install -e '.[postgres]'")
     server = PostgresServer().start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """The session's PostgreSQL server (tests take a fresh database with ``pg_url``)."""
+    yield from _running()
 
 
 @pytest.fixture
@@ -124,9 +129,4 @@ def pg_url(postgres: PostgresServer) -> str:
 @pytest.fixture
 def own_postgres() -> Iterator[PostgresServer]:
     """A server of this test's own, to kill and bring back."""
-    pytest.importorskip("psycopg", reason="the postgres extra is not installed: pip install -e '.[postgres]'")
-    server = PostgresServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _running()
