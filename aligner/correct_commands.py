@@ -142,6 +142,10 @@ def run_templates(args: argparse.Namespace) -> int:
     return 0
 
 
+#: where this module's commands stand in ``aligner --help`` (lower first; see aligner.cli)
+HELP_ORDER = 10
+
+
 def add_commands(sub: Any) -> None:
     p = add_config_command(sub, "correct", CorrectConfig, run_correct, help="correct an answer (asking an upstream model when none is given)",
                            description="Correct an answer with an Aligner. Examples:\n"
