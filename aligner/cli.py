@@ -64,6 +64,10 @@ def command_adders() -> list[tuple[str, bool, Callable[[Any], None]]]:
             continue
         module = obj if isinstance(obj, ModuleType) else sys.modules.get(getattr(obj, "__module__", ""))
         order = getattr(module, "HELP_ORDER", DEFAULT_HELP_ORDER)
+        if not isinstance(order, int):  # a plug-in's typo must not break sorting every command
+            log.warning("%s entry point %r: HELP_ORDER %r is not an integer; using %d.", GROUP, ep.name, order,
+                        DEFAULT_HELP_ORDER)
+            order = DEFAULT_HELP_ORDER
         found.append(((order, not built_in, ep.name), (ep.name, built_in, add)))
     return [adder for _, adder in sorted(found, key=lambda f: f[0])]
 
@@ -85,6 +89,11 @@ def _add_commands(sub: Any, name: str, built_in: bool, add: Callable[[Any], None
     commands, helps = dict(sub.choices), list(sub._choices_actions)
     try:
         add(sub)
+        # Python 3.11+ refuses a second parser of the same name; 3.10 would silently replace it
+        taken = sorted(n for n, p in commands.items() if sub.choices.get(n) is not p)
+        if taken:
+            raise ConfigError(f"it replaced the command(s) {', '.join(taken)}.", field=GROUP,
+                              fix="give the plug-in's commands names of their own.")
     except Exception as exc:
         if built_in:
             raise

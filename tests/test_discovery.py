@@ -60,6 +60,9 @@ def test_the_built_in_commands_come_from_entry_points_in_the_order_users_know():
 
 
 HELLO = '''
+HELP_ORDER = "first"  # not an integer: the plug-in keeps the default place, with a warning
+
+
 def add_commands(sub):
     p = sub.add_parser("hello", help="say hello (a plug-in)")
     p.add_argument("--name", default="world")
@@ -95,6 +98,7 @@ def test_a_plug_in_adds_a_command_after_the_built_ins_and_a_broken_one_is_skippe
     for name, reason in (("broken", "mycmds_missing"), ("half", "plug-in bug after one command"),
                          ("clash", "conflicting subparser: train")):
         assert f"entry point {name!r}" in out.stderr and reason in out.stderr, out.stderr
+    assert "HELP_ORDER 'first' is not an integer; using 1000." in out.stderr
     ran = _run(["-m", "aligner", "hello", "--name", "Maria"], path)
     assert ran.returncode == 0 and ran.stdout.strip() == "hello, Maria", ran.stderr
     assert "to-gguf" in _run(["-m", "aligner", "--help"], path).stdout  # the built-ins all still there
