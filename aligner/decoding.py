@@ -66,6 +66,16 @@ def _check_decoding_value(name: str, value: Any, hint: Any, default: Any) -> Non
                           f"({type(value).__name__}).", field=name, fix=f"e.g. {name}={default!r}.")
 
 
+#: new-token cap relative to the answer: a correction rewrites the answer, it does not double it.
+CAP_FACTOR, CAP_SLACK = 2, 64
+
+
+def new_token_cap(answer_tokens: int) -> int:
+    """The most new tokens a correction of an answer of ``answer_tokens`` tokens may take (the
+    guard's ``too_long`` limit too, :mod:`aligner.guard`)."""
+    return CAP_FACTOR * max(0, int(answer_tokens)) + CAP_SLACK
+
+
 @dataclass(frozen=True)
 class DecodingConfig:
     """How a local or remote model samples. Defaults follow the model card (greedy, 2048 new tokens).
@@ -149,11 +159,9 @@ class DecodingConfig:
     def row_cap(self, answer_tokens: int) -> int | None:
         """The new-token cap of one correction of an answer of ``answer_tokens`` tokens, when it
         is below ``max_new_tokens`` (``cap_to_answer``: ``2 × answer tokens + 64``, see
-        :func:`aligner.guard.new_token_cap`); None when ``max_new_tokens`` is the limit."""
+        :func:`new_token_cap`); None when ``max_new_tokens`` is the limit."""
         if not self.cap_to_answer:
             return None
-        from .guard import new_token_cap
-
         cap = new_token_cap(answer_tokens)
         return cap if cap < self.max_new_tokens else None
 

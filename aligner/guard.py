@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
+from .decoding import CAP_FACTOR, CAP_SLACK, new_token_cap  # noqa: F401  (re-exported: the cap a guard is given)
 from .templates import STOP_MARKERS, Template, cut_at_stop
 
 #: Fallback reasons, as they appear on ``Correction.fallback_reason`` and in the server's logs.
@@ -36,26 +37,16 @@ FALLBACK_REASONS = (REPETITION, TEMPLATE_MARKER, TOO_LONG, REPLACEMENT_CHAR, EMP
 #: what a decoder writes for bytes that are not UTF-8 text.
 REPLACEMENT = "\ufffd"
 
-#: new-token cap relative to the answer: a correction rewrites the answer, it does not double it.
-CAP_FACTOR, CAP_SLACK = 2, 64
 #: a run is runaway when one unit of at most MAX_UNIT characters repeats at least MIN_REPEATS times
 #: over at least MIN_RUN characters (``ha ha ha`` is text; 48 characters of ``os`` are not).
 MIN_RUN, MIN_REPEATS, MAX_UNIT = 48, 4, 64
 #: characters of a generation's tail the incremental check reads (4 repeats of the longest unit).
 TAIL_CHARS = MAX_UNIT * MIN_REPEATS + 8
-#: tokens of a row's tail a local runtime decodes for the incremental check (enough for
-#: ``TAIL_CHARS``); transformers' ``generate`` path and the lean decode loop read the same number.
-GUARD_WINDOW = 256
 
 _CAPS = re.compile(r"[A-Z][A-Z]+(?: [A-Z][A-Z]+)*:")  # BEGINNING OF CONVERSATION:, USER:, ASSISTANT:
 _CAP_WORD = re.compile(r"\b[A-Z]{6,}\b")  # CONVERSATION, ASSISTANT on their own
 _HASH = re.compile(r"##\s?\w+")  # ##Question, ##Answer, ##Correction
 _BAR = re.compile(r"\| ?[A-Z]\w*:")  # | Context:, | Edit:
-
-
-def new_token_cap(answer_tokens: int) -> int:
-    """The most new tokens a correction of an answer of ``answer_tokens`` tokens may take."""
-    return CAP_FACTOR * max(0, int(answer_tokens)) + CAP_SLACK
 
 
 def template_markers(template: Template) -> tuple[str, ...]:

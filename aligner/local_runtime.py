@@ -11,8 +11,7 @@ from typing import Any, Iterator, Sequence
 
 from .decoding import DecodingConfig
 from .errors import ConfigError
-from .guard import GUARD_WINDOW
-from .rows import RowControl, iterate_row, notify_end
+from .rows import GUARD_WINDOW, RowControl, iterate_row, notify_end
 
 
 def pick_device(device: str | None = None) -> str:
@@ -204,9 +203,9 @@ class LocalGenerator:
         return iterate_row(row, lambda: self.generate([prompt], decoding, [row]))
 
 
-#: the guard reads a row's last :data:`~aligner.guard.GUARD_WINDOW` tokens every few steps: a
-#: cancel is checked after every step, the text (~0.1 ms a row with the decode) every 4th step, so
-#: a runaway row stops at most 3 steps after its run is clear; the verdict reads the text anyway.
+#: a row's guard reads the tail of its text (GUARD_WINDOW tokens, from :mod:`aligner.rows`) every few
+#: steps: a cancel is checked after every step, the text (~0.1 ms a row with the decode) every 4th
+#: step, so a runaway row stops at most 3 steps after its run is clear; the verdict reads the text anyway.
 _GUARD_EVERY = 4
 _CRITERIA_CLASS: Any = None
 
