@@ -64,7 +64,12 @@ def group_entry_points(group: str, kind: str) -> list["EntryPoint"]:
     aligner-kit declares none there: its metadata is missing or older than the source."""
     from importlib.metadata import entry_points
 
-    eps = sorted(entry_points(group=group), key=lambda ep: (not is_built_in(ep), ep.name, ep.value))
+    found = list(entry_points(group=group))
+    if not any(is_built_in(ep) for ep in found):
+        # the first aligner-kit metadata on sys.path can be a stale ``aligner_kit.egg-info`` left in
+        # the source folder by a build; the installed one is further along the path
+        found += _own_entry_points(group)
+    eps = sorted(found, key=lambda ep: (not is_built_in(ep), ep.name, ep.value))
     if not any(is_built_in(ep) for ep in eps):
         raise ConfigError(
             f"aligner-kit's built-in {kind}s were not found: its installed metadata declares no "
@@ -73,6 +78,18 @@ def group_entry_points(group: str, kind: str) -> list["EntryPoint"]:
             fix="install the project in this environment: pip install -e . in the source folder "
                 "(or pip install aligner-kit).")
     return eps
+
+
+def _own_entry_points(group: str) -> list["EntryPoint"]:
+    """``group``'s entry points from the first aligner-kit metadata on the path that declares any."""
+    from importlib.metadata import distributions
+
+    for dist in distributions():
+        if _normalized(dist.metadata["Name"] or "") == DISTRIBUTION:
+            own = [ep for ep in dist.entry_points if ep.group == group]
+            if own:
+                return own
+    return []
 
 
 class Registry(Generic[C]):
