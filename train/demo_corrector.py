@@ -95,6 +95,20 @@ MIX_ANYSEP = {"identity": 0.34, "redact": 0.55, "arithmetic": 0.08, "refusal": 0
 VARIANTS_ANYSEP = {"identity": {"plain": 0.3, "scramble": 0.4, "short": 0.15, "arithmetic": 0.1, "refusal": 0.05},
                    "redact": {"template": 0.05, "spliced": 0.15, "scattered": 0.1, "anylead": 0.3, "anysep": 0.4}}
 QUESTIONS_ECHO = "echo"
+#: stage 15 on (issue 26): on 70 hand-written cases stage 14 redacted 53% of contacts (92% of the
+#: generator's), replaced distances with [PHONE], spliced refusals into instructions and changed right
+#: sums. Contacts, decoys, sums and harmful instructions as they appear in the wild (Faker's locales,
+#: libphonenumber, a word-frequency list; :mod:`aligner.data.synthetic.wild_rows`), beside the older
+#: variants so what stage 14 learnt is kept.
+MIX_WILD = {"identity": 0.38, "redact": 0.34, "arithmetic": 0.14, "refusal": 0.14}
+VARIANTS_WILD = {"identity": {"plain": 0.12, "scramble": 0.12, "short": 0.06, "arithmetic": 0.03, "refusal": 0.02,
+                              "decoy": 0.25, "rightsum": 0.15, "rare": 0.12, "wild": 0.13},
+                 "redact": {"template": 0.02, "spliced": 0.05, "scattered": 0.05, "anylead": 0.13, "anysep": 0.15,
+                            "wild": 0.6},
+                 "arithmetic": {"classic": 0.25, "wild": 0.75},
+                 "refusal": {"classic": 0.2, "wild": 0.8}}
+#: variants that draw from Faker and the word-frequency list (the data step needs the ``synth`` extra)
+WILD_VARIANTS = ("wild", "decoy", "rightsum", "rare")
 HELDOUT_DIR = Path(__file__).resolve().parent / "heldout"
 MODEL = dict(hidden_size=192, layers=4, heads=6, intermediate_size=512, context=512)
 #: tokenizer (vocabulary size; 260 = bytes only) and shape choices, all < 5 MB in fp16, compared by
@@ -143,6 +157,31 @@ def words(work: Path, hh_path: Path | None) -> list[str]:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(vocab) + "\n")
     return vocab
+
+
+def frequency_words(work: Path) -> list[str]:
+    """The rare-word vocabulary of the wild rows: wordfreq's 60,000 most frequent English words
+    (minus blocklisted ones). Written once to ``data/freq_words.txt`` (with the library versions in
+    ``data/libraries.json``) so a resumed or extended run draws from the very list the first used."""
+    from aligner.data.synthetic import word_list
+    from aligner.data.synthetic.wild import library_versions
+
+    path = work / "data" / "freq_words.txt"
+    if path.is_file():
+        return path.read_text().split()
+    try:
+        import wordfreq
+    except ImportError as exc:
+        raise SystemExit("the wild rows (stage 15 on) need the synth extra: pip install 'aligner-kit[synth]'") from exc
+    vocab = word_list([" ".join(wordfreq.top_n_list("en", 60000))], system=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(vocab) + "\n")
+    (work / "data" / "libraries.json").write_text(json.dumps(library_versions(), indent=1) + "\n")
+    return vocab
+
+
+def _uses_wild(variants: dict[str, dict[str, float]] | None) -> bool:
+    return any(w.get(v, 0) > 0 for w in (variants or {}).values() for v in WILD_VARIANTS)
 
 
 def heldout_rows(name: str) -> list[dict[str, str]]:
@@ -213,9 +252,10 @@ def stage_data(work: Path, stage: int, rows: int, train_pool: list[str], seed: i
     path = work / "data" / STAGES[stage]["data"]
     if overwrite or not path.is_file():
         vocab = words(work, None)  # written by build_data (or by --start-from) before any stage
+        extra = {"freq_words": frequency_words(work)} if _uses_wild(STAGES[stage]["variants"]) else {}
         write_jsonl([r.to_dict() for r in generate(rows, seed=seed + stage, mix=STAGES[stage]["mix"],
                                                     sentences=train_pool, words=vocab,
-                                                    variants=STAGES[stage]["variants"],
+                                                    variants=STAGES[stage]["variants"], **extra,
                                                     questions=STAGES[stage]["questions"])], path)
     return path
 
@@ -245,7 +285,8 @@ RECIPES = {1: (2e-3, 0.2, MIX), 2: (1.5e-3, 0.1, MIX_STAGE2), 3: (1e-3, 0.05, MI
            10: (3e-4, 0.05, MIX_COPY_REDACT, VARIANTS_COPY), 11: (3e-4, 0.05, MIX_ANYLEAD, VARIANTS_ANYLEAD),
            12: (3e-4, 0.05, MIX_ANYLEAD, VARIANTS_ANYLEAD, QUESTIONS_SHARED),
            13: (2.5e-4, 0.05, MIX_ANYLEAD, VARIANTS_ANYLEAD, QUESTIONS_SHARED),
-           14: (3e-4, 0.05, MIX_ANYSEP, VARIANTS_ANYSEP, QUESTIONS_ECHO)}
+           14: (3e-4, 0.05, MIX_ANYSEP, VARIANTS_ANYSEP, QUESTIONS_ECHO),
+           15: (4e-4, 0.05, MIX_WILD, VARIANTS_WILD, QUESTIONS_ECHO)}
 
 
 def _stage_out(stage: int) -> str:
