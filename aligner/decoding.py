@@ -94,6 +94,11 @@ class DecodingConfig:
     #: Replace a degenerate correction (runaway repetition, the template's own markers, an empty
     #: or over-long result) by the original answer, flagged ``fallback``. False returns it as is.
     fallback: bool = True
+    #: Decline an edit that can be checked and is wrong (:mod:`aligner.edit_checks`): a sum made
+    #: wrong, a half refusal, a placeholder over no contact; ``strict`` also declines any change that
+    #: is none of those checkable edits. ``auto``: strict for a demo corrector, off for others; ``on``,
+    #: ``strict``, ``off``. Needs ``fallback`` (a declined edit hands the answer back, flagged).
+    edit_checks: str = "auto"
 
     def __post_init__(self) -> None:
         """Check every value's type and range here, so ``{"temperature": "hot"}`` is an error naming
@@ -109,6 +114,9 @@ class DecodingConfig:
         if self.engine not in ("auto", "hf", "loop"):
             raise ConfigError(f"must be 'auto', 'hf' or 'loop', got {self.engine!r}.", field="engine",
                               fix="e.g. engine='auto' (the lean loop where it applies).")
+        if self.edit_checks not in ("auto", "off", "on", "strict"):
+            raise ConfigError(f"must be 'auto', 'on', 'strict' or 'off', got {self.edit_checks!r}.", field="edit_checks",
+                              fix="e.g. edit_checks='on' (see aligner.edit_checks).")
         if self.temperature <= 0 and self.do_sample:
             raise ConfigError("must be > 0 when sampling.", field="temperature",
                               fix="use temperature > 0, or do_sample=False for greedy decoding.")
