@@ -94,7 +94,10 @@ def find_sums(text: str) -> list[Sum]:
         for m in rx.finditer(text):
             if any(m.start() < e and s < m.end() for s, e in taken):
                 continue
-            op = _WORD_OPS[m.group("word").lower()] if "word" in rx.groupindex else _OPS[m.group("op").lower()]
+            if "word" in rx.groupindex:
+                op = _WORD_OPS[m.group("word").lower()]
+            else:
+                op = _OPS[m.group("op").lower()] if "op" in rx.groupindex else "+"
             found.append(Sum(_int(m.group("a")), op, _int(m.group("b")), _int(m.group("c")), m.span("c")))
             taken.append(m.span())
     return sorted(found, key=lambda s: s.span)

@@ -44,11 +44,22 @@ NEW_TLDS = ("io", "app", "dev", "tech", "shop", "store", "online", "site", "xyz"
 _SLUG = re.compile(r"[^a-z0-9]+")
 
 
+#: Faker tables built from a set (their order follows ``PYTHONHASHSEED``): sorted before use
+_SET_BUILT_TABLES = (("faker.providers.address.it_IT", "cities"),)
+
+
 @lru_cache(maxsize=None)
 def _faker(locale: str) -> Any:
+    """The locale's Faker, with the tables Faker builds from a set sorted: drawing from a set's
+    order (it_IT's cities) gave other rows in every process."""
     from faker import Faker  # lazy: only the rebuild's data step needs it (extra "synth")
 
-    return Faker(locale)
+    fake = Faker(locale)
+    for provider in fake.get_providers():
+        for module, name in _SET_BUILT_TABLES:
+            if type(provider).__module__ == module:
+                setattr(provider, name, sorted(getattr(provider, name)))
+    return fake
 
 
 def faker_for(rng: random.Random, locale: str) -> Any:
