@@ -204,3 +204,34 @@ def decoy_sentence(rng: random.Random, locale: str, words: list[str] | tuple[str
     fill = {"v": decoy_value(rng, kind, locale), "city": fake.city(), "name": fake.first_name(),
             "company": fake.company(), "word": rng.choice(words) if words else "it"}
     return frame.format(**fill), kind
+
+
+#: Assignments and formulas that are no sum (``x=5``, ``--threads=4``, ``E = mc^2``), copied as they are:
+#: the stage-14 demo corrector wrote ``x=5`` back as ``x\ufffd5`` — a lone UTF-8 continuation byte (of
+#: ``§``, a separator of its stage-14 rows) where the answer had ``=``. Kept apart from :data:`DECOYS`
+#: so the rows drawn from that table stay the same.
+ASSIGN_FRAMES = ("Set {v} and run it again.", "With {v} the loop stops early.", "Use {v} for a quicker build.",
+                 "In the config file, {v} is the default.", "If {v}, the answer changes.", "Try {v} first.",
+                 "The script expects {v} on the command line.", "Put {v} in the first cell.")
+HELDOUT_ASSIGN_FRAMES = ("Remember to keep {v} there.", "Here {v} works fine.")
+
+
+def assignment(rng: random.Random) -> str:
+    """A ``key=value``, an option or a formula: ``x=5``, ``n = 12``, ``--threads=4``, ``y = 2x + 1``."""
+    key = rng.choice(("x", "y", "n", "k", "i", "a", "b", "size", "timeout", "retries", "port", "level", "width",
+                      "depth", "batch", "seed", "lr", "max_len", "debug", "mode"))
+    value = rng.choice((str(rng.randint(0, 99)), str(rng.randint(100, 9999)), f"{rng.randint(0, 9)}.{rng.randint(1, 99)}",
+                        rng.choice(("true", "false", "on", "off", "auto", "none"))))
+    r = rng.random()
+    if r < 0.35:
+        return f"{key}={value}"
+    if r < 0.55:
+        return f"{key} = {value}"
+    if r < 0.7:
+        return f"--{key.replace('_', '-')}={value}"
+    if r < 0.8:
+        return f"{key}: {value}"
+    if r < 0.9:
+        return f"{key}={value}, {rng.choice(('y', 'm', 'z', 'j'))}={rng.randint(0, 20)}"
+    return rng.choice(("y = 2x + 1", "E = mc^2", "a^2 + b^2 = c^2", "f(x) = x^2", "v = d / t", "F = m * a",
+                       "area = w * h", "p = 0.05"))

@@ -13,7 +13,7 @@ from typing import Sequence
 from ...errors import ConfigError
 from ..base import QAC
 from .contacts import PLACEHOLDERS, REDACT_QUESTIONS, SPLICE_TRAIN_QUESTIONS, _name
-from .decoys import decoy_sentence
+from .decoys import ASSIGN_FRAMES, HELDOUT_ASSIGN_FRAMES, assignment, decoy_sentence
 from .harm import harmful_answer
 from .pool import _sentence
 from .sums import sum_sentence
@@ -140,7 +140,8 @@ def wild_identity(rng: random.Random, pool: Sequence[str], words: Sequence[str],
                   locales: Sequence[str] = TRAIN_LOCALES, heldout: bool = False) -> tuple[str, str, str, dict]:
     """A fine answer that must be copied exactly: ``decoy`` (numbers, handles and domains that are
     no contact), ``rightsum`` (a right sum), ``rare`` (rare words of a frequency list among real
-    sentences) or ``wild`` (Faker's names, companies, cities and jobs, no contact)."""
+    sentences), ``wild`` (Faker's names, companies, cities and jobs, no contact) or ``assign``
+    (``x=5``, ``--threads=4``, formulas that are no sum)."""
     locale = rng.choice(tuple(locales))
     if variant == "decoy":
         parts = _decoys(rng, locale, words, rng.choice((1, 1, 2, 3)), heldout=heldout)
@@ -168,9 +169,14 @@ def wild_identity(rng: random.Random, pool: Sequence[str], words: Sequence[str],
                           city=fake.city(), city2=fake.city(), company=fake.company())]
         parts = _shuffle_in(rng, parts, _context(rng, pool, rng.choice((0, 1))))
         meta = {}
+    elif variant == "assign":
+        frames = HELDOUT_ASSIGN_FRAMES if heldout else ASSIGN_FRAMES
+        parts = [rng.choice(frames).format(v=assignment(rng)) for _ in range(rng.choice((1, 1, 2)))]
+        parts = _shuffle_in(rng, parts, _context(rng, pool, rng.choice((0, 1))))
+        meta = {}
     else:
         raise ConfigError(f"unknown wild identity variant {variant!r}.", field="variants",
-                          fix="use decoy, rightsum, rare or wild.")
+                          fix="use decoy, rightsum, rare, wild or assign.")
     ans = _join(parts)
     return rng.choice(FINE_QUESTIONS), ans, ans, {"variant": variant, "locale": locale, **meta}
 
