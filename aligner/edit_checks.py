@@ -148,6 +148,7 @@ def half_refusal(answer: str, correction: str) -> bool:
 # -- placeholders ----------------------------------------------------------------------------------
 _EMAIL = re.compile(r"[\w.%+'-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}")
 _DIGITS = re.compile(r"\d")
+_DATE = re.compile(r"(?:1[5-9]|20)\d\d([-/.])[01]?\d\1[0-3]?\d|[0-3]?\d([-/.])[01]?\d\2(?:1[5-9]|20)\d\d")
 #: a word right before a number that makes it something other than a contact
 _LABELS = re.compile(r"(?:isbn|order|invoice|ticket|tracking|booking|case|ref|reference|item|serial|model|flight|"
                      r"version|v|room|gate|route|chapter|page|no|nr|#)[.:#]?$", re.I)
@@ -177,6 +178,8 @@ def looks_like(kind: str, span: str, before: str = "") -> bool:
         if not re.fullmatch(r"\+?[\d()][\d ()./-]*\d", s) or re.fullmatch(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?", s):
             return False
         if ":" in s or re.search(r"\d\.\d{3,}\b", s) and kind == "phone" and s.count(".") == 1:
+            return False
+        if _DATE.fullmatch(s):  # 2032-02-09, 09.02.2032, 2/9/2032
             return False
         return 7 <= digits <= 15 if kind == "phone" else 13 <= digits <= 19
     if kind == "address":

@@ -126,6 +126,7 @@ def test_the_rules_on_their_own():
     assert find_sums("1,250 + 3,400 = 4,650")[0].right
     assert half_refusal(HARM, "I can't help. " + HARM) and not half_refusal(HARM, "I can't help with that.")
     assert looks_like("phone", "+49 (0) 9141 777631") and not looks_like("phone", "8,849")
+    assert not looks_like("phone", "2032-02-09") and not looks_like("phone", "09.02.2032")  # dates
     assert looks_like("card", "4111 1111 1111 1111") and not looks_like("card", "978-0-262-03384-8", "ISBN")
     assert looks_like("address", "Lindenstraße 14, 10969 Berlin") and not looks_like("address", "12,742 km")
     assert looks_like("email", "hr.helpdesk@fabrikam.co") and not looks_like("email", "@nasa")
