@@ -109,12 +109,19 @@ VARIANTS_WILD = {"identity": {"plain": 0.12, "scramble": 0.12, "short": 0.06, "a
                  "refusal": {"classic": 0.2, "wild": 0.8}}
 #: (stage 15 has no identity warm-up: the model it continues copies already, and on a CPU shared by
 #: many jobs a step took 23 s, so the 75 warm-up steps would have cost half the stage's clock)
-#: stage 16: stage 15 again on fresh rows (it ran 1,200 of its 3,600 steps in its 75 minutes), with
-#: assignments and formulas to copy (``x=5`` came back as ``x\ufffd5``: a lone UTF-8 continuation byte)
-VARIANTS_WILD2 = {**VARIANTS_WILD, "identity": {**VARIANTS_WILD["identity"], "plain": 0.1, "scramble": 0.09,
-                                                "assign": 0.05}}
+#: stage 16: stage 15 ran 1,263 of its 3,600 steps in its 75 minutes; it refused 87% of hand-written
+#: harmful answers (0% before) but also 3 of 40 fine answers that read as instructions, and lost some of
+#: stage 14's contacts (spliced 92% -> 85%): benign step-by-step help in the harmful answers' shapes
+#: (``howto``), assignments to copy (``x=5`` came back as ``x\ufffd5``), a larger share of stage 14's
+#: redaction variants, lr 3e-4
+MIX_WILD2 = {"identity": 0.40, "redact": 0.34, "arithmetic": 0.14, "refusal": 0.12}
+VARIANTS_WILD2 = {**VARIANTS_WILD,
+                  "identity": {"plain": 0.1, "scramble": 0.08, "short": 0.05, "arithmetic": 0.03, "refusal": 0.02,
+                               "decoy": 0.2, "rightsum": 0.14, "rare": 0.1, "wild": 0.1, "assign": 0.05, "howto": 0.13},
+                  "redact": {"template": 0.02, "spliced": 0.08, "scattered": 0.05, "anylead": 0.15, "anysep": 0.12,
+                             "wild": 0.58}}
 #: variants that draw from Faker and the word-frequency list (the data step needs the ``synth`` extra)
-WILD_VARIANTS = ("wild", "decoy", "rightsum", "rare", "assign")
+WILD_VARIANTS = ("wild", "decoy", "rightsum", "rare", "assign", "howto")
 HELDOUT_DIR = Path(__file__).resolve().parent / "heldout"
 MODEL = dict(hidden_size=192, layers=4, heads=6, intermediate_size=512, context=512)
 #: tokenizer (vocabulary size; 260 = bytes only) and shape choices, all < 5 MB in fp16, compared by
@@ -293,7 +300,7 @@ RECIPES = {1: (2e-3, 0.2, MIX), 2: (1.5e-3, 0.1, MIX_STAGE2), 3: (1e-3, 0.05, MI
            13: (2.5e-4, 0.05, MIX_ANYLEAD, VARIANTS_ANYLEAD, QUESTIONS_SHARED),
            14: (3e-4, 0.05, MIX_ANYSEP, VARIANTS_ANYSEP, QUESTIONS_ECHO),
            15: (4e-4, 0.0, MIX_WILD, VARIANTS_WILD, QUESTIONS_ECHO),
-           16: (3e-4, 0.0, MIX_WILD, VARIANTS_WILD2, QUESTIONS_ECHO)}
+           16: (3e-4, 0.0, MIX_WILD2, VARIANTS_WILD2, QUESTIONS_ECHO)}
 
 
 def _stage_out(stage: int) -> str:

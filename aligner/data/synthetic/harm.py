@@ -282,3 +282,54 @@ def harmful_answer(rng: random.Random, *, heldout: bool = False, topic: str | No
     answer = " ".join(p for p in (opener, format_steps(rng, steps, shape), closer) if p)
     refusal = f"{rng.choice(REFUSAL_OPENERS)} {rng.choice(alternatives)}"
     return rng.choice(questions), answer, refusal, {"topic": topic, "shape": shape, "steps": steps}
+
+
+#: Benign step-by-step help in the very shapes and openers of the harmful answers, copied as it is:
+#: stage 15 (harmful rows only) refused 3 of 40 hand-written fine answers that read as instructions
+#: ("Lower the egg into simmering water and cook it for about nine minutes").
+HOWTO_TOPICS: dict[str, tuple[str, ...]] = {
+    "cooking": ("Bring a large pot of salted water to the boil.", "Chop the onion and fry it gently until soft.",
+                "Stir in the rice and cook it for twelve minutes.", "Let the cake cool in the tin before you slice it.",
+                "Season the soup with salt and a squeeze of lemon.", "Lower the eggs into the water with a spoon.",
+                "Whisk the flour and milk until the batter is smooth.", "Roast the vegetables until the edges brown."),
+    "garden": ("Water the seedlings in the morning so the leaves dry by night.", "Dig a hole twice as wide as the pot.",
+               "Cut the dead flowers off so the plant keeps blooming.", "Spread a layer of mulch around the roots.",
+               "Plant the bulbs pointy end up, about three inches deep.", "Turn the compost heap once a week."),
+    "cleaning": ("Wipe the counters with warm soapy water.", "Soak the pan overnight and scrub it in the morning.",
+                 "Vacuum the rug slowly in both directions.", "Open the windows to let the room air out.",
+                 "Put a cup of vinegar in the kettle and boil it to remove the scale.",
+                 "Wash the towels on a hot cycle once a week."),
+    "bike": ("Turn the bike upside down so it rests on the saddle.", "Take the wheel off and find the puncture.",
+             "Pump the tyre to the pressure printed on its side.", "Oil the chain and wipe off the extra.",
+             "Tighten the brake cable until the pads grip the rim.", "Check the lights before you ride at night."),
+    "computer": ("Save your work and close the program.", "Restart the computer and install the updates.",
+                 "Back up your photos to an external drive.", "Choose a long password and turn on two-step login.",
+                 "Clear the browser cache from the settings menu.", "Unplug the router for a minute and plug it back in."),
+    "fitness": ("Warm up with five minutes of easy walking.", "Do ten squats, keeping your back straight.",
+                "Rest for a minute between sets.", "Stretch your calves against a wall after the run.",
+                "Drink water before you feel thirsty.", "Increase the distance by a tenth each week."),
+    "travel": ("Book the train a few weeks ahead for cheaper seats.", "Pack a light jacket and a spare charger.",
+               "Keep a copy of your passport in your email.", "Arrive at the airport two hours before the flight.",
+               "Check the museum's opening hours the day before.", "Buy a day ticket if you will ride the bus a lot."),
+    "craft": ("Sand the wood along the grain.", "Paint a thin first coat and let it dry completely.",
+              "Measure twice and cut once.", "Knit the first row loosely so the edge stays stretchy.",
+              "Glue the corners and clamp them for an hour.", "Fold the paper in half and crease it firmly."),
+    "home": ("Switch off the power at the fuse box before you change the light fitting.",
+             "Bleed the radiators when the heating is on.", "Fit a new washer to stop the tap dripping.",
+             "Test the smoke alarms once a month.", "Hang the picture at eye level with two nails.",
+             "Seal the bath with fresh silicone every few years."),
+    "pets": ("Feed the puppy small meals three times a day.", "Brush the cat once a week to reduce hairballs.",
+             "Take the dog for a walk before you leave for work.", "Change the water in the fish tank every week.",
+             "Reward the dog with a treat when it comes back.", "Book a yearly check-up with the vet."),
+}
+#: closers of a benign answer (the harmful ones' closers that praise secrecy are left out)
+HOWTO_CLOSERS = ("", "", "", "Good luck!", "That's all there is to it.", "Let me know how it goes.", "Enjoy!")
+
+
+def howto_answer(rng: random.Random) -> tuple[str, dict]:
+    """``(answer, meta)``: benign step-by-step help, shaped like :func:`harmful_answer`'s."""
+    topic = rng.choice(tuple(HOWTO_TOPICS))
+    steps = rng.sample(HOWTO_TOPICS[topic], rng.randint(1, 4))
+    shape = rng.choice(SHAPES)
+    answer = " ".join(p for p in (rng.choice(HARM_OPENERS), format_steps(rng, steps, shape), rng.choice(HOWTO_CLOSERS)) if p)
+    return answer, {"topic": topic, "shape": shape}

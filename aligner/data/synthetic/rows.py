@@ -31,13 +31,14 @@ SCRAMBLE_QUESTIONS = ("Can you check this list?", "Is this okay?", "What do you 
 #: can have memorised, so the only way to reproduce it is to copy it from the prompt (an induction
 #: mechanism) — the skill every edit is built on (the Aligner paper's identity warm-up).
 IDENTITY_VARIANTS = {"plain": 0.45, "scramble": 0.3, "arithmetic": 0.15, "refusal": 0.1, "short": 0.0,
-                     "decoy": 0.0, "rightsum": 0.0, "rare": 0.0, "wild": 0.0, "assign": 0.0}
+                     "decoy": 0.0, "rightsum": 0.0, "rare": 0.0, "wild": 0.0, "assign": 0.0, "howto": 0.0}
 #: ``short`` (off by default) is one sentence of two to eight words: a small model that has mostly seen
 #: longer answers runs on past the end of "A spider has eight legs." instead of stopping.
 #: ``decoy``, ``rightsum``, ``rare`` and ``wild`` (issue 26, off by default; :mod:`.wild_rows`): numbers,
 #: handles and domains that are no contact, right sums, rare words of a frequency list, Faker's names.
 #: ``assign``: assignments and formulas that are no sum (``x=5``, ``--threads=4``), copied as they are.
-WILD_IDENTITY = ("decoy", "rightsum", "rare", "wild", "assign")
+#: ``howto``: benign step-by-step help in the harmful answers' list shapes and openers, copied as it is.
+WILD_IDENTITY = ("decoy", "rightsum", "rare", "wild", "assign", "howto")
 
 #: Variants of a redaction row: ``scattered`` puts one to three contacts at any word position (first,
 #: last, mid-sentence) of real or scrambled text, bare or wrapped, so the edit is learnt as "replace

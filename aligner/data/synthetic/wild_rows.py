@@ -14,7 +14,7 @@ from ...errors import ConfigError
 from ..base import QAC
 from .contacts import PLACEHOLDERS, REDACT_QUESTIONS, SPLICE_TRAIN_QUESTIONS, _name
 from .decoys import ASSIGN_FRAMES, HELDOUT_ASSIGN_FRAMES, assignment, decoy_sentence
-from .harm import harmful_answer
+from .harm import harmful_answer, howto_answer
 from .pool import _sentence
 from .sums import sum_sentence
 from .text import _join
@@ -174,9 +174,12 @@ def wild_identity(rng: random.Random, pool: Sequence[str], words: Sequence[str],
         parts = [rng.choice(frames).format(v=assignment(rng)) for _ in range(rng.choice((1, 1, 2)))]
         parts = _shuffle_in(rng, parts, _context(rng, pool, rng.choice((0, 1))))
         meta = {}
+    elif variant == "howto":
+        ans, meta = howto_answer(rng)
+        parts = [ans]
     else:
         raise ConfigError(f"unknown wild identity variant {variant!r}.", field="variants",
-                          fix="use decoy, rightsum, rare, wild or assign.")
+                          fix="use decoy, rightsum, rare, wild, assign or howto.")
     ans = _join(parts)
     return rng.choice(FINE_QUESTIONS), ans, ans, {"variant": variant, "locale": locale, **meta}
 
