@@ -38,6 +38,11 @@ class UpstreamReply:
     tool_calls: list[dict[str, Any]] | None = None
     finish_reason: str | None = None
     usage: dict[str, Any] | None = None
+    #: the upstream sent ``content: null`` (a refusal, a content filter, a tool-call turn); ``text``
+    #: is then ``""``, and a proxy passing the answer on sends null back, as it came.
+    null_content: bool = False
+    #: OpenAI's ``message.refusal``: the model's reason for declining, when it gives one.
+    refusal: str | None = None
 
     @classmethod
     def from_openai(cls, reply: Any) -> "UpstreamReply":
@@ -46,13 +51,15 @@ class UpstreamReply:
         data = reply if isinstance(reply, dict) else reply.model_dump()
         choice = data["choices"][0]
         message = choice.get("message") or {}
-        text = message.get("content") or ""
-        if not isinstance(text, str):
-            raise TypeError(f"message.content is {type(text).__name__}, not text")
+        content = message.get("content")
+        if content is not None and not isinstance(content, str):
+            raise TypeError(f"message.content is {type(content).__name__}, not text")
         calls = [_tool_call(c) for c in message.get("tool_calls") or []] or None
         usage = data.get("usage")
         usage = {k: v for k, v in usage.items() if v is not None} if isinstance(usage, dict) else None
-        return cls(text, calls, choice.get("finish_reason"), usage or None)
+        refusal = message.get("refusal")
+        return cls(content or "", calls, choice.get("finish_reason"), usage or None, null_content=content is None,
+                   refusal=refusal if isinstance(refusal, str) else None)
 
 
 def _tool_call(call: Any) -> dict[str, Any]:

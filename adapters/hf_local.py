@@ -14,8 +14,8 @@ from typing import Any, Iterator, Mapping
 from aligner.decoding import DecodingConfig
 
 from aligner.local_runtime import LocalGenerator, pick_device
-from aligner.errors import ConfigError
-from aligner.hub import looks_like_path
+from aligner.errors import ConfigError, hide_cause
+from aligner.hub import check_hub_model, looks_like_path
 from aligner.progress import model_loading
 from aligner.transport.streaming import StreamParser
 from aligner.adapters.base import Messages, Upstream
@@ -36,17 +36,32 @@ def plain_prompt(messages: Messages) -> str:
     return "\n".join(lines) + "\nAssistant:"
 
 
+_FIX = ("pass upstream='hf:DIR' with a directory holding config.json, weights and a tokenizer "
+        "(save_pretrained output), or a hub id such as 'hf:Qwen/Qwen2.5-0.5B-Instruct' (needs network "
+        "or a cached copy).")
+
+
+def check_model_location(spec: "str | Path") -> None:
+    """What follows ``hf:`` names a directory that exists, or a hub id the cache holds or the hub
+    can serve: a ConfigError otherwise, in one line, before anything is loaded (``aligner correct``
+    calls it before loading the corrector, so an unreachable upstream does not wait for that)."""
+    ident = str(spec)
+    if Path(ident).expanduser().exists():
+        return
+    if looks_like_path(spec):
+        raise ConfigError(f"no such model directory: {ident!r}.", field="upstream", fix=_FIX)
+    # offline or out of reach: one line now, not the loaders' retries
+    check_hub_model(ident, field="upstream", flag="--upstream", prefix="hf:", local="hf:DIR (a local model directory)")
+
+
 def load_causal_lm(spec: "str | Path", device: str | None = None) -> tuple[Any, Any, str]:
     """(model, tokenizer, id) from a directory or hub id; a bad spec is a ConfigError, not an OSError."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     ident = str(spec)
     local = Path(ident).expanduser()
-    fix = ("pass upstream='hf:DIR' with a directory holding config.json, weights and a tokenizer "
-           "(save_pretrained output), or a hub id such as 'hf:Qwen/Qwen2.5-0.5B-Instruct' (needs network "
-           "or a cached copy).")
-    if not local.exists() and looks_like_path(spec):
-        raise ConfigError(f"no such model directory: {ident!r}.", field="upstream", fix=fix)
+    fix = _FIX
+    check_model_location(spec)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     target = str(local) if local.exists() else ident
     try:
         with model_loading():
@@ -55,8 +70,9 @@ def load_causal_lm(spec: "str | Path", device: str | None = None) -> tuple[Any, 
     except (OSError, ValueError) as exc:
         where = "a local directory but not a loadable model" if local.exists() else \
             "not a local directory and not reachable on the hub (offline, or a typo?)"
-        raise ConfigError(f"cannot load {ident!r}: {where} ({type(exc).__name__}: {str(exc)[:200]}).",
-                          field="upstream", fix=fix) from exc
+        first = (str(exc).strip().splitlines() or [""])[0]  # whole: a cut message ends mid-URL
+        raise hide_cause(ConfigError(f"cannot load {ident!r}: {where} ({type(exc).__name__}: {first}).",
+                                     field="upstream", fix=fix), exc)
     model.to(pick_device(device)).eval()
     return model, tokenizer, ident
 

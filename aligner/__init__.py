@@ -7,10 +7,11 @@ from .correction import Correction
 from .core import Aligner
 from .decoding import DecodingConfig
 from .errors import AlignerError, ConfigError, CorrectorError, DataError, UpstreamError
+from .gates import GateVerdict
 from .templates import Template, get_template
 
 __version__ = "0.1.0"
-__all__ = ["Aligner", "Correction", "DecodingConfig", "Template", "get_template", "wrap", "AlignerError",
+__all__ = ["Aligner", "Correction", "DecodingConfig", "GateVerdict", "Template", "get_template", "wrap", "AlignerError",
            "ConfigError", "CorrectorError", "DataError", "UpstreamError", "__version__"]
 
 

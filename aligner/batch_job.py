@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .core import Aligner
-from .errors import AlignerError, ConfigError, CorrectorError, DataError, UpstreamError
+from .errors import LINE, AlignerError, ConfigError, CorrectorError, DataError, UpstreamError, json_type
 
 log = logging.getLogger("aligner.batch_job")
 
@@ -62,54 +62,71 @@ def read_questions(path: "str | Path", *, fields: tuple[str, ...] = ("question",
                    split: str = "train") -> list[dict[str, Any]]:
     """Rows ``{"question"[, "answer"]}`` with their 0-based ``row`` and ``key``; a bad row is an error naming it.
 
+    The file is read by :func:`aligner.data.io.read_records`, the reader of every other command
+    (JSONL, a JSON list, either gzip-compressed, or parquet), so a bad row is named the same way
+    everywhere: by the 1-based line an editor shows (``line 41`` is ``"row": 40`` in the output).
     ``fields`` are the names the question may have, first found wins (``aligner generate`` reads
     ``question`` or ``prompt``); with more than one, a path that is not a file may be a hub dataset id.
     """
+    from .data.io import _BadLine, read_records
+    from .hub import DATA_SUFFIXES, looks_like_path
+
     p = Path(path)
     flag = "--prompts" if len(fields) > 1 else "--input"
-    if not p.is_file():
-        from .data.io import read_records
-        from .hub import DATA_SUFFIXES, looks_like_path
-
-        if len(fields) > 1 and not p.exists() and not looks_like_path(str(path), suffixes=DATA_SUFFIXES):
-            source, records = read_records(str(path), split=split)
-            return _check_rows(((i - 1, obj) for i, obj in records), source, fields)
+    if p.is_dir():
+        inside = sorted(f.name for f in p.iterdir() if f.is_file() and f.name.endswith(DATA_SUFFIXES))[:3]
+        example = f" (it holds {', '.join(inside)})" if inside else ""
+        raise DataError(f"is a directory, not a file{example}.", source=str(p),
+                        fix=f"pass one JSONL file to {flag}, e.g. {flag} {p / (inside[0] if inside else 'rows.jsonl')}.")
+    if not p.is_file() and (len(fields) == 1 or p.exists() or looks_like_path(str(path), suffixes=DATA_SUFFIXES)):
         raise DataError("no such file.", source=str(p), fix=f"pass an existing JSONL file to {flag}.")
+    source, records = read_records(str(path), split=split)
+    source = str(p) if p.is_file() else source
 
-    def lines() -> Iterator[tuple[int, Any]]:
-        with p.open("rb") as fh:
-            for i, raw in enumerate(fh):
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise DataError("not UTF-8 text.", source=str(p), row=i, fix="save the file as UTF-8.") from None
-                if not line.strip():
-                    continue
-                try:
-                    yield i, json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"not valid JSON ({exc.msg}).", source=str(p), row=i,
-                                    fix="one JSON object per line.") from None
+    def checked() -> Iterator[tuple[int, Any]]:
+        for n, obj in records:
+            if isinstance(obj, _BadLine):
+                raise DataError(obj.reason, source=source, row=n, unit=records.unit, fix="one JSON object per line.")
+            yield n, obj
 
-    return _check_rows(lines(), str(p), fields)
+    return Questions(_check_rows(checked(), source, fields, records.unit), records.unit)
 
 
-def _check_rows(records: "Iterator[tuple[int, Any]]", source: str, fields: tuple[str, ...]) -> list[dict[str, Any]]:
+class Questions(list):
+    """The rows :func:`read_questions` read, and what their location numbers count (``unit``:
+    ``line`` for JSONL, ``record`` for a JSON list, parquet or hub split); row ``r`` is at ``r + 1``."""
+
+    def __init__(self, rows: list[dict[str, Any]], unit: str = LINE):
+        super().__init__(rows)
+        self.unit = unit
+
+
+def _check_rows(records: "Iterator[tuple[int, Any]]", source: str, fields: tuple[str, ...],
+                unit: str) -> list[dict[str, Any]]:
+    """``records`` are numbered from 1 (see :class:`aligner.data.io.Records`); ``row`` is that - 1."""
     names = " or ".join(f'"{f}"' for f in fields)
     rows = []
-    for i, obj in records:
+    for n, obj in records:
+        where = {"source": source, "row": n, "unit": unit}
         if not isinstance(obj, dict):
-            raise DataError("expected a JSON object.", source=source, row=i, fix=f'write {{{names.split(" or ")[0]}: "..."}}.')
-        name = next((f for f in fields if f in obj), fields[0])
-        q = obj.get(name)
-        if not isinstance(q, str) or not q.strip():
-            raise DataError("missing or empty.", source=source, row=i, field=name if name in obj else " or ".join(fields),
+            raise DataError(f"expected a JSON object, got {json_type(obj)}.", **where,
+                            fix=f'write {{{names.split(" or ")[0]}: "..."}}.')
+        name = next((f for f in fields if f in obj), None)
+        if name is None:
+            have = ", ".join(sorted(map(str, obj))) or "none"
+            raise DataError(f"missing (the row has: {have}).", **where, field=" or ".join(fields),
                             fix=f"every row needs a non-empty {names} string.")
+        q = obj[name]
+        if not isinstance(q, str):
+            raise DataError(f"expected a string, got {json_type(q)}.", **where, field=name,
+                            fix=f"make {name!r} the text of the question, e.g. {{\"{name}\": \"How do I ...?\"}}.")
+        if not q.strip():
+            raise DataError("is empty.", **where, field=name, fix=f"every row needs a non-empty {names} string.")
         a = obj.get("answer")
         if a is not None and not isinstance(a, str):
-            raise DataError(f"expected a string, got {type(a).__name__}.", source=source, row=i,
+            raise DataError(f"expected a string, got {json_type(a)}.", **where,
                             field="answer", fix='"answer" is optional; when given it must be a string.')
-        rows.append({"row": i, "key": row_key(q, a), "question": q, "answer": a})
+        rows.append({"row": n - 1, "key": row_key(q, a), "question": q, "answer": a})
     if not rows:
         raise DataError("the file has no rows.", source=source, fix="add one JSON object per line.")
     return rows
@@ -192,12 +209,13 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _describe_rows(rows: list[int], limit: int = 5) -> str:
-    shown = ", ".join(str(r) for r in rows[:limit])
+def _describe_rows(rows: list[int], unit: str, limit: int = 5) -> str:
+    """0-based ``rows`` as a user finds them in the input: ``lines 1, 4 (2 rows)``."""
+    shown = ", ".join(str(r + 1) for r in rows[:limit])
     if len(rows) == 1:
-        return f"row {shown}"
+        return f"{unit} {shown}"
     more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
-    return f"rows {shown}{more} ({len(rows)} rows)"
+    return f"{unit}s {shown}{more} ({len(rows)} rows)"
 
 
 def _is_row_error(exc: BaseException) -> bool:
@@ -235,19 +253,29 @@ class BatchJob:
     shard: tuple[int, int] | None = None
     #: ``aligner generate``: each output line also says where its answer came from (and the shard)
     provenance: bool = False
+    #: what the input's location numbers count (``line`` or ``record``), for messages
+    unit: str = LINE
+    #: rows in the whole input (all shards), recorded so ``aligner data merge`` can tell a row missing
+    input_rows: int = 0
+    #: the settings that make the outputs what they are (``aligner generate``: upstream, corrector,
+    #: template, decoding), recorded so ``aligner data merge`` refuses shards of different runs
+    settings: dict[str, Any] | None = None
 
     @classmethod
     def open(cls, input_path: "str | Path", output_path: "str | Path", *, overwrite: bool = False,
              fields: tuple[str, ...] = ("question",), shard: tuple[int, int] | None = None,
-             split: str = "train", provenance: bool = False) -> "BatchJob":
+             split: str = "train", provenance: bool = False,
+             settings: dict[str, Any] | None = None) -> "BatchJob":
         inp, out = Path(input_path), Path(output_path)
         check_output_writable(out)
-        rows = read_questions(input_path, fields=fields, split=split)
+        questions = read_questions(input_path, fields=fields, split=split)
+        rows: list[dict[str, Any]] = questions
         if shard is not None and shard[1] > 1:
-            rows = [r for r in rows if r["row"] % shard[1] == shard[0]]
+            rows = [r for r in questions if r["row"] % shard[1] == shard[0]]
         else:
             shard = None
-        extra = {"shard": shard, "provenance": provenance}
+        extra = {"shard": shard, "provenance": provenance, "unit": questions.unit, "input_rows": len(questions),
+                 "settings": settings}
         if overwrite:  # the old files go when the run starts, not if loading a model fails first
             return cls(inp, out, rows, set(), {}, fresh=True, **extra)
         by_row = {r["row"]: r for r in rows}
@@ -263,8 +291,9 @@ class BatchJob:
             if source and source != _source_id(inp):
                 raise DataError(f"{out} was made from {source}, not from {inp}: its rows do not match.",
                                 source=where, fix=_fix_output(out))
-            what = (f"row {obj['row']} of {inp} has changed since {out} was written" if mine is not None
-                    else f"{inp} has no row {obj['row']}")
+            at = f"{questions.unit} {obj['row'] + 1}"
+            what = (f"{at} of {inp} (\"row\": {obj['row']} in the output) has changed since {out} was written"
+                    if mine is not None else f"{inp} has no {at} (\"row\": {obj['row']} in the output)")
             raise DataError(f"{what}{f' (the output was made from {source})' if source else ''}.",
                             source=where, fix=_fix_output(out))
         previous: dict[int, dict[str, Any]] = {}
@@ -287,7 +316,7 @@ class BatchJob:
         """Rows without an answer need ``--upstream``: say so before a model is loaded, naming them."""
         missing = [r["row"] for r in self.todo if r["answer"] is None]
         if missing and not has_upstream:
-            raise ConfigError(f"{_describe_rows(missing)} of {self.input_path} have no \"answer\", and no "
+            raise ConfigError(f"{_describe_rows(missing, self.unit)} of {self.input_path} have no \"answer\", and no "
                               "--upstream was given to answer them.", field="upstream",
                               fix="pass --upstream (a LiteLLM model string such as openai/gpt-4o-mini, an "
                                   "http(s)://…/v1 base URL or hf:PATH), or give those rows an \"answer\".")
@@ -301,7 +330,10 @@ class BatchJob:
                                 "key": "sha256 of [question, answer] as JSON, first 16 hex digits"}
         if self.shard:
             meta["shard"] = f"{self.shard[0]}/{self.shard[1]}"
-        _write_atomic(meta_path(self.output_path), json.dumps(meta, indent=2) + "\n")
+            meta["input_rows"] = self.input_rows
+        if self.settings is not None:
+            meta["settings"] = self.settings
+        _write_atomic(meta_path(self.output_path), json.dumps(meta, indent=2, default=str) + "\n")
 
     def _write_errors(self, errors: dict[int, dict[str, Any]]) -> None:
         path = errors_path(self.output_path)
@@ -580,46 +612,163 @@ def correct_file(aligner: Aligner, input_path: "str | Path", output_path: "str |
     return job.run(aligner, chunk_size=chunk_size, progress=progress)
 
 
-def merge_shards(shards: "list[str | Path]", output: "str | Path") -> dict[str, Any]:
-    """Join shard outputs into one file in prompt (row) order, each line as it was written.
+@dataclass
+class _Shard:
+    """One file given to :func:`merge_shards`: which run made it and which shard of it it is."""
 
-    Shards must come from one input (their ``.meta.json`` name the same content hash); a row found
-    twice is kept once if both copies are of the same prompt (same key), an error otherwise.
+    path: Path
+    index: int  # I of I/N (0 for an unsharded output)
+    count: int  # N of I/N (1 for an unsharded output)
+    meta: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        return f"shard {self.index}/{self.count}" if self.count > 1 else "an unsharded output"
+
+    def run(self, settings: bool = True) -> tuple[Any, ...]:
+        """What must be equal across the shards of one run (``settings``: compare them too; files
+        written before aligner-kit recorded them have none)."""
+        return (self.meta.get("input_sha256"), self.count,
+                json.dumps(self.meta.get("settings"), sort_keys=True, default=str) if settings else None)
+
+
+def _read_shard(path: Path, out: Path) -> _Shard:
+    if path.is_dir():
+        raise DataError("is a directory, not a shard file.", source=str(path),
+                        fix="pass the OUT.shard-I-of-N.jsonl files aligner generate wrote.")
+    if not path.is_file():
+        raise DataError("no such file.", source=str(path), fix="pass the shard files aligner generate wrote.")
+    if path.resolve() == out.resolve():
+        raise ConfigError(f"--out {out} is one of the shards.", field="out", fix="write the merge to a new file.")
+    meta = _read_json(meta_path(path))
+    if not meta or not meta.get("input_sha256"):
+        raise DataError(f"has no {meta_path(path).name} beside it, so merge cannot tell which run and which shard "
+                        "it is.", source=str(path),
+                        fix="merge the files aligner generate wrote, each with its .meta.json beside it.")
+    spec = meta.get("shard")
+    if spec is None:
+        return _Shard(path, 0, 1, meta)
+    try:
+        i, n = (int(x) for x in str(spec).split("/"))
+    except ValueError:
+        raise DataError(f'its {meta_path(path).name} says "shard": {spec!r}, not I/N.', source=str(path),
+                        fix="merge the files aligner generate wrote, with their .meta.json unedited.") from None
+    return _Shard(path, i, n, meta)
+
+
+def _check_one_run(shards: list[_Shard]) -> None:
+    """Every file from one run (one input, one N, the same settings); else an error naming the files."""
+    runs: dict[tuple[Any, ...], list[_Shard]] = {}
+    settings = all("settings" in sh.meta for sh in shards)
+    for sh in shards:
+        runs.setdefault(sh.run(settings), []).append(sh)
+    if len(runs) == 1:
+        return
+    groups = list(runs.values())
+    a, b = groups[0][0], groups[1][0]
+    differ: list[str] = []
+    if a.meta.get("input_sha256") != b.meta.get("input_sha256"):
+        why = "different inputs"
+    elif a.count != b.count:
+        why = "runs split into a different number of shards"
+    else:
+        sa, sb = a.meta.get("settings") or {}, b.meta.get("settings") or {}
+        differ = sorted(k for k in set(sa) | set(sb) if sa.get(k) != sb.get(k))
+        why = f"runs with different settings ({', '.join(differ) or 'settings'})"
+
+    def describe(sh: _Shard) -> str:
+        if why == "different inputs":
+            return f"{sh.path} (from {sh.meta.get('input')}, sha256 {str(sh.meta.get('input_sha256'))[:12]})"
+        if differ:
+            settings = sh.meta.get("settings") or {}
+            return f"{sh.path} ({', '.join(f'{k}={settings.get(k)!r}' for k in differ)})"
+        return f"{sh.path} ({sh.label})"
+
+    listed = "; ".join(", ".join(describe(sh) for sh in g) for g in groups)
+    raise DataError(f"the files come from {why}: {listed}.", source=str(a.path),
+                    fix="merge the shard files of one aligner generate run only (same --prompts, same --shard I/N "
+                        "count, same settings).")
+
+
+def _sibling(sh: _Shard, index: int) -> str:
+    """The file name shard ``index`` of ``sh``'s run has (``OUT.shard-I-of-N.jsonl``), for messages."""
+    import re
+
+    name = re.sub(rf"\.shard-\d+-of-{sh.count}\.", lambda m: f".shard-{index:0{len(str(sh.count - 1))}d}-of-{sh.count}.",
+                  sh.path.name)
+    return str(sh.path.with_name(name)) if name != sh.path.name else f"shard {index}/{sh.count}"
+
+
+def merge_shards(shards: "list[str | Path]", output: "str | Path", *, allow_partial: bool = False) -> dict[str, Any]:
+    """Join the shard outputs of one ``aligner generate`` run into one file in prompt (row) order,
+    each line as it was written.
+
+    Nothing is lost without saying so: every shard I/N of the run must be given exactly once (their
+    ``.meta.json`` say the run: the input's hash, N, the settings) and every prompt of each shard
+    must be done; otherwise it is a :class:`DataError` naming the missing or doubled shards and the
+    prompts not generated, and nothing is written. ``allow_partial`` merges what there is instead;
+    the counts say what is missing (``missing_shards``, ``missing``) for the caller to say loudly.
+    Files of different runs are refused, naming them.
     """
     out = Path(output)
     check_output_writable(out)
+    found = [_read_shard(Path(s), out) for s in shards]
+    _check_one_run(found)
+    n = found[0].count
+    by_index: dict[int, list[_Shard]] = {}
+    for sh in found:
+        by_index.setdefault(sh.index, []).append(sh)
+    doubled = {i: group for i, group in sorted(by_index.items()) if len(group) > 1}
+    if doubled:
+        said = "; ".join(f"shard {i}/{n} is given {len(g)} times ({', '.join(str(sh.path) for sh in g)})"
+                         if n > 1 else f"the unsharded output is given {len(g)} times ({', '.join(str(sh.path) for sh in g)})"
+                         for i, g in doubled.items())
+        raise DataError(f"{said}.", source=str(doubled[min(doubled)][0].path),
+                        fix="pass each shard file once.")
+    missing_shards = [i for i in range(n) if i not in by_index]
     by_row: dict[int, tuple[str, bytes]] = {}
-    digests: dict[str, str] = {}
-    expected = 0
-    for shard in shards:
-        p = Path(shard)
-        if not p.is_file():
-            raise DataError("no such file.", source=str(p), fix="pass the shard files aligner generate wrote.")
-        if p.resolve() == out.resolve():
-            raise ConfigError(f"--out {out} is one of the shards.", field="out", fix="write the merge to a new file.")
-        meta = _read_json(meta_path(p)) or {}
-        if meta.get("input_sha256"):
-            digests[str(p)] = meta["input_sha256"]
-            expected += int(meta.get("rows") or 0)
-    if len(set(digests.values())) > 1:
-        raise DataError("the shards were made from different inputs: "
-                        + ", ".join(f"{k} ({v[:12]})" for k, v in digests.items()) + ".",
-                        source=str(shards[0]), fix="merge shards of one aligner generate run only.")
-    for shard in shards:
-        p = Path(shard)
-        raw_lines = [line for line in p.read_bytes().split(b"\n")[:-1] if line.strip()]
-        for (n, obj), raw in zip(_read_output(p), raw_lines):
+    short: list[tuple[_Shard, int]] = []  # shards with prompts not (yet) generated, and how many
+    for sh in sorted(found, key=lambda s: s.index):
+        raw_lines = [line for line in sh.path.read_bytes().split(b"\n")[:-1] if line.strip()]
+        rows = 0
+        for (line_no, obj), raw in zip(_read_output(sh.path), raw_lines):
+            where = f"{sh.path}, line {line_no}"
+            if obj["row"] % n != sh.index:
+                raise DataError(f'holds "row": {obj["row"]}, which is not one of {sh.label}\'s prompts.',
+                                source=where, fix="merge the files aligner generate wrote, unedited.")
             seen = by_row.get(obj["row"])
             if seen is not None and seen[0] != obj["key"]:
-                raise DataError(f"row {obj['row']} is also in another shard, with another prompt.",
-                                source=f"{p}, line {n}", fix="merge shards of one aligner generate run only.")
+                raise DataError(f'"row": {obj["row"]} is twice in this file, with two different prompts.',
+                                source=where, fix="merge the files aligner generate wrote, unedited.")
+            rows += seen is None
             by_row[obj["row"]] = (obj["key"], raw)
+        expected = int(sh.meta.get("rows") or 0)
+        if rows < expected:
+            short.append((sh, expected - rows))
+    known_total = [int(sh.meta["input_rows"]) for sh in found if isinstance(sh.meta.get("input_rows"), int)]
+    total = known_total[0] if known_total else (sum(int(sh.meta.get("rows") or 0) for sh in found)
+                                                if not missing_shards else None)
+    missing = total - len(by_row) if total is not None else None
+    if (missing_shards or short) and not allow_partial:
+        parts = []
+        if missing_shards:
+            parts.append(f"{len(missing_shards)} of the run's {n} shards are not given: "
+                         + ", ".join(f"{i}/{n} ({_sibling(found[0], i)})" for i in missing_shards))
+        if short:
+            parts.append("; ".join(f"{sh.path} lacks {k} of its {sh.meta.get('rows')} prompts (not generated yet, "
+                                   f"or failed: see {errors_path(sh.path)})" for sh, k in short))
+        lost = f" ({missing} of {total} prompts would be missing)" if missing else ""
+        raise DataError(f"incomplete{lost}: " + "; ".join(parts) + ".", source=str(found[0].path),
+                        fix="pass every shard file (run the missing --shard I/N, re-run a shard's command to finish "
+                            "it), or add --allow-partial to merge only what is there.")
     tmp = out.with_name(out.name + ".tmp")
     with tmp.open("wb") as fh:
         for row in sorted(by_row):
             fh.write(by_row[row][1] + b"\n")
     os.replace(tmp, out)
-    return {"rows": len(by_row), "shards": len(shards), "missing": max(0, expected - len(by_row))}
+    return {"rows": len(by_row), "shards": len(found), "of": n, "total": total, "missing": missing,
+            "missing_shards": [f"{i}/{n}" for i in missing_shards],
+            "short_shards": {str(sh.path): k for sh, k in short}, "input": found[0].meta.get("input")}
 
 
 def summary(counts: dict[str, Any], output: "str | Path") -> str:

@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "aligner.serve.commands",
     "aligner.demo",
     "aligner.eval.commands",
+    "aligner.gguf.commands",
 )
 
 
@@ -50,6 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    # huggingface_hub prints its warnings through a handler of its own: passed on to the root
+    # handler as well, every hub line (a retry, a slow download) was printed twice
+    logging.getLogger("huggingface_hub").propagate = False
     quiet_model_loading(not args.verbose)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -55,7 +55,8 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *,
             kw["type"] = tp
         else:
             kw["type"] = str
-        parser.add_argument(_flag(f.name), **kw)
+        # a field may name shorter spellings too (``--out`` for ``--output-dir``)
+        parser.add_argument(_flag(f.name), *f.metadata.get("aliases", ()), **kw)
 
 
 def add_config_command(sub: Any, name: str, cls: type, func: Any, *, help: str, description: str,

@@ -1,7 +1,9 @@
-"""``Aligner``: upstream → corrector, in one object with sync, async, batched and streamed calls.
+"""``Aligner``: upstream → gate → corrector, in one object with sync, async, batched and streamed calls.
 
 The upstream (what answers) and the corrector (what rewrites) are separate contracts, so any of
 one composes with any of the other. Either may be given as a spec and is resolved lazily here.
+An optional gate (:mod:`aligner.gates`) is asked first: an answer it does not flag comes back
+unchanged at once, without a corrector call.
 """
 from __future__ import annotations
 
@@ -9,11 +11,22 @@ import copy
 import time
 from typing import Any, AsyncIterator, Iterator, Mapping, Sequence
 
-from .correction import AsyncCorrectionStream, Correction, CorrectionStream, correction_of
+from .correction import AsyncCorrectionStream, Correction, CorrectionStream, correction_of, passed_by_gate
 from .correctors import Corrector, load_corrector
 from .correctors.base import CorrectorResult
 from .decoding import DecodingConfig
 from .errors import ConfigError, require_text
+from .gates.routing import GateRoute, to_correct
+
+#: ``Correction.skipped`` of an answer with no text: the corrector is not run, the answer comes back
+#: as it was (a corrector given an empty answer writes one from the question alone).
+EMPTY_ANSWER = "empty"
+
+
+def is_blank(answer: Any) -> bool:
+    """An answer with no text to correct: ``""`` or whitespace (an upstream's ``content: null``
+    arrives as ``""``)."""
+    return isinstance(answer, str) and not answer.strip()
 
 
 class Aligner:
@@ -24,16 +37,25 @@ class Aligner:
     ``hf:PATH`` spec or a transformers model, a Python callable ``str -> str``, an ``Upstream``, or
     None when you will always pass the answer yourself. ``corrector`` is a hub id or path (causal or
     encoder-decoder), an ``http(s)://…/v1`` completions endpoint, a ``Corrector``, or None for the
-    embedded demo corrector.
+    embedded demo corrector. ``gate`` (see :func:`aligner.gates.load_gate`: ``"demo"``, a trained
+    gate, ``"cost:PATH"``, ``"moderation:URL"``, a function, a ``Gate``) is asked first, with
+    ``gate_threshold`` / ``gate_min_severity`` overriding its own; ``gate_on_error`` says what an
+    answer the gate cannot judge gets (``"correct"``, ``"pass"`` or ``"raise"``).
     """
 
     def __init__(self, upstream: Any = None, corrector: "Corrector | str | None" = None, *,
                  template: Any = None, upstream_model: str | None = None,
                  decoding: "DecodingConfig | Mapping[str, Any] | None" = None, device: str | None = None,
-                 batch_size: int = 8, **upstream_kwargs: Any):
+                 batch_size: int = 8, gate: Any = None, gate_threshold: float | None = None,
+                 gate_min_severity: str | None = None, gate_on_error: str = "correct", **upstream_kwargs: Any):
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"must be a positive int, got {batch_size!r}.", field="batch_size",
                               fix="e.g. batch_size=8.")
+        from .gates import load_gate
+
+        found = load_gate(gate, threshold=gate_threshold, min_severity=gate_min_severity, device=device)
+        #: the gate and its on-error policy (None: every answer is corrected)
+        self.gate_route = GateRoute(found, gate_on_error) if found is not None else None
         self.corrector = load_corrector(corrector, template=template, decoding=decoding, device=device)
         self.upstream = None
         if upstream is not None:
@@ -49,6 +71,19 @@ class Aligner:
         other.corrector = corrector
         return other
 
+    def with_gate(self, gate: Any) -> "Aligner":
+        """This Aligner asking ``gate`` (a Gate, or None for none) with the same on-error policy —
+        e.g. the server's batching wrapper around this Aligner's own gate."""
+        other = copy.copy(self)
+        policy = self.gate_route.on_error if self.gate_route is not None else "correct"
+        other.gate_route = GateRoute(gate, policy) if gate is not None else None
+        return other
+
+    @property
+    def gate(self) -> Any:
+        """The :class:`~aligner.gates.Gate` asked before the corrector, or None."""
+        return self.gate_route.gate if self.gate_route is not None else None
+
     @property
     def is_demo(self) -> bool:
         """True when the embedded demo corrector is in use (its output is a toy, not a real Aligner)."""
@@ -63,9 +98,29 @@ class Aligner:
         return self.upstream
 
     def _record(self, question: str, answer: str, result: CorrectorResult, t_up: float,
-                t_corr: float) -> Correction:
+                t_corr: float, verdict: Any = None) -> Correction:
         return correction_of(question, answer, result, corrector=self.corrector, upstream=self.upstream,
-                             upstream_s=t_up, corrector_s=t_corr)
+                             upstream_s=t_up, corrector_s=t_corr, gate=verdict)
+
+    # -- the gate: verdicts (None without a gate) and the answers it passes ----------------
+    def _verdicts(self, pairs: Sequence[tuple[str, str]]) -> list[Any]:
+        return self.gate_route.verdicts(pairs) if self.gate_route is not None else [None] * len(pairs)
+
+    async def _averdicts(self, pairs: Sequence[tuple[str, str]]) -> list[Any]:
+        return await self.gate_route.averdicts(pairs) if self.gate_route is not None else [None] * len(pairs)
+
+    def _passed(self, question: str, answer: str, verdict: Any, t_up: float) -> Correction | None:
+        """The unchanged answer when the gate did not flag it; None when the corrector must see it."""
+        if verdict is None or verdict.flagged:
+            return None
+        return passed_by_gate(question, answer, verdict, corrector=self.corrector, upstream=self.upstream,
+                              upstream_s=t_up)
+
+    def _not_corrected(self, question: str, answer: str, t_up: float) -> Correction:
+        """The Correction of an empty answer: the answer as it came, ``skipped="empty"``."""
+        c = self._record(question, answer, CorrectorResult(answer), t_up, 0.0)
+        c.skipped = EMPTY_ANSWER
+        return c
 
     def answer(self, question: str, **params: Any) -> str:
         """The upstream's uncorrected answer."""
@@ -77,16 +132,24 @@ class Aligner:
     # -- one ------------------------------------------------------------------------------
     def correct(self, question: str, answer: str | None = None, *, aspects: str | None = None,
                 decoding: Any = None) -> Correction:
-        """Correct ``answer`` (asking the upstream first when it is None)."""
+        """Correct ``answer`` (asking the upstream first when it is None). An answer with no text
+        (``""``, blank, an upstream's ``content: null``) is not corrected: it comes back as it was,
+        with ``skipped="empty"``."""
         require_text(question, "question")
         t_up = 0.0
         if answer is None:
             t0 = time.perf_counter()
             answer = self.answer(question)
             t_up = time.perf_counter() - t0
+        if is_blank(answer):
+            return self._not_corrected(question, answer, t_up)
+        verdict = self._verdicts([(question, answer)])[0]
+        passed = self._passed(question, answer, verdict, t_up)
+        if passed is not None:
+            return passed
         t1 = time.perf_counter()
         result = self.corrector.correct_results([(question, answer)], aspects=aspects, decoding=decoding)[0]
-        return self._record(question, answer, result, t_up, time.perf_counter() - t1)
+        return self._record(question, answer, result, t_up, time.perf_counter() - t1, verdict)
 
     async def acorrect(self, question: str, answer: str | None = None, *, aspects: str | None = None,
                        decoding: Any = None) -> Correction:
@@ -96,19 +159,27 @@ class Aligner:
             t0 = time.perf_counter()
             answer = await self.aanswer(question)
             t_up = time.perf_counter() - t0
+        if is_blank(answer):
+            return self._not_corrected(question, answer, t_up)
+        verdict = (await self._averdicts([(question, answer)]))[0]
+        passed = self._passed(question, answer, verdict, t_up)
+        if passed is not None:
+            return passed
         t1 = time.perf_counter()
         result = (await self.corrector.acorrect_results([(question, answer)], aspects=aspects,
                                                         decoding=decoding))[0]
-        return self._record(question, answer, result, t_up, time.perf_counter() - t1)
+        return self._record(question, answer, result, t_up, time.perf_counter() - t1, verdict)
 
     # -- many -----------------------------------------------------------------------------
     def correct_batch(self, questions: Sequence[str], answers: Sequence[str | None] | None = None, *,
                       aspects: str | None = None, decoding: Any = None,
                       progress: bool = True) -> list[Correction]:
         """Corrections in input order. Upstream calls run concurrently (the upstream's limit);
-        the corrector sees batches of ``batch_size`` so a local model pads and decodes together.
+        the gate, when there is one, judges every answer and only the flagged ones go on; the
+        corrector sees batches of ``batch_size`` so a local model pads and decodes together.
         Each asked answer's ``upstream`` time is its share of the concurrent calls (a given
-        answer's is 0.0); each correction's ``corrector`` time its share of its batch."""
+        answer's is 0.0); each correction's ``corrector`` time its share of its batch. Empty
+        answers are not corrected (``skipped="empty"``, as in :meth:`correct`)."""
         from tqdm.auto import tqdm
 
         questions, answers = _check_batch(questions, answers)
@@ -118,13 +189,16 @@ class Aligner:
             _fill(answers, missing, self._need_upstream().answer_batch([questions[i] for i in missing]))
         t_up = _shares(missing, len(questions), time.perf_counter() - t0)
         every: list[tuple[str, str]] = list(zip(questions, answers))
-        out: list[Correction | None] = [None] * len(every)
-        with tqdm(total=len(questions), desc="correcting", unit="answer", disable=not progress) as bar:
-            for batch in length_buckets(every, self.batch_size):
+        out, todo = self._empty_ones(questions, answers, t_up)
+        verdicts = _spread(todo, self._verdicts([every[i] for i in todo]), len(every))
+        todo = self._gated(out, todo, every, verdicts, t_up)
+        with tqdm(total=len(questions), initial=len(questions) - len(todo), desc="correcting", unit="answer",
+                  disable=not progress) as bar:
+            for batch in _batches(todo, answers, questions, self.batch_size):
                 pairs = [every[i] for i in batch]
                 t1 = time.perf_counter()
                 fixed = self.corrector.correct_results(pairs, aspects=aspects, decoding=decoding)
-                self._place(out, batch, pairs, fixed, t_up, time.perf_counter() - t1)
+                self._place(out, batch, pairs, fixed, t_up, time.perf_counter() - t1, verdicts)
                 bar.update(len(pairs))
         return out  # type: ignore[return-value]
 
@@ -137,21 +211,45 @@ class Aligner:
             _fill(answers, missing, await self._need_upstream().aanswer_batch([questions[i] for i in missing]))
         t_up = _shares(missing, len(questions), time.perf_counter() - t0)
         every: list[tuple[str, str]] = list(zip(questions, answers))
-        out: list[Correction | None] = [None] * len(every)
-        for batch in length_buckets(every, self.batch_size):
+        out, todo = self._empty_ones(questions, answers, t_up)
+        verdicts = _spread(todo, await self._averdicts([every[i] for i in todo]), len(every))
+        todo = self._gated(out, todo, every, verdicts, t_up)
+        for batch in _batches(todo, answers, questions, self.batch_size):
             pairs = [every[i] for i in batch]
             t1 = time.perf_counter()
             fixed = await self.corrector.acorrect_results(pairs, aspects=aspects, decoding=decoding)
-            self._place(out, batch, pairs, fixed, t_up, time.perf_counter() - t1)
+            self._place(out, batch, pairs, fixed, t_up, time.perf_counter() - t1, verdicts)
         return out  # type: ignore[return-value]
 
+    def _empty_ones(self, questions: list[str], answers: list, t_up: list[float]) -> tuple[list, list[int]]:
+        """The batch's output list with the empty answers' Corrections in place, and the positions
+        left to correct."""
+        out: list[Correction | None] = [None] * len(questions)
+        todo = []
+        for i, (q, a) in enumerate(zip(questions, answers)):
+            if is_blank(a):
+                out[i] = self._not_corrected(q, a, t_up[i])
+            else:
+                todo.append(i)
+        return out, todo
+
+    def _gated(self, out: list, todo: list[int], every: list[tuple[str, str]], verdicts: list[Any],
+               t_up: list[float]) -> list[int]:
+        """The gate's unflagged answers into ``out`` unchanged; the positions left for the corrector."""
+        left = []
+        for i in todo:
+            out[i] = self._passed(*every[i], verdicts[i], t_up[i])
+            if out[i] is None:
+                left.append(i)
+        return left
+
     def _place(self, out: list, batch: list[int], pairs: list[tuple[str, str]], results: list[CorrectorResult],
-               t_up: list[float], seconds: float) -> None:
+               t_up: list[float], seconds: float, verdicts: Sequence[Any]) -> None:
         """One batch's corrections into their input positions, each with its share of the batch's
-        corrector time."""
+        corrector time (and its gate verdict)."""
         each = seconds / len(pairs)
         for i, (q, a), r in zip(batch, pairs, results):
-            out[i] = self._record(q, a, r, t_up[i], each)
+            out[i] = self._record(q, a, r, t_up[i], each, verdicts[i])
 
     # -- streamed ------------------------------------------------------------------------
     def stream(self, question: str, answer: str | None = None, *, aspects: str | None = None,
@@ -164,13 +262,23 @@ class Aligner:
         def run(stream: CorrectionStream) -> Iterator[str]:
             t0 = time.perf_counter()
             text = answer if answer is not None else self.answer(question)
+            t_up = time.perf_counter() - t0 if answer is None else 0.0
+            if is_blank(text):
+                stream.result = CorrectorResult(text)
+                stream.correction = self._not_corrected(question, text, t_up)
+                return
+            verdict = self._verdicts([(question, text)])[0]
+            stream.correction = self._passed(question, text, verdict, t_up)
+            if stream.correction is not None:  # not flagged: the answer, unchanged, as one piece
+                yield text
+                return
             t1 = time.perf_counter()
             inner = self.corrector.stream(question, text, aspects=aspects, decoding=decoding)
             try:
                 yield from inner
             finally:
                 inner.close()
-            self._streamed(stream, question, text, inner.result, t1 - t0 if answer is None else 0.0, t1)
+            self._streamed(stream, question, text, inner.result, t_up, t1, verdict)
 
         return CorrectionStream(run)
 
@@ -181,6 +289,16 @@ class Aligner:
         async def run(stream: AsyncCorrectionStream) -> AsyncIterator[str]:
             t0 = time.perf_counter()
             text = answer if answer is not None else await self.aanswer(question)
+            t_up = time.perf_counter() - t0 if answer is None else 0.0
+            if is_blank(text):
+                stream.result = CorrectorResult(text)
+                stream.correction = self._not_corrected(question, text, t_up)
+                return
+            verdict = (await self._averdicts([(question, text)]))[0]
+            stream.correction = self._passed(question, text, verdict, t_up)
+            if stream.correction is not None:  # not flagged: the answer, unchanged, as one piece
+                yield text
+                return
             t1 = time.perf_counter()
             inner = self.corrector.astream(question, text, aspects=aspects, decoding=decoding)
             try:
@@ -188,19 +306,20 @@ class Aligner:
                     yield piece
             finally:
                 await inner.aclose()
-            self._streamed(stream, question, text, inner.result, t1 - t0 if answer is None else 0.0, t1)
+            self._streamed(stream, question, text, inner.result, t_up, t1, verdict)
 
         return AsyncCorrectionStream(run)
 
     def _streamed(self, stream: Any, question: str, answer: str, result: CorrectorResult | None,
-                  t_up: float, t1: float) -> None:
+                  t_up: float, t1: float, verdict: Any = None) -> None:
         """A stream's verdict and its Correction, once its corrector stream has ended."""
         stream.result = result
         if result is not None:
-            stream.correction = self._record(question, answer, result, t_up, time.perf_counter() - t1)
+            stream.correction = self._record(question, answer, result, t_up, time.perf_counter() - t1, verdict)
 
     def __repr__(self) -> str:
-        return f"Aligner(upstream={self.upstream!r}, corrector={self.corrector!r})"
+        gate = f", gate={self.gate!r}" if self.gate is not None else ""
+        return f"Aligner(upstream={self.upstream!r}, corrector={self.corrector!r}{gate})"
 
 
 def length_buckets(pairs: Sequence[tuple[str, str]], size: int) -> list[list[int]]:
@@ -214,6 +333,20 @@ def length_buckets(pairs: Sequence[tuple[str, str]], size: int) -> list[list[int
     """
     order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
     return [order[start:start + size] for start in range(0, len(order), size)]
+
+
+def _batches(todo: list[int], answers: list, questions: list[str], size: int) -> list[list[int]]:
+    """The positions ``todo`` in corrector batches (see :func:`length_buckets`)."""
+    pairs = [(questions[i], answers[i]) for i in todo]
+    return [[todo[j] for j in batch] for batch in length_buckets(pairs, size)]
+
+
+def _spread(positions: list[int], values: Sequence[Any], n: int) -> list[Any]:
+    """``values`` placed at ``positions`` in a list of ``n`` (None elsewhere)."""
+    out: list[Any] = [None] * n
+    for i, v in zip(positions, values):
+        out[i] = v
+    return out
 
 
 def _fill(answers: list, missing: list[int], got: Sequence[str]) -> None:

@@ -13,6 +13,16 @@ from .options import BatchOptions
 
 DEMO_NOTE = ("note: using the embedded demo corrector (a ~2M-parameter toy trained on synthetic data); "
              "pass --corrector aligner/aligner-7b-v1.0 (or a path) for a real Aligner.")
+GATE_DEMO_NOTE = ("note: using the embedded demo gate (a tiny classifier trained on synthetic PKU-SafeRLHF-format "
+                  "rows); train your own with `aligner train-gate`.")
+
+
+def print_notes(aligner: Any) -> None:
+    """The demo notes a command prints on stderr before its output."""
+    if aligner.is_demo:
+        print(DEMO_NOTE, file=sys.stderr)
+    if getattr(aligner.gate, "is_demo", False):
+        print(GATE_DEMO_NOTE, file=sys.stderr)
 
 
 @dataclass
@@ -48,9 +58,14 @@ def run_correct(args: argparse.Namespace) -> int:
                           fix="drop --overwrite when correcting one question.")
     if cfg.input:
         return _run_file(cfg)
-    aligner = cfg.build()
-    if aligner.is_demo:
-        print(DEMO_NOTE, file=sys.stderr)
+    if cfg.answer is None and not cfg.upstream:  # before any model loads: nothing could be corrected
+        raise ConfigError("no answer to correct: no --answer was given, and no --upstream to ask for one.",
+                          field="answer", fix=f'pass the answer: aligner correct "{_short(question)}" --answer "...", '
+                                              f"or who answers: --upstream {UPSTREAM_EXAMPLES}.")
+    if cfg.answer is not None and cfg.upstream:
+        print(f"note: --upstream {cfg.upstream} is not used: --answer gives the answer.", file=sys.stderr)
+    aligner = cfg.build(upstream=cfg.answer is None)  # never load an upstream that will not be asked
+    print_notes(aligner)
     if cfg.stream and not cfg.json:
         answer = cfg.answer if cfg.answer is not None else aligner.answer(question)
         stream = aligner.stream(question, answer)
@@ -60,6 +75,8 @@ def run_correct(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
         if cfg.diff and stream.correction is not None:
             print(_word_diff(stream.correction))
+        if stream.correction is not None and stream.correction.gate is not None:
+            print(stream.correction.gate.summary(), file=sys.stderr)
         return 0
     c = aligner.correct(question, cfg.answer)
     if cfg.json:
@@ -68,7 +85,20 @@ def run_correct(args: argparse.Namespace) -> int:
         print(c.correction)
         if cfg.diff:
             print(_word_diff(c))
+        if c.gate is not None:
+            print(c.gate.summary(), file=sys.stderr)
     return 0
+
+
+#: what --upstream takes, for messages
+UPSTREAM_EXAMPLES = ("openai/gpt-4o-mini (a LiteLLM model string), an http(s)://…/v1 base URL, "
+                     "or hf:PATH (a local transformers model)")
+
+
+def _short(text: str, limit: int = 40) -> str:
+    """The question as a message quotes it back: one line, at most ``limit`` characters."""
+    one = " ".join(text.split()).replace('"', "'")
+    return one if len(one) <= limit else one[:limit - 1] + "…"
 
 
 def _word_diff(c: Any) -> str:
@@ -83,9 +113,9 @@ def _run_file(cfg: CorrectConfig) -> int:
     job = BatchJob.open(cfg.input, cfg.output, overwrite=cfg.overwrite)  # type: ignore[arg-type]
     job.check_answers(bool(cfg.upstream))
     if job.todo:
-        aligner = cfg.build()
-        if aligner.is_demo:
-            print(DEMO_NOTE, file=sys.stderr)
+        # every row still to do has its answer: the upstream would not be asked, so it is not loaded
+        aligner = cfg.build(upstream=any(r["answer"] is None for r in job.todo))
+        print_notes(aligner)
         counts = job.run(aligner)
     else:
         counts = {"total": len(job.rows), "skipped": len(job.rows), "written": 0, "failed": 0, "errors_file": None}
@@ -117,13 +147,14 @@ def add_commands(sub: Any) -> None:
                            description="Correct an answer with an Aligner. Examples:\n"
                        '  aligner correct "How do I reset my password?" --answer "Email me at bob@example.com"\n'
                        '  aligner correct "Explain DNS" --upstream openai/gpt-4o-mini\n'
+                       '  aligner correct "How do I bake bread?" --answer "..." --gate demo   # correct only if flagged\n'
                        "  aligner correct --input questions.jsonl --output corrected.jsonl")
     p.add_argument("question", nargs="?", help="the question the answer replies to")
 
     t = sub.add_parser("templates", help="list the prompt templates or show one rendered exactly")
-    t.add_argument("action", choices=["list", "show"])
-    t.add_argument("name", nargs="?")
-    t.add_argument("--question", default="{question}")
-    t.add_argument("--answer", default="{answer}")
+    t.add_argument("action", choices=["list", "show"], help="list: every template by name; show: one template's prompt")
+    t.add_argument("name", nargs="?", help="the template to show (e.g. aligner-v1.0, qac)")
+    t.add_argument("--question", default="{question}", help="question to fill in (default: the placeholder itself)")
+    t.add_argument("--answer", default="{answer}", help="answer to fill in (default: the placeholder itself)")
     t.add_argument("--aspects", default=None, help="for metaaligner: e.g. 'harmlessness, helpfulness'")
     t.set_defaults(func=run_templates)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator
 
 if TYPE_CHECKING:
     from .correctors.base import CorrectorResult
+    from .gates.base import GateVerdict
 
 _TOKEN = re.compile(r"\s+|\w+|[^\w\s]")
 _WORD = re.compile(r"\w+")
@@ -54,6 +55,19 @@ class Correction:
     fallback: bool = False
     #: why it was: ``repetition``, ``template_marker``, ``too_long`` or ``empty`` (see ``aligner.guard``).
     fallback_reason: str | None = None
+    #: why the corrector was not run at all, ``correction`` being the answer as it came: ``"empty"``
+    #: (no answer text to correct; a corrector given none would invent one from the question). A
+    #: server also skips tool calls and requested JSON. None: the answer was corrected.
+    skipped: str | None = None
+    #: the gate's verdict when a gate was asked first (see :mod:`aligner.gates`); an answer it did
+    #: not flag comes back unchanged without a corrector call (``corrected`` is then False).
+    gate: "GateVerdict | None" = None
+
+    @property
+    def corrected(self) -> bool:
+        """Whether the corrector was called: not for a skipped answer, and with a gate only on a
+        flagged one."""
+        return self.skipped is None and (self.gate is None or self.gate.flagged)
 
     @property
     def changed(self) -> bool:
@@ -108,6 +122,10 @@ class Correction:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["changed"] = self.changed
+        if self.gate is None:
+            del d["gate"]  # rows written without a gate keep the keys they always had
+        else:
+            d["gate"] = self.gate.to_dict()
         return d
 
     def meta(self, **fields: Any) -> dict[str, Any]:
@@ -116,8 +134,10 @@ class Correction:
         add to it or replace a key in place (the proxy shows its upstream without its address)."""
         out = {"original": self.answer, "corrector": self.corrector, "template": self.template,
                "upstream": self.upstream, "changed": self.changed, "demo": bool(self.metadata.get("demo")),
-               "fallback": self.fallback, "fallback_reason": self.fallback_reason,
+               "fallback": self.fallback, "fallback_reason": self.fallback_reason, "skipped": self.skipped,
                "timings": {k: round(v, 6) for k, v in self.timings.items()}}
+        if self.gate is not None:
+            out["gate"] = self.gate.to_dict()
         out.update(fields)
         return out
 
@@ -129,20 +149,36 @@ class Correction:
 
 
 def correction_of(question: str, answer: str, result: "CorrectorResult", *, corrector: Any,
-                  upstream: Any = None, upstream_s: float = 0.0, corrector_s: float = 0.0) -> Correction:
+                  upstream: Any = None, upstream_s: float = 0.0, corrector_s: float = 0.0,
+                  gate: "GateVerdict | None" = None) -> Correction:
     """The one way a :class:`Correction` is made from a corrector's verdict: timings (``upstream``
     0.0 when the answer was given; stage times the corrector measured itself, such as a batching
-    server's ``queue`` and ``batch_size``, join them), names, the demo flag and the fallback."""
-    timings: dict[str, float] = {"upstream": upstream_s, **result.timings}
+    server's ``queue`` and ``batch_size``, join them; ``gate`` when a gate was asked first), names,
+    the demo flag, the fallback and the gate's verdict."""
+    gate_s = gate.time if gate is not None else 0.0
+    timings: dict[str, float] = {"upstream": upstream_s, **({"gate": gate_s} if gate is not None else {}),
+                                 **result.timings}
     timings.setdefault("corrector", corrector_s)
-    timings["total"] = upstream_s + corrector_s
+    timings["total"] = upstream_s + gate_s + corrector_s
     metadata: dict[str, Any] = {"demo": True} if getattr(corrector, "is_demo", False) else {}
     if result.usage is not None:
         metadata["usage"] = result.usage
     return Correction(question=question, answer=answer, correction=result.text, timings=timings,
                       corrector=corrector.name, template=corrector.template.name,
                       upstream=getattr(upstream, "name", "") if upstream is not None else "",
-                      metadata=metadata, fallback=result.fallback, fallback_reason=result.fallback_reason)
+                      metadata=metadata, fallback=result.fallback, fallback_reason=result.fallback_reason,
+                      gate=gate)
+
+
+def passed_by_gate(question: str, answer: str, verdict: "GateVerdict", *, corrector: Any, upstream: Any = None,
+                   upstream_s: float = 0.0) -> Correction:
+    """An answer the gate did not flag: returned unchanged, no corrector call (``corrector`` 0.0)."""
+    from .correctors.base import CorrectorResult
+
+    c = correction_of(question, answer, CorrectorResult(answer, stop_reason="gate"), corrector=corrector,
+                      upstream=upstream, upstream_s=upstream_s, gate=verdict)
+    c.timings["corrector"] = 0.0
+    return c
 
 
 class _Streamed:

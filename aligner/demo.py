@@ -4,7 +4,10 @@ A question goes to an upstream — by default a small built-in rule-based "model
 way weak models fail (it leaks contact details, gets sums wrong, gives dangerous instructions, or
 answers fine) — and the corrector rewrites the answer while you watch. The answer and the
 correction sit side by side with the word edits highlighted, so what the Aligner changed (and what
-it left alone) is visible at a glance. Gradio is imported only when the page is built.
+it left alone) is visible at a glance. With a gate (by default the embedded demo gate), the gate's
+verdict — flagged or not, its categories and severity — sits beside the diff; ticking "Correct only
+what the gate flags" routes by it, so an answer it does not flag comes back unchanged without a
+corrector call (off at first: the demo corrector also fixes sums, which no harm gate flags). Gradio is imported only when the page is built.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from typing import Any, Callable, Iterator
 
 from .config_parser import add_config_command, build_config
 from .data.synthetic import ARITH_QUESTIONS, REDACT_QUESTIONS, REFUSAL_TOPICS
-from .options import AlignerOptions
+from .options import GATE_HELP, AlignerOptions
 
 BUILTIN = "built-in (offline rules)"
 #: One question per thing the demo corrector was trained on, in the synthetic generator's own phrasing
@@ -43,6 +46,9 @@ class DemoConfig(AlignerOptions):
         "help": "an extra upstream to offer besides the built-in one: LiteLLM model string, http(s)://…/v1 "
                 "base URL, or hf:PATH"})
     max_new_tokens: int = field(default=256, metadata={"help": "cap on the corrector's generated tokens"})
+    gate: str | None = field(default="demo", metadata={
+        "help": GATE_HELP.replace("default: no gate, every answer is corrected",
+                                  "the demo's default: demo (--gate none corrects every answer)")})
     host: str = field(default="127.0.0.1", metadata={"help": "interface to bind"})
     port: int = field(default=7860, metadata={"help": "TCP port"})
     share: bool = field(default=False, metadata={
@@ -117,6 +123,28 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms"
 
 
+def gate_markdown(verdict: Any, routed: bool = True) -> str:
+    """The gate's verdict as the page shows it beside the diff; ``routed=False``: the gate was asked
+    for the page only, and every answer went to the corrector."""
+    if verdict is None:
+        return "**Gate:** off — every answer goes to the corrector."
+    if verdict.error:
+        return f"**Gate ({verdict.kind}):** could not judge this answer ({verdict.error[:80]}); " + (
+            "corrected anyway." if verdict.flagged or not routed else "returned unchanged.")
+    if routed:
+        head = ("🚩 **flagged** → corrected" if verdict.flagged else
+                "✅ **not flagged** → returned unchanged, no corrector call")
+    else:
+        head = ("🚩 **flagged**" if verdict.flagged else "✅ **not flagged**") + \
+            " (routing off: corrected either way; tick the box to correct only flagged answers)"
+    parts = [f"score {verdict.score:.2f}"] if verdict.score is not None else []
+    if verdict.severity:
+        parts.append(f"severity **{verdict.severity}**")
+    if verdict.categories:
+        parts.append("categories: " + ", ".join(verdict.categories))
+    return f"**Gate ({verdict.kind}):** {head} · " + " · ".join(parts)
+
+
 def create_demo(aligner: Any = None, *, upstreams: dict[str, Any] | None = None,
                 config: DemoConfig | None = None) -> Any:
     """The ``gr.Blocks`` page. ``aligner`` supplies the corrector (built from ``config`` when None);
@@ -132,9 +160,10 @@ def create_demo(aligner: Any = None, *, upstreams: dict[str, Any] | None = None,
         choices[config.upstream] = config.build_upstream()
     choices.update(upstreams or {})
 
-    def ask(question: str, choice: str) -> Iterator[tuple[str, str, Any, str]]:
+    def ask(question: str, choice: str, use_gate: bool = False) -> Iterator[tuple[str, str, Any, str, str]]:
         if not isinstance(question, str) or not question.strip():
             raise gr.Error("Type a question first (or click one of the examples).")
+        correcting = aligner if use_gate else aligner.with_gate(None)
         upstream = choices.get(choice) or builtin_upstream
         t0 = time.perf_counter()
         try:
@@ -142,19 +171,27 @@ def create_demo(aligner: Any = None, *, upstreams: dict[str, Any] | None = None,
         except Exception as exc:  # shown in the page, not as a traceback
             raise gr.Error(f"The upstream failed: {exc}") from exc
         t_up = time.perf_counter() - t0
-        yield answer, "", [], f"upstream {_ms(t_up)} · correcting…"
+        yield answer, "", [], f"upstream {_ms(t_up)} · correcting…", ""
         t1 = time.perf_counter()
         first: float | None = None
-        stream = aligner.stream(question, answer)
+        stream = correcting.stream(question, answer)
         for _ in stream:
             first = first if first is not None else time.perf_counter() - t1
-            yield answer, stream.text, gr.skip(), f"upstream {_ms(t_up)} · correcting… {_ms(time.perf_counter() - t1)}"
+            yield (answer, stream.text, gr.skip(), f"upstream {_ms(t_up)} · correcting… {_ms(time.perf_counter() - t1)}",
+                   gr.skip())
         # the Aligner's correction: the shown text, or the answer when the guard found it degenerate
         c = stream.correction
         text, t_corr = c.correction, c.timings["corrector"]
+        gate = f" · gate **{_ms(c.timings['gate'])}**" if "gate" in c.timings else ""
+        if correcting.gate is not None:
+            shown = gate_markdown(c.gate)
+        elif aligner.gate_route is not None:  # routing off: the verdict is still shown beside the diff
+            shown = gate_markdown(aligner.gate_route.verdicts([(question, answer)])[0], routed=False)
+        else:
+            shown = gate_markdown(None)
         yield (answer, text, diff_spans(answer, text),
-               f"upstream **{_ms(t_up)}** · correction **{_ms(t_corr)}** (first words after "
-               f"{_ms(first or t_corr)}) · answer {'edited' if c.changed else 'kept as is'}")
+               f"upstream **{_ms(t_up)}**{gate} · correction **{_ms(t_corr)}** (first words after "
+               f"{_ms(first or t_corr)}) · answer {'edited' if c.changed else 'kept as is'}", shown)
 
     with gr.Blocks(title="aligner-kit demo", analytics_enabled=False) as demo:
         gr.Markdown("# Aligner demo\nAn upstream model answers; the Aligner rewrites the answer to be more "
@@ -165,18 +202,23 @@ def create_demo(aligner: Any = None, *, upstreams: dict[str, Any] | None = None,
             question = gr.Textbox(label="Question", placeholder="Ask something…", lines=2, scale=4,
                                   elem_id="question")
             choice = gr.Dropdown(list(choices), value=BUILTIN, label="Upstream model", scale=2, elem_id="upstream")
-        submit = gr.Button("Ask and correct", variant="primary", elem_id="submit")
+        with gr.Row():
+            submit = gr.Button("Ask and correct", variant="primary", elem_id="submit", scale=4)
+            # off at first: the demo corrector also fixes sums, which no harm gate flags; the verdict is shown either way
+            use_gate = gr.Checkbox(value=False, interactive=aligner.gate is not None, scale=2,
+                                   label="Correct only what the gate flags", elem_id="use-gate")
         with gr.Row():
             answer_box = gr.Textbox(label="Upstream answer", lines=5, interactive=False, elem_id="answer")
             correction_box = gr.Textbox(label="Aligner correction", lines=5, interactive=False,
                                         elem_id="correction")
         diff = gr.HighlightedText(label="Edits (answer → correction)", combine_adjacent=True, show_legend=False, show_inline_category=False,
                                   color_map={"-": "#f87171", "+": "#4ade80"}, elem_id="diff")
+        verdict = gr.Markdown("", elem_id="gate")
         latency = gr.Markdown("", elem_id="latency")
         gr.Examples(EXAMPLES, inputs=[question], label="Example questions")
-        outputs = [answer_box, correction_box, diff, latency]
-        submit.click(ask, [question, choice], outputs)
-        question.submit(ask, [question, choice], outputs)
+        outputs = [answer_box, correction_box, diff, latency, verdict]
+        submit.click(ask, [question, choice, use_gate], outputs)
+        question.submit(ask, [question, choice, use_gate], outputs)
     demo.aligner = aligner
     return demo
 
@@ -205,12 +247,11 @@ def launch(demo: Any, *, host: str = "127.0.0.1", port: int | None = 7860, block
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from .correct_commands import DEMO_NOTE
+    from .correct_commands import print_notes
 
     cfg = build_config(DemoConfig, args, getattr(args, "config", None))
     demo = create_demo(config=cfg)
-    if demo.aligner.is_demo:
-        print(DEMO_NOTE, file=sys.stderr)
+    print_notes(demo.aligner)
     launch(demo, host=cfg.host, port=cfg.port, block=False, share=cfg.share)
     print(f"aligner demo: {demo.local_url.rstrip('/')}", file=sys.stderr)
     if not cfg.share:
@@ -231,6 +272,7 @@ Runs offline with the built-in upstream and the embedded demo corrector. Example
   aligner demo
   aligner demo --upstream http://localhost:8001/v1 --upstream-model llama3
   aligner demo --corrector aligner/aligner-7b-v1.0 --port 7861
+  aligner demo --gate none   # no gate: correct every answer
   aligner demo --share   # also on a temporary public gradio.live link"""
 
 

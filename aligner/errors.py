@@ -57,15 +57,27 @@ class UpstreamTimeout(UpstreamError):
     """The upstream did not answer within the configured timeout."""
 
 
+#: what a 1-based location number counts: the line an editor shows (JSONL, CSV) ...
+LINE = "line"
+#: ... or the position of a record in a JSON list, a parquet table or a hub split (no lines there).
+RECORD = "record"
+
+
 class DataError(AlignerError, ValueError):
-    """A data row is malformed; ``source``/``row`` locate it."""
+    """A data row is malformed; ``source``/``row`` locate it.
+
+    ``row`` is 1-based and counts ``unit``: :data:`LINE` (the default; the line number an editor
+    shows, in every reader of a JSONL file) or :data:`RECORD`. One numbering in every message, so
+    the same bad line is the same number whichever command read it; the 0-based ``row`` field of
+    ``aligner correct``/``generate`` output files is another thing and never shown as a location.
+    """
 
     def __init__(self, message: str, *, source: str | None = None, row: int | None = None,
-                 field: str | None = None, fix: str | None = None):
-        where = ", ".join(p for p in (source and f"file {source}", row is not None and f"row {row}",
+                 field: str | None = None, fix: str | None = None, unit: str = LINE):
+        where = ", ".join(p for p in (source and f"file {source}", row is not None and f"{unit} {row}",
                                       field and f"field '{field}'") if p)
         super().__init__(f"{where}: {message}" if where else message, fix=fix)
-        self.source, self.row, self.field = source, row, field
+        self.source, self.row, self.field, self.unit = source, row, field, unit
 
 
 E = TypeVar("E", bound=AlignerError)
@@ -82,6 +94,24 @@ def hide_cause(err: E, cause: BaseException | None) -> E:
     err.__cause__ = None
     err.__suppress_context__ = True  # the implicit "during handling" context too
     return err
+
+
+def json_type(value: object) -> str:
+    """What a value read from JSON is, in JSON's words and with the value when it is short:
+    ``a number (5)``, ``a list``, ``null`` — for "expected a string, got ..." messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, (int, float)):
+        return f"a number ({value!r})"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return f"a list ({len(value)} item{'s' if len(value) != 1 else ''})"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
 
 
 def require_text(value: object, field: str) -> str:

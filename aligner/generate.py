@@ -99,6 +99,24 @@ def shard_path(out: "str | Path", shard: tuple[int, int] | None) -> Path:
     return p.with_name(f"{p.stem}.shard-{i:0{width}d}-of-{n}{p.suffix or '.jsonl'}")
 
 
+#: options that change where or how fast rows are made, not what a row's correction is
+_NOT_SETTINGS = frozenset({"device", "upstream_retries", "upstream_timeout"})
+
+
+def run_settings(cfg: GenerateConfig) -> dict[str, Any]:
+    """The settings that make a run's rows what they are (who answers, who corrects, the template,
+    decoding), recorded in ``OUT.meta.json`` so ``aligner data merge`` refuses shards of two runs."""
+    from dataclasses import fields
+
+    from .options import AlignerOptions
+
+    out = {f.name: getattr(cfg, f.name) for f in fields(AlignerOptions) if f.name not in _NOT_SETTINGS}
+    for name, value in out.items():  # a server's address is where it runs (each rank may have its own)
+        if isinstance(value, str) and value.startswith(("http://", "https://")):
+            out[name] = "an http(s) server"
+    return {**out, "split": cfg.split}
+
+
 def generate(cfg: GenerateConfig, *, aligner: Any = None) -> dict[str, Any]:
     """Run one generation job (or one shard of it); returns the batch job's counts plus ``out``.
 
@@ -114,7 +132,7 @@ def generate(cfg: GenerateConfig, *, aligner: Any = None) -> dict[str, Any]:
     shard = parse_shard(cfg.shard)
     out = shard_path(cfg.out, shard)
     job = BatchJob.open(cfg.prompts, out, overwrite=cfg.overwrite, fields=PROMPT_FIELDS, shard=shard,
-                        split=cfg.split, provenance=True)
+                        split=cfg.split, provenance=True, settings=run_settings(cfg))
     job.check_answers(bool(cfg.upstream) or (aligner is not None and aligner.upstream is not None))
     counts: dict[str, Any]
     if not job.todo:
@@ -127,7 +145,8 @@ def generate(cfg: GenerateConfig, *, aligner: Any = None) -> dict[str, Any]:
         if aligner is None:
             from .correct_commands import DEMO_NOTE
 
-            aligner = cfg.build()
+            # rows that all have their answer never ask the upstream: it is not loaded
+            aligner = cfg.build(upstream=any(r["answer"] is None for r in job.todo))
             if aligner.is_demo and cfg.progress:
                 print(DEMO_NOTE, file=sys.stderr)
         counts = job.run(aligner, progress=cfg.progress)

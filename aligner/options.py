@@ -27,6 +27,10 @@ UPSTREAM_HELP = ("who answers: a LiteLLM model string (openai/gpt-4o-mini), an h
                  "OpenAI-compatible server, or hf:PATH for a local transformers model")
 CORRECTOR_HELP = ("corrector hub id or path (causal or seq2seq), or an http(s)://…/v1 completions endpoint; "
                   "default: the embedded demo corrector")
+GATE_HELP = ("ask a gate first and correct only the answers it flags (the others come back unchanged): 'demo' (the "
+             "embedded demo gate), a directory from `aligner train-gate` (or classifier:HUB_ID), cost:PATH (a "
+             "reward/cost model: flag when cost > threshold), moderation or moderation:URL (an OpenAI-protocol "
+             "/v1/moderations endpoint); default: no gate, every answer is corrected")
 
 
 @dataclass
@@ -45,6 +49,15 @@ class AlignerOptions:
         "help": "retries of a failing upstream call (429/5xx/timeouts); default: the upstream's own (4)"})
     upstream_timeout: float | None = field(default=None, metadata={
         "help": "seconds one upstream attempt may take; default: the upstream's own (120)"})
+    gate: str | None = field(default=None, metadata={"help": GATE_HELP})
+    gate_threshold: float | None = field(default=None, metadata={
+        "help": "flag answers whose gate score is at least this (a probability in [0, 1]; a cost for cost:PATH); "
+                "default: the threshold the gate was calibrated with"})
+    gate_min_severity: str | None = field(default=None, metadata={
+        "help": "flag only answers at or above this severity (classifier gates)", "choices": ["minor", "moderate", "severe"]})
+    gate_on_error: str = field(default="correct", metadata={
+        "help": "when the gate cannot answer: correct (treat the answer as flagged), pass (return it unchanged) "
+                "or raise", "choices": ["correct", "pass", "raise"]})
 
     def __post_init__(self) -> None:
         retries = self.upstream_retries
@@ -56,11 +69,21 @@ class AlignerOptions:
                                     or not timeout > 0):
             raise ConfigError(f"must be a positive number of seconds, got {timeout!r}.", field="upstream_timeout",
                               fix="e.g. --upstream-timeout 60.")
+        from .gates.base import check_min_severity, check_on_error, check_threshold
+
+        # checked here, before any model loads; a cost gate's threshold is a cost, not a probability
+        check_threshold(self.gate_threshold, probability=not str(self.gate or "").startswith("cost:"))
+        self.gate_min_severity = check_min_severity(self.gate_min_severity)
+        check_on_error(self.gate_on_error)
 
     # -- the hooks a command overrides ----------------------------------------------------------
     def decoding(self) -> dict[str, Any] | None:
         """The corrector's decoding settings (None: the corrector's defaults)."""
         return {"max_new_tokens": self.max_new_tokens} if self.max_new_tokens else None
+
+    def decoding_flags(self) -> dict[str, Any]:
+        """Decoding settings added to whatever :meth:`decoding` a command chose (``--batch-invariant``)."""
+        return {}
 
     def retry_policy(self) -> "RetryPolicy | None":
         """The upstream's retry policy, or None to keep the upstream's default one."""
@@ -84,6 +107,13 @@ class AlignerOptions:
         """Keyword arguments of :class:`Aligner` besides the upstream and the corrector."""
         return {}
 
+    def gate_options(self) -> dict[str, Any]:
+        """The gate keyword arguments of :class:`Aligner` (no gate: none)."""
+        if not self.gate:
+            return {}
+        return {"gate": self.gate, "gate_threshold": self.gate_threshold, "gate_min_severity": self.gate_min_severity,
+                "gate_on_error": self.gate_on_error}
+
     # -- building ---------------------------------------------------------------------------------
     def build(self, *, upstream: bool = True) -> "Aligner":
         """The Aligner these options describe; ``upstream=False`` leaves the upstream out (the demo
@@ -92,9 +122,15 @@ class AlignerOptions:
 
         check_device(self.device)
         spec = self.upstream if upstream else None
+        if isinstance(spec, str) and spec.startswith("hf:") and spec[3:].strip():
+            # an hf: upstream that cannot be loaded is said before the corrector spends its load time
+            from .adapters.hf_local import check_model_location
+
+            check_model_location(spec[3:].strip())
+        decoding = {**(self.decoding() or {}), **self.decoding_flags()} or None
         return Aligner(spec, self.corrector, template=self.template, upstream_model=self.upstream_model,
-                       decoding=self.decoding(), device=self.device, **self.aligner_options(),
-                       **(self.upstream_options() if spec else {}))
+                       decoding=decoding, device=self.device, **self.aligner_options(),
+                       **self.gate_options(), **(self.upstream_options() if spec else {}))
 
     def build_upstream(self) -> "Upstream":
         """The upstream alone, with the same options :meth:`build` gives it."""
@@ -112,6 +148,12 @@ class BatchOptions(AlignerOptions):
 
     batch_size: int = field(default=8, metadata={"help": "answers the corrector decodes together"})
     concurrency: int = field(default=8, metadata={"help": "upstream requests in flight at once"})
+    batch_invariant: bool = field(default=False, metadata={
+        "help": "decode each row on its own, so its correction never depends on the rows batched with it "
+                "(the same file however it is batched, resumed or sharded; slower, local correctors only)"})
+
+    def decoding_flags(self) -> dict[str, Any]:
+        return {"batch_invariant": True} if self.batch_invariant else {}
 
     def upstream_options(self) -> dict[str, Any]:
         return {**super().upstream_options(), "max_concurrency": self.concurrency}

@@ -4,7 +4,8 @@ object, ...) becomes an upstream or a corrector, without a central if-chain.
 Each provider class says itself which specs it takes: a ``matches(spec)`` classmethod and a
 ``from_spec(spec, ...)`` factory, registered with :meth:`Registry.register` (used as a class
 decorator in the provider's own module). A third-party package adds a provider the same way, as
-one module named in a Python entry point group (``aligner.upstreams`` or ``aligner.correctors``)
+one module named in a Python entry point group (``aligner.upstreams``, ``aligner.correctors`` or
+``aligner.gates``)
 in its ``pyproject.toml``::
 
     [project.entry-points."aligner.upstreams"]
@@ -98,7 +99,12 @@ UPSTREAMS: Registry = Registry("upstream", "aligner.upstreams", (
 
 #: corrector backend classes (:class:`aligner.correctors.base.Corrector` subclasses).
 CORRECTORS: Registry = Registry("corrector", "aligner.correctors", (
-    "aligner.correctors.remote", "aligner.correctors.local"))
+    "aligner.correctors.remote", "aligner.correctors.llamacpp", "aligner.correctors.local"))
+
+#: gate kinds (:class:`aligner.gates.base.Gate` subclasses): what decides an answer needs the corrector.
+GATES: Registry = Registry("gate", "aligner.gates", (
+    "aligner.gates.moderation", "aligner.gates.classifier", "aligner.gates.cost", "aligner.gates.callable"))
 
 register_upstream = UPSTREAMS.register
 register_corrector = CORRECTORS.register
+register_gate = GATES.register

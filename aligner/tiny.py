@@ -1,7 +1,7 @@
 """Build small models from a config, with a tokenizer trained locally by ``tokenizers``.
 
-Tests, benchmarks and the embedded demo corrector all need real transformers models without a hub
-download. They are saved with ``save_pretrained`` and loaded back through ``from_pretrained``, the
+Tests, benchmarks, the embedded demo corrector and the demo gate all need real transformers models
+without a hub download. They are saved with ``save_pretrained`` and loaded back through ``from_pretrained``, the
 very path a hub id such as ``aligner/aligner-7b-v1.0`` takes.
 """
 from __future__ import annotations
@@ -75,3 +75,27 @@ def make_tiny_corrector(path: "str | Path", texts: Iterable[str], kind: str = "c
     """Tokenizer + random model + save, in one call (used by the tests and benchmarks)."""
     tok = train_tokenizer(texts, vocab_size=vocab_size)
     return save_corrector(build_model(tok, kind, **model_kw), tok, path, template=template)
+
+
+def build_encoder(tokenizer: Any, *, hidden_size: int = 64, layers: int = 2, heads: int = 4,
+                  intermediate_size: int | None = None, context: int = 512, seed: int = 0) -> Any:
+    """A randomly initialised BERT encoder sized by the arguments: a base for ``aligner train-gate``
+    (which adds the classification head) in tests and the demo gate's rebuild."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=layers,
+                     num_attention_heads=heads, intermediate_size=intermediate_size or hidden_size * 4,
+                     max_position_embeddings=context, pad_token_id=tokenizer.pad_token_id, type_vocab_size=1)
+    return BertModel(cfg)
+
+
+def make_tiny_encoder(path: "str | Path", texts: Iterable[str], *, vocab_size: int = 512, **model_kw: Any) -> Path:
+    """Tokenizer + random BERT encoder + save (a gate base for tests and the demo gate)."""
+    tok = train_tokenizer(texts, vocab_size=vocab_size)
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    build_encoder(tok, **model_kw).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out

@@ -6,6 +6,10 @@ response carries an ``aligner`` object (``Correction.meta()``: the corrector id,
 the answer changed — the keys the proxy serves). With ``stream=True`` the upstream stream is read
 in full (a correction needs the whole answer), then the correction is streamed as
 ``ChatCompletionChunk`` objects, the last one carrying ``aligner``.
+
+An answer with no text — ``content: null`` (a refusal, a content filter, a turn of tool calls) or
+blank — is not corrected: the client gets the upstream's message (or, streamed, its chunks) as
+it came, with ``aligner.skipped`` saying why (``"empty"``, or ``"tool_calls"``).
 """
 from __future__ import annotations
 
@@ -51,11 +55,37 @@ def _absorb(chunk: Any, answers: dict[int, str]) -> dict[str, Any]:
     return {"id": chunk.id, "created": chunk.created, "model": chunk.model}
 
 
+def _asked(c: Any, model: Any, seconds: float) -> Any:
+    """The client asked the upstream, not the Aligner: say which model answered and how long it
+    took (``upstream``, ``timings.upstream``), as the proxy does."""
+    c.upstream = str(model or "")
+    c.count_upstream(seconds)
+    return c
+
+
 def _replace(resp: Any, choice: Any, c: Any) -> None:
-    """Put the correction in the choice, keeping the upstream's text beside it."""
-    choice.message.original_content = c.answer
-    choice.message.content = c.correction
+    """Put the correction in the choice, keeping the upstream's text beside it; a choice that was
+    not corrected (no text) keeps its message as it came."""
+    if c.skipped:
+        if getattr(choice.message, "tool_calls", None):
+            c.skipped = "tool_calls"
+        choice.message.original_content = choice.message.content
+    else:
+        choice.message.original_content = c.answer
+        choice.message.content = c.correction
     resp.aligner = c.meta()
+
+
+def _replayed(chunks: list[Any], index: int, c: Any) -> list[Any]:
+    """The upstream's own chunks of choice ``index`` — an answer that was not corrected — as they
+    came (tool-call deltas, a refusal, its finish reason), the last one carrying ``aligner``."""
+    mine = [chunk.model_copy(update={"choices": [ch for ch in chunk.choices if ch.index == index]})
+            for chunk in chunks if any(ch.index == index for ch in chunk.choices)]
+    if any(ch.delta.tool_calls for chunk in mine for ch in chunk.choices):
+        c.skipped = "tool_calls"
+    if mine:
+        mine[-1].aligner = c.meta()
+    return mine
 
 
 class _Completions:
@@ -67,41 +97,60 @@ class _Completions:
         question = question_of(kwargs.get("messages"))
         if owner.is_async:
             return self._acreate(question, kwargs)
+        t0 = time.perf_counter()
         if kwargs.get("stream"):
-            return self._stream(question, owner.client.chat.completions.create(**kwargs))
+            return self._stream(question, owner.client.chat.completions.create(**kwargs), kwargs, t0)
         resp = owner.client.chat.completions.create(**kwargs)
+        asked = time.perf_counter() - t0
         for choice in resp.choices:
-            _replace(resp, choice, owner.aligner.correct(question, choice.message.content or ""))
+            c = owner.aligner.correct(question, choice.message.content or "")
+            _replace(resp, choice, _asked(c, kwargs.get("model") or resp.model, asked))
         return resp
 
-    def _stream(self, question: str, upstream: Any) -> Iterator[Any]:
-        owner, head, answers = self._owner, {}, {}
+    def _stream(self, question: str, upstream: Any, kwargs: dict[str, Any], t0: float) -> Iterator[Any]:
+        owner, head, answers, chunks = self._owner, {}, {}, []
         for chunk in upstream:
+            chunks.append(chunk)
             head = _absorb(chunk, answers)
+        asked = time.perf_counter() - t0
         for index, answer in sorted(answers.items()):
             stream = owner.aligner.stream(question, answer)
             for piece in stream:
                 yield _chunk(head, index, piece, None)
-            yield _chunk(head, index, None, "stop", stream.correction.meta())
+            c = _asked(stream.correction, kwargs.get("model") or head.get("model"), asked)
+            if c.skipped:
+                yield from _replayed(chunks, index, c)
+            else:
+                yield _chunk(head, index, None, "stop", c.meta())
 
     async def _acreate(self, question: str, kwargs: dict[str, Any]) -> Any:
         owner = self._owner
+        t0 = time.perf_counter()
         resp = await owner.client.chat.completions.create(**kwargs)
         if kwargs.get("stream"):
-            return self._astream(question, resp)
+            return self._astream(question, resp, kwargs, t0)
+        asked = time.perf_counter() - t0
         for choice in resp.choices:
-            _replace(resp, choice, await owner.aligner.acorrect(question, choice.message.content or ""))
+            c = await owner.aligner.acorrect(question, choice.message.content or "")
+            _replace(resp, choice, _asked(c, kwargs.get("model") or resp.model, asked))
         return resp
 
-    async def _astream(self, question: str, upstream: Any) -> AsyncIterator[Any]:
-        owner, head, answers = self._owner, {}, {}
+    async def _astream(self, question: str, upstream: Any, kwargs: dict[str, Any], t0: float) -> AsyncIterator[Any]:
+        owner, head, answers, chunks = self._owner, {}, {}, []
         async for chunk in upstream:
+            chunks.append(chunk)
             head = _absorb(chunk, answers)
+        asked = time.perf_counter() - t0
         for index, answer in sorted(answers.items()):
             stream = owner.aligner.astream(question, answer)
             async for piece in stream:
                 yield _chunk(head, index, piece, None)
-            yield _chunk(head, index, None, "stop", stream.correction.meta())
+            c = _asked(stream.correction, kwargs.get("model") or head.get("model"), asked)
+            if c.skipped:
+                for chunk in _replayed(chunks, index, c):
+                    yield chunk
+            else:
+                yield _chunk(head, index, None, "stop", c.meta())
 
 
 class _Chat:

@@ -6,7 +6,7 @@ and a rule-based stand-in judge (a Python function, no model, no API key) compar
 This shows what the evaluation reports; it measures nothing real. The "judge" only counts
 contact details and dangerous-instruction markers (harmlessness) and wrong ``a + b = c`` sums
 (helpfulness) with the synthetic generator's own checks, and the corrector is a ~2M-parameter toy.
-docs/eval-judge.png was drawn by this script. For a real judge see the README's "Evaluate" section.
+docs/eval-judge.png was drawn by this script. For a real judge see docs/evaluation.md.
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ Everything is built here, on CPU, in minutes:
   addresses and card numbers, and arithmetic with wrong sums;
 * the **weak Aligner**: the embedded demo corrector (a ~2M-parameter toy);
 
-then, for ``--rounds`` rounds, the three commands of the README's weak-to-strong section, through
+then, for ``--rounds`` rounds, the three commands of the weak-to-strong page (docs/weak-to-strong.md), through
 their Python functions:
 
 1. ``aligner generate`` — the strong model (``hf:PATH`` upstream) answers the training prompts and

@@ -3,7 +3,8 @@
 Every client under test (the ``openai`` SDK, ``litellm``, plain ``httpx``, the proxy server) talks
 real HTTP to it, so what is tested is the bytes on the wire, not a mocked method. It speaks
 ``POST /v1/chat/completions`` and ``POST /v1/completions`` (JSON, or SSE with ``stream: true`` in
-the exact OpenAI chunk shape, ending ``data: [DONE]``) and ``GET /v1/models``.
+the exact OpenAI chunk shape, ending ``data: [DONE]``), ``POST /v1/moderations`` (OpenAI's
+moderation shape: one result per ``input`` string, scored by ``moderator``) and ``GET /v1/models``.
 
 Usage::
 
@@ -11,7 +12,7 @@ Usage::
         srv.base_url                        # 'http://127.0.0.1:PORT/v1'
         srv.fail_next(429, times=2, retry_after=0.01)
         srv.fail_next("slow", seconds=2)    # answer after 2 s
-        srv.fail_next("hang")               # never answer (until the server stops)
+        srv.fail_next("hang")               # never answer (until the server stops, or srv.release())
         srv.rejecter = lambda req: 400 if "bad" in request_text(req) else None  # a standing rule
         ...
         srv.count("/v1/chat/completions")   # requests received there (faulted ones included)
@@ -19,10 +20,17 @@ Usage::
         srv.requests                        # every request: method, path, headers, body
 
 A responder may return a dict instead of text to script a whole chat message: ``content`` (str or
-None), ``tool_calls`` (OpenAI's list), ``finish_reason`` (default ``tool_calls`` when there are
-calls, else ``stop``) and ``usage`` (default: whitespace word counts)::
+None), ``refusal`` (OpenAI's refusal text), ``tool_calls`` (OpenAI's list), ``finish_reason``
+(default ``tool_calls`` when there are calls, else ``stop``) and ``usage`` (default: whitespace word
+counts). ``content: None`` is streamed as OpenAI streams it: no content deltas at all::
 
     srv.responder = lambda req: {"content": None, "tool_calls": [call], "usage": {...}}
+
+A moderator maps one input text to its category scores (``{"violence": 0.9, ...}``); a category is
+marked, and the result flagged, at 0.5 or above (the default moderator scores a few keywords)::
+
+    srv.moderator = lambda text: {"violence": 0.99 if "bomb" in text else 0.01}
+    srv.fail_next(429, path="/v1/moderations", retry_after=0.01)
 
 Faults are consumed one per request, in order, by generation requests (the two POST endpoints)
 unless ``path=`` names another endpoint.
@@ -41,7 +49,17 @@ from typing import Any, Callable
 CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
 MODELS = "/v1/models"
+MODERATIONS = "/v1/moderations"
 GENERATION_PATHS = (CHAT, COMPLETIONS)
+#: the default moderator's keywords, per category (OpenAI's category names)
+MODERATION_WORDS = {"violence": ("bomb", "knife", "hit them", "kill"), "illicit": ("steal", "hack", "meth"),
+                    "harassment": ("idiot", "loser")}
+
+
+def default_moderator(text: str) -> dict[str, float]:
+    """Category scores of one input: 0.95 where a category's keyword occurs, else 0.02."""
+    low = text.lower()
+    return {cat: 0.95 if any(w in low for w in words) else 0.02 for cat, words in MODERATION_WORDS.items()}
 
 Responder = Callable[[dict], "str | dict"]
 
@@ -122,11 +140,14 @@ class FakeOpenAI:
     requests: list[RecordedRequest] = field(default_factory=list)
     #: exceptions raised while answering (a responder bug); the client got a 500 for each
     errors: list[BaseException] = field(default_factory=list)
+    #: ``moderator(text) -> {category: score}`` for ``POST /v1/moderations`` (None: keyword scores)
+    moderator: Callable[[str], dict] | None = None
 
     def __post_init__(self) -> None:
         self._faults: deque[Fault] = deque()
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._release = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -179,6 +200,10 @@ class FakeOpenAI:
             for _ in range(times):
                 self._faults.append(Fault(kind, retry_after, seconds, message, path))
 
+    def release(self) -> None:
+        """End every ``hang`` in progress now (its connection closes without an answer)."""
+        self._release.set()
+
     @property
     def pending_faults(self) -> int:
         return len(self._faults)
@@ -188,6 +213,7 @@ class FakeOpenAI:
         with self._lock:
             self.requests.clear()
             self._faults.clear()
+            self._release.clear()
 
     def count(self, path: str | None = None) -> int:
         """Requests received at ``path`` (a full path like ``/v1/completions``), or in all."""
@@ -309,6 +335,8 @@ class _Handler(BaseHTTPRequestHandler):
                 if status:
                     return self._error(status, f"rejected by the rejecter rule: {request_text(body)[:80]}")
                 return self._chat(body) if path == CHAT else self._completion(body)
+            if method == "POST" and path == MODERATIONS:
+                return self._moderation(body)
             self._error(404, f"no route {method} {path}")
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout): fine
             self.close_connection = True
@@ -322,7 +350,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _apply(self, fault: Fault) -> bool:
         """Act out a fault; True when the request is finished (no normal answer)."""
         if fault.kind == "hang":
-            self.fake._stop.wait()
+            while not self.fake._stop.wait(0.05) and not self.fake._release.is_set():
+                pass
             self.close_connection = True
             return True
         if fault.kind == "slow":
@@ -351,7 +380,7 @@ class _Handler(BaseHTTPRequestHandler):
         model, created, cid = body["model"], int(time.time()), f"chatcmpl-fake{len(self.fake.requests)}"
         usage = scripted.get("usage") or self._usage(request_text(body), text)
         if not body.get("stream"):
-            message = {"role": "assistant", "content": content, "refusal": None}
+            message = {"role": "assistant", "content": content, "refusal": scripted.get("refusal")}
             if tool_calls:
                 message["tool_calls"] = tool_calls
             return self._send_json(200, {
@@ -365,9 +394,11 @@ class _Handler(BaseHTTPRequestHandler):
                     "system_fingerprint": None,
                     "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
 
-        events = [chunk({"role": "assistant", "content": ""}, None)]
-        if text or not tool_calls:
+        events = [chunk({"role": "assistant", "content": "" if content is not None or tool_calls else None}, None)]
+        if content is not None and (text or not tool_calls):
             events += [chunk({"content": p}, None) for p in split_pieces(text, self.fake.max_pieces)]
+        if scripted.get("refusal"):
+            events.append(chunk({"refusal": scripted["refusal"]}, None))
         for i, call in enumerate(tool_calls or []):  # OpenAI streams each call with its index
             events.append(chunk({"tool_calls": [{"index": i, **call}]}, None))
         events.append(chunk({}, finish))
@@ -375,6 +406,21 @@ class _Handler(BaseHTTPRequestHandler):
             events.append({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                            "system_fingerprint": None, "choices": [], "usage": usage})
         self._sse(events)
+
+    def _moderation(self, body: Any) -> None:
+        """OpenAI's moderation reply: ``results`` in input order, each flagged at a score of 0.5."""
+        texts = body.get("input") if isinstance(body, dict) else None
+        texts = [texts] if isinstance(texts, str) else texts
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            return self._error(400, "input must be a string or a list of strings.")
+        results = []
+        for text in texts:
+            scores = (self.fake.moderator or default_moderator)(text)
+            marked = {k: v >= 0.5 for k, v in scores.items()}
+            results.append({"flagged": any(marked.values()), "categories": marked, "category_scores": scores,
+                            "category_applied_input_types": {k: ["text"] for k in scores}})
+        self._send_json(200, {"id": f"modr-fake{len(self.fake.requests)}", "model": body.get("model") or "omni-moderation-latest",
+                              "results": results})
 
     def _completion(self, body: dict) -> None:
         prompts = body.get("prompt")

@@ -56,7 +56,7 @@ def test_bad_input_rows_name_file_row_and_field(tmp_path, capsys, tiny_causal_pa
     src.write_text('{"question": "ok"}\n{"answer": "no question"}\n')
     assert main(["correct", "--input", str(src), "--output", str(tmp_path / "o.jsonl"),
                  "--corrector", str(tiny_causal_path)]) == 2
-    assert f"file {src}, row 1, field 'question': missing or empty." in capsys.readouterr().err
+    assert f"file {src}, line 2, field 'question': missing (the row has: answer)." in capsys.readouterr().err
 
 
 def _rows(path: Path) -> list[dict]:

@@ -125,7 +125,7 @@ def test_demo_offers_share_flag_instead_of_gradios_hint(tiny_causal_path, tmp_pa
 
 
 def test_every_model_loader_follows_the_switch(tiny_causal_path, capfd):
-    """The corrector and the hf: upstream load through aligner.progress; the library default shows the bar."""
+    """The corrector and the hf: upstream load through aligner.progress, which shows the bar only when asked."""
     from aligner.adapters.hf_local import load_causal_lm
     from aligner.correctors.local import LocalCorrector
     from aligner.progress import quiet_model_loading
@@ -140,4 +140,43 @@ def test_every_model_loader_follows_the_switch(tiny_causal_path, capfd):
                 load()
                 assert ("Loading weights" in capfd.readouterr().err) is not quiet
     finally:
-        quiet_model_loading(False)
+        quiet_model_loading(True)  # the default
+
+
+_BUILD = "import sys\nfrom aligner import Aligner\n{before}Aligner(corrector=sys.argv[1]).correct('q?', 'a.')\n"
+
+
+def test_building_an_aligner_in_python_shows_no_loading_bar_unless_asked(tiny_causal_path):
+    """Issue 21 item 10: each ``Aligner(...)`` in a script or notebook drew transformers' "Loading
+    weights" bar; the library now hides it by default, as the CLI does, and shows it on request."""
+    def stderr(before: str) -> str:
+        done = subprocess.run([sys.executable, "-c", _BUILD.format(before=before), str(tiny_causal_path)],
+                              capture_output=True, text=True, env=env(), timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+
+    assert "Loading weights" not in stderr("")
+    assert "Loading weights" in stderr("from aligner.progress import quiet_model_loading\nquiet_model_loading(False)\n")
+
+
+def test_train_prints_training_progress_without_library_noise(tmp_path):
+    """Issue 21 item 10: every ``aligner train`` printed transformers' ``gradient_checkpointing``
+    FutureWarning and trl's datasets bars over the already tokenised rows; the training bar stays."""
+    from conftest import corpus_texts
+
+    from aligner.data import write_jsonl
+    from aligner.data.synthetic import generate
+    from aligner.tiny import make_tiny_corrector
+
+    base = make_tiny_corrector(tmp_path / "base", corpus_texts(50), "causal", vocab_size=512, context=256,
+                               hidden_size=32, layers=1, heads=2)
+    data = tmp_path / "train.jsonl"
+    write_jsonl([r.to_dict() for r in generate(8, seed=0)], data)
+    args = ["train", "--data", str(data), "--base-model", str(base), "--output-dir", str(tmp_path / "out"),
+            "--max-steps", "2", "--batch-size", "4", "--effective-batch-size", "4", "--max-length", "256",
+            "--no-bf16", "--logging-steps", "1", "--save-steps", "1000", "--gradient-checkpointing", "--lora"]
+    done = run(args, timeout=600)
+    assert "Warning" not in done.stderr, done.stderr  # FutureWarning (gradient_checkpointing), UserWarning, ...
+    assert "Truncating train dataset" not in done.stderr and "Dropping fully masked" not in done.stderr
+    assert "2/2" in done.stderr  # the training bar
+    assert (tmp_path / "out" / "config.json").is_file()

@@ -105,3 +105,33 @@ def test_diff_marks_words():
     assert "".join(t for op, t in ops if op != "+") == c.answer
     assert "".join(t for op, t in ops if op != "-") == c.correction
     assert not Correction("q", "same ", " same").changed
+
+
+def test_an_empty_answer_is_passed_back_not_corrected(tiny_causal_path):
+    """Issue 21: given no answer text, the corrector wrote one from the question alone (seen:
+    ``ault\\ufffd…``, ``changed: true``). Every call now returns the answer as it came."""
+    al = Aligner(lambda q: "" if "silent" in q else echo(q), corrector=str(tiny_causal_path), decoding=GREEDY,
+                 batch_size=2)
+    for answer in ("", "   \n"):
+        c = al.correct("Tell me a secret.", answer)
+        assert (c.correction, c.skipped, c.changed, c.fallback) == (answer, "empty", False, False)
+        assert c.timings["corrector"] == 0.0 and "usage" not in c.metadata and c.meta()["skipped"] == "empty"
+    asked = al.correct("Stay silent?")  # the upstream's own empty answer
+    assert (asked.answer, asked.correction, asked.skipped) == ("", "", "empty")
+    assert asyncio.run(al.acorrect("Stay silent?")).skipped == "empty"
+    stream = al.stream("Stay silent?")
+    assert list(stream) == [] and (stream.correction.correction, stream.correction.skipped) == ("", "empty")
+
+    async def astream() -> tuple[list[str], Correction]:
+        s = al.astream("Stay silent?")
+        return [p async for p in s], s.correction
+
+    pieces, c = asyncio.run(astream())
+    assert pieces == [] and c.skipped == "empty"
+    questions, answers = ["Stay silent?", "How are you?", "Name a colour.", "q?"], [None, None, "Red.", " "]
+    for batch in (al.correct_batch(questions, answers, progress=False),
+                  asyncio.run(al.acorrect_batch(questions, answers))):
+        assert [c.skipped for c in batch] == ["empty", None, None, "empty"]
+        assert [c.correction for c in batch] == ["", al.correct("How are you?").correction,
+                                                 al.correct("Name a colour.", "Red.").correction, " "]
+    assert al.correct("How are you?").skipped is None

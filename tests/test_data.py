@@ -115,7 +115,7 @@ def test_missing_file_is_a_clear_error(tmp_path):
 
 @pytest.mark.parametrize("bad, field, words", [
     ({"question": "q", "answer": "a"}, "correction", "missing key"),
-    ({"question": "q", "answer": 3, "correction": "c"}, "answer", "expected a string, got int"),
+    ({"question": "q", "answer": 3, "correction": "c"}, "answer", "expected a string, got a number (3)"),
     ({"question": "  ", "answer": "a", "correction": "c"}, "question", "is empty"),
     ({"question": "q", "answer": "a", "correction": ""}, "correction", "is empty"),
 ])
@@ -126,7 +126,7 @@ def test_bad_row_names_file_row_field_and_fix(tmp_path, bad, field, words):
     err = info.value
     assert (err.source, err.row, err.field) == (str(path), 2, field)
     text = str(err)
-    assert str(path) in text and "row 2" in text and f"'{field}'" in text and words in text
+    assert str(path) in text and "line 2" in text and f"'{field}'" in text and words in text
     assert "Fix:" in text and "--lenient" in text
 
 
@@ -305,7 +305,7 @@ def test_cli_convert_hh_rlhf(tmp_path, capsys):
     assert "1693 rows written" in printed and "7 skipped" in printed and "last assistant turn is empty" in printed
     assert len(out.read_text().splitlines()) == 1693
     assert main(["data", "convert", "--format", "hh-rlhf", str(HH), str(tmp_path / "x.jsonl")]) == 2
-    assert "row 364" in capsys.readouterr().err
+    assert "line 364" in capsys.readouterr().err
 
 
 def test_cli_convert_limit_and_errors(tmp_path, capsys):
@@ -315,7 +315,7 @@ def test_cli_convert_limit_and_errors(tmp_path, capsys):
     assert "2 rows written" in capsys.readouterr().out and len(out.read_text().splitlines()) == 2
     assert main(["data", "convert", str(src), str(out)]) == 2
     err = capsys.readouterr().err
-    assert "row 4" in err and "'correction'" in err
+    assert "line 4" in err and "'correction'" in err
     assert main(["data", "convert", str(src), str(out), "--lenient"]) == 0
     assert "3 rows written" in capsys.readouterr().out
 

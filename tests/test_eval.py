@@ -227,16 +227,16 @@ def test_bad_input_gives_one_line_errors(tmp_path, capsys):
     # a Q-A-C file whose second row lacks its correction
     bad = write_jsonl(tmp_path / "bad.jsonl", [qac_rows(1)[0], {"question": "q", "answer": "a"}])
     assert main(["eval", "--data", str(bad), "--format", "qac", "--judge", down, "--output-dir", out]) == 2
-    assert f"file {bad}, row 2, field 'correction': missing key" in capsys.readouterr().err
+    assert f"file {bad}, line 2, field 'correction': missing key" in capsys.readouterr().err
     # questions without answers and no upstream to ask
     noans = write_jsonl(tmp_path / "q.jsonl", [{"question": "q1", "answer": "a1"}, {"question": "q2"}])
     assert main(["eval", "--data", str(noans), "--judge", down, "--output-dir", out]) == 2
-    assert f"file {noans}, row 2, field 'answer': no answer to evaluate. Fix: pass --upstream" in capsys.readouterr().err
+    assert f"file {noans}, line 2, field 'answer': no answer to evaluate. Fix: pass --upstream" in capsys.readouterr().err
     # a BeaverTails row without its prompt; --lenient skips and counts it
     bt = write_jsonl(tmp_path / "bt.jsonl", [{"prompt": "p1", "response": "r1", "category": "Violence"},
                                              {"response": "r2", "category": "Violence"}])
     assert main(["eval", "--data", str(bt), "--format", "beavertails", "--judge", down, "--output-dir", out]) == 2
-    assert f"file {bt}, row 2, field 'prompt': missing key" in capsys.readouterr().err
+    assert f"file {bt}, line 2, field 'prompt': missing key" in capsys.readouterr().err
 
 
 def test_a_request_the_judge_rejects_is_counted_and_asked_again_next_run(tmp_path):

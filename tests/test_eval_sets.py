@@ -59,7 +59,7 @@ def test_truthfulqa_csv(tmp_path):
                                  "type": "Non-Adversarial"}
     bad = tmp_path / "bad.csv"
     bad.write_text("Type,Category,Question\nAdversarial,Health,\n")
-    with pytest.raises(DataError, match=r"row 1, field 'Question': is empty"):
+    with pytest.raises(DataError, match=r"line 2, field 'Question': is empty"):
         load_eval_set(bad, "truthfulqa")
 
 
@@ -97,7 +97,7 @@ def test_bad_rows_name_row_and_field_or_are_skipped_when_lenient(tmp_path):
     path = tmp_path / "bt.jsonl"
     path.write_text('{"prompt": "ok", "category": "Violence"}\n{"prompt": 3}\nnot json\n'
                     '{"prompt": "p", "category": {"violence": "yes"}}\n')
-    with pytest.raises(DataError, match=r"row 2, field 'prompt': expected a string, got int"):
+    with pytest.raises(DataError, match=r"line 2, field 'prompt': expected a string, got a number \(3\)"):
         load_eval_set(path)
     es = load_eval_set(path, lenient=True)
     assert len(es.items) == 1 and [s.row for s in es.skipped] == [2, 3, 4]

@@ -120,21 +120,105 @@ def test_merge_refuses_shards_of_different_inputs(tmp_path):
                      tmp_path / "m.jsonl")
 
 
+@pytest.fixture(scope="module")
+def shard_runs(tmp_path_factory):
+    """Outputs of real ``aligner generate`` runs over one 11-prompt file: both shards of a 2-way run
+    (``sh``), the unsharded run (``all``), shard 1/2 of a run with another --max-new-tokens
+    (``other``) and shard 0/2 of a run whose upstream rejected one prompt (``fail``)."""
+    from aligner.cli import main
+
+    d = tmp_path_factory.mktemp("shard-runs")
+    prompts = write_rows(d / "p.jsonl", [{"question": f"Q{i}: how do I do thing {i}?"} for i in range(11)])
+    with FakeOpenAI() as srv:
+        def gen(out: str, *extra: str) -> int:
+            return main(["generate", "--prompts", str(prompts), "--out", str(d / out), "--upstream", srv.base_url,
+                         "--upstream-model", "fake-model", "--corrector", srv.base_url, "--no-progress", *extra])
+
+        assert gen("sh.jsonl", "--shard", "0/2") == gen("sh.jsonl", "--shard", "1/2") == gen("all.jsonl") == 0
+        assert gen("other.jsonl", "--shard", "1/2", "--max-new-tokens", "16") == 0
+        srv.rejecter = lambda req: 400 if "messages" in req and request_text(req).startswith("Q4:") else None
+        assert gen("fail.jsonl", "--shard", "0/2") == 3
+    return d
+
+
+def _merge(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(ALIGNER + ["data", "merge", *map(str, args)], env=ENV, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_merge_of_one_shard_of_two_names_the_missing_shard_and_writes_nothing(shard_runs):
+    d = shard_runs
+    res = _merge(d / "sh.shard-0-of-2.jsonl", "--out", d / "m1.jsonl")
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert f"1 of the run's 2 shards are not given: 1/2 ({d / 'sh.shard-1-of-2.jsonl'})" in res.stderr, res.stderr
+    assert "5 of 11 prompts would be missing" in res.stderr and "--allow-partial" in res.stderr
+    assert "Traceback" not in res.stderr and not (d / "m1.jsonl").exists()
+
+    partial = _merge(d / "sh.shard-0-of-2.jsonl", "--out", d / "m1.jsonl", "--allow-partial")
+    assert partial.returncode == 0, partial.stderr
+    assert "warning: --allow-partial" in partial.stderr and "INCOMPLETE: 5 prompts missing" in partial.stderr
+    assert f"PARTIAL merge: 6 of 11 prompts from 1 shard file → {d / 'm1.jsonl'} (shard 1/2 not given)" \
+        in partial.stdout, partial.stdout
+    assert [r["row"] for r in read_rows(d / "m1.jsonl")] == [0, 2, 4, 6, 8, 10]
+
+
+def test_merge_of_a_shard_given_twice_is_an_error_even_with_allow_partial(shard_runs):
+    d = shard_runs
+    for extra in ((), ("--allow-partial",)):
+        res = _merge(d / "sh.shard-0-of-2.jsonl", d / "sh.shard-1-of-2.jsonl", d / "sh.shard-0-of-2.jsonl",
+                     "--out", d / "m2.jsonl", *extra)
+        assert res.returncode == 2, res.stdout + res.stderr
+        shard0 = d / "sh.shard-0-of-2.jsonl"
+        assert f"shard 0/2 is given 2 times ({shard0}, {shard0})" in res.stderr, res.stderr
+        assert not (d / "m2.jsonl").exists()
+
+
+def test_merge_refuses_files_of_different_runs_naming_them(shard_runs):
+    d = shard_runs
+    mixed = _merge(d / "sh.shard-0-of-2.jsonl", d / "all.jsonl", "--out", d / "m3.jsonl")
+    assert mixed.returncode == 2
+    assert "different number of shards" in mixed.stderr and "not given" not in mixed.stderr, mixed.stderr
+    assert f"{d / 'sh.shard-0-of-2.jsonl'} (shard 0/2)" in mixed.stderr
+    assert f"{d / 'all.jsonl'} (an unsharded output)" in mixed.stderr
+    settings = _merge(d / "sh.shard-0-of-2.jsonl", d / "other.shard-1-of-2.jsonl", "--out", d / "m3.jsonl")
+    assert settings.returncode == 2
+    assert "different settings (max_new_tokens)" in settings.stderr, settings.stderr
+    assert f"{d / 'sh.shard-0-of-2.jsonl'} (max_new_tokens=None)" in settings.stderr
+    assert f"{d / 'other.shard-1-of-2.jsonl'} (max_new_tokens=16)" in settings.stderr
+    assert not (d / "m3.jsonl").exists()
+    # the unsharded output alone is a complete run of one shard
+    whole = _merge(d / "all.jsonl", "--out", d / "m3.jsonl")
+    assert whole.returncode == 0 and "11 rows from an unsharded output (all 1 of one run)" in whole.stdout
+
+
+def test_merge_of_a_shard_with_prompts_not_generated_names_it_and_its_errors_file(shard_runs):
+    d = shard_runs
+    res = _merge(d / "fail.shard-0-of-2.jsonl", d / "sh.shard-1-of-2.jsonl", "--out", d / "m4.jsonl")
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert f"{d / 'fail.shard-0-of-2.jsonl'} lacks 1 of its 6 prompts" in res.stderr, res.stderr
+    assert str(d / "fail.shard-0-of-2.jsonl.errors.jsonl") in res.stderr and "1 of 11 prompts" in res.stderr
+    partial = _merge(d / "fail.shard-0-of-2.jsonl", d / "sh.shard-1-of-2.jsonl", "--out", d / "m4.jsonl",
+                     "--allow-partial")
+    assert partial.returncode == 0 and "INCOMPLETE: 1 prompts missing" in partial.stderr
+    assert [r["row"] for r in read_rows(d / "m4.jsonl")] == [0, 1, 2, 3, 5, 6, 7, 8, 9, 10]
+
+
 def test_bad_prompts_rows_are_errors_naming_row_and_field(tmp_path):
     with FakeOpenAI() as srv:
-        for bad, field in (({"text": "no question field"}, "question or prompt"), ({"prompt": "  "}, "prompt")):
+        for bad, field, said in (({"text": "no question field"}, "question or prompt", "missing (the row has: text)"),
+                                 ({"prompt": "  "}, "prompt", "is empty")):
             p = write_rows(tmp_path / "p.jsonl", [{"prompt": "fine?"}, bad])
             res = subprocess.run(_cmd(p, tmp_path / "o.jsonl", srv), env=ENV, capture_output=True, text=True,
                                  timeout=300)
             assert res.returncode == 2
-            assert f"row 1, field '{field}': missing or empty" in res.stderr, res.stderr
+            assert f"line 2, field '{field}': {said}" in res.stderr, res.stderr
             assert "Traceback" not in res.stderr
             assert srv.count() == 0  # nothing asked before the input was checked
         empty = tmp_path / "empty.jsonl"
         empty.write_text("\n")
         res = subprocess.run(_cmd(empty, tmp_path / "o2.jsonl", srv), env=ENV, capture_output=True, text=True,
                              timeout=300)
-    assert res.returncode == 2 and "has no rows" in res.stderr
+    assert res.returncode == 2 and "the file is empty" in res.stderr  # blank lines only: the readers' one message
     assert not (tmp_path / "o2.jsonl").exists()
 
 

@@ -82,11 +82,11 @@ def test_cli_convert_sample(tmp_path, capsys):
     assert main(["data", "convert", "--format", "hh-rlhf", str(SAMPLE), str(out), "--lenient"]) == 0
     printed = capsys.readouterr().out
     assert "27 rows written" in printed and "5 skipped" in printed and "last assistant turn is empty" in printed
-    assert "row 22 (rejected)" in printed
+    assert "line 22 (rejected)" in printed
     lines = out.read_text().splitlines()
     assert len(lines) == 27 and json.loads(lines[1])["question"] == "Is it possible to learn the piano as an adult?"
     assert main(["data", "convert", "--format", "hh-rlhf", str(SAMPLE), str(tmp_path / "x.jsonl")]) == 2
-    assert "row 7" in capsys.readouterr().err
+    assert "line 7" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- synthetic pool (test_synthetic.py)

@@ -104,7 +104,8 @@ def test_hf_upstream_asks_the_hub_for_an_org_name(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ConfigError) as e:
         resolve_upstream("hf:no-such-org/no-such-model")
-    assert e.value.field == "upstream" and "not reachable on the hub" in str(e.value)
+    assert e.value.field == "upstream"  # asked without a download attempt: offline, it is not in the cache
+    assert "--upstream hf:no-such-org/no-such-model is not a local path and not in the Hugging Face cache" in str(e.value)
 
 
 def test_hf_upstream_loads_a_directory(tiny_causal_path):
@@ -114,19 +115,25 @@ def test_hf_upstream_loads_a_directory(tiny_causal_path):
     assert up.name == f"hf:{tiny_causal_path}"
 
 
-@pytest.mark.parametrize("spec,hint", [("./missing", "no such directory"), ("a/b/c", "no such directory"),
-                                       ("my-corrector", "no such directory"),
-                                       ("no-such-org/no-such-corrector", "not a local model directory and not reachable on the hub")])
-def test_local_corrector_hint_says_directory_or_hub(spec, hint, tmp_path, monkeypatch):
+_OFFLINE = "is not a local path and not in the Hugging Face cache, and HF_HUB_OFFLINE=1 forbids downloading it."
+
+
+@pytest.mark.parametrize("spec,said", [("./missing", "cannot load corrector './missing': no such directory."),
+                                       ("a/b/c", "cannot load corrector 'a/b/c': no such directory."),
+                                       ("my-corrector", "cannot load corrector 'my-corrector': no such directory."),
+                                       ("no-such-org/no-such-corrector",
+                                        f"--corrector no-such-org/no-such-corrector {_OFFLINE}")])
+def test_local_corrector_hint_says_directory_or_hub(spec, said, tmp_path, monkeypatch):
     """A bare name stays "no such directory" for a corrector (as before): it is far more often a
-    folder than one of the hub's legacy unprefixed models."""
+    folder than one of the hub's legacy unprefixed models. An org/name id is a hub id: offline and
+    not cached, that is what is said (before any download is tried)."""
     from aligner.correctors import load_corrector
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ConfigError) as e:
         load_corrector(spec)
-    assert e.value.field == "corrector" and f"cannot load corrector {spec!r}: {hint}." in str(e.value)
+    assert e.value.field == "corrector" and said in str(e.value)
 
 
 def test_training_data_that_is_a_missing_path_is_a_config_error(tmp_path, monkeypatch):

@@ -142,7 +142,7 @@ def test_a_row_changed_in_the_input_since_the_output_was_written_is_an_error(tmp
     capsys.readouterr()
     assert _file_run(src, out, fake_openai.base_url) == 2
     err = capsys.readouterr().err
-    assert "row 1" in err and "has changed" in err and "--overwrite" in err
+    assert 'line 2 of' in err and '("row": 1 in the output) has changed' in err and "--overwrite" in err
 
 
 def test_rows_appended_to_the_input_are_corrected_on_resume(tmp_path, fake_openai, capsys):
@@ -191,7 +191,7 @@ def test_rows_without_answers_and_no_upstream_are_named_up_front(tmp_path, capsy
     code = main(["correct", "--input", str(src), "--output", str(tmp_path / "o.jsonl"), "--corrector", "/nonexistent"])
     err = capsys.readouterr().err
     assert code == 2
-    assert "rows 2, 5, 6, 7, 8 and 3 more (8 rows)" in err and "--upstream" in err
+    assert "lines 3, 6, 7, 8, 9 and 3 more (8 rows)" in err and "--upstream" in err  # as an editor numbers them
     assert "Aligner(" not in err and "corrector" not in err.split("Fix:")[0]
     assert not (tmp_path / "o.jsonl").exists()
 
@@ -408,3 +408,156 @@ def test_the_library_exception_stays_on_the_error_for_debugging():
     with pytest.raises(ConfigError) as e:
         Aligner(corrector="/nonexistent")
     assert isinstance(e.value.cause, OSError)
+
+
+# ----------------------------------------------------------------------------- issue 21, item 7
+
+def _gzip_rows(path: Path, rows: list[dict]) -> Path:
+    import gzip
+
+    with gzip.open(path, "wt", encoding="utf-8") as fh:
+        fh.write("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_a_gzipped_jsonl_input_is_read_by_correct_and_generate(tmp_path, fake_openai):
+    rows = _with_answers(3)
+    gz = _gzip_rows(tmp_path / "in.jsonl.gz", rows)
+    out = tmp_path / "out.jsonl"
+    res = _run(["correct", "--input", str(gz), "--output", str(out), "--corrector", fake_openai.base_url])
+    assert res.returncode == 0, res.stderr
+    assert "not UTF-8" not in res.stderr and "3 rows corrected" in res.stdout
+    assert [(r["row"], r["question"], r["answer"]) for r in sorted(read_rows(out), key=lambda r: r["row"])] == \
+        [(i, r["question"], r["answer"]) for i, r in enumerate(rows)]
+    gen = _run(["generate", "--prompts", str(gz), "--out", str(tmp_path / "gen.jsonl"), "--corrector",
+                fake_openai.base_url, "--no-progress"])
+    assert gen.returncode == 0, gen.stderr
+    assert sorted(r["row"] for r in read_rows(tmp_path / "gen.jsonl")) == [0, 1, 2]
+
+
+def test_a_directory_as_input_is_called_a_directory(tmp_path, fake_openai):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    write_rows(folder / "questions.jsonl", _with_answers(1))
+    for args in (["correct", "--input", str(folder), "--output", str(tmp_path / "o.jsonl")],
+                 ["generate", "--prompts", str(folder), "--out", str(tmp_path / "o.jsonl"), "--no-progress"]):
+        res = _run(args + ["--corrector", fake_openai.base_url])
+        assert res.returncode == 2, res.stderr
+        assert f"file {folder}: is a directory, not a file (it holds questions.jsonl)" in res.stderr, res.stderr
+        assert str(folder / "questions.jsonl") in res.stderr and "no such file" not in res.stderr
+    assert fake_openai.count() == 0
+
+
+def test_one_bad_line_is_the_same_line_number_in_every_command(tmp_path):
+    """Line 41 of the file (40 good rows before it) is "line 41" in correct, convert, export and eval:
+    the number an editor shows, whichever reader met it."""
+    good = [{"question": f"Question {i}?", "answer": f"Answer {i}.", "correction": f"Answer {i}."} for i in range(40)]
+    bad = write_rows(tmp_path / "rows.jsonl", good + [{"question": 7, "answer": "a", "correction": "c"}])
+    commands = {
+        "correct": ["correct", "--input", str(bad), "--output", str(tmp_path / "o.jsonl"), "--corrector", "/nope"],
+        "convert": ["data", "convert", str(bad), str(tmp_path / "c.jsonl")],
+        "export": ["export", str(bad), str(tmp_path / "e.jsonl"), "--format", "sft"],
+        "eval": ["eval", "--data", str(bad), "--alpaca-eval", str(tmp_path / "ae"), "--output-dir", str(tmp_path / "r")],
+    }
+    for name, args in commands.items():
+        res = _run(args)
+        assert res.returncode == 2, (name, res.stderr)
+        said = res.stderr.strip().splitlines()[-1]
+        assert f"file {bad}, line 41, field 'question': expected a string, got a number (7)." in said, (name, said)
+        assert "row 4" not in said and "missing or empty" not in said
+
+
+def test_a_question_of_the_wrong_type_says_the_type_not_missing(tmp_path, capsys):
+    for value, said in ((["How?"], "expected a string, got a list (1 item)"), (None, "expected a string, got null"),
+                        ({"text": "How?"}, "expected a string, got an object"), ("  ", "is empty"),
+                        (True, "expected a string, got a boolean (true)")):
+        src = write_rows(tmp_path / "in.jsonl", [{"question": "Fine?", "answer": "a"}, {"question": value, "answer": "a"}])
+        assert main(["correct", "--input", str(src), "--output", str(tmp_path / "o.jsonl"), "--corrector", "/nope"]) == 2
+        err = capsys.readouterr().err
+        assert f"line 2, field 'question': {said}." in err, err
+    src = write_rows(tmp_path / "in.jsonl", [{"text": "no question"}])
+    assert main(["generate", "--prompts", str(src), "--out", str(tmp_path / "g.jsonl"), "--corrector", "/nope"]) == 2
+    assert "line 1, field 'question or prompt': missing (the row has: text)." in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- issue 21, item 10
+
+def test_an_upstream_that_answer_makes_unused_is_never_loaded(tmp_path, fake_openai):
+    """``--upstream hf:…`` beside ``--answer`` (or a file whose rows all have answers): the upstream is
+    not loaded. An uncached hub id offline proves it: loading it is an error, not loading it is not."""
+    hub = "hf:no-such-org/no-such-model"
+    res = _run(["correct", "Explain DNS", "--answer", "It maps names to addresses.", "--upstream", hub,
+                "--corrector", fake_openai.base_url, "--json"])
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["upstream"] == ""  # nothing was asked of it
+    assert f"note: --upstream {hub} is not used: --answer gives the answer." in res.stderr
+    src = write_rows(tmp_path / "in.jsonl", _with_answers(2))
+    for args in (["correct", "--input", str(src), "--output", str(tmp_path / "c.jsonl")],
+                 ["generate", "--prompts", str(src), "--out", str(tmp_path / "g.jsonl"), "--no-progress"]):
+        res = _run(args + ["--upstream", hub, "--corrector", fake_openai.base_url])
+        assert res.returncode == 0, res.stderr
+    assert fake_openai.count(CHAT) == 0
+
+
+def test_no_answer_and_no_upstream_is_named_before_any_model_loads(fake_openai):
+    res = _run(["correct", "Explain DNS", "--corrector", "/nonexistent-corrector"])
+    assert res.returncode == 2
+    (line,) = res.stderr.strip().splitlines()
+    assert line.startswith("error: answer: no answer to correct: no --answer was given, and no --upstream to ask "
+                           'for one. Fix: pass the answer: aligner correct "Explain DNS" --answer "...", or who '
+                           "answers: --upstream openai/gpt-4o-mini"), line
+    assert "cannot load corrector" not in line and "Aligner(upstream=" not in line  # checked before the load
+
+
+def _hub_env(tmp_path: Path, **extra: str) -> dict:
+    """The environment of a machine with an empty Hugging Face cache (and no offline flag unless given)."""
+    env = {k: v for k, v in ENV.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT")}
+    return {**env, "HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_CACHE": str(tmp_path / "hf-home" / "hub"), **extra}
+
+
+_HUB_CASES = [  # (args, what the error line names)
+    (["correct", "Q?", "--answer", "A.", "--corrector", "aligner/aligner-7b-v1.0"],
+     ("corrector", "--corrector aligner/aligner-7b-v1.0", "pass --corrector a local directory")),
+    # a corrector that cannot load either: the upstream is checked first, before any model loads
+    (["correct", "Q?", "--upstream", "hf:Qwen/Qwen2.5-0.5B-Instruct", "--corrector", "/nonexistent-corrector"],
+     ("upstream", "--upstream hf:Qwen/Qwen2.5-0.5B-Instruct", "pass --upstream hf:DIR")),
+]
+
+
+@pytest.mark.parametrize("args, names", _HUB_CASES)
+def test_a_hub_id_offline_fails_at_once_in_one_line(tmp_path, fake_openai, args, names):
+    field, given, fix = names
+    res = _run(args, env=_hub_env(tmp_path, HF_HUB_OFFLINE="1"))
+    assert res.returncode == 2
+    (line,) = res.stderr.strip().splitlines()  # one line: no retries, no hub warnings, no traceback
+    assert line.startswith(f"error: {field}: {given} is not a local path and not in the Hugging Face cache, and "
+                           f"HF_HUB_OFFLINE=1 forbids downloading it. Fix: unset HF_HUB_OFFLINE (with network) to "
+                           f"download it once, or {fix}"), line
+    assert line.endswith(").") and fake_openai.count() == 0  # the message whole, not cut mid-URL
+
+
+@pytest.mark.parametrize("args, names", _HUB_CASES)
+def test_a_hub_that_cannot_be_reached_fails_after_one_request_in_one_line(tmp_path, fake_openai, args, names):
+    field, given, fix = names
+    endpoint = f"http://127.0.0.1:{closed_port()}"
+    res = _run(args, env=_hub_env(tmp_path, HF_ENDPOINT=endpoint))
+    assert res.returncode == 2
+    (line,) = res.stderr.strip().splitlines()  # the hub library's five retries (each logged twice) are gone
+    assert line.startswith(f"error: {field}: cannot reach the Hugging Face hub at {endpoint} ("), line
+    assert f") to download {given}, and it is not in the cache. Fix: connect to the network (or set HF_ENDPOINT " \
+           f"to a reachable mirror), or {fix}" in line and line.endswith(").")
+    assert "Retry" not in res.stderr and fake_openai.count() == 0
+
+
+def test_train_with_a_hub_base_model_offline_fails_in_one_line(tmp_path):
+    from aligner.data import write_jsonl
+    from aligner.data.synthetic import generate
+
+    data = tmp_path / "train.jsonl"
+    write_jsonl([r.to_dict() for r in generate(4, seed=0)], data)
+    res = _run(["train", "--data", str(data), "--base-model", "no-such-org/no-such-base", "--output-dir",
+                str(tmp_path / "out")], env=_hub_env(tmp_path, HF_HUB_OFFLINE="1"))
+    assert res.returncode == 2
+    (line,) = res.stderr.strip().splitlines()
+    assert line.startswith("error: base_model: --base-model no-such-org/no-such-base is not a local path and not in "
+                           "the Hugging Face cache, and HF_HUB_OFFLINE=1 forbids downloading it."), line

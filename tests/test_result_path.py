@@ -93,7 +93,7 @@ def test_meta_is_the_one_aligner_object():
                    fallback=True, fallback_reason="repetition")
     assert c.meta() == {"original": "The answer. ", "corrector": "c", "template": "t", "upstream": "u",
                         "changed": False, "demo": True, "fallback": True, "fallback_reason": "repetition",
-                        "timings": {"upstream": 0.123457, "corrector": 0.5}}
+                        "skipped": None, "timings": {"upstream": 0.123457, "corrector": 0.5}}
     served = c.meta(upstream="label", bypassed=False)
     assert list(served)[:4] == ["original", "corrector", "template", "upstream"]  # replaced in place
     assert served["upstream"] == "label" and served["bypassed"] is False
@@ -163,7 +163,7 @@ def test_the_proxy_counts_the_correctors_tokens_on_the_prompt_it_was_given(tiny_
     assert meta["usage"]["prompt_tokens"] == corrector.generator.count_tokens(fitted)
     # the one aligner object: the same keys as before this change, streamed or not (no usage on a stream)
     keys = {"original", "corrector", "template", "upstream", "changed", "bypassed", "demo", "fallback",
-            "fallback_reason", "timings"}
+            "fallback_reason", "skipped", "timings"}
     assert set(meta) == keys | {"usage"}
     assert set(meta["timings"]) == {"upstream", "queue", "corrector", "batch_size", "total"}
     events = [line[len("data: "):] for line in streamed.text.splitlines() if line.startswith("data: {")]
@@ -205,10 +205,12 @@ def test_the_wrapped_client_serves_the_same_aligner_object_streamed_or_not(fake_
     last = list(client.chat.completions.create(model="m", messages=messages, stream=True))[-1]
     plain, streamed = whole.aligner, last.aligner
     keys = {"original", "corrector", "template", "upstream", "changed", "demo", "fallback", "fallback_reason",
-            "timings"}
+            "skipped", "timings"}
     assert set(plain) == set(streamed) == keys
     assert set(plain["timings"]) == set(streamed["timings"]) == {"upstream", "corrector", "total"}
-    assert plain["timings"]["upstream"] == streamed["timings"]["upstream"] == 0.0  # the client asked, not the Aligner
+    # the client asked the upstream (not the Aligner): its model and time are counted all the same
+    assert plain["upstream"] == streamed["upstream"] == "m"
+    assert plain["timings"]["upstream"] > 0 and streamed["timings"]["upstream"] > 0
     assert {k: plain[k] for k in keys - {"timings"}} == {k: streamed[k] for k in keys - {"timings"}}
     assert plain["original"] == whole.choices[0].message.original_content and plain["changed"] == \
         (whole.choices[0].message.content.strip() != plain["original"].strip())

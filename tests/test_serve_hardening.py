@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from typing import Iterator
@@ -122,7 +123,7 @@ BAD_BODIES = {
                        "messages[0].content[0].text", "invalid_value"),
     "part_without_type": ({"messages": [{"role": "user", "content": [{"text": "hi"}]}]},
                           "messages[0].content[0].type", "invalid_value"),
-    "integer_5000_digits": (_raw('"seed": ' + "9" * 5000), None, "invalid_json"),
+    "integer_5000_digits": (_raw('"seed": ' + "9" * 5000), "seed", "invalid_value"),
     "nested_100k_deep": (_raw('"metadata": ' + "[" * 100_000 + "]" * 100_000), None, "invalid_json"),
     "nested_100_deep": (_raw('"metadata": ' + "[" * 100 + "]" * 100), None, "invalid_json"),
     "temperature_nan": (_raw('"temperature": NaN'), "temperature", "invalid_value"),
@@ -160,6 +161,18 @@ BAD_BODIES = {
     "tool_message_without_id": ({"messages": [{"role": "user", "content": "hi"},
                                               {"role": "tool", "content": "sunny"}]},
                                 "messages[1].tool_call_id", "invalid_value"),
+    # issue 21
+    "part_type_unknown": ({"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"},
+                                                                     {"type": "hologram"}]}]},
+                          "messages[0].content[1].type", "invalid_value"),
+    "model_true": ({"model": True}, "model", "invalid_value"),
+    "model_zero": ({"model": 0}, "model", "invalid_value"),
+    "model_list": ({"model": []}, "model", "invalid_value"),
+    "n_true": ({"n": True}, "n", "invalid_value"),
+    "n_two": ({"n": 2}, "n", "invalid_value"),
+    "number_5000_digits_in_a_tool": (_raw('"tools": [{"type": "function", "function": {"name": "f", "parameters": '
+                                          '{"maximum": ' + "7" * 5000 + '}}}]'),
+                                     "tools[0].function.parameters.maximum", "invalid_value"),
 }
 
 
@@ -405,9 +418,9 @@ def test_a_trickled_body_is_cut_with_a_408(aligner):
 
 def test_uvicorn_gets_the_servers_limits(aligner):
     with serving(aligner, limit_concurrency=3, timeout_keep_alive=2) as srv:
-        assert (srv.config.limit_concurrency, srv.config.timeout_keep_alive) == (3, 2)
-    with serving(aligner, limit_concurrency=0) as srv:
-        assert srv.config.limit_concurrency is None  # 0 turns the limit off
+        # the request limit is the app's own; uvicorn's would count idle sockets
+        assert (srv.config.limit_concurrency, srv.config.timeout_keep_alive, srv.config.ws) == (None, 2, "none")
+        assert srv.config.http.__name__ == "BoundedH11Protocol"
 
 
 def test_aligner_serve_flags_set_the_body_timeout_and_connection_limit(tiny_causal_path):
@@ -429,11 +442,11 @@ def test_aligner_serve_flags_set_the_body_timeout_and_connection_limit(tiny_caus
         sent, head, body = _trickle(port)
         assert head.startswith(b"HTTP/1.1 408") and sent < 60, head
         assert json.loads(body)["error"]["code"] == "body_timeout"
-        # --limit-concurrency 2: with one idle connection open, a new request is one too many
-        with socket.create_connection(("127.0.0.1", port)):
+        # --limit-concurrency 2 counts requests: idle connections do not take a place (issue 21)
+        with socket.create_connection(("127.0.0.1", port)), socket.create_connection(("127.0.0.1", port)):
             time.sleep(0.2)
             r = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10)
-            assert r.status_code == 503
+            assert r.status_code == 200
     finally:
         proc.terminate()
         try:
@@ -521,3 +534,275 @@ def test_retry_log_keeps_a_bounded_window(fake):
     assert up.answer("Hi?") == upstream_answer("Hi?")
     assert up.stats.retries == n and len(up.stats.retry_log) == UpstreamStats.RETRY_LOG_SIZE
     assert up.stats.retry_log[-1].startswith(f"attempt {n}:")
+
+
+# == issue 21 ==============================================================================================
+# -- item 1: idle and slow-header connections are cut and never lock real requests out ----------------------
+def _closed_by_server(socks: list[socket.socket], *, drip: socket.socket | None = None, bound: float = 60.0,
+                      every: float = 0.2) -> dict[int, bytes]:
+    """Wait (at most ``bound`` seconds, far beyond any timeout the tests set) for the server to close
+    each socket; what each received before its close, by position. ``drip`` gets one header line
+    every ``every`` seconds meanwhile, as a slow client sends them. Sockets still open at ``bound``
+    are missing from the result."""
+    import selectors
+
+    sel = selectors.DefaultSelector()
+    received: dict[int, bytes] = {i: b"" for i in range(len(socks))}
+    closed: dict[int, bytes] = {}
+    for i, s in enumerate(socks):
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ, i)
+    deadline = time.monotonic() + bound
+    while len(closed) < len(socks) and time.monotonic() < deadline:
+        for key, _ in sel.select(timeout=every):
+            i = key.data
+            try:
+                data = socks[i].recv(65536)
+            except ConnectionResetError:
+                data = b""
+            if data:
+                received[i] += data
+                continue
+            closed[i] = received[i]
+            sel.unregister(socks[i])
+        if drip is not None and socks.index(drip) not in closed:
+            try:
+                drip.send(b"X-Slow: 1\r\n")
+            except OSError:
+                pass
+    sel.close()
+    return closed
+
+
+def _json_body(raw: bytes) -> dict:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert b"application/json" in head.lower(), head
+    return json.loads(body)
+
+
+def start_serve(args: list[str], *, env: dict | None = None) -> tuple[subprocess.Popen, int]:
+    """A real ``aligner serve`` subprocess on a free port, once its /health answers."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "aligner", "serve", "--port", str(port), "--no-access-log", *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read()
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200:
+                return proc, port
+        except httpx.TransportError:
+            time.sleep(0.3)
+    proc.kill()
+    pytest.fail("aligner serve did not start")
+
+
+def stop_serve(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def test_hundreds_of_idle_sockets_neither_lock_out_a_request_nor_stay_open(tiny_causal_path):
+    """Before: 520 idle sockets made every request a plain-text 503 until they left, and they
+    (and a client sending a header line every few seconds) could stay open indefinitely."""
+    import openai
+
+    proc, port = start_serve(["--corrector", str(tiny_causal_path), "--max-new-tokens", "8",
+                              "--header-timeout", "1", "--max-connections", "300"])
+    crowd: list[socket.socket] = []
+    try:
+        crowd = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(520)]
+        slow = socket.create_connection(("127.0.0.1", port), timeout=30)
+        slow.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        oc = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0, timeout=120)
+        messages = [{"role": "user", "content": "How do I boil an egg?"},
+                    {"role": "assistant", "content": "Boil it for eight minutes."}]
+        resp = oc.chat.completions.create(model="aligner", messages=messages)
+        assert isinstance(resp.choices[0].message.content, str)
+        assert resp.model_extra["aligner"]["original"] == "Boil it for eight minutes."
+        closed = _closed_by_server([*crowd, slow], drip=slow)
+        assert len(closed) == 521, f"{521 - len(closed)} connections still open"
+        assert all(closed[i] == b"" for i in range(520))  # idle ones are closed without a word
+        error = _json_body(closed[520])["error"]  # the slow one had begun a head: a 408 in OpenAI's shape
+        assert closed[520].startswith(b"HTTP/1.1 408") and error["code"] == "header_timeout"
+        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=30).status_code == 200
+    finally:
+        for s in crowd:
+            s.close()
+        stop_serve(proc)
+
+
+def test_a_connection_that_trickles_its_next_head_after_a_response_is_cut(aligner):
+    with serving(aligner, header_timeout=1.0) as srv, \
+            socket.create_connection(("127.0.0.1", srv.port), timeout=30) as s:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        first = b""
+        while b'"ok"' not in first:
+            first += s.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200")
+        s.sendall(b"GET /health HTTP/1.1\r\n")  # keep-alive, then a head one line at a time
+        closed = _closed_by_server([s], drip=s)
+        assert 0 in closed and _json_body(closed[0])["error"]["code"] == "header_timeout"
+
+
+def test_the_request_limit_counts_requests_not_sockets_and_answers_json(aligner, fake):
+    with serving(aligner, limit_concurrency=1) as srv, \
+            socket.create_connection(("127.0.0.1", srv.port), timeout=30):
+        assert httpx.get(srv.url + "/health", timeout=30).status_code == 200  # an idle socket is no request
+        fake.fail_next("hang")
+        held = threading.Thread(target=post, args=(srv, {"model": MODEL, "messages": user("hold on")}), kwargs={"key": None})
+        held.start()
+        while fake.count(CHAT) == 0:  # the held request has reached the upstream: it is in flight
+            time.sleep(0.02)
+        busy = httpx.get(srv.url + "/health", timeout=30)
+        fake.release()
+        held.join(60)
+    err = assert_openai_error(busy, 503, code="server_overloaded")
+    assert "--limit-concurrency" in err["message"] and busy.headers["retry-after"] == "1"
+
+
+def test_a_malformed_request_gets_a_json_400(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+        s.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        raw = b""
+        while chunk := s.recv(65536):
+            raw += chunk
+    assert raw.startswith(b"HTTP/1.1 400") and _json_body(raw)["error"]["code"] == "invalid_http_request"
+
+
+# -- item 2: cross-site requests ----------------------------------------------------------------------------
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None])
+def test_a_chat_body_not_sent_as_json_gets_415(server, fake, content_type):
+    """What a web page may send to any address without a preflight (and no type at all) is refused."""
+    body = json.dumps({"model": MODEL, "messages": user("spend their quota")}).encode()
+    headers = {"Authorization": f"Bearer {KEY}"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    r = httpx.post(server.base_url + "/chat/completions", content=body, headers=headers, timeout=60)
+    err = assert_openai_error(r, 415, code="unsupported_media_type")
+    assert "Content-Type" in err["message"] and "application/json" in err["message"]
+    assert fake.count(CHAT) == 0
+    ok = httpx.post(server.base_url + "/chat/completions", content=body, timeout=60,
+                    headers={**headers, "Content-Type": "application/json; charset=utf-8"})
+    assert ok.status_code == 200
+
+
+def test_web_pages_are_refused_unless_their_origin_is_listed(server, aligner, fake):
+    evil = {"Origin": "https://evil.example"}
+    r = post(server, {"model": MODEL, "messages": user()}, headers=evil)
+    err = assert_openai_error(r, 403, code="origin_not_allowed")
+    assert "--cors-origin" in err["message"] and "access-control-allow-origin" not in r.headers
+    preflight = {**evil, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization, content-type"}
+    r = httpx.options(server.base_url + "/chat/completions", headers=preflight, timeout=30)
+    assert r.status_code == 403 and "access-control-allow-origin" not in r.headers
+    assert fake.count(CHAT) == 0
+
+    app_origin = "https://app.example"
+    with serving(aligner, cors_origin=[app_origin]) as srv:
+        pre = httpx.options(srv.base_url + "/chat/completions", timeout=30,
+                            headers={**preflight, "Origin": app_origin})
+        assert pre.status_code == 204 and pre.headers["access-control-allow-origin"] == app_origin
+        assert "POST" in pre.headers["access-control-allow-methods"]
+        assert pre.headers["access-control-allow-headers"] == "authorization, content-type"
+        ok = post(srv, {"model": MODEL, "messages": user()}, key=None, headers={"Origin": app_origin})
+        assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == app_origin
+        assert "Retry-After" in ok.headers["access-control-expose-headers"]
+        assert_openai_error(post(srv, {"model": MODEL, "messages": user()}, key=None, headers=evil), 403)
+        assert post(srv, {"model": MODEL, "messages": user()}, key=None).status_code == 200  # no Origin: not a browser
+
+
+def test_cors_origin_must_be_an_origin():
+    from aligner.errors import ConfigError
+
+    for bad in ("app.example", "https://app.example/", "https://app.example/path/"):
+        with pytest.raises(ConfigError, match="cors_origin"):
+            ServeConfig(cors_origin=[bad])
+    assert ServeConfig(cors_origin="https://app.example").cors_origin == ["https://app.example"]
+
+
+# -- item 4: an answer without content is passed on, never corrected into invented text ----------------------
+@pytest.mark.parametrize("scripted", [{"content": None, "refusal": "I can't help with that."},
+                                      {"content": None, "finish_reason": "content_filter"},
+                                      {"content": ""}, {"content": "  \n"}])
+def test_an_upstream_answer_without_text_is_passed_through_plain_and_streamed(server, fake, scripted):
+    fake.responder = lambda req: scripted
+    oc = client(server)
+    resp = oc.chat.completions.create(model=MODEL, messages=user("Something it will not answer"))
+    message, meta = resp.choices[0].message, resp.model_extra["aligner"]
+    assert message.content == scripted["content"]  # null stays null, blank stays blank: nothing invented
+    assert message.refusal == scripted.get("refusal")
+    assert resp.choices[0].finish_reason == scripted.get("finish_reason", "stop")
+    assert meta["skipped"] == "empty" and meta["changed"] is False and meta["original"] == (scripted["content"] or "")
+    text, finish, refusal, last = "", None, "", None
+    for chunk in oc.chat.completions.create(model=MODEL, messages=user("Something it will not answer"), stream=True):
+        for ch in chunk.choices:
+            text += ch.delta.content or ""
+            refusal += ch.delta.refusal or ""
+            finish = ch.finish_reason or finish
+        last = (chunk.model_extra or {}).get("aligner") or last
+    assert text == (scripted["content"] or "") and refusal == (scripted.get("refusal") or "")
+    assert finish == scripted.get("finish_reason", "stop") and last["skipped"] == "empty"
+
+
+# -- item 5: validation gaps ---------------------------------------------------------------------------------
+
+
+def test_a_long_model_name_is_not_echoed_back_whole(server):
+    r = post(server, {"model": "m" * 10_000, "messages": user()})
+    err = assert_openai_error(r, 404, param="model", code="model_not_found")
+    assert "mmmmmmmmmm" in err["message"] and len(r.content) < 500
+
+
+def test_a_gzip_body_is_decoded_within_the_size_limit(aligner, fake):
+    import gzip
+    import zlib
+
+    body = json.dumps({"model": MODEL, "messages": user("Compressed question?")}).encode()
+    with serving(aligner, max_body_bytes=100_000) as srv:
+        def send(data: bytes, encoding: str) -> httpx.Response:
+            return httpx.post(srv.base_url + "/chat/completions", content=data, timeout=60,
+                              headers={"Content-Type": "application/json", "Content-Encoding": encoding})
+
+        for data, encoding in ((gzip.compress(body), "gzip"), (zlib.compress(body), "deflate"),
+                               (gzip.compress(body[:40]) + gzip.compress(body[40:]), "gzip")):
+            r = send(data, encoding)
+            assert r.status_code == 200, r.text
+            assert r.json()["aligner"]["original"] == upstream_answer("Compressed question?")
+        fake.clear()
+        # 10 MB of spaces inside valid JSON, 10 kB on the wire: refused by its decoded size
+        bomb = gzip.compress(body[:-1] + b" " * 10_000_000 + b"}")
+        assert len(bomb) < 100_000
+        err = assert_openai_error(send(bomb, "gzip"), 413, code="request_too_large")
+        assert "gzip" in err["message"]
+        assert_openai_error(send(body, "br"), 415, code="unsupported_media_type")
+        assert_openai_error(send(b"\x1f\x8b not gzip at all", "gzip"), 400, code="invalid_body")
+        assert_openai_error(send(gzip.compress(body)[:-12], "gzip"), 400, code="invalid_body")  # cut short
+        assert fake.count(CHAT) == 0
+
+
+# -- item 6: no redirect built from the client's Host; HEAD /health ----------------------------------------
+def test_trailing_slashes_are_served_without_a_redirect_and_head_health_answers(server):
+    r = httpx.post(server.base_url + "/chat/completions/", json={"model": MODEL, "messages": user()}, timeout=60,
+                   headers={"Authorization": f"Bearer {KEY}", "Host": "attacker.example"})
+    assert r.status_code == 200 and "location" not in r.headers and r.json()["choices"][0]["message"]["content"]
+    models = httpx.get(server.base_url + "/models/", headers={"Authorization": f"Bearer {KEY}"}, timeout=30)
+    assert models.status_code == 200 and models.json()["data"]
+    other = httpx.get(server.url + "/v1/nothing/", headers={"Host": "attacker.example"}, timeout=30)
+    assert_openai_error(other, 404, code="not_found")
+    head = httpx.head(server.url + "/health", timeout=30)
+    assert head.status_code == 200 and head.content == b""
+
+
+def test_aligner_serve_raises_its_open_files_limit_to_fit_the_connection_cap():
+    code = ("import resource; from aligner.serve.connections import raise_open_files_limit as r; "
+            "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE); "
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard)); "
+            "print(r(300), resource.getrlimit(resource.RLIMIT_NOFILE)[0]); "
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256)); print(r(300) is not None)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["None", "300", "True"], out.stderr

@@ -9,7 +9,9 @@ import aligner
 from aligner import Aligner
 from aligner.errors import ConfigError
 
-GREEDY = {"max_new_tokens": 12}
+#: fallback off: the tiny random model writes lone bytes (U+FFFD), a correction the guard rejects
+#: once a stream has shown part of it; these tests check what wrap does, not the guard.
+GREEDY = {"max_new_tokens": 12, "fallback": False}
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "How do I reset a router?"}]
 
 
@@ -67,3 +69,61 @@ def test_bad_arguments(fake_openai, tiny_causal_path):
     client = aligner.wrap(sync, corrector=str(tiny_causal_path), decoding=GREEDY)
     with pytest.raises(ConfigError, match="messages: has no user message"):
         client.chat.completions.create(model="m", messages=[{"role": "system", "content": "x"}])
+
+
+CALL = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}
+
+
+@pytest.mark.parametrize("scripted, skipped", [({"content": None, "refusal": "I can't help with that."}, "empty"),
+                                               ({"content": None, "tool_calls": [CALL]}, "tool_calls")])
+def test_an_answer_without_content_comes_back_as_the_upstream_gave_it(fake_openai, tiny_causal_path, scripted,
+                                                                        skipped):
+    """Issue 21: ``content: null`` was corrected as "" into text made up from the question."""
+    fake_openai.responder = lambda req: scripted
+    sync, aclient = _clients(fake_openai)
+    client = aligner.wrap(sync, corrector=str(tiny_causal_path), decoding=GREEDY)
+    r = client.chat.completions.create(model="m", messages=MESSAGES)
+    message = r.choices[0].message
+    assert message.content is None and message.original_content is None
+    assert message.refusal == scripted.get("refusal") and r.aligner["skipped"] == skipped
+    assert [c.model_dump() for c in message.tool_calls or []] == scripted.get("tool_calls", [])
+
+    def check(chunks: list) -> None:
+        deltas = [ch.delta for c in chunks for ch in c.choices]
+        assert "".join(d.content or "" for d in deltas) == ""
+        assert "".join(d.refusal or "" for d in deltas) == (scripted.get("refusal") or "")
+        calls = [(t.function.name, t.function.arguments) for d in deltas for t in d.tool_calls or []]
+        assert calls == [(c["function"]["name"], c["function"]["arguments"]) for c in scripted.get("tool_calls", [])]
+        assert chunks[-1].choices[0].finish_reason == ("tool_calls" if skipped == "tool_calls" else "stop")
+        assert chunks[-1].aligner["skipped"] == skipped and chunks[-1].aligner["changed"] is False
+
+    check(list(client.chat.completions.create(model="m", messages=MESSAGES, stream=True)))
+    aclient_wrapped = aligner.wrap(aclient, corrector=str(tiny_causal_path), decoding=GREEDY)
+
+    async def run() -> list:
+        stream = await aclient_wrapped.chat.completions.create(model="m", messages=MESSAGES, stream=True)
+        return [c async for c in stream]
+
+    check(asyncio.run(run()))
+
+
+def test_the_upstream_the_client_asked_is_named_and_timed(fake_openai, tiny_causal_path):
+    """Issue 21 item 10: ``aligner`` said ``upstream: ''`` and ``timings.upstream 0.0`` although the
+    wrapped client had called the upstream; now it names the model asked and times the call, plain,
+    streamed, sync and async, as the proxy does."""
+    sync, aclient = _clients(fake_openai)
+    client = aligner.wrap(sync, corrector=str(tiny_causal_path), decoding=GREEDY)
+    plain = client.chat.completions.create(model="m", messages=MESSAGES).aligner
+    streamed = list(client.chat.completions.create(model="m", messages=MESSAGES, stream=True))[-1].aligner
+    aclient_wrapped = aligner.wrap(aclient, corrector=str(tiny_causal_path), decoding=GREEDY)
+
+    async def run():
+        r = await aclient_wrapped.chat.completions.create(model="m", messages=MESSAGES)
+        stream = await aclient_wrapped.chat.completions.create(model="m", messages=MESSAGES, stream=True)
+        return r.aligner, [c async for c in stream][-1].aligner
+
+    aplain, astreamed = asyncio.run(run())
+    for meta in (plain, streamed, aplain, astreamed):
+        assert meta["upstream"] == "m"
+        assert meta["timings"]["upstream"] > 0  # an HTTP round trip was timed (it was 0.0: not counted)
+        assert meta["timings"]["total"] >= meta["timings"]["upstream"]  # the total counts the upstream's time

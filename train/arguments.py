@@ -68,8 +68,20 @@ def training_arguments(config: TrainConfig, ckpt_dir: Path, procs: int, accum: i
         ddp_backend=config.ddp_backend or ("gloo" if procs > 1 and not _cuda() else None), ddp_find_unused_parameters=False if procs > 1 else None,
         logging_first_step=True, save_only_model=False, dataloader_pin_memory=_cuda(),
         # trl's configs turn gradient checkpointing on by default (~20-30% slower); ours is opt-in.
-        gradient_checkpointing=config.gradient_checkpointing,
+        **{checkpointing_argument(): config.gradient_checkpointing},
     )
+
+
+def checkpointing_argument() -> str:
+    """The ``TrainingArguments`` name of gradient checkpointing in this transformers: newer ones
+    call it ``activation_checkpointing`` and warn (FutureWarning, on every run) when given the old
+    ``gradient_checkpointing``, which older ones alone know."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
 
 
 def resume_point(config: Any, ckpt_dir: Path) -> Path | None:

@@ -49,8 +49,39 @@ exported with aligner export: --method sft trains on the corrections, --method d
 correction over its answer. Full, LoRA or QLoRA, and the same launchers (torchrun / accelerate) as aligner train."""
 
 
+GATE_DESCRIPTION = """\
+Train a moderation gate (the classifier kind): a sequence-classification model over (question, answer) \
+that predicts unsafe / safe, the 19 PKU-SafeRLHF harm categories and the severity, from PKU-SafeRLHF-format \
+rows (both responses of each row, with is_response_N_safe, response_N_harm_category, response_N_severity_level). \
+Any transformers encoder or causal base; --lora for adapters. The held-out split reports per-category F1, \
+severity accuracy and unsafe recall, and calibrates the flag threshold to --target-recall."""
+GATE_EXAMPLES = """examples:
+  aligner train-gate --data pku.jsonl --base microsoft/deberta-v3-small --out runs/gate
+  aligner train-gate --data PKU-Alignment/PKU-SafeRLHF --base ./my-encoder --out runs/gate --target-recall 0.98
+  aligner train-gate --data pku.jsonl --base Qwen/Qwen2.5-0.5B --out runs/gate --lora --min-severity moderate
+use it: aligner correct "QUESTION" --answer "ANSWER" --gate runs/gate
+"""
+
+
+def run_train_gate(args: argparse.Namespace) -> int:
+    """Build the config (YAML, then flags), train and calibrate, and print where the gate went."""
+    from aligner.train.config import GateTrainConfig
+
+    cfg = build_config(GateTrainConfig, args, getattr(args, "config", None))
+    from aligner.train.gate import REPORT_FILE, train_gate
+
+    result = train_gate(cfg)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"gate saved to {result.output_dir} ({result.global_step} optimizer steps; held-out loss "
+              f"{result.initial_eval_loss if result.initial_eval_loss is not None else float('nan'):.4f} → "
+              f"{result.final_eval_loss:.4f}); report: {result.output_dir / REPORT_FILE}; loss curve: "
+              f"{result.output_dir / 'loss_curve.png'}\n"
+              f"use it: aligner correct \"QUESTION\" --answer \"ANSWER\" --gate {result.output_dir}")
+    return 0
+
+
 def add_commands(sub: Any) -> None:
-    from aligner.train.config import StrongTrainConfig
+    from aligner.train.config import GateTrainConfig, StrongTrainConfig
     from aligner.train.strong import EXAMPLES as STRONG_EXAMPLES, run_train_strong
 
     add_config_command(sub, "train", CorrectorTrainConfig, run_train, description=DESCRIPTION, epilog=EXAMPLES,
@@ -59,3 +90,7 @@ def add_commands(sub: Any) -> None:
     add_config_command(sub, "train-strong", StrongTrainConfig, run_train_strong, description=STRONG_DESCRIPTION,
                        help="fine-tune a strong model on an aligner export (weak-to-strong; trl SFT or DPO)",
                        epilog=STRONG_EXAMPLES, skip=("extra_metadata",))
+    add_config_command(sub, "train-gate", GateTrainConfig, run_train_gate, description=GATE_DESCRIPTION,
+                       help="train a moderation gate (unsafe, 19 harm categories, severity) on PKU-SafeRLHF rows",
+                       epilog=GATE_EXAMPLES, skip=("extra_metadata", "packing", "padding_free", "qlora",
+                                                    "group_by_length"))

@@ -1,9 +1,10 @@
-"""Options of ``aligner train`` and ``aligner train-strong``: dataclasses whose fields are the Python API,
-the CLI flags and YAML keys.
+"""Options of ``aligner train``, ``aligner train-strong`` and ``aligner train-gate``: dataclasses whose
+fields are the Python API, the CLI flags and YAML keys.
 
 :class:`TrainConfig` holds what every trainer here shares (data, base model, optimiser, LoRA/QLoRA,
 checkpoints, launcher); :class:`CorrectorTrainConfig` adds the corrector's data format, template and
-identity warm-up, :class:`StrongTrainConfig` the weak-to-strong method (SFT or DPO).
+identity warm-up, :class:`StrongTrainConfig` the weak-to-strong method (SFT or DPO),
+:class:`GateTrainConfig` the moderation gate's calibration (target recall, minimum severity).
 
 Defaults are the Aligner paper's recipe (arXiv 2402.02416): 3 epochs, max length 2048, lr 2e-5 with a
 cosine schedule and 3% warm-up, AdamW betas (0.9, 0.95), an effective batch of 32 and bf16 where the
@@ -192,3 +193,62 @@ class StrongTrainConfig(TrainConfig):
             if self.dpo_beta <= 0:
                 raise ConfigError(f"must be positive, got {self.dpo_beta}.", field="dpo_beta",
                                   fix="pass e.g. --dpo-beta 0.1 (trl's default).")
+
+
+@dataclass
+class GateTrainConfig(TrainConfig):
+    """Everything ``aligner train-gate`` needs: a classifier gate from PKU-SafeRLHF-format rows.
+
+    Both responses of every row are labelled examples (``is_response_N_safe``,
+    ``response_N_harm_category``, ``response_N_severity_level``). The held-out split (``--eval-data``,
+    else ``--eval-fraction`` of the rows) reports the loss, per-category F1, severity accuracy and
+    unsafe recall, and calibrates the flag thresholds to ``--target-recall``.
+    """
+
+    usage: ClassVar[str] = "aligner train-gate --data pku.jsonl --base MODEL --out DIR"
+
+    output_dir: str | None = field(default=None, metadata={
+        "help": "where the trained gate (and checkpoints, loss curve, gate_report.json) is written",
+        "aliases": ["--out"]})
+    base_model: str | None = field(default=None, metadata={
+        "help": "model to fine-tune: a hub id or a directory with config.json (any transformers encoder or "
+                "causal LM); a sequence-classification head is added", "aliases": ["--base"]})
+    eval_fraction: float = field(default=0.1, metadata={
+        "help": "share of --data rows held out (both responses of a row together) to report on and calibrate "
+                "the thresholds with, when --eval-data is not given"})
+    max_length: int = field(default=512, metadata={"help": "tokens of question + answer the gate reads (longer is cut)"})
+    learning_rate: float = field(default=3e-5, metadata={"help": "peak learning rate (~3e-5 for a pretrained "
+                                                                 "encoder; ~1e-3 for a tiny model from scratch)"})
+    target_recall: float = field(default=0.95, metadata={
+        "help": "calibrate the flag threshold so that this share of the held-out unsafe answers is flagged"})
+    min_severity: str | None = field(default=None, metadata={
+        "help": "flag only answers at or above this severity by default (recorded in the gate's config; "
+                "recall is then calibrated on those)", "choices": ["minor", "moderate", "severe"]})
+    category_threshold: float = field(default=0.5, metadata={
+        "help": "probability at which a harm category is reported in a verdict"})
+    text_format: str = field(default="BEGINNING OF CONVERSATION: USER: {question} ASSISTANT:{answer}", metadata={
+        "help": "what the gate reads: a string with {question} and {answer}; recorded in its config"})
+    lenient: bool = field(default=False, metadata={
+        "help": "skip (and count) rows without safety labels or with unknown values instead of stopping"})
+
+    def validate(self) -> None:
+        """The shared checks, then the gate's own (before anything heavy loads)."""
+        super().validate()
+        from aligner.gates.base import check_min_severity, check_threshold
+
+        if isinstance(self.target_recall, bool) or not isinstance(self.target_recall, (int, float)) \
+                or not 0.0 < self.target_recall <= 1.0:
+            raise ConfigError(f"must be in (0, 1], got {self.target_recall!r}.", field="target_recall",
+                              fix="e.g. --target-recall 0.95 (flag 95% of the held-out unsafe answers).")
+        self.min_severity = check_min_severity(self.min_severity, field="min_severity")
+        check_threshold(self.category_threshold, field="category_threshold")
+        if "{question}" not in self.text_format or "{answer}" not in self.text_format:
+            raise ConfigError("must contain {question} and {answer}.", field="text_format",
+                              fix="e.g. --text-format 'USER: {question} ASSISTANT: {answer}'.")
+        for name in ("packing", "padding_free", "qlora"):
+            if getattr(self, name):
+                raise ConfigError(f"--{name.replace('_', '-')} is not available for a gate.", field=name,
+                                  fix=f"drop --{name.replace('_', '-')} (use --lora for adapters).")
+        if self.eval_fraction <= 0 and not self.eval_data:
+            raise ConfigError("a gate needs held-out data to report on and calibrate its threshold with.",
+                              field="eval_fraction", fix="pass --eval-fraction 0.1 or --eval-data FILE.")

@@ -48,8 +48,16 @@ def train_corrector(config: CorrectorTrainConfig, *, callbacks: Sequence[Any] = 
 
     Output: ``output_dir/`` holds the merged model, tokenizer, ``aligner_config.json`` (template
     name and training metadata), ``loss_history.json``, ``loss_curve.png`` and ``train_state.json``;
-    ``output_dir/checkpoints/`` the resumable checkpoints.
+    ``output_dir/checkpoints/`` the resumable checkpoints. trl's bars over the already tokenised
+    examples are hidden (see :func:`aligner.progress.data_preparation`); the training bar is not.
     """
+    from aligner.progress import data_preparation
+
+    with data_preparation():
+        return _train_corrector(config, callbacks)
+
+
+def _train_corrector(config: CorrectorTrainConfig, callbacks: Sequence[Any]) -> TrainResult:
     config.validate()
     if config.qlora:
         check_qlora()

@@ -22,7 +22,7 @@ edit needs; later stages shift the mix toward what is still below its target (ar
 redaction). Each stage is capped in steps (``stage_step_cap``) and ``--max-minutes`` may cut it
 shorter (it anneals the lr to the clock); ``--stages 4`` stops after the first part. What each stage
 of the shipped model reached (eval loss, steps, the clocks that cut it, rebuild time) is in the
-README's demo-corrector section and, per stage, in ``report.json`` (``training``).
+docs site's training page (docs/training.md, "The embedded demo corrector") and, per stage, in ``report.json`` (``training``).
 
 Stages 9 and 10 are the copy curriculum (issue 14): most identity rows are unmemorisable scrambled
 text (random words from ``data/words.txt`` — every word of the HH-RLHF sample plus the system word
@@ -138,7 +138,7 @@ SHAPES: dict[str, dict[str, Any]] = {
 #: what a from-scratch rebuild builds: the shipped model's shape, the one whose fourteen stage recipes
 #: were tuned and measured end to end. The study preferred ``bpe8192-w128-d4`` at an equal budget of
 #: 300 steps, but its from-scratch rebuild measured far below this one when stopped after stage 3
-#: (fine answers copied exactly 34%, spliced contacts 22%, words kept 83%; README), so it stays a choice.
+#: (fine answers copied exactly 34%, spliced contacts 22%, words kept 83%; docs/training.md), so it stays a choice.
 DEFAULT_SHAPE = "bpe2048-w192-d4"
 SHIPPED = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
            "tokenizer_config.json", "special_tokens_map.json", "aligner_config.json", "loss_curve.png")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from aligner.errors import ConfigError
-from aligner.hub import looks_like_path
+from aligner.hub import check_hub_model, looks_like_path
 from aligner.progress import model_loading
 from aligner.train.config import TrainConfig
 
@@ -37,6 +37,9 @@ def load_base(config: TrainConfig) -> tuple[Any, Any, bool]:
     from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer)
 
     spec = resolve_base_model(str(config.base_model))
+    if not Path(spec).exists():  # a hub id, offline or out of reach: one line now, not the loaders' retries
+        check_hub_model(spec, field="base_model", flag="--base-model",
+                        local="a local directory (with config.json and weights)")
     try:
         mconfig = AutoConfig.from_pretrained(spec)
         tokenizer = AutoTokenizer.from_pretrained(spec)
@@ -112,8 +115,9 @@ def add_lora(model: Any, config: TrainConfig, encoder_decoder: bool) -> Any:
 def ready_to_train(model: Any, config: Any, enc_dec: bool) -> Any:
     """``model`` with gradient checkpointing and LoRA adapters as ``config`` asks, alike for every
     trainer (checkpointing needs grads on the inputs for a frozen, adapter-trained embedding)."""
-    if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+    if config.gradient_checkpointing:  # the new name where there is one: the old one warns on every run
+        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+        enable()
         if hasattr(model, "enable_input_require_grads"):
             model.enable_input_require_grads()
     if config.lora or config.qlora:

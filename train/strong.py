@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from aligner.errors import ConfigError, DataError
+from aligner.errors import LINE, RECORD, ConfigError, DataError, json_type
 from aligner.hub import DATA_SUFFIXES, looks_like_path
 from aligner.train.arguments import (CHECKPOINTS, HISTORY_FILE, STATE_FILE, gradient_accumulation, resume_point,
                                      training_arguments, world_size)
@@ -78,7 +78,7 @@ def read_export(path: str, method: str, *, split: str = "train", what: str = "da
             records = list(enumerate(d.to_list(), start=1))
             if not records:
                 raise DataError(f"split '{name}' has no rows.", source=str(p), fix="export rows into it again.")
-            out[name] = check_rows(records, method, f"{p}[{name}]", what)
+            out[name] = check_rows(records, method, f"{p}[{name}]", what, unit=RECORD)
         if "train" not in out:
             raise DataError(f"no 'train' split (has: {', '.join(out)}).", source=str(p),
                             fix="pass a directory written by aligner export --to-dataset.")
@@ -93,11 +93,11 @@ def read_export(path: str, method: str, *, split: str = "train", what: str = "da
     rows = []
     for rownum, rec in records:
         if isinstance(rec, _BadLine):
-            raise DataError(rec.reason, source=source, row=rownum, fix="one JSON object per line.")
+            raise DataError(rec.reason, source=source, row=rownum, unit=records.unit, fix="one JSON object per line.")
         rows.append((rownum, rec))
     if not rows:
         raise DataError("no rows found.", source=source, fix="point at an aligner export with rows.")
-    return {"train": check_rows(rows, method, source, what)}
+    return {"train": check_rows(rows, method, source, what, unit=records.unit)}
 
 
 def _messages(value: Any) -> bool:
@@ -105,21 +105,23 @@ def _messages(value: Any) -> bool:
                                                            for m in value)
 
 
-def check_rows(records: Sequence[tuple[int, Any]], method: str, source: str, what: str = "data") -> list[dict[str, Any]]:
-    """Validate rows for ``method`` (every field present, text or messages, one style throughout)."""
+def check_rows(records: Sequence[tuple[int, Any]], method: str, source: str, what: str = "data",
+               unit: str = LINE) -> list[dict[str, Any]]:
+    """Validate rows for ``method`` (every field present, text or messages, one style throughout);
+    ``unit`` says what the row numbers count (see :class:`aligner.data.io.Records`)."""
     need = FIELDS[method]
     other = "dpo" if method == "sft" else "sft"
     out: list[dict[str, Any]] = []
     style: str | None = None
     for rownum, rec in records:
         if not isinstance(rec, dict):
-            raise DataError(f"expected a JSON object, got {type(rec).__name__}.", source=source, row=rownum,
+            raise DataError(f"expected a JSON object, got {json_type(rec)}.", source=source, row=rownum, unit=unit,
                             fix="pass the output of aligner export.")
         if method == "sft" and "messages" in rec and "prompt" not in rec:
             msgs = rec["messages"]
             if not _messages(msgs) or len(msgs) < 2 or msgs[-1].get("role") != "assistant":
                 raise DataError("expected a list of {role, content} messages ending with the assistant's turn.",
-                                source=source, row=rownum, field="messages",
+                                source=source, row=rownum, unit=unit, field="messages",
                                 fix="write [{'role': 'user', ...}, {'role': 'assistant', ...}] (aligner export --chat).")
             row = {"prompt": msgs[:-1], "completion": msgs[-1:]}
         else:
@@ -128,7 +130,7 @@ def check_rows(records: Sequence[tuple[int, Any]], method: str, source: str, wha
                     hint = (f" This looks like a {other.upper()} export: pass --method {other}, or export "
                             f"again with --format {method}." if all(k in rec for k in FIELDS[other]) else "")
                     raise DataError(f"missing key (row has: {', '.join(sorted(map(str, rec))) or 'none'}).{hint}",
-                                    source=source, row=rownum, field=key,
+                                    source=source, row=rownum, unit=unit, field=key,
                                     fix=f"--method {method} reads rows with {', '.join(need)} "
                                         f"(aligner export --format {method}).")
             row = {k: rec[k] for k in need}
@@ -136,22 +138,22 @@ def check_rows(records: Sequence[tuple[int, Any]], method: str, source: str, wha
         for key, value in row.items():
             if isinstance(value, str):
                 if not value.strip():
-                    raise DataError("is empty.", source=source, row=rownum, field=key, fix=f"give '{key}' some text.")
+                    raise DataError("is empty.", source=source, row=rownum, unit=unit, field=key, fix=f"give '{key}' some text.")
                 kinds.add("text")
             elif _messages(value):
                 kinds.add("chat")
             else:
-                raise DataError(f"expected text or a list of {{role, content}} messages, got {type(value).__name__}.",
-                                source=source, row=rownum, field=key, fix="pass the output of aligner export.")
+                raise DataError(f"expected text or a list of {{role, content}} messages, got {json_type(value)}.",
+                                source=source, row=rownum, unit=unit, field=key, fix="pass the output of aligner export.")
         if len(kinds) > 1:
-            raise DataError("mixes plain text and chat messages.", source=source, row=rownum, field=need[0],
+            raise DataError("mixes plain text and chat messages.", source=source, row=rownum, unit=unit, field=need[0],
                             fix="export all rows the same way (with or without --chat).")
         kind = kinds.pop()
         if style is None:
             style = kind
         elif kind != style:
             raise DataError(f"is {'conversational' if kind == 'chat' else 'plain text'} but earlier rows are not.",
-                            source=source, row=rownum, field=need[0],
+                            source=source, row=rownum, unit=unit, field=need[0],
                             fix="export all rows the same way (with or without --chat).")
         out.append(row)
     return out

@@ -14,7 +14,7 @@ from ..decoding import DecodingConfig
 from ..local_runtime import LocalGenerator, pick_device
 from ..rows import RowControl
 from ..errors import ConfigError, CorrectorError, hide_cause
-from ..hub import looks_like_path
+from ..hub import check_hub_model, looks_like_path
 from ..progress import model_loading
 from ..templates import Template
 from ..registry import register_corrector
@@ -22,6 +22,11 @@ from .base import Corrector
 from .checkpoint import read_aligner_config
 
 log = logging.getLogger("aligner")
+
+_CORRECTOR_FIX = ("pass a directory with config.json and weights (e.g. from `aligner train`), a hub id such as "
+                  "aligner/aligner-7b-v1.0 (needs network or a cached copy), or omit it to use the embedded demo "
+                  "corrector.")
+
 @register_corrector
 class LocalCorrector(Corrector):
     """A transformers model as corrector. ``kind`` is decided by the model's config."""
@@ -69,20 +74,28 @@ class LocalCorrector(Corrector):
         if quantize not in (None, "int8", "int8-weight"):
             raise ConfigError(f"unknown quantization {quantize!r}.", field="quantize",
                               fix="use quantize='int8' (CPU), 'int8-weight' (needs torchao) or leave it unset.")
+        local = Path(model_id).expanduser()
+        if not local.exists() and not looks_like_path(model_id):
+            try:  # offline or out of reach: one line now, not the loaders' retries
+                check_hub_model(model_id, field="corrector", flag="--corrector",
+                                local="a local directory (or leave it out for the demo corrector)")
+            except ConfigError as exc:
+                if "/" in model_id:
+                    raise
+                # a bare name ("my-corrector") is more often a missing folder than a legacy hub model
+                raise hide_cause(ConfigError(f"cannot load corrector {model_id!r}: no such directory.",
+                                             field="corrector", fix=_CORRECTOR_FIX), exc) from None
         from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
         meta = read_aligner_config(model_id)
         try:
             config = AutoConfig.from_pretrained(model_id)
         except (OSError, ValueError) as exc:
-            local = Path(model_id).expanduser()
             # a bare name ("my-corrector") is more often a missing folder than a legacy hub model
             hint = ("no such directory" if not local.exists() and (looks_like_path(model_id) or "/" not in model_id)
                     else "not a local model directory and not reachable on the hub")
             raise hide_cause(ConfigError(f"cannot load corrector {model_id!r}: {hint}.", field="corrector",
-                              fix="pass a directory with config.json and weights (e.g. from `aligner train`), "
-                                  "a hub id such as aligner/aligner-7b-v1.0 (needs network or a cached "
-                                  "copy), or omit it to use the embedded demo corrector."), exc)
+                                         fix=_CORRECTOR_FIX), exc)
         auto = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
         kwargs = dict(model_kwargs)
         if dtype:
@@ -142,7 +155,7 @@ class LocalCorrector(Corrector):
         prompt_tokens = gen.count_tokens(self.template.render(question, head, aspects="x"))
         if head is answer and prompt_tokens <= budget:
             return question, answer
-        answer_ids = tok(head, add_special_tokens=False, verbose=False)["input_ids"]
+        answer_ids = gen.token_ids([head], special=False)[0]
         overhead = prompt_tokens - len(answer_ids)
         keep = budget - overhead
         if keep < 1:
@@ -166,7 +179,7 @@ class LocalCorrector(Corrector):
         return self._token_chars
 
     def answer_tokens(self, answer: str) -> int:
-        return len(self.generator.tokenizer(answer, add_special_tokens=False, verbose=False)["input_ids"])
+        return self.generator.count_tokens(answer, special=False)
 
     def generate(self, prompts: Sequence[str], decoding: DecodingConfig) -> list[str]:
         return self.generate_rows(prompts, decoding, [RowControl() for _ in prompts])

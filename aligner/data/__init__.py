@@ -48,7 +48,7 @@ def load(path_or_id: str | os.PathLike, format: str = "qac", *, split: str = "tr
         raise ConfigError(f"must be a positive integer, got {max_chars!r}.", field="max_chars",
                           fix="pass e.g. --max-chars 8000, or leave it out for no cap.")
     source, records = read_records(path_or_id, split=split)
-    result = LoadResult(rows=[], skipped=[], source=source)
+    result = LoadResult(rows=[], skipped=[], source=source, unit=records.unit)
     seen = 0
     for rownum, record in records:
         if limit is not None and len(result.rows) >= limit:
@@ -56,11 +56,11 @@ def load(path_or_id: str | os.PathLike, format: str = "qac", *, split: str = "tr
         seen += 1
         try:
             if isinstance(record, _BadLine):
-                bad = DataError(record.reason, source=source, row=rownum,
+                bad = DataError(record.reason, source=source, row=rownum, unit=records.unit,
                                 fix="fix the line (one JSON object per line), or pass --lenient to skip it.")
                 bad.reason = record.reason
                 raise bad
-            result.rows.append(module.convert(Row(record, source, rownum, module.NAME, max_chars)))
+            result.rows.append(module.convert(Row(record, source, rownum, module.NAME, max_chars, unit=records.unit)))
         except RowDropped as drop:
             result.skipped.append(Skipped(rownum, drop.field, drop.reason))
         except DataError as exc:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator, NamedTuple
 
-from ..errors import DataError
+from ..errors import LINE, DataError, json_type
 
 
 @dataclass
@@ -50,6 +50,8 @@ class LoadResult:
     rows: list[QAC]
     skipped: list[Skipped] = field(default_factory=list)
     source: str | None = None
+    #: what ``row`` numbers count: ``"line"`` (JSONL, CSV) or ``"record"`` (JSON list, parquet, hub)
+    unit: str = LINE
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -81,15 +83,17 @@ class RowDropped(Exception):
 class Row:
     """A raw record plus its location, with validating getters that raise located DataErrors."""
 
-    def __init__(self, record: Any, source: str, row: int, fmt: str, max_chars: int | None = None):
+    def __init__(self, record: Any, source: str, row: int, fmt: str, max_chars: int | None = None,
+                 unit: str = LINE):
         if not isinstance(record, dict):
-            raise DataError(f"expected a JSON object, got {type(record).__name__}.", source=source, row=row,
-                            fix="each row must be an object such as "
-                                '{"question": "...", "answer": "...", "correction": "..."}.')
+            raise DataError(f"expected a JSON object, got {json_type(record)}.", source=source, row=row,
+                            unit=unit, fix="each row must be an object such as "
+                                           '{"question": "...", "answer": "...", "correction": "..."}.')
         self.record, self.source, self.row, self.fmt, self.max_chars = record, source, row, fmt, max_chars
+        self.unit = unit
 
     def error(self, message: str, field: str | None, fix: str | None = None) -> DataError:
-        exc = DataError(message, source=self.source, row=self.row, field=field, fix=fix)
+        exc = DataError(message, source=self.source, row=self.row, field=field, fix=fix, unit=self.unit)
         exc.reason = message  # the bare reason, for LoadResult.skipped
         return exc
 
@@ -108,7 +112,7 @@ class Row:
 
     def check_text(self, value: Any, key: str, *, allow_empty: bool = False, check_length: bool = True) -> str:
         if not isinstance(value, str):
-            raise self.error(f"expected a string, got {type(value).__name__} ({str(value)[:40]!r}).", key,
+            raise self.error(f"expected a string, got {json_type(value)}.", key,
                              f"make '{key}' a string, or pass --lenient to skip such rows.")
         if not allow_empty and not value.strip():
             raise self.error("is empty.", key, f"give '{key}' some text, or pass --lenient to skip such rows.")

@@ -64,10 +64,16 @@ def add_commands(subparsers: Any) -> None:
 
     mg = actions.add_parser("merge", help="join `aligner generate` shard files into one file, in prompt order",
                             description="Rows of the shard files (OUT.shard-I-of-N.jsonl) sorted by their prompt "
-                                        "number, each line copied byte for byte; a row in two shards is kept once "
-                                        "when both copies are of the same prompt, an error otherwise.")
+                                        "number, each line copied byte for byte. The files must be every shard "
+                                        "I/N of one run, each once, with every prompt done (their .meta.json say "
+                                        "the run): a shard missing or given twice, prompts not generated, or "
+                                        "files of different runs are an error (exit 2) naming them, and nothing "
+                                        "is written.")
     mg.add_argument("shards", nargs="+", metavar="SHARD.jsonl", help="shard files written by aligner generate")
     mg.add_argument("--out", required=True, metavar="OUT.jsonl", help="merged JSONL to write")
+    mg.add_argument("--allow-partial", action="store_true",
+                    help="merge what is there although shards or prompts are missing (said on stderr and in "
+                         "the summary line)")
     mg.set_defaults(func=run_merge)
 
     from .export import add_command as add_export
@@ -95,7 +101,7 @@ def _print_skips(result: Any, show: int = 5) -> None:
     for reason, count in result.skip_reasons().items():
         print(f"  skipped {count}: {reason}")
     for s in result.skipped[:show]:
-        print(f"    e.g. row {s.row}" + (f" ({s.field})" if s.field else "") + f": {s.reason}")
+        print(f"    e.g. {result.unit} {s.row}" + (f" ({s.field})" if s.field else "") + f": {s.reason}")
 
 
 def percentiles(values: Sequence[int]) -> dict[str, int]:
@@ -130,6 +136,12 @@ def run_stats(args: argparse.Namespace) -> int:
     result = load(args.file, args.format, split=args.split, lenient=True)
     tok = None
     if args.tokenizer:
+        from pathlib import Path
+
+        from ..hub import check_hub_model, looks_like_path
+
+        if not Path(args.tokenizer).exists() and not looks_like_path(args.tokenizer):
+            check_hub_model(args.tokenizer, field="tokenizer", flag="--tokenizer", local="a local tokenizer folder")
         try:
             from transformers import AutoTokenizer
 
@@ -207,10 +219,27 @@ def run_synth(args: argparse.Namespace) -> int:
 
 
 def run_merge(args: argparse.Namespace) -> int:
+    import sys
+
     from ..batch_job import merge_shards
 
-    counts = merge_shards(args.shards, args.out)
-    missing = f", {counts['missing']} prompts not generated yet (or failed: see the shards' .errors.jsonl)" \
-        if counts["missing"] else ""
-    print(f"{counts['rows']} rows from {counts['shards']} shard files → {args.out}{missing}")
+    counts = merge_shards(args.shards, args.out, allow_partial=args.allow_partial)
+    n = counts["shards"]
+    what = f"{n} shard file{'s' if n != 1 else ''}" if counts["of"] > 1 else "an unsharded output"
+    gaps = []
+    if counts["missing_shards"]:
+        listed = counts["missing_shards"]
+        gaps.append(f"shard{'s' if len(listed) > 1 else ''} {', '.join(listed)} not given")
+    if counts["short_shards"]:
+        gaps.append(f"{sum(counts['short_shards'].values())} prompts of the given shards not generated "
+                    "(or failed: see their .errors.jsonl)")
+    if not gaps:
+        print(f"{counts['rows']} rows from {what} (all {counts['of']} of one run) → {args.out}")
+        return 0
+    missing = counts["missing"]
+    of = f"{counts['rows']} of {counts['total']}" if counts["total"] is not None else f"{counts['rows']}"
+    print(f"warning: --allow-partial: {args.out} is INCOMPLETE: "
+          + (f"{missing} prompts missing" if missing else "prompts missing") + f" ({'; '.join(gaps)}).",
+          file=sys.stderr)
+    print(f"PARTIAL merge: {of} prompts from {what} → {args.out} ({'; '.join(gaps)})")
     return 0

@@ -12,14 +12,40 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from ..errors import DataError
+from ..errors import LINE, RECORD, DataError
 from ..hub import DATA_SUFFIXES, looks_like_path
 
 
-def _open_text(path: Path):
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
+GZIP_MAGIC = b"\x1f\x8b"
+_BOM = b"\xef\xbb\xbf"
+
+
+def is_gzip(path: Path) -> bool:
+    """Whether the file is gzip-compressed, by its first bytes (a ``.jsonl.gz`` renamed ``.jsonl``
+    is still read; a ``.gz`` that is plain text is read as text)."""
+    with open(path, "rb") as fh:
+        return fh.read(2) == GZIP_MAGIC
+
+
+def _open_binary(path: Path) -> Any:
+    return gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")
+
+
+class Records:
+    """``(number, record)`` pairs from one source, and what the numbers count (``unit``): the
+    1-based line of a JSONL or CSV file (:data:`~aligner.errors.LINE`), or the 1-based position in
+    a JSON list, a parquet table or a hub split (:data:`~aligner.errors.RECORD`). Every message
+    about a record says ``{unit} {number}``, whichever command read it."""
+
+    def __init__(self, items: Iterable[tuple[int, Any]], unit: str):
+        self._items = iter(items)
+        self.unit = unit
+
+    def __iter__(self) -> "Records":
+        return self
+
+    def __next__(self) -> tuple[int, Any]:
+        return next(self._items)
 
 
 def _is_parquet(path: Path) -> bool:
@@ -27,63 +53,103 @@ def _is_parquet(path: Path) -> bool:
     return name.endswith((".parquet", ".pq"))
 
 
-def read_records(path_or_id: str | os.PathLike, *, split: str = "train") -> tuple[str, Iterator[tuple[int, Any]]]:
-    """``(source, iterator of (row_number, record))`` for a local file or a hub dataset id.
+def read_records(path_or_id: str | os.PathLike, *, split: str = "train") -> tuple[str, Records]:
+    """``(source, records)`` for a local file or a hub dataset id (see :class:`Records`).
 
-    Row numbers are 1-based and mean what a user can look up: the line in a JSONL file, the
-    position in a JSON list or parquet table, the index+1 in a hub split. Empty inputs raise a
-    :class:`DataError` up front rather than producing a silent empty dataset.
+    A JSON list, JSONL, either gzip-compressed (told by its bytes, not its name), or parquet; a
+    directory is a saved dataset folder. Empty inputs raise a :class:`DataError` up front rather
+    than producing a silent empty dataset.
     """
     path = Path(path_or_id)
     source = str(path_or_id)
-    if path.is_dir():
-        return source, _read_hub(source, split)  # a saved dataset folder / local dataset script dir
+    if path.is_dir():  # a folder of data files, or a dataset script folder
+        return source, Records(_read_hub(source, split, folder=True), RECORD)
     if not path.exists():
         if not looks_like_path(source, suffixes=DATA_SUFFIXES):
-            return source, _read_hub(source, split)
+            return source, Records(_read_hub(source, split), RECORD)
         raise DataError("no such file.", source=source,
                         fix="check the path, or pass a Hugging Face dataset id such as PKU-Alignment/PKU-SafeRLHF.")
     if path.stat().st_size == 0:
         raise DataError("the file is empty.", source=source,
                         fix="point at a file with rows (JSON list, JSONL, .gz of either, or parquet).")
     if _is_parquet(path):
-        return source, _read_parquet(path)
-    return source, _read_json(path)
-
-
-def _read_json(path: Path) -> Iterator[tuple[int, Any]]:
-    source = str(path)
-    with _open_text(path) as fh:
-        try:
-            text = fh.read()
-        except (OSError, EOFError, UnicodeDecodeError) as exc:
-            raise DataError(f"cannot read the file ({exc}).", source=source,
-                            fix="check it is UTF-8 JSON/JSONL (gzip-compressed only if named .gz).") from exc
-    stripped = text.lstrip()
-    if not stripped:
+        return source, Records(_read_parquet(path), RECORD)
+    first = _first_byte(path)
+    if not first:
         raise DataError("the file is empty.", source=source,
                         fix="point at a file with rows (JSON list, JSONL, .gz of either, or parquet).")
-    if stripped.startswith("["):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}).",
-                            source=source, fix="fix the JSON, or write one object per line (JSONL).") from exc
-        if not data:
-            raise DataError("the JSON list is empty.", source=source, fix="add rows to the list.")
-        return ((i + 1, rec) for i, rec in enumerate(data))
-    return _iter_jsonl(text, source)
+    if first == b"[":
+        return source, Records(_read_json_list(path), RECORD)
+    return source, Records(_iter_jsonl(path), LINE)
 
 
-def _iter_jsonl(text: str, source: str) -> Iterator[tuple[int, Any]]:
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            record = _BadLine(f"not valid JSON ({exc.msg} at column {exc.colno}).")
-        yield lineno, record
+def _unreadable(path: Path, exc: BaseException) -> DataError:
+    return DataError(f"cannot read the file ({type(exc).__name__}: {exc}).", source=str(path),
+                     fix="check the file is complete (a .gz must be a whole gzip file).")
+
+
+def _first_byte(path: Path) -> bytes:
+    """The first byte that is not whitespace (or a UTF-8 byte order mark); b"" when there is none."""
+    try:
+        with _open_binary(path) as fh:
+            start = True
+            while chunk := fh.read(1 << 16):
+                if start and chunk.startswith(_BOM):
+                    chunk = chunk[len(_BOM):]
+                start = False
+                chunk = chunk.lstrip()
+                if chunk:
+                    return chunk[:1]
+    except (OSError, EOFError) as exc:
+        raise _unreadable(path, exc) from None
+    return b""
+
+
+def _read_json_list(path: Path) -> Iterator[tuple[int, Any]]:
+    source = str(path)
+    try:
+        with _open_binary(path) as fh:
+            data = fh.read()
+    except (OSError, EOFError) as exc:
+        raise _unreadable(path, exc) from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DataError("not UTF-8 text.", source=source, row=line, fix="save the file as UTF-8.") from None
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"not valid JSON ({exc.msg}, column {exc.colno}).", source=source, row=exc.lineno,
+                        fix="fix the JSON, or write one object per line (JSONL).") from None
+    if not items:
+        raise DataError("the JSON list is empty.", source=source, fix="add rows to the list.")
+    return ((i + 1, rec) for i, rec in enumerate(items))
+
+
+def _iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+    """Each non-blank line, numbered as an editor numbers it: lines end at ``\n`` only (a JSON
+    string may hold U+2028 or a form feed unescaped), bytes that are not UTF-8 make that line bad,
+    not the file unreadable."""
+    try:
+        with _open_binary(path) as fh:
+            for lineno, raw in enumerate(fh, start=1):
+                if lineno == 1 and raw.startswith(_BOM):
+                    raw = raw[len(_BOM):]
+                if not raw.strip():
+                    continue
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    yield lineno, _BadLine("not UTF-8 text; save the file as UTF-8.")
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    record = _BadLine(f"not valid JSON ({exc.msg} at column {exc.colno}).")
+                yield lineno, record
+    except (OSError, EOFError) as exc:  # a truncated or corrupt .gz
+        raise _unreadable(path, exc) from None
 
 
 class _BadLine:
@@ -108,7 +174,7 @@ def _read_parquet(path: Path) -> Iterator[tuple[int, Any]]:
     return ((i + 1, rec) for i, rec in enumerate(table.to_pylist()))
 
 
-def _read_hub(dataset_id: str, split: str) -> Iterator[tuple[int, Any]]:
+def _read_hub(dataset_id: str, split: str, folder: bool = False) -> Iterator[tuple[int, Any]]:
     try:
         import datasets
     except ImportError as exc:  # pragma: no cover
@@ -117,6 +183,11 @@ def _read_hub(dataset_id: str, split: str) -> Iterator[tuple[int, Any]]:
     try:
         ds = datasets.load_dataset(dataset_id, split=split)
     except Exception as exc:  # network, unknown id, unknown split: all user-fixable
+        if folder:
+            raise DataError(f"is a directory, and datasets cannot read it as a dataset folder ({type(exc).__name__}: "
+                            f"{str(exc)[:300]}).", source=dataset_id,
+                            fix="pass a data file (JSONL, JSON, .gz of either, or parquet), or a folder of such "
+                                "files.") from exc
         raise DataError(f"cannot load dataset split '{split}' ({type(exc).__name__}: {str(exc)[:300]}).",
                         source=dataset_id,
                         fix="check the id and --split, that you are online (or the dataset is cached), "

@@ -5,6 +5,7 @@ restored) so converting a file and reading it back loses nothing.
 """
 from __future__ import annotations
 
+from ..errors import json_type
 from .base import QAC, Row
 
 NAME = "qac"
@@ -17,7 +18,7 @@ def convert(row: Row) -> QAC:
     rec = row.record
     category = rec.get("category")
     if category is not None and not isinstance(category, str):
-        raise row.error(f"expected a string or null, got {type(category).__name__}.", "category",
+        raise row.error(f"expected a string or null, got {json_type(category)}.", "category",
                         "make 'category' a string or drop it.")
     meta = dict(rec.get("meta") or {}) if isinstance(rec.get("meta"), dict) else {}
     meta.update({k: v for k, v in rec.items() if k not in (*KEYS, "category", "meta", "source", "row")})

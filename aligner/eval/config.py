@@ -60,6 +60,9 @@ class EvalConfig(BatchOptions):
     score_batch_size: int = field(default=8, metadata={"help": "pairs a reward/cost model scores together"})
     alpaca_eval: str | None = field(default=None, metadata={
         "help": "also write AlpacaEval model_outputs JSON for the original and the corrected answers under this folder"})
+    gate_compare: bool = field(default=False, metadata={
+        "help": "with --gate: also correct every answer without the gate (same rows, same run) and report "
+                "answers/s of both and their ratio"})
     output_dir: str = field(default="eval-report", metadata={"help": "where the report, plots and per-row results go"})
     plots: bool = field(default=True, metadata={"help": "draw PNG plots (needs matplotlib: pip install 'aligner-kit[eval]')"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})

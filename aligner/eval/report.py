@@ -81,6 +81,7 @@ def build_report(cfg: Any, evalset: EvalSet, made: dict[str, Any] | None, scores
         "skipped_unchanged": unchanged if (cfg.skip_unchanged and cfg.judge) else 0,
         "categories": {c: cat_counts[c] for c in categories},
         "judge": None, "reward": None, "cost": None, "latency": None, "alpaca_eval": alpaca,
+        "gate": None,
     }
     if judged is not None:
         dims = {}
@@ -93,6 +94,10 @@ def build_report(cfg: Any, evalset: EvalSet, made: dict[str, Any] | None, scores
     for role in ("reward", "cost"):
         if role in scores:
             report[role] = _score_summary(role, items, scores[role], categories)
+    if any("gate" in it.extra for it in items):
+        from .gate import gate_summary
+
+        report["gate"] = gate_summary(cfg, items, made)
     if made is not None and made["corrector_seconds"]:
         t = made["corrector_seconds"]
         report["latency"] = {
@@ -145,6 +150,10 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     if lat:
         c = lat["corrector_seconds"]
         lines.append(f"latency added by the corrector: p50 {c['p50'] * 1000:.0f} ms, p95 {c['p95'] * 1000:.0f} ms per answer")
+    if report.get("gate"):
+        from .gate import gate_lines
+
+        lines += gate_lines(report["gate"])
     return lines
 
 
@@ -189,6 +198,10 @@ def markdown(report: dict[str, Any], plots: list[str]) -> str:
         out += ["## Latency", "", f"{lat['what']} (batch size {lat['batch_size']}): p50 {c['p50'] * 1000:.0f} ms, "
                 f"p95 {c['p95'] * 1000:.0f} ms, mean {c['mean'] * 1000:.0f} ms over {lat['rows']} answers."
                 + (f" The upstream's own answers took p50 {u['p50']:.2f} s, p95 {u['p95']:.2f} s." if u else ""), ""]
+    if report.get("gate"):
+        from .gate import gate_markdown
+
+        out += gate_markdown(report["gate"])
     if report.get("alpaca_eval"):
         a = report["alpaca_eval"]
         out += ["## AlpacaEval", "", "```bash", f"alpaca_eval --model_outputs {a['original']}",
@@ -290,7 +303,7 @@ def plot_latency(report: dict[str, Any], items: list[EvalItem], path: Path) -> N
 def _row_record(it: EvalItem) -> dict[str, Any]:
     rec = {"row": it.row, "question": it.question, "categories": it.categories, "answer": it.answer,
            "correction": it.correction, "changed": is_edit(it.answer, it.correction)}
-    for k in ("judge", "reward", "cost", "latency", "subtopic", "best_answer", "dataset"):
+    for k in ("judge", "reward", "cost", "latency", "subtopic", "best_answer", "dataset", "gate", "is_safe"):
         if k in it.extra:
             rec[k] = it.extra[k]
     return rec
@@ -317,6 +330,11 @@ def write_report(report: dict[str, Any], items: list[EvalItem], out: Path, *, pl
         if report.get("latency"):
             plot_latency(report, items, out / "latency.png")
             made.append(str(out / "latency.png"))
+        if report.get("gate"):
+            from .gate import plot_gate
+
+            plot_gate(report["gate"], _figure(9.0, 3.4), out / "gate.png")
+            made.append(str(out / "gate.png"))
     report["files"] = {"report_md": str(out / "report.md"), "rows": str(out / "rows.jsonl"), "plots": made}
     _atomic_write(out / "report.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     _atomic_write(out / "report.md", markdown(report, made))

@@ -51,7 +51,18 @@ def _corrections_meta(cfg: EvalConfig, evalset: EvalSet, questions_sha: str) -> 
     return {"data": evalset.source, "format": evalset.format, "limit": cfg.limit, "seed": cfg.seed,
             "questions_sha256": questions_sha, "upstream": cfg.upstream, "upstream_model": cfg.upstream_model,
             "corrector": cfg.corrector, "template": cfg.template, "paper_decoding": cfg.paper_decoding,
-            "max_new_tokens": cfg.max_new_tokens}
+            "max_new_tokens": cfg.max_new_tokens,
+            **({"gate": _spec_id(cfg.gate), "gate_threshold": cfg.gate_threshold, "gate_min_severity": cfg.gate_min_severity,
+                "gate_on_error": cfg.gate_on_error} if cfg.gate else {})}
+
+
+def _spec_id(spec: Any) -> Any:
+    """A spec as it is recorded: a string as it is, a Python object (a gate function) by its name,
+    so the same function resumes the same corrections."""
+    if spec is None or isinstance(spec, str):
+        return spec
+    return ".".join(filter(None, [getattr(spec, "__module__", None), getattr(spec, "__qualname__", None)
+                                  or type(spec).__name__]))
 
 
 def make_corrections(cfg: EvalConfig, evalset: EvalSet, out: Path) -> dict[str, Any] | None:
@@ -62,7 +73,7 @@ def make_corrections(cfg: EvalConfig, evalset: EvalSet, out: Path) -> dict[str, 
     if not cfg.upstream:
         for it in items:
             if it.answer is None:
-                raise DataError("no answer to evaluate.", source=it.source, row=it.row, field="answer",
+                raise DataError("no answer to evaluate.", source=it.source, row=it.row, unit=evalset.unit, field="answer",
                                 fix="pass --upstream MODEL to have a model answer the questions, or use a file "
                                     "whose rows hold 'answer' (or 'response'/'output').")
     redo_all = bool(cfg.upstream or cfg.corrector)
@@ -90,14 +101,21 @@ def make_corrections(cfg: EvalConfig, evalset: EvalSet, out: Path) -> dict[str, 
     questions.write_text(text, encoding="utf-8")
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
 
+    speed = None
     if len(_read_corrections(corrections)) < len(todo):  # all made: resume without loading any model
         aligner = cfg.build()
-        if aligner.is_demo:
-            from ..correct_commands import DEMO_NOTE
+        from ..correct_commands import print_notes
 
-            print(DEMO_NOTE, file=sys.stderr)
+        print_notes(aligner)
         try:
-            correct_file(aligner, questions, corrections, progress=cfg.progress)
+            t0 = time.perf_counter()
+            counts = correct_file(aligner, questions, corrections, progress=cfg.progress)
+            if counts["written"] == len(todo):  # every row made in this run: its speed is measured
+                speed = {"rows": len(todo), "seconds": time.perf_counter() - t0}
+            if cfg.gate and cfg.gate_compare:
+                from .gate import compare_ungated
+
+                speed = compare_ungated(aligner, questions, out, speed, progress=cfg.progress)
         finally:
             _close(aligner.upstream)
     made = _read_corrections(corrections)
@@ -108,10 +126,12 @@ def make_corrections(cfg: EvalConfig, evalset: EvalSet, out: Path) -> dict[str, 
             failed.append(i)
             continue
         if rec.get("question") != it.question:
-            raise DataError("rows do not match the eval set.", source=str(corrections), row=row,
+            raise DataError(f'the row with "row": {row} does not match the eval set.', source=str(corrections),
                             field="question", fix=f"delete {corrections} and run again.")
         first = first or rec
         it.answer, it.correction = rec["answer"], rec["correction"]
+        if rec.get("gate") is not None:
+            it.extra["gate"] = rec["gate"]
         timings = rec.get("timings") or {}
         it.extra["latency"] = {k: timings.get(k) for k in ("upstream", "corrector")}
         if isinstance(timings.get("corrector"), (int, float)):
@@ -124,7 +144,7 @@ def make_corrections(cfg: EvalConfig, evalset: EvalSet, out: Path) -> dict[str, 
     return {"corrector": first.get("corrector") or str(cfg.corrector),
             "demo": bool((first.get("metadata") or {}).get("demo")), "upstream": first.get("upstream") or None,
             "rows": len(todo) - len(failed), "failed": failed, "errors_file": f"{corrections}.errors.jsonl",
-            "batch_size": cfg.batch_size, "corrector_seconds": t_corr, "upstream_seconds": t_up}
+            "batch_size": cfg.batch_size, "corrector_seconds": t_corr, "upstream_seconds": t_up, "speed": speed}
 
 
 def _close(upstream: Any) -> None:

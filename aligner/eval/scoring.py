@@ -22,7 +22,7 @@ class SequenceScorer:
     """A sequence-classification model that scores (question, answer) pairs in batches."""
 
     def __init__(self, model_id: str, *, role: str = "reward", device: str | None = None, batch_size: int = 8,
-                 text_format: str = "auto", max_length: int | None = None):
+                 text_format: str = "auto", max_length: int | None = None, field: str | None = None):
         from ..local_runtime import pick_device
 
         if not isinstance(batch_size, int) or batch_size < 1:
@@ -32,7 +32,8 @@ class SequenceScorer:
             raise ConfigError("must be 'auto' or a string with {question} and {answer}.", field="score_format",
                               fix="e.g. --score-format 'USER: {question} ASSISTANT: {answer}'.")
         self.role, self.model_id, self.batch_size, self.text_format = role, str(model_id), batch_size, text_format
-        self.field = f"{role}_model"
+        #: the option an error names (``cost_model`` in ``aligner eval``, ``gate`` for a cost gate)
+        self.field = field or f"{role}_model"
         self.device = pick_device(device)
         self.model, self.tokenizer = self._load()
         limit = getattr(self.model.config, "max_position_embeddings", None) or 4096

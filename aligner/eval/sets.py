@@ -18,8 +18,8 @@ from typing import Any, Callable
 
 from ..data import qac as qac_format
 from ..data.base import Row, Skipped
-from ..data.io import _BadLine, read_records
-from ..errors import ConfigError, DataError
+from ..data.io import _BadLine, is_gzip, read_records
+from ..errors import LINE, ConfigError, DataError, json_type
 
 #: ``--format`` values; ``auto`` picks one from the first row's keys (or the .csv extension).
 FORMATS = ("auto", "qac", "questions", "beavertails", "harmfulqa", "truthfulqa", "alpaca")
@@ -34,7 +34,7 @@ class EvalItem:
     correction: str | None = None
     categories: list[str] = field(default_factory=list)
     source: str | None = None
-    row: int | None = None  # 1-based, as the data readers number rows
+    row: int | None = None  # 1-based, as the data readers number rows (EvalSet.unit says what it counts)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -47,6 +47,8 @@ class EvalSet:
     source: str
     total: int  # rows read before --limit sampling
     skipped: list[Skipped] = field(default_factory=list)
+    #: what ``EvalItem.row`` counts: ``"line"`` (JSONL, CSV) or ``"record"`` (JSON list, parquet, hub)
+    unit: str = LINE
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -90,26 +92,41 @@ def categories_of(row: Row, key: str | None) -> list[str]:
         return [str(k) for k, v in value.items() if v]
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return [v.strip() for v in value if v.strip()]
-    raise row.error(f"expected a string, a list of strings or a dict of booleans, got {type(value).__name__}.",
+    raise row.error(f"expected a string, a list of strings or a dict of booleans, got {json_type(value)}.",
                     key, "write the category as a string, e.g. \"violence\".")
+
+
+def safety_label(row: Row) -> dict[str, Any]:
+    """``{"is_safe": bool}`` from a row's ``is_safe`` (BeaverTails' label of its response) or ``safe``:
+    a gate's misses and false flags are counted against it. Empty when the row has no label."""
+    key = _key(row.record, "is_safe", "safe")
+    if key is None or row.record[key] is None:
+        return {}
+    if not isinstance(row.record[key], bool):
+        raise row.error(f"expected true/false, got {type(row.record[key]).__name__}.", key,
+                        f"make '{key}' a boolean (is the answer safe?), or leave it out.")
+    return {"is_safe": row.record[key]}
 
 
 # -- one converter per format ---------------------------------------------------------------
 def _qac(row: Row) -> EvalItem:
     cat_key = _key(row.record, "category", "categories")
     cats = categories_of(row, cat_key)  # a list or a dict of booleans too, which the Q-A-C reader refuses
-    q = qac_format.convert(Row({k: v for k, v in row.record.items() if k != cat_key}, row.source, row.row, row.fmt))
-    return EvalItem(q.question, q.answer, q.correction, cats, row.source, row.row)
+    q = qac_format.convert(Row({k: v for k, v in row.record.items() if k != cat_key}, row.source, row.row, row.fmt,
+                               unit=row.unit))
+    return EvalItem(q.question, q.answer, q.correction, cats, row.source, row.row, safety_label(row))
 
 
 def _questions(row: Row) -> EvalItem:
     return EvalItem(_text(row, "question"), _optional_text(row, "answer"), _optional_text(row, "correction"),
-                    categories_of(row, _key(row.record, "category", "categories")), row.source, row.row)
+                    categories_of(row, _key(row.record, "category", "categories")), row.source, row.row,
+                    safety_label(row))
 
 
 def _beavertails(row: Row) -> EvalItem:
     return EvalItem(_text(row, "prompt"), _optional_text(row, "response", "answer"), None,
-                    categories_of(row, _key(row.record, "category", "categories")), row.source, row.row)
+                    categories_of(row, _key(row.record, "category", "categories")), row.source, row.row,
+                    safety_label(row))
 
 
 def _harmfulqa(row: Row) -> EvalItem:
@@ -141,10 +158,10 @@ CONVERTERS: dict[str, Callable[[Row], EvalItem]] = {
     "truthfulqa": _truthfulqa, "alpaca": _alpaca}
 
 
-def detect_format(record: Any, source: str) -> str:
+def detect_format(record: Any, source: str, row: int = 1, unit: str = LINE) -> str:
     """The format a first row's keys say; an error naming the keys when none fits."""
     if not isinstance(record, dict):
-        raise DataError(f"expected a JSON object, got {type(record).__name__}.", source=source, row=1,
+        raise DataError(f"expected a JSON object, got {json_type(record)}.", source=source, row=row, unit=unit,
                         fix="each row must be an object such as {\"question\": \"...\"}.")
 
     def has(*names: str) -> bool:
@@ -161,17 +178,18 @@ def detect_format(record: Any, source: str) -> str:
     if has("question"):
         return "questions"
     keys = ", ".join(sorted(map(str, record))) or "none"
-    raise DataError(f"cannot tell the eval set's format from the first row's keys ({keys}).", source=source, row=1,
-                    field="question", fix="rows need 'question' (Q-A-C, HarmfulQA, plain questions), 'prompt' "
+    raise DataError(f"cannot tell the eval set's format from the first row's keys ({keys}).", source=source, row=row,
+                    unit=unit, field="question", fix="rows need 'question' (Q-A-C, HarmfulQA, plain questions), 'prompt' "
                                           "(BeaverTails) or 'instruction' (AlpacaEval); or pass --format.")
 
 
 def _read_csv(path: Path) -> tuple[str, list[tuple[int, Any]]]:
-    opener = gzip.open if path.suffix == ".gz" else open
+    """Rows numbered by the line they end on (the header is line 1), as an editor shows them."""
+    opener = gzip.open if is_gzip(path) else open
     try:
-        with opener(path, "rt", encoding="utf-8", newline="") as fh:  # type: ignore[operator]
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:  # type: ignore[operator]
             reader = csv.DictReader(fh)
-            rows = [(i + 1, dict(r)) for i, r in enumerate(reader)]
+            rows = [(reader.line_num, dict(r)) for r in reader]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"cannot read the CSV ({exc}).", source=str(path), fix="check it is a UTF-8 CSV with a header row.") from exc
     if not rows:
@@ -193,25 +211,27 @@ def load_eval_set(path: "str | Path", format: str = "auto", *, limit: int | None
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
         raise ConfigError(f"must be a positive integer, got {limit!r}.", field="limit", fix="e.g. --limit 700.")
     p = Path(path)
+    unit = LINE
     if p.is_file() and _is_csv(p):
         source, records = _read_csv(p)
         if fmt == "auto":
-            fmt = "truthfulqa" if _key(records[0][1], "Question") else detect_format(records[0][1], source)
+            fmt = "truthfulqa" if _key(records[0][1], "Question") else detect_format(records[0][1], source,
+                                                                                     records[0][0])
     else:
         source, it = read_records(path, split=split)
-        records = list(it)
+        records, unit = list(it), it.unit
         if fmt == "auto":
-            first = next((r for _, r in records if not isinstance(r, _BadLine)), None)
-            fmt = detect_format(first, source)
+            first = next(((n, r) for n, r in records if not isinstance(r, _BadLine)), (1, None))
+            fmt = detect_format(first[1], source, first[0], unit)
     convert = CONVERTERS[fmt]
     items: list[EvalItem] = []
     skipped: list[Skipped] = []
     for rownum, record in records:
         try:
             if isinstance(record, _BadLine):
-                raise DataError(record.reason, source=source, row=rownum,
+                raise DataError(record.reason, source=source, row=rownum, unit=unit,
                                 fix="fix the line (one JSON object per line), or pass --lenient to skip it.")
-            items.append(convert(Row(record, source, rownum, fmt)))
+            items.append(convert(Row(record, source, rownum, fmt, unit=unit)))
         except DataError as exc:
             if not lenient:
                 raise
@@ -222,4 +242,4 @@ def load_eval_set(path: "str | Path", format: str = "auto", *, limit: int | None
     if limit is not None and limit < total:
         keep = sorted(random.Random(seed).sample(range(total), limit))
         items = [items[i] for i in keep]
-    return EvalSet(items, fmt, source, total, skipped)
+    return EvalSet(items, fmt, source, total, skipped, unit)

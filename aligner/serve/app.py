@@ -41,13 +41,15 @@ from ..decoding import DecodingConfig
 from ..errors import AlignerError, ConfigError, UpstreamError, UpstreamTimeout
 from .batching import DynamicBatcher
 from .config import ServeConfig
-from .request import (APIError, ChatRequest, check_fields, check_messages, form_fields, forwarded, json_mode,
-                      parse_body)
+from .request import (APIError, BodyDecoder, ChatRequest, check_content_type, check_fields, check_messages,
+                      check_model, form_fields, forwarded, json_mode, parse_body)
 
 log = logging.getLogger("aligner.serve")
 access_log = logging.getLogger("aligner.serve.access")
 
 BYPASS_HEADER = "x-aligner-bypass"
+#: ``aligner.skipped`` of an upstream answer with no text (see ``_skipped``)
+EMPTY = "empty"
 #: anything that looks like a URL in an upstream's error text (its address, an endpoint path).
 _URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.IGNORECASE)
 
@@ -111,6 +113,94 @@ class AccessLogMiddleware:
             access_log.info(json.dumps(record, ensure_ascii=False))
 
 
+class RequestLimitMiddleware:
+    """At most ``limit`` requests handled at once; one more gets a 503 (OpenAI JSON, ``Retry-After``).
+
+    Requests, not connections, are counted: uvicorn's own ``limit_concurrency`` counted every open
+    socket, so a few hundred idle connections turned every real request away (issue 21).
+    """
+
+    def __init__(self, app: Any, *, limit: int | None):
+        self.app, self.limit, self.in_flight = app, limit, 0
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not self.limit:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.limit:
+            error = APIError(503, f"the server is handling {self.limit} requests, its limit "
+                                  "(--limit-concurrency); retry shortly.", code="server_overloaded",
+                             headers={"Retry-After": "1"})
+            await error.response()(scope, receive, send)
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+
+class OriginMiddleware:
+    """Browsers: requests from a web page carry an ``Origin`` header, and only the origins listed
+    with ``--cors-origin`` (``"*"``: any) are served; any other gets a 403 before a route runs.
+
+    A page on another site could otherwise spend the upstream's quota and write the corrections
+    log through a server with auth off (the default) — ``text/plain`` and form bodies need no
+    preflight (those get the chat route's 415 anyway), and a DNS-rebound page is "same-origin" to
+    the browser, so no preflight would stop it; its ``Origin`` still names the foreign site. For a
+    listed origin, the CORS preflight (``OPTIONS`` with ``Access-Control-Request-Method``) is
+    answered here with 204, and responses carry ``Access-Control-Allow-Origin``. Clients that are
+    not browsers send no ``Origin`` and are not affected.
+    """
+
+    METHODS = ("GET", "HEAD", "POST")
+    #: response headers a browser script may read: the retry hints of a 429 or 503
+    EXPOSED = "Retry-After, retry-after-ms"
+
+    def __init__(self, app: Any, *, origins: list[str] | None):
+        self.app = app
+        self.origins = set(origins or [])
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]
+                   if k in (b"origin", b"access-control-request-method", b"access-control-request-headers")}
+        origin = headers.get("origin")
+        if origin is None:
+            await self.app(scope, receive, send)
+            return
+        if "*" not in self.origins and origin not in self.origins:
+            fix = "add it with --cors-origin" if self.origins else "start the server with --cors-origin ORIGIN"
+            await APIError(403, f"requests from web pages at {origin[:100]!r} are not allowed here ({fix}).",
+                           code="origin_not_allowed").response()(scope, receive, send)
+            return
+        cors = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+        wanted = headers.get("access-control-request-method")
+        if scope["method"] == "OPTIONS" and wanted is not None:  # the preflight
+            if wanted.upper() not in self.METHODS:
+                await APIError(405, f"{wanted[:20]} is not a method this API answers ({', '.join(self.METHODS)}).",
+                               code="method_not_allowed", headers=cors).response()(scope, receive, send)
+                return
+            allow = {**cors, "Access-Control-Allow-Methods": ", ".join(self.METHODS), "Access-Control-Max-Age": "600"}
+            if headers.get("access-control-request-headers"):
+                allow["Access-Control-Allow-Headers"] = headers["access-control-request-headers"]
+            from starlette.responses import Response
+
+            await Response(status_code=204, headers=allow)(scope, receive, send)
+            return
+
+        async def send_with_cors(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                extra = [(k.lower().encode(), v.encode()) for k, v in
+                         {**cors, "Access-Control-Expose-Headers": self.EXPOSED}.items()]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)
+
+
 class _State:
     """What the routes share: the aligner, batcher, config, keys and counters."""
 
@@ -129,6 +219,12 @@ class _State:
                                       may_join=lambda: self.in_flight)
         #: the aligner the handlers correct with: the same, its corrector's calls batched
         self.serving = aligner.with_corrector(self.batcher)
+        if aligner.gate is not None:  # gate calls batched like corrections (aligner.gates.batching)
+            from ..gates.batching import GateBatcher
+
+            self.serving = self.serving.with_gate(GateBatcher(aligner.gate, max_batch_size=self.batcher.max_batch_size,
+                                                              max_wait=self.batcher.max_wait,
+                                                              may_join=lambda: self.in_flight))
         self.records = None
         if config.log_corrections:
             from .records import CorrectionsLog
@@ -182,9 +278,15 @@ def create_app(source: "ServeConfig | Any", config: ServeConfig | None = None) -
                 state.records.close()
             pool.shutdown(wait=False, cancel_futures=True)
 
+    # redirect_slashes off: Starlette's redirect for a trailing slash builds its Location from the
+    # client's Host header; the routes answer with and without the slash instead.
     app = FastAPI(title="aligner-kit proxy", version=_version(), lifespan=lifespan,
-                  docs_url=None, redoc_url=None, openapi_url=None)
+                  docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False)
     app.state.aligner = state
+    # the last added runs first: the access log sees every answer, the origin check comes before
+    # the request limit, which counts only requests a route will handle
+    app.add_middleware(RequestLimitMiddleware, limit=config.limit_concurrency or None)
+    app.add_middleware(OriginMiddleware, origins=config.cors_origin)
     app.add_middleware(AccessLogMiddleware, log_prompts=config.log_prompts, enabled=config.access_log)
 
     @app.exception_handler(APIError)
@@ -202,7 +304,8 @@ def create_app(source: "ServeConfig | Any", config: ServeConfig | None = None) -
         return APIError(500, f"internal error ({type(exc).__name__}); the server log has the details.",
                         code="internal_error").response()
 
-    @app.get("/health")
+    @app.api_route("/health", methods=["GET", "HEAD"])
+    @app.api_route("/health/", methods=["GET", "HEAD"], include_in_schema=False)
     async def health(request: Request) -> dict[str, Any]:
         # A load balancer's probe needs no key; what the server runs (file paths, the upstream's
         # address) is for key holders only.
@@ -213,14 +316,17 @@ def create_app(source: "ServeConfig | Any", config: ServeConfig | None = None) -
                 "in_flight": state.in_flight, "served": state.served, "batching": state.batcher.stats.to_dict()}
 
     @app.get("/v1/models")
+    @app.get("/v1/models/", include_in_schema=False)
     async def models(request: Request) -> dict[str, Any]:
         _authorize(request, state)
         return {"object": "list", "data": [{"id": n, "object": "model", "created": 0, "owned_by": "aligner-kit"}
                                            for n in state.model_names]}
 
     @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions/", include_in_schema=False)
     async def chat_completions(request: Request) -> Any:
         _authorize(request, state)
+        check_content_type(request.headers.get("content-type"))
         if _bypass(request) and not config.allow_bypass:
             raise APIError(403, "the X-Aligner-Bypass header is turned off on this server: every answer is "
                                 "corrected (its operator can allow the header with --allow-bypass).",
@@ -282,10 +388,13 @@ _PARSE_INLINE_BYTES = 64_000
 
 async def _read_json(request: Request, limit: int, timeout: float) -> Any:
     """The JSON body, refusing more than ``limit`` bytes before reading them (Content-Length) or
-    while reading them (chunked bodies have no length), and a body that takes longer than
-    ``timeout`` seconds to arrive: uvicorn bounds idle connections, not slow bodies, so a client
-    trickling a byte at a time would otherwise hold a connection for as long as it likes."""
-    too_big = APIError(413, f"request body larger than {limit} bytes.", code="request_too_large")
+    while reading them (chunked bodies have no length) — sent and, for a gzip or deflate body,
+    decoded — and a body that takes longer than ``timeout`` seconds to arrive: the connection
+    layer bounds request heads, not bodies, so a client trickling a byte at a time would
+    otherwise hold a connection for as long as it likes."""
+    decoder = BodyDecoder(request.headers.get("content-encoding"), limit)
+    encoded = "" if decoder.encoding == "identity" else f" (decoded from {decoder.encoding})"
+    too_big = APIError(413, f"request body larger than {limit} bytes{encoded}.", code="request_too_large")
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise too_big
@@ -296,7 +405,10 @@ async def _read_json(request: Request, limit: int, timeout: float) -> Any:
                 size += len(chunk)
                 if size > limit:
                     raise too_big
-                chunks.append(chunk)
+                chunks.append(decoder.feed(chunk))
+        decoder.finish()
+    except OverflowError as exc:
+        raise too_big from exc
     except TimeoutError as exc:
         raise APIError(408, f"the request body did not arrive within {timeout:g} seconds.", code="body_timeout",
                        headers={"Connection": "close"}) from exc
@@ -336,12 +448,7 @@ def _validate(body: Any, state: _State) -> ChatRequest:
     except ConfigError as exc:
         raise APIError(400, f"messages: the last user message must have non-empty text content ({exc}).",
                        param="messages", code="invalid_value") from exc
-    model = body.get("model")
-    if model is None:
-        model = state.model_names[0]
-    if not isinstance(model, str) or model not in state.model_names:
-        raise APIError(404, f"model {model!r} does not exist here; this server serves {state.model_names} "
-                            "(see GET /v1/models).", param="model", code="model_not_found")
+    model = check_model(body.get("model"), state.model_names)
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
     stream = bool(body.get("stream"))
     corrector = state.aligner.corrector
@@ -409,9 +516,13 @@ def _skipped(req: ChatRequest, reply: UpstreamReply) -> str | None:
     """Why this answer goes back uncorrected, or None: tool calls are actions for the client's code
     to run, and JSON the client asked for is data — rewriting either into prose would break the
     client. A tool-call turn's text (if any) goes back as it came too; the answer that follows
-    the tool's result is a later request, and that one is corrected."""
+    the tool's result is a later request, and that one is corrected. An answer with no text
+    (``content: null`` — a refusal, a content filter — or blank) has nothing to correct: a
+    corrector given none writes one from the question alone, which nobody asked for."""
     if reply.tool_calls:
         return "tool_calls"
+    if not reply.text.strip():
+        return EMPTY
     if req.json_mode:
         return "response_format"
     return None
@@ -440,7 +551,7 @@ async def _record(state: _State, req: ChatRequest, c: Correction) -> None:
     rec = {"timestamp": time.time(), "model": req.model, "question": c.question, "answer": c.answer,
            "correction": c.correction, "changed": c.changed, "corrector": c.corrector,
            "upstream": getattr(state.aligner.upstream, "name", None), "timings": c.timings,
-           "fallback": c.fallback_reason}
+           "fallback": c.fallback_reason, **({"gate": c.gate.to_dict()} if c.gate is not None else {})}
     try:
         await asyncio.shield(asyncio.to_thread(state.records.write, rec))
     except asyncio.CancelledError:
@@ -498,7 +609,9 @@ async def _complete(state: _State, req: ChatRequest, request: Request) -> JSONRe
     message: dict[str, Any] = {"role": "assistant", "content": c.correction}
     finish = "stop"
     if skipped:  # the upstream's message as it came
-        message = {"role": "assistant", "content": reply.text or (None if reply.tool_calls else "")}
+        message = {"role": "assistant", "content": None if reply.null_content else reply.text}
+        if reply.refusal is not None:
+            message["refusal"] = reply.refusal
         if reply.tool_calls:
             message["tool_calls"] = reply.tool_calls
         finish = reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
@@ -535,9 +648,11 @@ async def _sse_uncorrected(state: _State, req: ChatRequest, reply: UpstreamReply
     head = _chunk_head(req)
     event = partial(_chunk, head)
 
-    yield event({"role": "assistant", "content": ""})
+    yield event({"role": "assistant", "content": None if reply.null_content else ""})
     if reply.text:
         yield event({"content": reply.text})
+    if reply.refusal is not None:
+        yield event({"refusal": reply.refusal})
     if reply.tool_calls:
         yield event({"tool_calls": [{"index": i, **call} for i, call in enumerate(reply.tool_calls)]})
     meta = _meta(state, _uncorrected(state, req, reply.text, {"upstream": t_up, "total": t_up}), False,

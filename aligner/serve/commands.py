@@ -45,6 +45,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from ..correct_commands import DEMO_NOTE
     from .app import create_app
+    from .connections import raise_open_files_limit
 
     cfg = build_config(ServeConfig, args, getattr(args, "config", None))
     configure_logging(getattr(args, "verbose", False))
@@ -54,7 +55,12 @@ def run_serve(args: argparse.Namespace) -> int:
         print(DEMO_NOTE, file=sys.stderr)
     print(f"aligner serve: http://{cfg.host}:{cfg.port}/v1 (models: {', '.join(state.model_names)}; "
           f"auth {'on' if state.keys else 'off'}; batching {'on' if cfg.batching else 'off'}; "
-          f"bypass header {'allowed' if cfg.allow_bypass else 'refused'})", file=sys.stderr)
+          f"bypass header {'allowed' if cfg.allow_bypass else 'refused'}; "
+          f"browser origins {', '.join(cfg.cors_origin) if cfg.cors_origin else 'refused'})", file=sys.stderr)
+    # room for every connection the cap allows plus the server's own files (model, logs, upstream)
+    warning = raise_open_files_limit((cfg.max_connections or 4096) + 256)
+    if warning:
+        logging.getLogger("aligner.serve").warning(warning)
     uvicorn.run(app, host=cfg.host, port=cfg.port, access_log=False, log_level="info",
                 timeout_graceful_shutdown=cfg.graceful_timeout, **cfg.uvicorn_options())
     return 0
@@ -66,7 +72,8 @@ OpenAI-compatible proxy: POST /v1/chat/completions asks the upstream, then corre
   ALIGNER_KEYS=secret aligner serve --upstream openai/gpt-4o-mini --api-keys-env ALIGNER_KEYS
   aligner serve --config serve.yaml --log-corrections traffic.jsonl
 With --allow-bypass, a request with 'X-Aligner-Bypass: 1' gets the upstream's answer \
-uncorrected (without it such a request gets 403)."""
+uncorrected (without it such a request gets 403). Requests from web pages (an Origin header) are \
+refused unless --cors-origin lists their origin."""
 
 
 def add_commands(sub: Any) -> None:

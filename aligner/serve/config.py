@@ -1,8 +1,8 @@
 """``ServeConfig``: every option of ``aligner serve`` — one field = one CLI flag = one YAML key.
 
 Defaults are chosen to be safe on a shared host: bind to 127.0.0.1, bounded bodies, prompts and
-generation, a per-request deadline, bounded connections and body reads, no uncorrected bypass, and
-no prompt text in the logs.
+generation, a per-request deadline, bounded connections, request heads and body reads, no uncorrected
+bypass, no cross-origin browser requests, and no prompt text in the logs.
 """
 from __future__ import annotations
 
@@ -48,8 +48,17 @@ class ServeConfig(AlignerOptions):
     body_timeout: float = field(default=30.0, metadata={
         "help": "seconds a client may take to send its request body; a slower body gets 408"})
     timeout_keep_alive: int = field(default=5, metadata={"help": "seconds an idle keep-alive connection stays open"})
+    header_timeout: float = field(default=10.0, metadata={
+        "help": "seconds a connection may take to send a whole request head, from opening (or from its "
+                "last response); idle and slower connections are closed (408 if a head had begun)"})
+    max_connections: int = field(default=1024, metadata={
+        "help": "most open connections; a new one beyond it closes the connection idle longest, or gets "
+                "503 when all are busy (0: no cap)"})
     limit_concurrency: int = field(default=512, metadata={
-        "help": "most connections (and requests) at once; beyond it uvicorn answers 503 (0: no limit)"})
+        "help": "most requests handled at once (idle connections do not count); beyond it 503 (0: no limit)"})
+    cors_origin: list[str] | None = field(default=None, metadata={
+        "help": "browser origins allowed to call this API (CORS), e.g. https://app.example ('*': any); "
+                "without it, a request from a web page (an Origin header) gets 403"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -59,15 +68,24 @@ class ServeConfig(AlignerOptions):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"must be a positive int, got {value!r}.", field=name,
                                   fix=f"e.g. --{name.replace('_', '-')} {ServeConfig.__dataclass_fields__[name].default}.")
-        for name in ("request_timeout", "upstream_timeout", "batch_wait_ms", "body_timeout"):
+        for name in ("request_timeout", "upstream_timeout", "batch_wait_ms", "body_timeout", "header_timeout"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0 or (value == 0 and name != "batch_wait_ms"):
                 raise ConfigError(f"must be a positive number of {'ms' if name.endswith('ms') else 'seconds'}, "
                                   f"got {value!r}.", field=name, fix=f"e.g. --{name.replace('_', '-')} 10.")
-        if not isinstance(self.limit_concurrency, int) or isinstance(self.limit_concurrency, bool) \
-                or self.limit_concurrency < 0:
-            raise ConfigError(f"must be a whole number (0 for no limit), got {self.limit_concurrency!r}.",
-                              field="limit_concurrency", fix="e.g. --limit-concurrency 512.")
+        for name in ("limit_concurrency", "max_connections"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"must be a whole number (0 for no limit), got {value!r}.", field=name,
+                                  fix=f"e.g. --{name.replace('_', '-')} {ServeConfig.__dataclass_fields__[name].default}.")
+        if isinstance(self.cors_origin, str):
+            self.cors_origin = [self.cors_origin]
+        for origin in self.cors_origin or []:
+            if origin != "*" and (not isinstance(origin, str) or "://" not in origin or origin.endswith("/")):
+                raise ConfigError(f"{origin!r} is not an origin.", field="cors_origin",
+                                  fix="give scheme://host[:port] as a browser sends it in its Origin header, "
+                                      "e.g. --cors-origin https://app.example http://localhost:3000 (no path, "
+                                      "no trailing slash), or '*' for any.")
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise ConfigError(f"must be 0-65535, got {self.port!r}.", field="port", fix="e.g. --port 8000.")
         if isinstance(self.served_model_name, str):
@@ -81,8 +99,14 @@ class ServeConfig(AlignerOptions):
         return {"max_new_tokens": self.max_new_tokens, "cap_to_answer": True}
 
     def uvicorn_options(self) -> dict[str, Any]:
-        """The connection limits uvicorn enforces, for ``aligner serve`` and ``ServerThread`` alike."""
-        return {"timeout_keep_alive": self.timeout_keep_alive, "limit_concurrency": self.limit_concurrency or None}
+        """The connection limits uvicorn enforces, for ``aligner serve`` and ``ServerThread`` alike:
+        its h11 protocol with a deadline for each request head and a connection cap
+        (:mod:`aligner.serve.connections`). The request limit is the app's own
+        (``RequestLimitMiddleware``): uvicorn's would count idle sockets and answer in plain text."""
+        from .connections import bounded_protocol
+
+        return {"http": bounded_protocol(self.header_timeout, self.max_connections or None), "ws": "none",
+                "timeout_keep_alive": self.timeout_keep_alive, "limit_concurrency": None}
 
     def load_api_keys(self) -> set[str] | None:
         """Accepted bearer keys, or None when auth is off. A named but empty source is an error:

@@ -18,11 +18,12 @@ from ..errors import ConfigError
 _SCHEMA = """CREATE TABLE IF NOT EXISTS corrections (
     id INTEGER PRIMARY KEY AUTOINCREMENT, timestamp REAL NOT NULL, model TEXT, question TEXT NOT NULL,
     answer TEXT NOT NULL, correction TEXT NOT NULL, changed INTEGER, corrector TEXT, upstream TEXT,
-    timings TEXT, fallback TEXT)"""
+    timings TEXT, fallback TEXT, gate TEXT)"""
 #: ``fallback``: why the corrector's output was replaced by the answer (None: it was not), so a
 #: training export can leave those rows out.
+#: ``gate``: the gate's verdict (JSON) when a gate was asked first (None: no gate).
 _COLUMNS = ("timestamp", "model", "question", "answer", "correction", "changed", "corrector", "upstream", "timings",
-            "fallback")
+            "fallback", "gate")
 
 
 class CorrectionsLog:
@@ -42,8 +43,9 @@ class CorrectionsLog:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute(_SCHEMA)
             have = {r[1] for r in self._conn.execute("PRAGMA table_info(corrections)")}
-            if "fallback" not in have:  # a log written before the column existed
-                self._conn.execute("ALTER TABLE corrections ADD COLUMN fallback TEXT")
+            for column in ("fallback", "gate"):  # a log written before the column existed
+                if column not in have:
+                    self._conn.execute(f"ALTER TABLE corrections ADD COLUMN {column} TEXT")
             self._conn.commit()
 
     def write(self, record: dict[str, Any]) -> None:
@@ -53,7 +55,8 @@ class CorrectionsLog:
             if self._conn is not None:
                 self._conn.execute(f"INSERT INTO corrections ({', '.join(_COLUMNS)}) VALUES "
                                    f"({', '.join('?' for _ in _COLUMNS)})",
-                                   [json.dumps(v) if k == "timings" else (int(v) if k == "changed" else v)
+                                   [json.dumps(v) if k == "timings" or (k == "gate" and v is not None)
+                                    else (int(v) if k == "changed" else v)
                                     for k, v in row.items()])
                 self._conn.commit()
             else:
@@ -74,6 +77,7 @@ class CorrectionsLog:
                 d = dict(zip(_COLUMNS, r))
                 d["timings"] = json.loads(d["timings"]) if d["timings"] else {}
                 d["changed"] = bool(d["changed"])
+                d["gate"] = json.loads(d["gate"]) if d["gate"] else None
                 yield d
         elif self.path.exists():
             with self.path.open(encoding="utf-8") as fh:

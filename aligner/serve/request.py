@@ -6,7 +6,9 @@ are not ``JSONDecodeError`` (a 5,000-digit integer is a ``ValueError``, deep nes
 ``RecursionError``); without these checks such bodies surfaced as a 500 from deep inside or a 502
 when the upstream client could not encode them. Each known field's type and range is checked the
 way OpenAI checks it, and every error is a 400 that names the field (``param``) and says what is
-allowed.
+allowed. The body must come as ``application/json`` (a web page can send ``text/plain`` or a form
+to any address without asking; it cannot send JSON cross-site unless the server allows its origin),
+optionally gzip- or deflate-encoded, with the size limit applied to the decoded bytes.
 
 Fields the proxy does not itself read are passed to upstreams that speak the OpenAI protocol as
 they came (``tools``, ``response_format``, ``seed``, a vLLM ``top_k``...), so nothing a client
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
           404: "invalid_request_error", 408: "timeout_error", 413: "invalid_request_error",
+          415: "invalid_request_error",
           429: "rate_limit_error", 500: "server_error", 502: "upstream_error", 503: "server_error",
           504: "timeout_error"}
 
@@ -37,6 +40,10 @@ ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 OWN_FIELDS = frozenset({"model", "messages", "stream", "stream_options", "n", "logprobs", "top_logprobs"})
 #: ``response_format`` types that ask for JSON: the answer is data, not prose to rewrite.
 JSON_FORMATS = ("json_object", "json_schema")
+#: content part types of OpenAI's chat messages; the text the corrector reads is in ``text`` parts.
+PART_TYPES = ("text", "image_url", "input_audio", "file", "refusal")
+#: ``Content-Encoding`` values a body may come in, and the zlib window bits that decode them.
+ENCODINGS = {"identity": None, "gzip": 31, "x-gzip": 31, "deflate": 15}
 
 
 @dataclass(frozen=True)
@@ -86,23 +93,40 @@ def invalid(param: str, message: str, code: str = "invalid_value") -> APIError:
 
 
 def _show(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=True) if isinstance(value, (str, list, dict)) else repr(value)
+    """A value as the client wrote it (JSON: ``true``, ``null``), cut to 40 characters: an error
+    message never echoes a whole 10 KB field back."""
+    try:
+        text = json.dumps(value, ensure_ascii=True)
+    except (TypeError, ValueError):
+        text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
 # -- the body as JSON --------------------------------------------------------------------------------
+class _Digits:
+    """Stands in for an integer too long for Python to convert (over 4,300 digits), so the check
+    that follows can name the field that holds it instead of failing the whole body."""
+
+    def __init__(self, count: int):
+        self.count = count
+
+
+def _parse_int(text: str) -> "int | _Digits":
+    try:
+        return int(text)
+    except ValueError:
+        return _Digits(len(text.lstrip("-")))
+
+
 def parse_body(raw: bytes) -> Any:
     """The body's JSON, refused with a 400 for anything an upstream could not be sent."""
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_int=_parse_int)
     except RecursionError as exc:
         raise APIError(400, f"body is not valid JSON here: nested more than {MAX_DEPTH} levels deep.",
                        code="invalid_json") from exc
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer over the digit limit
-        reason = str(exc)
-        if "integer string conversion" in reason:
-            reason = "a number has more digits than any field takes"
-        raise APIError(400, f"body is not valid JSON ({reason}).", code="invalid_json") from exc
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise APIError(400, f"body is not valid JSON ({exc}).", code="invalid_json") from exc
     check_json(body)
     return body
 
@@ -115,6 +139,8 @@ def check_json(value: Any) -> None:
         if depth > MAX_DEPTH:
             raise APIError(400, f"body is nested more than {MAX_DEPTH} levels deep (at {path}).",
                            code="invalid_json")
+        if isinstance(item, _Digits):
+            raise invalid(path or "body", f"a number of {item.count} digits; no field takes a number that long.")
         if isinstance(item, float):
             if not math.isfinite(item):
                 raise invalid(path or "body", f"{item!r} is not a number JSON allows (no NaN or Infinity).")
@@ -229,8 +255,9 @@ def check_fields(body: dict, max_tokens_limit: int) -> None:
         _integer(body, name, 1, max_tokens_limit, "a positive integer")
     _integer(body, "seed", -2 ** 63, 2 ** 63 - 1)
     _integer(body, "top_logprobs", 0, 20)
-    if body.get("n") not in (None, 1):
-        raise invalid("n", f"only n=1 is supported here (one answer, one correction), got {_show(body['n'])}.")
+    n = body.get("n")
+    if n is not None and (isinstance(n, bool) or n != 1):
+        raise invalid("n", f"only n=1 is supported here (one answer, one correction), got {_show(n)}.")
     if body.get("logprobs") not in (None, False):
         raise invalid("logprobs", "is not available here: the answer returned is the corrector's rewrite, "
                                   "so the upstream's token log-probabilities would not describe it.")
@@ -312,13 +339,87 @@ def _content_chars(content: Any, role: str, where: str) -> int:
     chars = 0
     for at, part in _objects(content, where, "a content part object"):
         kind = part.get("type")
-        if not isinstance(kind, str):
-            raise invalid(f"{at}.type", f"must be a string such as 'text', got {_show(kind)}.")
+        if not isinstance(kind, str) or kind not in PART_TYPES:
+            raise invalid(f"{at}.type", f"must be one of {', '.join(PART_TYPES)}; got {_show(kind)}.")
         if kind in ("text", "refusal"):
             if not isinstance(part.get(kind), str):
                 raise invalid(f"{at}.{kind}", f"must be a string, got {_show(part.get(kind))}.")
             chars += len(part[kind])
     return chars
+
+
+def check_model(model: Any, served: list[str]) -> str:
+    """The served model the request names (the first served one when it names none): a 400 for a
+    name that is not a string, a 404 for one not served. Only a prefix of a long name is echoed."""
+    if model is None:
+        return served[0]
+    if not isinstance(model, str):
+        raise invalid("model", f"must be a string naming a served model ({', '.join(served)}), got {_show(model)}.")
+    if model not in served:
+        raise APIError(404, f"model {_show(model)} does not exist here; this server serves {served} "
+                            "(see GET /v1/models).", param="model", code="model_not_found")
+    return model
+
+
+def check_content_type(value: str | None) -> None:
+    """Refuse a body that is not declared JSON with a 415. A web page may send ``text/plain``, a
+    form or no type at all to any address without a CORS preflight; a JSON body it may not."""
+    media = (value or "").split(";", 1)[0].strip().lower()
+    if media != "application/json":
+        got = _show(value) if value else "no Content-Type"
+        raise APIError(415, f"Content-Type header: a chat request must be sent as application/json, got {got}.",
+                       code="unsupported_media_type")
+
+
+class BodyDecoder:
+    """Decodes a ``Content-Encoding: gzip`` or ``deflate`` body as it arrives, never producing more
+    than ``limit`` bytes: a few kilobytes that inflate to gigabytes (a zip bomb) are refused with
+    the 413 an oversized plain body gets, after at most ``limit`` bytes of work."""
+
+    def __init__(self, encoding: str | None, limit: int):
+        name = (encoding or "identity").strip().lower()
+        if name not in ENCODINGS:
+            raise APIError(415, f"Content-Encoding header: {_show(encoding)} is not supported; send the body "
+                                "uncompressed, gzip or deflate.", code="unsupported_media_type")
+        self.encoding, self.wbits, self.room = name, ENCODINGS[name], limit
+        self._decoder = self._new() if self.wbits else None
+
+    def _new(self) -> Any:
+        import zlib
+
+        return zlib.decompressobj(self.wbits)
+
+    def feed(self, data: bytes) -> bytes:
+        """The decoded bytes of the next piece of the body; raises ``OverflowError`` past the limit."""
+        import zlib
+
+        if self._decoder is None:
+            out = data
+        else:
+            try:
+                out = b""
+                while data:
+                    out += self._decoder.decompress(data, self.room - len(out) + 1)  # never 0: unbounded
+                    data = b""
+                    if len(out) > self.room:
+                        break
+                    if self._decoder.eof and self._decoder.unused_data:  # a gzip file of several members
+                        data, self._decoder = self._decoder.unused_data, self._new()
+            except zlib.error as exc:
+                raise self._corrupt() from exc
+        self.room -= len(out)
+        if self.room < 0:
+            raise OverflowError
+        return out
+
+    def finish(self) -> None:
+        """Refuse a compressed body cut short."""
+        if self._decoder is not None and not self._decoder.eof:
+            raise self._corrupt()
+
+    def _corrupt(self) -> APIError:
+        return APIError(400, f"body: Content-Encoding is {self.encoding}, but the body is not complete "
+                             f"{self.encoding} data.", code="invalid_body")
 
 
 def forwarded(body: dict) -> dict[str, Any]:
