@@ -157,13 +157,20 @@ _STREET_WORDS = re.compile(r"\b(?:st|street|rd|road|ave|avenue|lane|ln|way|drive
                            r"apt|suite|unit|flat|floor|box|gasse|stra(?:ss|\u00df)e|str|weg|platz|allee|ring|rue|"
                            r"chemin|avenida|calle|camino|via|viale|piazza|rua|travessa|gatan|vej|gade|ul|laan|"
                            r"straat|plein|kade)\b\.?", re.I)
+#: what a street address never holds: degrees (coordinates, temperatures) and clock times
+_NOT_ADDRESS = re.compile(r"\u00b0|\b\d{1,2}:\d{2}\b")
+#: words a full stop may follow inside one address (``St. Mary's Road``, ``Apt. 4``)
+_ADDRESS_ABBREVIATIONS = {"st", "rd", "ave", "av", "avda", "dr", "ln", "ct", "pl", "sq", "blvd", "mt", "ft", "apt",
+                          "ste", "bldg", "no", "nr", "co", "inc", "ltd", "jr", "sr", "str", "ul", "al", "os", "bd",
+                          "pza", "gen", "prof", "sv", "sta", "sto", "gr", "pk", "cres", "tce", "hwy"}
 
 
 def looks_like(kind: str, span: str, before: str = "") -> bool:
     """Whether ``span`` (what a placeholder replaced; ``before``: the text right before it) is a
     contact of ``kind``: an address with a user and a domain; a phone of 7 to 15 digits in groups,
     no thousands separators, times or units; a card of 13 to 19 digits; a street address with a
-    number and a street word or a capitalised name. A number after a label (``ISBN``, ``order``) is none."""
+    number and a street word or a capitalised name, within one sentence, with no degrees or clock times
+    (coordinates are none). A number after a label (``ISBN``, ``order``) is none."""
     s = span.strip(" \t,;:()[]<>\"'")
     if not s:
         return False
@@ -183,7 +190,14 @@ def looks_like(kind: str, span: str, before: str = "") -> bool:
             return False
         return 7 <= digits <= 15 if kind == "phone" else 13 <= digits <= 19
     if kind == "address":
-        if not digits or len(s.split()) > 16 or "@" in s:
+        if (not digits or len(s.split()) > 16 or "@" in s or _NOT_ADDRESS.search(s)
+                or re.search(r"[()\[\]{}<>~|]", re.sub(r"\([A-Z]{2}\)?", "", s))):  # (PG): a province
+            return False  # brackets inside: words beside the address went with it (``8 Oak St (office hours)``)
+        if re.search(r",(?: [a-z\u00df-\u024f]+){2,}[.!?]?$", s):
+            return False  # ends in a lowercase clause: ``8 rue des Lilas, just behind the bakery``
+        if any(m.group(1).lower() not in _ADDRESS_ABBREVIATIONS
+               and len(m.group(1)) > 1  # an initial: C. Silvestre Rosell 749
+               for m in re.finditer(r"(\w+)[.!?]\s+[A-Z\u00c0-\u024f]", s)):  # a span across sentences is none
             return False
         return bool(_STREET_WORDS.search(s) or re.search(r"\b\d+[a-zA-Z]?\b.*\b[A-Z][a-z\u00c0-\u024f]+", s)
                     or re.search(r"\b[A-Z][a-z\u00c0-\u024f]+\w*\b.*\b\d+[a-zA-Z]?\b", s))
@@ -244,8 +258,15 @@ def _holds(kind: str, text: str, before: str) -> bool:
     return any(looks_like(kind, m.group(0), before + " " + text[:m.start()]) for m in _NUMBERISH.finditer(text))
 
 
+#: a placeholder with a piece of the contact still glued to it (``support@[EMAIL]``, ``[EMAIL].ng``)
+_GLUED_PIECE = re.compile(r"\w[@.]?\[(?:EMAIL|PHONE|CARD|ADDRESS)\]|\[(?:EMAIL|PHONE|CARD|ADDRESS)\][@.-]?\w")
+
+
 def placeholder_over_non_contact(answer: str, correction: str) -> bool:
-    """A placeholder that stands where the answer had no contact of its kind (or had nothing)."""
+    """A placeholder that stands where the answer had no contact of its kind (or had nothing), or
+    beside a piece of the contact it half replaced."""
+    if any(not re.search(re.escape(m.group(0)), answer) for m in _GLUED_PIECE.finditer(correction)):
+        return True
     for x, y, before in _hunks(answer, correction):
         names = _PLACEHOLDER.findall(y)
         if names and not _placeholder_ok(x, y, before) and not any(_holds(PLACEHOLDERS[n], x, before) for n in names):
