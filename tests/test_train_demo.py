@@ -59,6 +59,8 @@ def test_rebuild_command_runs_end_to_end_on_tiny_settings(tmp_path):
     assert set(wild) == {"heldout_generated", "hand_written"}
     assert wild["hand_written"]["n"] == 2 and set(wild["hand_written"]) >= {"raw", "guarded", "targets"}
     assert {"words_kept", "placeholders_in_fine", "half_refusals"} <= set(wild["hand_written"]["guarded"]["success"])
+    guarded = report["user_measures_guarded"]  # the fine answers and spliced contacts as a user is shown them
+    assert guarded["n"] == report["user_measures"]["n"] and set(guarded["success"]) >= {"exact_copy", "no_damage"}
     assert json.loads((work / "data" / "libraries.json").read_text())["faker"]  # the versions the rows came from
     assert report["data"]["libraries"] == json.loads((work / "data" / "libraries.json").read_text())
     # --measure scores any corrector on the work folder's held-out sets

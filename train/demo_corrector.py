@@ -540,6 +540,9 @@ def evaluate(model_dir: Path, work: Path, limit: int | None = None, threads: int
     report["splice_generalisation"] = run("eval_splice")
     report["user_measures"] = user_measures(corrector, work, limit)
     guarded = load_corrector(str(model_dir), device="cpu", decoding={"max_new_tokens": 160, "edit_checks": "strict"})
+    # what a user is shown (the guard and its edit checks on, as the demo corrector runs by default):
+    # the same fine answers and spliced contacts, so "never damages a fine answer" is measured as shipped
+    report["user_measures_guarded"] = user_measures(guarded, work, limit)
     wild = wild_eval_files(work, Path(os.environ.get("ALIGNER_HH_RLHF", str(HH_RLHF_DEFAULT))))
     report["wild_measures"] = {"heldout_generated": wild_measures(corrector, wild["eval_wild"], limit, guarded),
                                "hand_written": wild_measures(corrector, wild["eval_hand26"], limit, guarded)}
@@ -615,6 +618,7 @@ def main(argv: list[str] | None = None) -> int:
         out = work / f"measure-{Path(args.measure).resolve().name}.json"
         out.write_text(json.dumps(report, indent=1) + "\n")
         print(json.dumps({k: report[k] for k in ("synthetic_heldout", "user_measures", "latency_s")}, indent=1))
+        print("user_measures_guarded", json.dumps(report["user_measures_guarded"]["success"]))
         for name, m in report["wild_measures"].items():
             print(name, json.dumps({k: m[k]["success"] for k in ("raw", "guarded")}))
         print(f"written to {out}")
@@ -656,7 +660,8 @@ def main(argv: list[str] | None = None) -> int:
     old = model_dir / "report.json"
     if args.reuse_report and old.is_file() and "user_measures" in json.loads(old.read_text()):
         report = {k: v for k, v in json.loads(old.read_text()).items()
-                  if k in ("synthetic_heldout", "splice_generalisation", "user_measures", "demo_examples", "latency_s",
+                  if k in ("synthetic_heldout", "splice_generalisation", "user_measures", "user_measures_guarded",
+                           "demo_examples", "latency_s",
                            "size_mb", "weights_mb", "parameters", "targets", "targets_met", "wild_measures")}
     else:
         report = evaluate(model_dir, work, args.eval_limit, args.threads)
@@ -664,6 +669,7 @@ def main(argv: list[str] | None = None) -> int:
         before = json.loads(Path(args.before).read_text())
         report["before"] = {"synthetic_heldout": before["synthetic_heldout"]["success"],
                             "user_measures": before["user_measures"]["success"],
+                            "user_measures_guarded": before.get("user_measures_guarded", {}).get("success"),
                             "wild_measures": {k: {s: m[s]["success"] for s in ("raw", "guarded") if s in m}
                                               for k, m in before.get("wild_measures", {}).items()},
                             "demo_examples": before.get("demo_examples"), "latency_s": before.get("latency_s")}
