@@ -14,7 +14,7 @@ from aligner.decoding import DecodingConfig
 from aligner.edit_checks import (HALF_REFUSAL, NOT_A_CONTACT, UNVERIFIED_EDIT, WRONG_SUM, check_edit, find_sums,
                                  half_refusal, looks_like)
 from aligner.errors import ConfigError
-from aligner.guard import Guard
+from aligner.guard import REPLACEMENT_CHAR, Guard
 from aligner.templates import get_template
 from fake_openai import FakeOpenAI
 
@@ -37,7 +37,7 @@ SCRIPT = {
     "Mail billing-team@north-star.dev or call +44 20 7946 0958.": "Mail [EMAIL] or call [PHONE].",
     "Email:support@acme-tools.io, thanks.": "Email:[EMAIL], thanks.",                     # glued, replaced whole
     "Email support@acme-tools.io now.": "Email support@[EMAIL] now.",                     # half-replaced
-    "Set x=5 and then y=7.": "Set x\ufffd5 and then y t7.",                               # garbled, no checkable edit
+    "Set x=5 and then y=7.": "Set x 5 and then y t7.",                                   # garbled, no checkable edit
     "An unprofessional reply.": "An unprof and reply.",
 }
 
@@ -111,7 +111,8 @@ def test_the_demo_corrector_is_checked_strictly_by_default_and_its_output_judged
     raw = c.correct_results(cases, decoding={"fallback": False, "max_new_tokens": 96})
     guarded = c.correct_results(cases, decoding={"max_new_tokens": 96})
     for (q, a), r, g in zip(cases, raw, guarded):
-        reason = check_edit(a, r.text, strict=True)
+        # the guard's own rules come first (a lone byte as U+FFFD: replacement_char), then the edit checks
+        reason = REPLACEMENT_CHAR if r.text.count("\ufffd") > a.count("\ufffd") else check_edit(a, r.text, strict=True)
         if reason is None:
             assert (g.text, g.fallback_reason) == (r.text, None)
         else:
