@@ -274,11 +274,17 @@ def placeholder_over_non_contact(answer: str, correction: str) -> bool:
     return False
 
 
+#: the one mark after a sum's result that a fix may change too (``= 44, but`` → ``= 43. but``: the
+#: demo corrector's slip, which leaves every word as it was and the sum right)
+_CLAUSE_MARKS = {"", ",", ".", ";", ":"}
+
+
 def _sum_fix(x: str, y: str, correction: str) -> bool:
-    """A hunk that only changes a number into the right result of a sum of the correction."""
+    """A hunk that only changes a number into the right result of a sum of the correction (and
+    perhaps the clause mark right after it)."""
     mx, my = re.fullmatch(rf"({_NUM})([^\w]*)", x), re.fullmatch(rf"({_NUM})([^\w]*)", y)
-    if not mx or not my or mx.group(2) != my.group(2):
-        return False  # not a number, or its punctuation changed too
+    if not mx or not my or (mx.group(2) != my.group(2) and not {mx.group(2), my.group(2)} <= _CLAUSE_MARKS):
+        return False  # not a number, or more than a clause mark after it changed too
     return any(s.right and s.c == _int(my.group(1)) for s in find_sums(correction))
 
 

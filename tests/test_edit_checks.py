@@ -145,8 +145,12 @@ def test_the_rules_on_their_own():
     assert check_edit("Reach m.okonkwo@lagos-press.com.ng today.", "Reach [EMAIL].ng today.") == NOT_A_CONTACT
     assert check_edit("Reach m.okonkwo@lagos-press.com.ng today.", "Reach [EMAIL] today.") is None
     assert looks_like("email", "hr.helpdesk@fabrikam.co") and not looks_like("email", "@nasa")
-    # a right fix whose punctuation changed too is no longer only a sum fix
-    assert check_edit("I think 17 + 26 = 44, but check it.", "I think 17 + 26 = 43. but check it.", strict=True) \
+    # a right fix may change the clause mark after the result (the demo corrector's slip in the README's
+    # quick start), nothing more: a word or other punctuation beside it is no longer only a sum fix
+    assert check_edit("I think 17 + 26 = 44, but check it.", "I think 17 + 26 = 43. but check it.", strict=True) is None
+    assert check_edit("I think 17 + 26 = 44, but check it.", "I think 17 + 26 = 43! but check it.", strict=True) \
+        == UNVERIFIED_EDIT
+    assert check_edit("I think 17 + 26 = 44, but check it.", "I think 17 + 26 = 43, so check it.", strict=True) \
         == UNVERIFIED_EDIT
     assert check_edit("A fine answer.", "A fine answer.", strict=True) is None
 
