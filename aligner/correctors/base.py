@@ -20,6 +20,7 @@ from typing import Any, AsyncIterator, Iterator, Mapping, Sequence
 from ..correction import Asked, AsyncCorrectionStream, CorrectionStream, CorrectorResult, correction_of
 from ..decoding import DecodingConfig
 from ..errors import require_text
+from ..edit_checks import edit_check_for
 from ..guard import Guard
 from ..rows import RowControl
 from ..templates import Template, cut_at_stop, get_template
@@ -74,8 +75,8 @@ class Corrector(Backend):
     def guard(self, question: str, answer: str, decoding: DecodingConfig) -> Guard:
         """The guard for one correction of ``answer`` (as the corrector sees it, after ``fit``)."""
         cap = decoding.row_cap(self.answer_tokens(answer)) if decoding.cap_to_answer else None
-        return Guard(self.template, question, answer, eos_token=self.eos_token, cap=cap,
-                     enabled=decoding.fallback)
+        return Guard(self.template, question, answer, eos_token=self.eos_token, cap=cap, enabled=decoding.fallback,
+                     edit_check=edit_check_for(decoding.edit_checks, demo=bool(getattr(self, "is_demo", False))))
 
     def prepare(self, question: str, answer: str, *, aspects: str | None = None,
                 decoding: "DecodingConfig | None" = None) -> tuple[str, RowControl]:
