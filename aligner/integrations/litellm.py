@@ -26,7 +26,8 @@ A corrected reply carries what ``aligner serve`` returns: each choice's ``messag
 correction, ``message.original_content`` the upstream's answer, and the response an ``aligner``
 object (``Correction.meta()``: the original, the corrector, timings, ``changed``...). A streamed
 reply is read to its end (a correction needs the whole answer), then the correction is streamed
-back as chunks, the last one carrying ``aligner``. Replies that are not prose — tool calls, or no
+back as chunks, the last one carrying ``aligner`` (also in its ``provider_specific_fields``, where
+LiteLLM's own client keeps extra fields). Replies that are not prose — tool calls, or no
 text — go back as they came, with ``aligner.skipped`` saying why. Upstream errors never reach the
 guardrail: the proxy returns them as it always does.
 
@@ -48,6 +49,8 @@ log = logging.getLogger("aligner.litellm")
 #: the guardrail's own ``litellm_params`` settings, beside LiteLLM's (``guardrail``, ``mode``, ``default_on``)
 SETTINGS = ("corrector", "template", "objectives", "context", "gate", "gate_threshold", "gate_min_severity",
             "gate_on_error", "device", "max_new_tokens", "max_batch_size", "batch_wait_ms")
+#: where a response records the guardrails that corrected it (LiteLLM's private ``_hidden_params``)
+CORRECTED_BY = "aligner_corrected_by"
 #: what LiteLLM itself passes a custom guardrail's constructor besides its ``litellm_params``
 _LITELLM_ARGS = frozenset({"guardrail_name", "event_hook", "default_on"})
 
@@ -90,6 +93,12 @@ class AlignerGuardrail(CustomGuardrail):
 
         if not isinstance(response, ModelResponse) or not response.choices:
             return response  # embeddings, images...: nothing to correct
+        done = response._hidden_params.setdefault(CORRECTED_BY, [])
+        if self.guardrail_name in done:
+            # LiteLLM runs a model-level guardrail twice (its deployment hook, then the proxy's
+            # post-call hook): a correction is not corrected again
+            return response
+        done.append(self.guardrail_name)
         messages = data.get("messages")
         upstream = str(data.get("model") or response.model or "")
         meta = None
@@ -142,6 +151,8 @@ class AlignerGuardrail(CustomGuardrail):
                 chunk.choices = [ch for ch in chunk.choices if ch.index == index]
             if mine:
                 mine[-1].aligner = c.meta(upstream=upstream)
+                mine[-1].provider_specific_fields = {**(mine[-1].provider_specific_fields or {}),
+                                                     "aligner": mine[-1].aligner}
             for chunk in mine:
                 yield chunk
             return
@@ -181,9 +192,12 @@ def _chunk(first: Any, index: int, delta: dict[str, Any], *, finish: str | None 
     """A chat.completion.chunk of the reply ``first`` began (same id, model, creation time)."""
     from litellm.types.utils import ModelResponseStream
 
+    extra = {"provider_specific_fields": {"aligner": aligner}} if aligner is not None else {}
     chunk = ModelResponseStream(id=first.id, created=first.created, model=first.model,
-                                choices=[{"index": index, "delta": delta, "finish_reason": finish}])
+                                choices=[{"index": index, "delta": delta, "finish_reason": finish}], **extra)
     if aligner is not None:
+        # the proxy writes plain text chunks its own fast way, which keeps only OpenAI's fields; a
+        # chunk with provider_specific_fields (LiteLLM's place for extras) is written whole
         chunk.aligner = aligner
     return chunk
 
