@@ -5,8 +5,9 @@ config.yaml makes it.
 
 Two models in one proxy, each with its own guardrail (model-level guardrails):
 
-- ``chat``: the embedded demo corrector, a real local model loaded once in the proxy process;
-  its replies are compared with the same corrector run here;
+- ``chat``: the guardrail of examples/litellm-proxy/config.yaml (the embedded demo corrector, a
+  real local model loaded once in the proxy process); its replies are compared with the same
+  corrector run here;
 - ``chat-context``: a corrector served at the fake's ``/v1/completions`` (a remote corrector), in
   conversation mode with objectives, so the very prompt the guardrail rendered is on record.
 
@@ -15,6 +16,7 @@ The proxy's start-up (about 30 s on a loaded 2-core machine) is paid once for th
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -33,6 +35,7 @@ from aligner.objectives import render, resolve  # noqa: E402
 from aligner.templates import get_template  # noqa: E402
 from fake_openai import COMPLETIONS, FakeOpenAI  # noqa: E402
 
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "litellm-proxy" / "config.yaml"
 MASTER_KEY = "sk-aligner-test-0123456789abcdef0123456789abcdef"
 MAX_NEW_TOKENS = 48
 OBJECTIVES = ["harmless", "brevity: The response should fit in one sentence"]
@@ -65,6 +68,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def example_guardrail(**changes) -> dict:
+    """The guardrail settings of examples/litellm-proxy/config.yaml (the proxy here runs them, a
+    guardrail per model: ``default_on`` off)."""
+    import yaml
+
+    params = yaml.safe_load(EXAMPLE.read_text())["guardrails"][0]["litellm_params"]
+    return {**params, **changes}
+
+
 def _config(fake: FakeOpenAI) -> str:
     return f"""\
 model_list:
@@ -82,12 +94,7 @@ model_list:
       guardrails: [aligner-context]
 guardrails:
   - guardrail_name: aligner
-    litellm_params:
-      guardrail: aligner.integrations.litellm.AlignerGuardrail
-      mode: post_call
-      default_on: false
-      corrector: demo
-      max_new_tokens: {MAX_NEW_TOKENS}
+    litellm_params: {json.dumps(example_guardrail(default_on=False, max_new_tokens=MAX_NEW_TOKENS))}
   - guardrail_name: aligner-context
     litellm_params:
       guardrail: aligner.integrations.litellm.AlignerGuardrail
@@ -255,3 +262,90 @@ def test_the_proxy_is_still_up_and_answers_after_all_that(proxy, here):
     assert resp.choices[0].message.content == here.correct(q, ANSWERS["Maria"]).correction
     # LiteLLM logs the upstream's 429 with its own traceback; nothing of the guardrail failed
     assert "aligner/integrations" not in log.read_text()
+
+
+# -- set-up: one environment, and bad settings stop the proxy -----------------------------------------
+
+
+def test_the_proxy_transformers_and_the_guardrail_import_in_one_environment():
+    """The ``proxy`` extra installs beside the rest: LiteLLM's proxy, transformers (which refuses a
+    huggingface_hub it does not accept) and the guardrail import together, at the pinned LiteLLM."""
+    import tomllib
+    from importlib.metadata import version
+
+    from packaging.requirements import Requirement
+
+    code = ("import litellm.proxy.proxy_server, transformers, aligner.integrations.litellm as g, torch; "
+            "from transformers import AutoModelForCausalLM; "
+            "print(transformers.__version__, g.AlignerGuardrail.__mro__[1].__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=offline_env(), timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split()[-1] == "CustomGuardrail" and out.stdout.split()[0] == version("transformers")
+    extras = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())[
+        "project"]["optional-dependencies"]
+    pin = next(Requirement(r) for r in extras["proxy"] if r.startswith("litellm"))
+    assert "proxy" in pin.extras and pin.specifier.contains(version("litellm"))  # the tested range is installed
+
+
+def guardrail(**settings):
+    from aligner.integrations.litellm import AlignerGuardrail
+
+    return AlignerGuardrail(guardrail_name="aligner", event_hook=settings.pop("mode", "post_call"), **settings)
+
+
+@pytest.mark.parametrize("settings, field, says", [
+    ({}, "corrector", "no corrector is set"),
+    ({"corrector": []}, "corrector", "no corrector is set"),
+    ({"corrector": "demo", "mode": "pre_call"}, "mode", "set mode: post_call"),
+    ({"corrector": "demo", "correcter": "x"}, "correcter", "unknown setting 'correcter'"),
+    ({"corrector": "demo", "objectives": ["harmless"]}, "objectives", "takes no objectives"),
+    ({"corrector": "demo", "objectives": ["kindness"]}, "objectives", "unknown objective 'kindness'"),
+    ({"corrector": "http://127.0.0.1:9/v1", "template": "metaaligner"}, "objectives", "needs objectives"),
+    ({"corrector": "demo", "context": "everything"}, "context", "everything"),
+    ({"corrector": "demo", "max_batch_size": 0}, "max_batch_size", "positive whole number"),
+])
+def test_a_bad_guardrail_setting_is_a_clear_set_up_error(settings, field, says):
+    from aligner.integrations.litellm import GuardrailSetupError
+
+    with pytest.raises(GuardrailSetupError) as err:
+        guardrail(**settings)
+    assert not isinstance(err.value, ValueError)  # LiteLLM would start without a guardrail raising ValueError
+    assert says in str(err.value) and err.value.field == field and "Fix:" in str(err.value)
+
+
+def test_a_proxy_whose_guardrail_has_no_corrector_does_not_start(tmp_path):
+    """A misconfigured guardrail stops the real proxy with its error, rather than answers going out
+    uncorrected."""
+    config = tmp_path / "config.yaml"
+    config.write_text("""\
+model_list:
+  - model_name: chat
+    litellm_params: {model: openai/fake-model, api_base: "http://127.0.0.1:9/v1", api_key: k}
+guardrails:
+  - guardrail_name: aligner
+    litellm_params:
+      guardrail: aligner.integrations.litellm.AlignerGuardrail
+      mode: post_call
+      default_on: true
+""")
+    litellm = Path(sys.executable).with_name("litellm")
+    out = subprocess.run([str(litellm), "--config", str(config), "--port", str(_free_port()), "--host", "127.0.0.1"],
+                         cwd=tmp_path, env=offline_env(), capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0
+    assert "corrector: no corrector is set" in out.stdout + out.stderr
+
+
+def test_the_example_config_is_ready_to_use():
+    """examples/litellm-proxy/config.yaml: a model, the guardrail by module path, post_call, on for
+    every request, the offline demo corrector; its settings build the guardrail as they are."""
+    import yaml
+
+    config = yaml.safe_load(EXAMPLE.read_text())
+    assert config["model_list"][0]["litellm_params"]["api_key"] == "os.environ/OPENAI_API_KEY"
+    entry = config["guardrails"][0]
+    params = dict(entry["litellm_params"])
+    assert params.pop("guardrail") == "aligner.integrations.litellm.AlignerGuardrail"
+    assert params.pop("mode") == "post_call" and params.pop("default_on") is True
+    g = guardrail(**params, default_on=True)
+    assert g.aligner.is_demo and g.aligner.corrector.name == Aligner(None, "demo").corrector.name
+    assert g.guardrail_name == entry["guardrail_name"] == "aligner"

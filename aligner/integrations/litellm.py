@@ -80,7 +80,9 @@ class AlignerGuardrail(CustomGuardrail):
         except GuardrailSetupError:
             raise
         except AlignerError as exc:
-            raise GuardrailSetupError(f"guardrail {self.guardrail_name!r}: {exc}") from exc
+            error = GuardrailSetupError(f"guardrail {self.guardrail_name!r}: {exc}")
+            error.field, error.fix = exc.field, exc.fix  # the setting at fault, as the Aligner named it
+            raise error from exc
         #: requests being corrected now (a batch waits for company only while some could join it)
         self.in_flight = 0
         log.info("aligner guardrail %r: corrector %s (demo=%s)", self.guardrail_name, self.aligner.corrector.name,
