@@ -42,7 +42,7 @@ def edit_size(answer: str, correction: str) -> int:
 
 @dataclass
 class CorrectionStep:
-    """One corrector of a stack (see :mod:`aligner.stacking`): what it made of the text before it."""
+    """One corrector of a stack (see :mod:`aligner.correctors.stack`): what it made of the text before it."""
 
     corrector: str
     template: str
