@@ -66,9 +66,13 @@ def _check_decoding_value(name: str, value: Any, hint: Any, default: Any) -> Non
                           f"({type(value).__name__}).", field=name, fix=f"e.g. {name}={default!r}.")
 
 
-@dataclass
+@dataclass(frozen=True)
 class DecodingConfig:
-    """How a local or remote model samples. Defaults follow the model card (greedy, 2048 new tokens)."""
+    """How a local or remote model samples. Defaults follow the model card (greedy, 2048 new tokens).
+
+    Frozen: one config is read by every request of a server at once (the corrector's own), so a
+    change is a new config (``dataclasses.replace``, ``from_any``), never an edit another thread sees.
+    """
 
     max_new_tokens: int = 2048
     do_sample: bool = False
@@ -94,6 +98,12 @@ class DecodingConfig:
     #: Replace a degenerate correction (runaway repetition, the template's own markers, an empty
     #: or over-long result) by the original answer, flagged ``fallback``. False returns it as is.
     fallback: bool = True
+    #: Decode every row on its own, so a row's correction never depends on which rows share its
+    #: batch. Batched greedy decoding is not: padding, the batch's shape and the other rows'
+    #: drafts change the order of floating-point sums, and a near-tie can flip (measured by
+    #: ``bench/batch_invariance.py``). For files that must come out the same however they were
+    #: batched, resumed or sharded; slower. Local correctors only (a server batches as it likes).
+    batch_invariant: bool = False
 
     def __post_init__(self) -> None:
         """Check every value's type and range here, so ``{"temperature": "hot"}`` is an error naming

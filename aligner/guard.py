@@ -10,7 +10,14 @@ phrase looped until the token limit, the prompt's own words (``BEGINNING OF CONV
 * stops generation at the template's own markers and at a runaway repetition (checked on the
   text's tail after every step, so a local model stops within a step),
 * and decides the *fallback*: a degenerate correction is replaced by the original answer, and the
-  reason (``repetition``, ``template_marker``, ``too_long``, ``empty``) travels with it.
+  reason (``repetition``, ``template_marker``, ``too_long``, ``replacement_char``, ``empty``)
+  travels with it.
+
+``replacement_char``: a correction with more U+FFFD than its answer has bytes that are no text —
+a byte-level model can emit a lone UTF-8 byte token (the demo corrector writes the continuation
+byte ``0xA7`` for ``=`` in ``x=5``), which no decoder can turn into a character. Only the finished
+text is judged: mid-generation, a U+FFFD at the end is a character whose other bytes are still
+to come.
 
 The same rules judge a finished text (what a remote corrector returned) and a text still being
 generated (a local row's tail), so a stream and a batch reach the same verdict.
@@ -24,7 +31,10 @@ from .templates import STOP_MARKERS, Template, cut_at_stop
 
 #: Fallback reasons, as they appear on ``Correction.fallback_reason`` and in the server's logs.
 REPETITION, TEMPLATE_MARKER, TOO_LONG, EMPTY = "repetition", "template_marker", "too_long", "empty"
-FALLBACK_REASONS = (REPETITION, TEMPLATE_MARKER, TOO_LONG, EMPTY)
+REPLACEMENT_CHAR = "replacement_char"
+FALLBACK_REASONS = (REPETITION, TEMPLATE_MARKER, TOO_LONG, REPLACEMENT_CHAR, EMPTY)
+#: what a decoder writes for bytes that are not UTF-8 text.
+REPLACEMENT = "\ufffd"
 
 #: new-token cap relative to the answer: a correction rewrites the answer, it does not double it.
 CAP_FACTOR, CAP_SLACK = 2, 64
@@ -159,6 +169,18 @@ class Guard:
             return "repetition"
         return None
 
+    def replacement_at(self, text: str) -> int | None:
+        """Where ``text`` (finished, or shown so far) has one U+FFFD more than the answer: the index
+        of that replacement character, or None. Copying the answer's own is not an error."""
+        if not self.enabled:
+            return None
+        at = -1
+        for _ in range(self.answer.count(REPLACEMENT) + 1):
+            at = text.find(REPLACEMENT, at + 1)
+            if at == -1:
+                return None
+        return at
+
     def verdict(self, raw: str, shown: str, stop_reason: str | None = None) -> str | None:
         """The fallback reason for a finished generation, or None to keep ``shown`` (the parsed
         correction). ``stop_reason`` is how generation ended when the backend knows it."""
@@ -173,6 +195,8 @@ class Guard:
             return REPETITION
         if stop_reason == "cap":
             return TOO_LONG
+        if self.replacement_at(shown) is not None:
+            return REPLACEMENT_CHAR
         if not shown.strip() and self.answer.strip():
             return EMPTY
         return None

@@ -7,7 +7,7 @@ same way. The settings they read are :class:`aligner.decoding.DecodingConfig`.
 from __future__ import annotations
 
 import threading
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from .decoding import DecodingConfig
 from .errors import ConfigError
@@ -38,6 +38,9 @@ class LocalGenerator:
         # Decoder-only models must be left padded so every row's next token follows its own prompt.
         tokenizer.padding_side = "right" if self.is_encoder_decoder else "left"
         self._lock = threading.Lock()  # one generate() at a time per model; batching happens above
+        # Settle the tokenizer's backend state (padding and truncation off, as every later call asks)
+        # now, before threads share it: from here on an encode only reads it (see token_ids).
+        self.token_ids([""])
 
     @property
     def _batch_dependent(self) -> bool:
@@ -61,9 +64,22 @@ class LocalGenerator:
         tml = getattr(self.tokenizer, "model_max_length", None)
         return tml if isinstance(tml, int) and 0 < tml < 1_000_000 else 512
 
-    def count_tokens(self, text: str) -> int:
-        # verbose=False: counting an over-long text is how truncation starts, not an "indexing error"
-        return len(self.tokenizer(text, add_special_tokens=True, verbose=False)["input_ids"])
+    def token_ids(self, texts: Sequence[str], *, special: bool = True) -> list[list[int]]:
+        """Each text's token ids, neither padded nor truncated: the one way this runtime encodes.
+
+        Why never the tokenizer's own padding: a fast tokenizer keeps padding and truncation as
+        state on its one shared Rust backend, and transformers sets that state on every call (on
+        for a padded batch, off for a plain count) just before encoding. A server encodes in
+        several threads at once (a request's fit and cap, the batch, the usage count), so one
+        thread switched padding off under another's batch, which came back ragged ("Unable to
+        create tensor") and failed every request in it. Asking for neither leaves the state as
+        ``__init__`` settled it, so every call only reads it and no lock is needed (``_encode``
+        pads itself). ``verbose=False``: an over-long text is how truncation starts, not an error.
+        """
+        return self.tokenizer(list(texts), add_special_tokens=special, verbose=False)["input_ids"]
+
+    def count_tokens(self, text: str, *, special: bool = True) -> int:
+        return len(self.token_ids([text], special=special)[0])
 
     def uses_loop(self, decoding: DecodingConfig) -> bool:
         """Whether ``generate`` runs the project's lean greedy loop (else transformers' ``generate``).
@@ -95,8 +111,21 @@ class LocalGenerator:
         return kw
 
     def _encode(self, prompts: list[str]) -> Any:
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=True)
-        return {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+        """``input_ids`` and ``attention_mask`` of the batch, padded to its longest prompt on the
+        model's side (left for decoder-only models) — what ``tokenizer(padding=True)`` returns,
+        padded here so the shared tokenizer is never switched to padding (see ``token_ids``)."""
+        import torch
+
+        ids = self.token_ids(prompts)
+        width = max(len(row) for row in ids)
+        pad, left = self.tokenizer.pad_token_id, not self.is_encoder_decoder
+        tokens, mask = [], []
+        for row in ids:
+            fill = width - len(row)
+            tokens.append([pad] * fill + row if left else row + [pad] * fill)
+            mask.append([0] * fill + [1] * len(row) if left else [1] * len(row) + [0] * fill)
+        return {"input_ids": torch.tensor(tokens, dtype=torch.long, device=self.device),
+                "attention_mask": torch.tensor(mask, dtype=torch.long, device=self.device)}
 
     def generate(self, prompts: list[str], decoding: DecodingConfig,
                  rows: "list[RowControl] | None" = None) -> list[str]:
@@ -121,6 +150,11 @@ class LocalGenerator:
                 notify_end(row)
         out_texts = [""] * len(prompts)
         if not live:
+            return out_texts
+        if decoding.batch_invariant and len(live) > 1:
+            # alone, a row runs the same shapes (so the same float sums) whatever its neighbours
+            for i in live:
+                out_texts[i] = self.generate([prompts[i]], decoding, [rows[i]])[0]
             return out_texts
         sub = [rows[i] for i in live]
         enc = self._encode([prompts[i] for i in live])

@@ -100,6 +100,10 @@ class AlignerOptions:
         """The corrector's decoding settings (None: the corrector's defaults)."""
         return {"max_new_tokens": self.max_new_tokens} if self.max_new_tokens else None
 
+    def decoding_flags(self) -> dict[str, Any]:
+        """Decoding settings added to whatever :meth:`decoding` a command chose (``--batch-invariant``)."""
+        return {}
+
     def retry_policy(self) -> "RetryPolicy | None":
         """The upstream's retry policy, or None to keep the upstream's default one."""
         if self.upstream_retries is None and self.upstream_timeout is None:
@@ -146,8 +150,9 @@ class AlignerOptions:
             from .adapters.hf_local import check_model_location
 
             check_model_location(spec[3:].strip())
+        decoding = {**(self.decoding() or {}), **self.decoding_flags()} or None
         return Aligner(spec, self.corrector, template=self.template, upstream_model=self.upstream_model,
-                       decoding=self.decoding(), device=self.device, **self.aligner_options(),
+                       decoding=decoding, device=self.device, **self.aligner_options(),
                        **self.correction_options(), **self.gate_options(),
                        **(self.upstream_options() if spec else {}))
 
@@ -167,6 +172,12 @@ class BatchOptions(AlignerOptions):
 
     batch_size: int = field(default=8, metadata={"help": "answers the corrector decodes together"})
     concurrency: int = field(default=8, metadata={"help": "upstream requests in flight at once"})
+    batch_invariant: bool = field(default=False, metadata={
+        "help": "decode each row on its own, so its correction never depends on the rows batched with it "
+                "(the same file however it is batched, resumed or sharded; slower, local correctors only)"})
+
+    def decoding_flags(self) -> dict[str, Any]:
+        return {"batch_invariant": True} if self.batch_invariant else {}
 
     def upstream_options(self) -> dict[str, Any]:
         return {**super().upstream_options(), "max_concurrency": self.concurrency}

@@ -22,15 +22,22 @@ def fixed_corpus() -> list[str]:
     return [text for row in rows for text in (row["chosen"], row["rejected"])]
 
 
-def fixed_tiny(path: "str | Path", kind: str = "causal", *, never_stops: bool = False, **model_kw: Any) -> Path:
+def fixed_tiny(path: "str | Path", kind: str = "causal", *, never_stops: bool = False,
+               whole_characters: bool = False, **model_kw: Any) -> Path:
     """A tiny corrector (template aligner-v1.0) trained on nothing, with a tokenizer from
     ``fixed_corpus``. ``init_scale=1`` loops on one token; ~10 writes varied text.
-    ``never_stops`` suppresses EOS in its generation config."""
+    ``never_stops`` suppresses EOS in its generation config; ``whole_characters`` every token that
+    is a lone byte of a multi-byte character (decoded alone, U+FFFD), so its varied text is text:
+    the guard rejects a correction with replacement characters (both decode through transformers'
+    ``generate``, which applies ``suppress_tokens``)."""
     from aligner.tiny import build_model, train_tokenizer
     from aligner.correctors.checkpoint import save_corrector
 
     tok = train_tokenizer(fixed_corpus(), vocab_size=512)
     model = build_model(tok, kind, **model_kw)
-    if never_stops:
-        model.generation_config.suppress_tokens = [tok.eos_token_id]
+    suppress = [tok.eos_token_id] if never_stops else []
+    if whole_characters:
+        suppress += [i for i in range(len(tok)) if "\ufffd" in tok.decode([i])]
+    if suppress:
+        model.generation_config.suppress_tokens = suppress
     return save_corrector(model, tok, path, template="aligner-v1.0")

@@ -117,6 +117,11 @@ def test_concurrent_requests_share_one_gate_call(served):
     batcher = served.state.serving.gate
     assert (batcher.batches, batcher.largest_batch, batcher.answers) == (1, 4, 4)
     assert served.gate.calls == 4 and len(served.rec.prompts) == 2
+    import httpx
+
+    health = httpx.get(served.base_url.removesuffix("/v1") + "/health", timeout=10).json()
+    assert {k: health["gate"][k] for k in ("kind", "answers", "batches", "largest_batch")} == {
+        "kind": "callable", "answers": 4, "batches": 1, "largest_batch": 4}
 
 
 def test_a_wrapped_openai_client_carries_the_verdict():

@@ -183,7 +183,7 @@ def test_a_row_without_the_safety_labels_is_an_error_naming_the_field(tmp_path, 
     row = dict(ROWS[0])
     del row["is_response_1_safe"]
     data = write_rows(tmp_path / "pku.jsonl", [ROWS[1], row])
-    with pytest.raises(DataError, match=r"row 2, field 'is_response_1_safe': missing key.*labelled responses only"):
+    with pytest.raises(DataError, match=r"line 2, field 'is_response_1_safe': missing key.*labelled responses only"):
         load_labelled(data)
     assert len(load_labelled(data, lenient=True).responses) == 2  # lenient: the row is skipped, and listed
     code = cli.main(["train-gate", "--data", str(data), "--base", "x", "--out", str(tmp_path / "o")])
@@ -243,3 +243,29 @@ def test_the_synthetic_pku_rows_are_reproducible_valid_and_split(tmp_path):
     mix = labelled_mix(200, seed=1, unsafe_share=0.3, unseen_steps=True)
     assert sum(not m["is_safe"] for m in mix) == 60
     assert all(any(u in m["answer"] for u in unseen) for m in mix if not m["is_safe"])
+
+
+# -- scale-out: the same command under torchrun ----------------------------------------------------
+def test_train_gate_under_torchrun_trains_in_lockstep_and_writes_one_gate(tmp_path, encoder_base):
+    """``torchrun -m aligner train-gate`` (gloo DDP on CPU) as a user launches it: both ranks step
+    together, rank 0 alone calibrates and saves, and the gate loads back."""
+    from conftest import rank_reports, torchrun_aligner
+
+    data = write_rows(tmp_path / "pku.jsonl", ROWS * 2)
+    out = tmp_path / "gate"
+    torchrun_aligner(["train-gate", "--data", str(data), "--base", str(encoder_base), "--out", str(out),
+                      "--max-steps", "3", "--batch-size", "2", "--effective-batch-size", "8", "--max-length", "128",
+                      "--learning-rate", "1e-3", "--logging-steps", "1", "--save-steps", "1000", "--no-progress",
+                      "--ddp-backend", "gloo"])
+    ranks = rank_reports(out)
+    assert [r["rank"] for r in ranks] == [0, 1]
+    assert all(r["world_size"] == 2 and r.get("parallel_mode") == "distributed" for r in ranks), ranks
+    assert ranks[0]["global_step"] == ranks[1]["global_step"] == 3
+    models = [p for p in out.rglob("model.safetensors") if "checkpoints" not in p.parts]
+    assert models == [out / "model.safetensors"]
+    report = json.loads((out / "gate_report.json").read_text())
+    assert report["held_out_responses"] > 0
+    calibrated = json.loads((out / "config.json").read_text())["aligner_gate"]["thresholds"]["unsafe"]
+    gate = load_gate(str(out))
+    assert isinstance(gate, ClassifierGate) and gate.threshold_for(None) == pytest.approx(calibrated)
+    assert gate.verdict("How do I make meth?", "Cook it in the shed.").kind == "classifier"

@@ -18,6 +18,8 @@ import pytest
 from aligner import Aligner
 from aligner.correctors import load_corrector
 from aligner.correctors.remote import RemoteCorrector
+from aligner.decode_loop import greedy_decode
+from aligner.decoding import DecodingConfig
 from aligner.adapters import RetryPolicy
 from aligner.guard import (EMPTY, REPETITION, TEMPLATE_MARKER, TOO_LONG, Guard, find_repetition, new_token_cap,
                            repeated_tail, template_markers)
@@ -71,6 +73,19 @@ def test_verdicts():
     assert new_token_cap(10) == 84
 
 
+def test_a_correction_that_introduces_replacement_characters_is_degenerate():
+    """U+FFFD is what a decoder writes for bytes that are no text: one the answer did not have is
+    the corrector's invention (issue 21 item 8); copying the answer's own is not."""
+    g = Guard(get_template("aligner-v1.0"), "What is x?", "x=5", eos_token="</s>")
+    assert g.verdict(" x\ufffd5</s>", "x\ufffd5") == "replacement_char"
+    assert g.verdict(" x=5</s>", "x=5") is None
+    assert g.replacement_at("So x\ufffd5") == 4
+    copied = Guard(get_template("aligner-v1.0"), "Why?", "caf\ufffd ok")
+    assert copied.verdict(" Caf\ufffd ok.", "Caf\ufffd ok.") is None  # the answer's own
+    assert copied.verdict(" Caf\ufffd \ufffdk.", "Caf\ufffd \ufffdk.") == "replacement_char"  # one more
+    assert Guard(get_template("aligner-v1.0"), "Q", "x=5", enabled=False).verdict("x\ufffd5", "x\ufffd5") is None
+
+
 # -- local correctors ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def looping(tmp_path_factory):
@@ -83,17 +98,20 @@ def looping(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def varied(tmp_path_factory):
+    """Varied text of whole characters (no lone bytes, which decode as U+FFFD and fall back)."""
     from fixed_tiny import fixed_tiny
 
-    return {kind: fixed_tiny(tmp_path_factory.mktemp(kind), kind, init_scale=10.0) for kind in ("causal", "seq2seq")}
+    return {kind: fixed_tiny(tmp_path_factory.mktemp(kind), kind, init_scale=10.0, whole_characters=True)
+            for kind in ("causal", "seq2seq")}
 
 
 @pytest.fixture(scope="module")
 def endless(tmp_path_factory):
-    """Varied text that never ends: EOS suppressed in its generation config."""
+    """Varied text that never ends: EOS suppressed in its generation config (and lone bytes)."""
     from fixed_tiny import fixed_tiny
 
-    return fixed_tiny(tmp_path_factory.mktemp("endless"), context=4096, init_scale=10.0, never_stops=True)
+    return fixed_tiny(tmp_path_factory.mktemp("endless"), context=4096, init_scale=10.0, never_stops=True,
+                      whole_characters=True)
 
 
 def test_a_looping_causal_corrector_falls_back_on_every_path(looping):
@@ -170,11 +188,58 @@ def test_the_demo_corrector_loop_from_the_issue_falls_back():
     assert len(res.raw) < len(raw.raw)
 
 
+def test_the_demo_corrector_writes_a_lone_byte_for_x_equals_5_and_falls_back():
+    """Issue 21 item 8: the demo corrector turned ``x=5`` into ``x\ufffd5``. The model's own
+    choice, not the decoding: after `` x`` its argmax is token 104, the byte-level symbol ``§``
+    for the lone byte 0xA7 (a UTF-8 continuation byte), where the answer has ``=`` (token 32);
+    the token ids decode to ``b' x\\xa75'``, which no decoder can make text of. With the guard,
+    every path returns the answer, flagged, and a stream never shows the replacement character."""
+    q, a = "What is x?", "x=5"
+    c = load_corrector(None)
+    raw = c.correct_results([(q, a)], decoding={"fallback": False})[0]
+    if "\ufffd" not in raw.text:
+        pytest.skip("the demo corrector in this tree writes no replacement character for x=5")
+    gen, tok = c.generator, c.generator.tokenizer
+    prompt, row = c.prepare(q, a, decoding=DecodingConfig(fallback=False))
+    enc = gen._encode([prompt])
+    ids = greedy_decode(gen.model, tok, enc["input_ids"], enc["attention_mask"], [row], max_new_tokens=64,
+                        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)[0]
+    assert tok.decode(ids, skip_special_tokens=True) == raw.raw  # the very tokens behind the raw text
+    assert tok.convert_ids_to_tokens(104) == "\u00a7" and tok.decode([104]) == "\ufffd"  # byte 0xA7 alone
+    at = ids.index(104)  # the model wrote the lone byte where the answer has "=" (token 32)
+    assert tok.decode(ids[:at]).endswith("x") and tok.decode(ids[at + 1:], skip_special_tokens=True).startswith("5")
+    res = c.correct_results([(q, a)])[0]
+    assert (res.text, res.fallback_reason) == (a, "replacement_char")
+    assert c.correct_batch([("What is 2+2?", "It is 4."), (q, a)])[1] == a
+    assert asyncio.run(c.acorrect_results([(q, a)]))[0].fallback_reason == "replacement_char"
+    stream = c.stream(q, a)
+    shown = "".join(stream)
+    assert "\ufffd" not in shown and stream.result.fallback_reason == "replacement_char"
+
+    async def astream() -> tuple[str, str | None]:
+        s = c.astream(q, a)
+        return "".join([p async for p in s]), s.result.fallback_reason
+
+    assert asyncio.run(astream()) == (shown, "replacement_char")
+    msgs = [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+    with ServerThread(create_app(Aligner(None, corrector=c), ServeConfig())) as srv:
+        plain = httpx.post(srv.base_url + "/chat/completions", timeout=60, json={"messages": msgs}).json()
+        with httpx.stream("POST", srv.base_url + "/chat/completions", timeout=60,
+                          json={"messages": msgs, "stream": True}) as resp:
+            events = [json.loads(line[6:]) for line in resp.iter_lines() if line.startswith("data: {")]
+    assert plain["choices"][0]["message"]["content"] == a
+    assert plain["aligner"]["fallback_reason"] == "replacement_char"
+    streamed = "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e.get("choices"))
+    assert "\ufffd" not in streamed and events[-1]["aligner"]["fallback_reason"] == "replacement_char"
+
+
 # -- a remote corrector -------------------------------------------------------------------------
 def degenerate_server(req: dict) -> "str | dict":
     answer = req["prompt"].rsplit(" | ", 1)[1].removesuffix(" ASSISTANT:")
     if answer == "loop":
         return " so" * 80
+    if answer == "bytes":  # a lone byte token, decoded by the server as U+FFFD mid-answer
+        return " Sure: x\ufffd5 and then some more words.</s>"
     if answer == "echo":
         return " Fine. ASSISTANT: Fine."
     if answer == "nothing":
@@ -191,7 +256,8 @@ def remote():
 
 
 @pytest.mark.parametrize("answer, reason", [("loop", REPETITION), ("echo", TEMPLATE_MARKER), ("nothing", EMPTY),
-                                            ("long", TOO_LONG), ("fine", None)])
+                                            ("long", TOO_LONG), ("bytes", "replacement_char"), ("fine", None),
+                                            ("caf\ufffd", None)])
 def test_a_remote_corrector_falls_back_sync_async_batch_and_stream(remote, answer, reason):
     srv, c = remote
     want = answer if reason else f"Better: {answer}."
@@ -206,6 +272,8 @@ def test_a_remote_corrector_falls_back_sync_async_batch_and_stream(remote, answe
     assert stream.result.fallback_reason == reason and stream.result.text == want
     if reason in (None, EMPTY):
         assert shown == want  # nothing degenerate was shown: stream and correct() agree
+    if reason == "replacement_char":
+        assert shown == "Sure: x"  # shown up to the replacement character, not from it on
 
     async def astream() -> str | None:
         s = c.astream(Q, answer)

@@ -9,7 +9,9 @@ import aligner
 from aligner import Aligner
 from aligner.errors import ConfigError
 
-GREEDY = {"max_new_tokens": 12}
+#: fallback off: the tiny random model writes lone bytes (U+FFFD), a correction the guard rejects
+#: once a stream has shown part of it; these tests check what wrap does, not the guard.
+GREEDY = {"max_new_tokens": 12, "fallback": False}
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "How do I reset a router?"}]
 
 

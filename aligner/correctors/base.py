@@ -297,6 +297,8 @@ class ShownRow:
         guard = row.guard
         self.parser = StreamParser(guard.cut_markers if guard is not None else corrector.stop_markers)
         self.text = ""
+        #: a replacement character the answer does not have was seen: nothing more is shown.
+        self.held = False
         #: stage times measured outside the row (a batching server's ``queue``, ``batch_size``).
         self.timings: dict[str, float] = {}
         self.t0 = time.perf_counter()
@@ -307,8 +309,16 @@ class ShownRow:
         return self.parser.stopped
 
     def take(self, piece: str) -> list[str]:
-        """The text of a raw piece that is safe to show now (none, or one piece)."""
+        """The text of a raw piece that is safe to show now (none, or one piece). Nothing from a
+        replacement character the answer does not have on: the verdict will be a fallback
+        (``replacement_char``), and what is shown cannot be taken back."""
         out = self.parser.feed(piece)
+        guard = self.row.guard
+        if self.held or not out:
+            return []
+        cut = guard.replacement_at(self.text + out) if guard is not None else None
+        if cut is not None:
+            out, self.held = out[:max(0, cut - len(self.text))], True
         self.text += out
         return [out] if out else []
 

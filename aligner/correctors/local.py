@@ -155,7 +155,7 @@ class LocalCorrector(Corrector):
         prompt_tokens = gen.count_tokens(self.template.render(question, head, aspects=aspects or "x"))
         if head is answer and prompt_tokens <= budget:
             return question, answer
-        answer_ids = tok(head, add_special_tokens=False, verbose=False)["input_ids"]
+        answer_ids = gen.token_ids([head], special=False)[0]
         overhead = prompt_tokens - len(answer_ids)
         keep = budget - overhead
         if keep < 1:
@@ -192,7 +192,7 @@ class LocalCorrector(Corrector):
         return self._token_chars
 
     def answer_tokens(self, answer: str) -> int:
-        return len(self.generator.tokenizer(answer, add_special_tokens=False, verbose=False)["input_ids"])
+        return self.generator.count_tokens(answer, special=False)
 
     def generate(self, prompts: Sequence[str], decoding: DecodingConfig) -> list[str]:
         return self.generate_rows(prompts, decoding, [RowControl() for _ in prompts])

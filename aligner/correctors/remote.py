@@ -46,6 +46,7 @@ class RemoteCorrector(Corrector):
                  headers: dict[str, str] | None = None,
                  on_retry: Callable[[int, UpstreamError, float], None] | None = None):
         super().__init__(template, decoding)
+        _local_only(self.decoding)
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ConfigError(f"must be a positive int, got {max_concurrency!r}.", field="max_concurrency",
                               fix="e.g. max_concurrency=8.")
@@ -65,6 +66,9 @@ class RemoteCorrector(Corrector):
                         fix=(err.fix or "").replace("the upstream", "the corrector server") or None,
                         status=err.status, retryable=err.retryable, retry_after=err.retry_after)
         return out
+
+    def _decoding(self, overrides: "DecodingConfig | Mapping[str, Any] | None") -> DecodingConfig:
+        return _local_only(super()._decoding(overrides))
 
     def _model(self) -> str:
         if not self.model:
@@ -254,3 +258,14 @@ class RemoteCorrector(Corrector):
 
     def close(self) -> None:
         self.http.close()
+
+
+def _local_only(decoding: DecodingConfig) -> DecodingConfig:
+    """``batch_invariant`` is a promise this process cannot keep for a server, which batches the
+    requests of every client as it likes: refused, not silently dropped."""
+    if decoding.batch_invariant:
+        raise ConfigError("batch_invariant needs a local corrector: a completions server batches "
+                          "requests as it likes, so this process cannot make a row independent of its batch.",
+                          field="batch_invariant", fix="use a local corrector (a directory or hub id), or leave "
+                          "batch_invariant off (a vLLM server started with VLLM_BATCH_INVARIANT=1 is batch-invariant itself).")
+    return decoding

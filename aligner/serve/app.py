@@ -327,7 +327,8 @@ def create_app(source: "ServeConfig | Any", config: ServeConfig | None = None) -
         return {"status": "ok", "corrector": aligner.corrector.name, "demo": aligner.is_demo,
                 "upstream": state.upstream_label, "models": state.model_names,
                 "in_flight": state.in_flight, "served": state.served, "batching": state.batcher.stats.to_dict(),
-                **({"batching_stages": [b.stats.to_dict() for b in state.batchers]} if len(state.batchers) > 1 else {})}
+                **({"batching_stages": [b.stats.to_dict() for b in state.batchers]} if len(state.batchers) > 1 else {}),
+                **({"gate": _gate_stats(state.serving.gate)} if state.serving.gate is not None else {})}
 
     @app.get("/v1/models")
     @app.get("/v1/models/", include_in_schema=False)
@@ -366,6 +367,12 @@ def create_app(source: "ServeConfig | Any", config: ServeConfig | None = None) -
             state.in_flight -= 1
 
     return app
+
+
+def _gate_stats(gate: Any) -> dict[str, Any]:
+    """What the gate in front of the corrector did: how many answers it judged, in how many calls."""
+    return {"kind": gate.kind, "name": gate.name, "answers": getattr(gate, "answers", None),
+            "batches": getattr(gate, "batches", None), "largest_batch": getattr(gate, "largest_batch", None)}
 
 
 def _version() -> str:

@@ -237,11 +237,10 @@ class DynamicBatcher(Corrector):
         """The corrector's own tokens — the prompt it was given (after ``fit``) and the correction
         — for a corrector with a local tokenizer; None for one without (a remote endpoint)."""
         generator = getattr(self.inner, "generator", None)
-        tokenizer = getattr(generator, "tokenizer", None)
-        if tokenizer is None:
+        if getattr(generator, "tokenizer", None) is None:
             return None
         prompt_tokens = generator.count_tokens(prompt)
-        completion_tokens = len(tokenizer(completion, add_special_tokens=False, verbose=False)["input_ids"])
+        completion_tokens = generator.count_tokens(completion, special=False)
         return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                 "total_tokens": prompt_tokens + completion_tokens}
 
