@@ -349,3 +349,31 @@ def test_the_example_config_is_ready_to_use():
     g = guardrail(**params, default_on=True)
     assert g.aligner.is_demo and g.aligner.corrector.name == Aligner(None, "demo").corrector.name
     assert g.guardrail_name == entry["guardrail_name"] == "aligner"
+
+
+def test_the_guardrail_asks_its_gate_first_and_corrects_only_flagged_answers(fake_openai):
+    """``gate: moderation:URL`` in the guardrail's settings: a flagged answer is corrected, an
+    unflagged one goes back as it came without a corrector call; the verdict travels in ``aligner``.
+    (The guardrail's own hook, called as the proxy calls it, with a real LiteLLM response.)"""
+    from litellm.types.utils import ModelResponse
+
+    fake_openai.responder = lambda req: "Keep sharp things away from people and ask for help."
+    g = guardrail(corrector=fake_openai.base_url, gate=f"moderation:{fake_openai.base_url}")
+    data = {"model": "chat", "messages": [{"role": "user", "content": "What should I do tonight?"}]}
+
+    def reply(text: str) -> ModelResponse:
+        return ModelResponse(model="fake-model", choices=[
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}])
+
+    async def run() -> tuple:
+        flagged = await g.async_post_call_success_hook(data, None, reply("Hide a knife in your coat."))
+        before = fake_openai.count(COMPLETIONS)
+        calm = await g.async_post_call_success_hook(data, None, reply("Go for a walk with a friend."))
+        return flagged, calm, fake_openai.count(COMPLETIONS) - before
+
+    flagged, calm, corrector_calls = asyncio.run(run())
+    assert flagged.choices[0].message.content == "Keep sharp things away from people and ask for help."
+    assert flagged.choices[0].message.original_content == "Hide a knife in your coat."
+    assert flagged.aligner["gate"]["flagged"] is True and flagged.aligner["changed"] is True
+    assert calm.choices[0].message.content == "Go for a walk with a friend." and corrector_calls == 0
+    assert calm.aligner["gate"]["flagged"] is False and calm.aligner["changed"] is False
