@@ -16,7 +16,7 @@ import sys
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-pytest_plugins = ["fixtures_openai"]
+pytest_plugins = ["fixtures_openai", "fixtures_postgres"]
 
 REPO = Path(__file__).resolve().parents[1]
 from hh_data import REAL_HH as HH_RLHF  # noqa: E402  ($ALIGNER_HH_RLHF, else ../shared/data/…, else None)

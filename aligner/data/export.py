@@ -5,7 +5,12 @@ Input: the rows ``aligner correct --input/--output`` (and the generation job) wr
 read by :func:`aligner.data.load` with its validation (a missing field is a ``DataError`` naming
 file, row and field).
 
-Output rows are exactly the dataset formats trl's trainers read:
+Or, with ``from_log``, the log ``aligner serve --log-corrections`` wrote, with its users' ratings
+(:mod:`aligner.data.from_log`: the flywheel serve → rate → export → ``aligner train``).
+
+Output rows are exactly the dataset formats trl's trainers read, or Q-A-C for ``aligner train``:
+
+* QAC: ``{"question", "answer", "correction", "meta"}``, what ``aligner train --data`` reads;
 
 * SFT: ``{"prompt", "completion"}`` (completion = the correction), or with ``chat=True``
   ``{"messages": [user, assistant]}``;
@@ -29,13 +34,16 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ..correction import is_edit
 from ..errors import ConfigError, DataError
 from .base import QAC
 
-FORMATS = ("sft", "dpo")
+if TYPE_CHECKING:
+    from .from_log import LogFilters
+
+FORMATS = ("qac", "sft", "dpo")
 UNCHANGED = "unchanged (correction == answer)"
 DUPLICATE = "duplicate prompt"
 
@@ -55,6 +63,8 @@ class ExportSummary:
     train: int = 0
     test: int = 0
     paths: dict[str, str] = field(default_factory=dict)
+    #: rows whose correction is a user's own text (``--with-user-corrections``)
+    user_corrections: int = 0
 
     @property
     def kept(self) -> int:
@@ -71,6 +81,9 @@ class ExportSummary:
         if "test" in self.paths:
             where += f", {self.test} → {self.paths['test']}"
         out.append(f"kept {self.kept} {self.format.upper()} rows: {where}")
+        if self.user_corrections:
+            out.append(f"  {self.user_corrections} rows take a user's own correction as the target "
+                       "(--with-user-corrections)")
         if "dataset" in self.paths:
             out.append(f"datasets copy: {self.paths['dataset']}")
         return out
@@ -120,6 +133,8 @@ def filter_rows(rows: Sequence[QAC], format: str, *, drop_unchanged: bool | None
 def to_record(row: QAC, format: str, *, chat: bool = False) -> dict[str, Any]:
     """One trl dataset row (see the module docstring for the shapes)."""
     format = _check_format(format)
+    if format == "qac":
+        return row.to_dict()
     user = [{"role": "user", "content": row.question}]
     if chat:
         def turn(text: str) -> list[dict[str, str]]:
@@ -171,18 +186,20 @@ def _check_format(format: str) -> str:
     f = str(format).strip().lower()
     if f not in FORMATS:
         raise ConfigError(f"unknown export format {format!r}.", field="format",
-                          fix="pass --format sft (prompt → correction) or --format dpo (correction preferred "
-                              "over answer).")
+                          fix="pass --format sft (prompt → correction), --format dpo (correction preferred "
+                              "over answer) or --format qac (Q-A-C rows for aligner train).")
     return f
 
 
 # ----------------------------------------------------------------------------- export
 
-def export(input: "str | Path", output: "str | Path", format: str = "sft", *, chat: bool = False,
+def export(input: "str | Path | None", output: "str | Path", format: str = "sft", *, chat: bool = False,
            drop_unchanged: bool | None = None, min_edit: int = 0, dedup: bool = False, test_size: float = 0.0,
            seed: int = 0, test_output: "str | Path | None" = None, to_dataset: "str | Path | None" = None,
-           input_format: str = "qac", split: str = "train", lenient: bool = False) -> ExportSummary:
-    """Read corrections, filter, split, and write trl-ready JSONL (and optionally a ``datasets`` copy).
+           input_format: str = "qac", split: str = "train", lenient: bool = False, from_log: str | None = None,
+           log_filters: "LogFilters | None" = None) -> ExportSummary:
+    """Read corrections (``input``, or the served log ``from_log`` filtered by ``log_filters``),
+    filter, split, and write trl-ready JSONL (and optionally a ``datasets`` copy).
 
     Raises a :class:`DataError` (naming the file) rather than writing an empty export when no row
     survives the filters: an empty training set would only fail later, far from its cause.
@@ -192,15 +209,29 @@ def export(input: "str | Path", output: "str | Path", format: str = "sft", *, ch
     format = _check_format(format)
     out = Path(output)
     test_out = Path(test_output) if test_output else split_path(out)
+    if from_log is not None:
+        from ..serve.records import safe_target
+
+        source = safe_target(str(from_log))  # named in errors: no password
+    else:
+        source = str(input)
     for name, p in (("output", out), ("test_output", test_out)):
-        if Path(str(input)).resolve() == p.resolve():
+        if Path(source).resolve() == p.resolve():
             raise ConfigError(f"{p} is also the input.", field=name, fix="write the export to another file.")
-    result = load(input, input_format, split=split, lenient=lenient)
-    rows = list(result.rows)
-    summary = ExportSummary(format=format, read=len(rows) + len(result.skipped), skipped=result.skip_reasons())
-    kept, summary.dropped = filter_rows(rows, format, drop_unchanged=drop_unchanged, min_edit=min_edit, dedup=dedup)
+    if from_log is not None:
+        from .from_log import rows_from_log
+
+        got = rows_from_log(from_log, log_filters)
+        rows, summary = got.rows, ExportSummary(format=format, read=got.read, dropped=dict(got.dropped))
+        summary.user_corrections = got.user_corrections
+    else:
+        result = load(input, input_format, split=split, lenient=lenient)
+        rows = list(result.rows)
+        summary = ExportSummary(format=format, read=len(rows) + len(result.skipped), skipped=result.skip_reasons())
+    kept, dropped = filter_rows(rows, format, drop_unchanged=drop_unchanged, min_edit=min_edit, dedup=dedup)
+    summary.dropped.update(dropped)
     if not kept:
-        raise _nothing_left(str(input), format, summary)
+        raise _nothing_left(source, format, summary, from_log=from_log is not None)
     train, test = split_by_prompt(kept, test_size, seed)
     summary.train, summary.test = len(train), len(test)
     train_records = [to_record(r, format, chat=chat) for r in train]
@@ -215,12 +246,15 @@ def export(input: "str | Path", output: "str | Path", format: str = "sft", *, ch
     return summary
 
 
-def _nothing_left(source: str, format: str, summary: ExportSummary) -> DataError:
+def _nothing_left(source: str, format: str, summary: ExportSummary, *, from_log: bool = False) -> DataError:
     reasons = "; ".join(f"{n} {reason}" for reason, n in summary.dropped.items()) or "none"
     if summary.dropped.get(UNCHANGED) == summary.read - sum(summary.skipped.values()) and format == "dpo":
         fix = ("the corrector changed none of these answers, so there is no preference to learn: check that the "
                "corrector edits answers (aligner data stats FILE counts the changed rows), or export --format sft, "
                "which keeps unchanged answers as targets.")
+    elif from_log:
+        fix = ("loosen the filters (--since/--until, --min-rating, --changed-only, --min-edit, --dedup) or let the "
+               "server log more traffic.")
     else:
         fix = "loosen the filters (--min-edit, --dedup, --drop-unchanged) or export more rows."
     return DataError(f"every row was dropped by the filters ({reasons}); nothing to export.", source=source, fix=fix)
@@ -254,6 +288,10 @@ EXAMPLES = """examples:
   aligner export --format dpo corrections.jsonl dpo.jsonl --min-edit 2 --dedup --test-size 0.05
   aligner export --format dpo corrections.jsonl dpo.jsonl --chat --to-dataset dpo_ds/   # datasets.load_from_disk
   aligner train-strong --method dpo --data dpo.jsonl --eval-data dpo.test.jsonl --base-model MODEL --output-dir OUT
+the flywheel: what aligner serve logged and its users rated, back into training
+  aligner export --from-log traffic.sqlite --format qac qac.jsonl --min-rating 1 --with-user-corrections
+  aligner export --from-log postgresql://aligner@db/aligner --format dpo dpo.jsonl --changed-only --since 2026-05-01
+  aligner train --data qac.jsonl --base-model CORRECTOR --output-dir corrector-v2
 """
 
 
@@ -265,10 +303,25 @@ def add_command(subparsers: Any) -> None:
                     "--input/--output) into trl datasets: SFT {prompt, completion} or {messages}, DPO {prompt, "
                     "chosen: correction, rejected: answer}. Prints what was kept and what was dropped, and why.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("input", metavar="IN", help="corrections: JSON / JSONL / .gz / parquet, or a hub dataset id")
-    p.add_argument("output", metavar="OUT.jsonl", help="trl dataset to write (JSONL; .gz compresses)")
+    p.add_argument("input", metavar="IN", nargs="?",
+                   help="corrections: JSON / JSONL / .gz / parquet, or a hub dataset id (left out with --from-log)")
+    p.add_argument("output", metavar="OUT.jsonl", nargs="?", help="dataset to write (JSONL; .gz compresses)")
     p.add_argument("--format", required=True, choices=FORMATS, help="sft: prompt → correction; dpo: correction "
-                                                                   "(chosen) over answer (rejected)")
+                                                                   "(chosen) over answer (rejected); qac: Q-A-C rows "
+                                                                   "for aligner train")
+    log = p.add_argument_group("from a served log (aligner serve --log-corrections)")
+    log.add_argument("--from-log", default=None, metavar="LOG",
+                     help="read the corrections log (.jsonl, .sqlite or postgresql:// URL) instead of IN: fallback "
+                          "rows and answers the gate passed uncorrected are left out")
+    log.add_argument("--changed-only", action="store_true", help="only rows whose correction differs from the answer")
+    log.add_argument("--min-rating", type=int, default=None, choices=(-1, 0, 1),
+                     help="only rows users rated at least this (unrated rows are left out)")
+    log.add_argument("--since", default=None, metavar="TIME", help="only rows logged at or after TIME (ISO date or "
+                                                                  "time, UTC unless zoned; or Unix seconds)")
+    log.add_argument("--until", default=None, metavar="TIME", help="only rows logged before TIME")
+    log.add_argument("--with-user-corrections", action="store_true",
+                     help="a correction a user wrote (POST /v1/feedback corrected_text) replaces the corrector's as "
+                          "the target")
     p.add_argument("--chat", action="store_true", help="conversational rows (messages with roles) for models with a "
                                                        "chat template, instead of plain 'User: …\\nAssistant:' text")
     p.add_argument("--drop-unchanged", action=argparse.BooleanOptionalAction, default=None,
@@ -292,8 +345,28 @@ def add_command(subparsers: Any) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    summary = export(args.input, args.output, args.format, chat=args.chat, drop_unchanged=args.drop_unchanged,
-                     min_edit=args.min_edit, dedup=args.dedup, test_size=args.test_size, seed=args.seed,
+    from .from_log import LogFilters
+
+    log_flags = {"changed_only": args.changed_only, "min_rating": args.min_rating, "since": args.since,
+                 "until": args.until, "with_user_corrections": args.with_user_corrections}
+    if args.from_log is None:
+        given = [f"--{k.replace('_', '-')}" for k, v in log_flags.items() if v not in (None, False)]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: only for a served log.", field="from_log",
+                              fix="add --from-log LOG (the file or URL aligner serve --log-corrections wrote).")
+        if args.output is None:
+            raise ConfigError("needs IN and OUT.jsonl.", field="input",
+                              fix="aligner export --format sft IN OUT.jsonl, or --from-log LOG OUT.jsonl.")
+    else:
+        if args.output is not None:
+            raise ConfigError(f"with --from-log the log is the input, so give only OUT.jsonl (got {args.input!r} "
+                              f"and {args.output!r}).", field="from_log", fix="drop IN.")
+        if args.input is None:
+            raise ConfigError("needs OUT.jsonl.", field="output", fix="aligner export --from-log LOG --format qac OUT.jsonl")
+        args.input, args.output = None, args.input
+    summary = export(args.input, args.output, args.format, from_log=args.from_log,
+                     log_filters=LogFilters(**log_flags) if args.from_log else None, chat=args.chat,
+                     drop_unchanged=args.drop_unchanged, min_edit=args.min_edit, dedup=args.dedup, test_size=args.test_size, seed=args.seed,
                      test_output=args.test_out, to_dataset=args.to_dataset, input_format=args.input_format,
                      split=args.split, lenient=args.lenient)
     print("\n".join(summary.lines()))

@@ -42,6 +42,8 @@ from ..decoding import DecodingConfig
 from ..errors import AlignerError, ConfigError, UpstreamError, UpstreamTimeout
 from .batching import DynamicBatcher
 from .config import ServeConfig
+from .feedback import add_feedback_route
+from .metrics import MetricsMiddleware, ServeMetrics, add_metrics_route
 from .request import (APIError, BodyDecoder, ChatRequest, check_aligner_field, check_content_type, check_fields,
                       check_messages, check_model, form_fields, forwarded, json_mode, parse_body)
 
@@ -205,7 +207,7 @@ class OriginMiddleware:
 class _State:
     """What the routes share: the aligner, batcher, config, keys and counters."""
 
-    def __init__(self, aligner: Any, config: ServeConfig):
+    def __init__(self, aligner: Any, config: ServeConfig, records: Any = None):
         self.aligner = aligner
         self.config = config
         self.keys = config.load_api_keys()
@@ -234,11 +236,15 @@ class _State:
             self.serving = self.serving.with_gate(GateBatcher(aligner.gate, max_batch_size=self.batcher.max_batch_size,
                                                               max_wait=self.batcher.max_wait,
                                                               may_join=lambda: self.in_flight))
-        self.records = None
-        if config.log_corrections:
-            from .records import CorrectionsLog
+        #: the corrections log (``aligner.serve.records``), opened by ``create_app``
+        self.records = records
+        self.replica: str | None = None
+        if records is not None:
+            from .records import replica_name
 
-            self.records = CorrectionsLog(config.log_corrections)
+            self.replica = replica_name()
+        self.metrics = ServeMetrics()
+        self.metrics.hook_retries(aligner.upstream)
         names = list(config.served_model_name or [])
         if not names:
             names = [n for n in (config.upstream_model or getattr(aligner.upstream, "model", None),) if n]
@@ -253,23 +259,34 @@ def create_app(source: "ServeConfig | Any", config: ServeConfig | None = None) -
     loaded now so a bad path fails before the port opens) or a ready ``Aligner`` (with ``config``
     for the server options; defaults otherwise)."""
     if isinstance(source, ServeConfig):
-        config = source
-        aligner = config.build()
+        config, aligner = source, None
     else:
         if not hasattr(source, "corrector"):
             raise ConfigError(f"expected a ServeConfig or an Aligner, got {type(source).__name__}.",
                               field="source", fix="create_app(ServeConfig(...)) or create_app(Aligner(...)).")
         aligner = source
         config = config or ServeConfig()
-    from ..objectives import takes_objectives
+    records = None
+    if config.log_corrections:  # a log out of reach (a database down, a typo) fails before the model loads
+        from .records import POSTGRES_SCHEMES, open_log
 
-    if takes_objectives(aligner.corrector) and not aligner.objectives:
-        raise ConfigError(f"template {aligner.corrector.template.name!r} needs objectives ({{aspects}}), and none "
-                          "were given: every request without its own would fail.", field="objectives",
-                          fix="give the server's objectives, e.g. --objective harmless --objective helpful "
-                              "(a request may choose others with {\"aligner\": {\"objectives\": [...]}}), or "
-                              "serve with a template without {aspects}: --template aligner-v1.0.")
-    state = _State(aligner, config)
+        buffer = {"max_pending": config.log_buffer_rows} if config.log_corrections.startswith(POSTGRES_SCHEMES) else {}
+        records = open_log(config.log_corrections, **buffer)
+    try:
+        aligner = aligner if aligner is not None else config.build()
+        from ..objectives import takes_objectives
+
+        if takes_objectives(aligner.corrector) and not aligner.objectives:
+            raise ConfigError(f"template {aligner.corrector.template.name!r} needs objectives ({{aspects}}), and none "
+                              "were given: every request without its own would fail.", field="objectives",
+                              fix="give the server's objectives, e.g. --objective harmless --objective helpful "
+                                  "(a request may choose others with {\"aligner\": {\"objectives\": [...]}}), or "
+                                  "serve with a template without {aspects}: --template aligner-v1.0.")
+    except BaseException:
+        if records is not None:
+            records.close()
+        raise
+    state = _State(aligner, config, records)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -280,6 +297,7 @@ def create_app(source: "ServeConfig | Any", config: ServeConfig | None = None) -
         loop.set_default_executor(pool)
         for batcher in state.batchers:
             batcher.start()
+        state.metrics.start(state.batcher, state.records)
         log.info("serving corrector %s (demo=%s), models %s", aligner.corrector.name, aligner.is_demo,
                  state.model_names)
         try:
@@ -287,8 +305,9 @@ def create_app(source: "ServeConfig | Any", config: ServeConfig | None = None) -
         finally:  # uvicorn has already let in-flight requests finish (graceful shutdown)
             for batcher in state.batchers:
                 await batcher.stop()
-            if state.records is not None:
-                state.records.close()
+            await state.metrics.stop(state.batcher, state.records)
+            if state.records is not None:  # a database log writes what it buffered first
+                await asyncio.to_thread(state.records.close)
             pool.shutdown(wait=False, cancel_futures=True)
 
     # redirect_slashes off: Starlette's redirect for a trailing slash builds its Location from the
@@ -301,6 +320,7 @@ def create_app(source: "ServeConfig | Any", config: ServeConfig | None = None) -
     app.add_middleware(RequestLimitMiddleware, limit=config.limit_concurrency or None)
     app.add_middleware(OriginMiddleware, origins=config.cors_origin)
     app.add_middleware(AccessLogMiddleware, log_prompts=config.log_prompts, enabled=config.access_log)
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
 
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError) -> JSONResponse:
@@ -328,7 +348,11 @@ def create_app(source: "ServeConfig | Any", config: ServeConfig | None = None) -
                 "upstream": state.upstream_label, "models": state.model_names,
                 "in_flight": state.in_flight, "served": state.served, "batching": state.batcher.stats.to_dict(),
                 **({"batching_stages": [b.stats.to_dict() for b in state.batchers]} if len(state.batchers) > 1 else {}),
+                "corrections_log": state.records.health() if state.records is not None else None,
                 **({"gate": _gate_stats(state.serving.gate)} if state.serving.gate is not None else {})}
+
+    add_metrics_route(app, state, _key_error)
+    add_feedback_route(app, state, authorize=_authorize, read_json=_read_json)
 
     @app.get("/v1/models")
     @app.get("/v1/models/", include_in_schema=False)
@@ -529,9 +553,11 @@ async def _get_answer(state: _State, req: ChatRequest) -> tuple[UpstreamReply, f
         detail = str(exc) if state.config.log_prompts else \
             f"{type(exc).__name__}, status {exc.status} (error text not logged: it may quote the prompt)"
         log.warning("upstream %s failed: %s", upstream.name, detail)
+        state.metrics.count_upstream_error(exc)
         raise upstream_error(exc) from exc
     if not isinstance(reply, UpstreamReply) or not isinstance(reply.text, str):
         raise APIError(502, "the upstream's answer is not text.", code="upstream_error")
+    state.metrics.count_upstream(time.perf_counter() - t0, reply.usage)
     return reply, time.perf_counter() - t0
 
 
@@ -566,12 +592,13 @@ def _meta(state: _State, c: Correction, bypassed: bool, **extra: Any) -> dict[st
     return c.meta(upstream=state.upstream_label, bypassed=bypassed, **extra)
 
 
-async def _record(state: _State, req: ChatRequest, c: Correction) -> None:
-    """Append to the corrections log. The write is shielded: a client leaving at that moment
-    (which cancels a stream's generator) must not lose a correction it was served."""
+async def _record(state: _State, req: ChatRequest, c: Correction, cid: str) -> None:
+    """Append to the corrections log (``cid``: the id the client is given). The write is
+    shielded: a client leaving at that moment (which cancels a stream's generator) must not lose
+    a correction it was served."""
     if state.records is None:
         return
-    rec = {"timestamp": time.time(), "model": req.model, "question": c.question, "answer": c.answer,
+    rec = {"id": cid, "replica": state.replica, "timestamp": time.time(), "model": req.model, "question": c.question, "answer": c.answer,
            "correction": c.correction, "changed": c.changed, "corrector": c.corrector,
            "upstream": getattr(state.aligner.upstream, "name", None), "timings": c.timings,
            "fallback": c.fallback_reason, **({"gate": c.gate.to_dict()} if c.gate is not None else {})}
@@ -580,7 +607,7 @@ async def _record(state: _State, req: ChatRequest, c: Correction) -> None:
     except asyncio.CancelledError:
         raise  # the write itself goes on in its thread
     except Exception:  # never fail a served answer because the log could not be written
-        log.exception("could not write to the corrections log %s", state.records.path)
+        log.exception("could not write to the corrections log %s", state.records.where)
 
 
 async def _unless_disconnected(request: Request, work: Any) -> Any:
@@ -614,6 +641,7 @@ def _logged(request: Request, c: Correction, **extra: Any) -> None:
 
 
 async def _complete(state: _State, req: ChatRequest, request: Request) -> JSONResponse:
+    cid = f"chatcmpl-{uuid.uuid4().hex}"
     reply, t_up = await _get_answer(state, req)
     bypassed = _bypass(request)
     skipped = _skipped(req, reply)
@@ -627,7 +655,10 @@ async def _complete(state: _State, req: ChatRequest, request: Request) -> JSONRe
         except AlignerError as exc:
             raise APIError(400, str(exc), param=exc.field, code="invalid_value") from exc
         c.count_upstream(t_up)
-        await _record(state, req, c)
+    # counted before the log's write: a request cancelled during the (shielded) write still has its row
+    state.metrics.count_served(c, skipped=skipped, bypassed=bypassed)
+    if not (bypassed or skipped):
+        await _record(state, req, c, cid)
     _logged(request, c, skipped=skipped)
     state.served += 1
     message: dict[str, Any] = {"role": "assistant", "content": c.correction}
@@ -639,9 +670,10 @@ async def _complete(state: _State, req: ChatRequest, request: Request) -> JSONRe
         if reply.tool_calls:
             message["tool_calls"] = reply.tool_calls
         finish = reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
-    meta = _meta(state, c, bypassed, usage=c.metadata.get("usage"), **({"skipped": skipped} if skipped else {}))
+    meta = _meta(state, c, bypassed, id=cid, usage=c.metadata.get("usage"),
+                 **({"skipped": skipped} if skipped else {}))
     return JSONResponse({
-        "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+        "id": cid, "object": "chat.completion", "created": int(time.time()),
         "model": req.model,
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
         "usage": reply.usage, "aligner": meta})
@@ -679,8 +711,9 @@ async def _sse_uncorrected(state: _State, req: ChatRequest, reply: UpstreamReply
         yield event({"refusal": reply.refusal})
     if reply.tool_calls:
         yield event({"tool_calls": [{"index": i, **call} for i, call in enumerate(reply.tool_calls)]})
-    meta = _meta(state, _uncorrected(state, req, reply.text, {"upstream": t_up, "total": t_up}), False,
-                 usage=None, skipped=skipped)
+    c = _uncorrected(state, req, reply.text, {"upstream": t_up, "total": t_up})
+    meta = _meta(state, c, False, id=head["id"], usage=None, skipped=skipped)
+    state.metrics.count_served(c, skipped=skipped)
     yield event({}, reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop"), aligner=meta)
     if req.include_usage:
         yield _usage_chunk(head, reply)
@@ -707,6 +740,7 @@ async def _sse(state: _State, req: ChatRequest, reply: UpstreamReply, request: R
 
     bypassed = _bypass(request)
     answer = reply.text
+    started = request.scope.get("state", {}).get("t0")
     state.in_flight += 1
     stream = None
     try:
@@ -720,6 +754,9 @@ async def _sse(state: _State, req: ChatRequest, reply: UpstreamReply, request: R
                     stream = state.serving.astream(req.messages, answer, objectives=req.objectives,
                                                    decoding=req.decoding)
                     async for piece in stream:
+                        if started is not None:  # the first corrected piece: from the request's start
+                            state.metrics.count_first_piece(time.perf_counter() - started)
+                            started = None
                         yield event({"content": piece})
             except TimeoutError:
                 yield error(APIError(504, "the correction took longer than the server's request timeout.",
@@ -740,9 +777,10 @@ async def _sse(state: _State, req: ChatRequest, reply: UpstreamReply, request: R
             c.count_upstream(t_up)
         state.served += 1
         _logged(request, c, fallback=c.fallback_reason)
+        state.metrics.count_served(c, bypassed=bypassed)  # before the write: see _complete
         if not bypassed:  # before the last events: the client may hang up on [DONE]
-            await _record(state, req, c)
-        yield event({}, "stop", aligner=_meta(state, c, bypassed))
+            await _record(state, req, c, head["id"])
+        yield event({}, "stop", aligner=_meta(state, c, bypassed, id=head["id"]))
         if req.include_usage:
             yield _usage_chunk(head, reply)
         yield "data: [DONE]\n\n"

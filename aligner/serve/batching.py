@@ -161,6 +161,11 @@ class DynamicBatcher(Corrector):
         return self.inner.finish(raw, answer, row)
 
     # -- batched ------------------------------------------------------------------------------
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a batch (``aligner_corrector_queue_depth`` on ``/metrics``)."""
+        return self._queue.qsize() if self._queue is not None else 0
+
     def start(self) -> None:
         """Start the collector on the running loop (idempotent; every batched call does it too)."""
         if self._task is None or self._task.done():

@@ -49,6 +49,10 @@ def run_serve(args: argparse.Namespace) -> int:
 
     cfg = build_config(ServeConfig, args, getattr(args, "config", None))
     configure_logging(getattr(args, "verbose", False))
+    if cfg.workers > 1:  # each worker process builds its own app (aligner.serve.workers)
+        from .workers import run_workers
+
+        return run_workers(cfg, verbose=getattr(args, "verbose", False))
     app = create_app(cfg)
     state = app.state.aligner
     if state.aligner.is_demo:

@@ -22,6 +22,8 @@ class ServeConfig(AlignerOptions):
 
     host: str = field(default="127.0.0.1", metadata={"help": "interface to bind (0.0.0.0 exposes it to the network)"})
     port: int = field(default=8000, metadata={"help": "TCP port (0 picks a free one)"})
+    workers: int = field(default=1, metadata={
+        "help": "server processes on the port, each with its own corrector (and batcher); /metrics sums them all"})
     served_model_name: list[str] | None = field(default=None, metadata={
         "help": "model name(s) clients must send and /v1/models lists; default: --upstream-model, else 'aligner'"})
     max_new_tokens: int = field(default=512, metadata={"help": "cap on the corrector's generated tokens per answer"})
@@ -41,7 +43,12 @@ class ServeConfig(AlignerOptions):
     graceful_timeout: int = field(default=30, metadata={"help": "seconds in-flight requests get to finish on shutdown"})
     log_prompts: bool = field(default=False, metadata={"help": "include question text in the access log"})
     log_corrections: str | None = field(default=None, metadata={
-        "help": "append every correction to PATH.jsonl or PATH.sqlite (weak-to-strong data)"})
+        "help": "append every correction to PATH.jsonl, PATH.sqlite or a PostgreSQL database "
+                "(postgresql://user[:password]@host[:port]/dbname; replicas share it): training data, "
+                "and the rows POST /v1/feedback rates"})
+    log_buffer_rows: int = field(default=10_000, metadata={
+        "help": "rows a postgresql:// corrections log holds per process while the database is down; a row "
+                "beyond them is lost: counted, logged by id and shown on /health and /metrics"})
     access_log: bool = field(default=True, metadata={"help": "one JSON access-log line per request on stderr"})
     allow_bypass: bool = field(default=False, metadata={
         "help": "honour the X-Aligner-Bypass header (the upstream's answer, uncorrected); off, the header gets 403"})
@@ -62,8 +69,8 @@ class ServeConfig(AlignerOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("max_batch_size", "max_new_tokens", "max_body_bytes", "max_prompt_chars", "max_tokens_limit",
-                     "timeout_keep_alive"):
+        for name in ("workers", "max_batch_size", "max_new_tokens", "max_body_bytes", "max_prompt_chars", "max_tokens_limit",
+                     "timeout_keep_alive", "log_buffer_rows"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"must be a positive int, got {value!r}.", field=name,
@@ -90,9 +97,10 @@ class ServeConfig(AlignerOptions):
             raise ConfigError(f"must be 0-65535, got {self.port!r}.", field="port", fix="e.g. --port 8000.")
         if isinstance(self.served_model_name, str):
             self.served_model_name = [self.served_model_name]
-        if self.log_corrections and not str(self.log_corrections).endswith((".jsonl", ".sqlite", ".db", ".sqlite3")):
-            raise ConfigError(f"unknown format {self.log_corrections!r}.", field="log_corrections",
-                              fix="use a path ending in .jsonl or .sqlite.")
+        if self.log_corrections:
+            from .records import check_target
+
+            self.log_corrections = check_target(self.log_corrections)
 
     def decoding(self) -> dict[str, Any]:
         """--max-new-tokens is a ceiling, not a chosen length: the answer-relative cap stays."""
