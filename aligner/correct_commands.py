@@ -9,21 +9,9 @@ from typing import Any
 
 from .config_parser import add_config_command, build_config
 from .errors import ConfigError
-from .options import BatchOptions
-
-DEMO_NOTE = ("note: using the embedded demo corrector (a ~2M-parameter toy trained on synthetic data); "
-             "pass --corrector aligner/aligner-7b-v1.0 (or a path) for a real Aligner.")
-GATE_DEMO_NOTE = ("note: using the embedded demo gate (a tiny classifier trained on synthetic PKU-SafeRLHF-format "
-                  "rows); train your own with `aligner train-gate`.")
-
-
-def print_notes(aligner: Any) -> None:
-    """The demo notes a command prints on stderr before its output."""
-    if aligner.is_demo:
-        print(DEMO_NOTE, file=sys.stderr)
-    if getattr(aligner.gate, "is_demo", False):
-        print(GATE_DEMO_NOTE, file=sys.stderr)
-
+# the demo notes live beside the options that build the Aligner, so jobs (aligner eval) print them
+# without importing a command module; imported here too, where the commands used to find them
+from .options import DEMO_NOTE, GATE_DEMO_NOTE, BatchOptions, print_notes  # noqa: F401
 
 @dataclass
 class CorrectConfig(BatchOptions):
@@ -160,6 +148,10 @@ def run_templates(args: argparse.Namespace) -> int:
         aspects = render(resolve(args.objectives) or [])
     sys.stdout.write(t.render(args.question, args.answer, aspects=aspects) + "\n")
     return 0
+
+
+#: where this module's commands stand in ``aligner --help`` (lower first; see aligner.cli)
+HELP_ORDER = 10
 
 
 def add_commands(sub: Any) -> None:

@@ -28,7 +28,7 @@ import bisect
 import inspect
 from typing import Any, Sequence
 
-from .local_runtime import GUARD_WINDOW
+from .rows import GUARD_WINDOW
 
 #: longest draft verified in one pass (per row).
 DRAFT_MAX = 64

@@ -335,6 +335,10 @@ Runs offline with the built-in upstream and the embedded demo corrector. Example
   aligner demo --share   # also on a temporary public gradio.live link"""
 
 
+#: where this module's commands stand in ``aligner --help`` (lower first; see aligner.cli)
+HELP_ORDER = 60
+
+
 def add_commands(sub: Any) -> None:
     add_config_command(sub, "demo", DemoConfig, run_demo, description=DESCRIPTION,
                        help="a web page showing answers and their corrections side by side (Gradio)")

@@ -172,6 +172,10 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+#: where this module's commands stand in ``aligner --help`` (lower first; see aligner.cli)
+HELP_ORDER = 20
+
+
 def add_commands(sub: Any) -> None:
     add_config_command(
         sub, "generate", GenerateConfig, run_generate,

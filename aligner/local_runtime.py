@@ -11,7 +11,7 @@ from typing import Any, Iterator, Sequence
 
 from .decoding import DecodingConfig
 from .errors import ConfigError
-from .rows import RowControl, iterate_row, notify_end
+from .rows import GUARD_WINDOW, RowControl, iterate_row, notify_end
 
 
 def pick_device(device: str | None = None) -> str:
@@ -203,11 +203,9 @@ class LocalGenerator:
         return iterate_row(row, lambda: self.generate([prompt], decoding, [row]))
 
 
-#: tokens of a row's tail decoded for its guard (enough for the guard's tail; the lean loop of
-#: :mod:`aligner.decode_loop` reads the same number), every few steps: a
-#: cancel is checked after every step, the text (~0.1 ms a row with the decode) every 4th step, so
-#: a runaway row stops at most 3 steps after its run is clear; the verdict reads the text anyway.
-GUARD_WINDOW = 256
+#: a row's guard reads the tail of its text (GUARD_WINDOW tokens, from :mod:`aligner.rows`) every few
+#: steps: a cancel is checked after every step, the text (~0.1 ms a row with the decode) every 4th
+#: step, so a runaway row stops at most 3 steps after its run is clear; the verdict reads the text anyway.
 _GUARD_EVERY = 4
 _CRITERIA_CLASS: Any = None
 

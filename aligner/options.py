@@ -14,6 +14,7 @@ so the first request (and a base URL's model discovery) already runs under them.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,20 @@ from .errors import ConfigError
 if TYPE_CHECKING:
     from .adapters.base import RetryPolicy, Upstream
     from .core import Aligner
+
+DEMO_NOTE = ("note: using the embedded demo corrector (a ~2M-parameter toy trained on synthetic data); "
+             "pass --corrector aligner/aligner-7b-v1.0 (or a path) for a real Aligner.")
+GATE_DEMO_NOTE = ("note: using the embedded demo gate (a tiny classifier trained on synthetic PKU-SafeRLHF-format "
+                  "rows); train your own with `aligner train-gate`.")
+
+
+def print_notes(aligner: Any) -> None:
+    """The demo notes a command prints on stderr before its output."""
+    if aligner.is_demo:
+        print(DEMO_NOTE, file=sys.stderr)
+    if getattr(aligner.gate, "is_demo", False):
+        print(GATE_DEMO_NOTE, file=sys.stderr)
+
 
 UPSTREAM_HELP = ("who answers: a LiteLLM model string (openai/gpt-4o-mini), an http(s)://…/v1 base URL of an "
                  "OpenAI-compatible server, or hf:PATH for a local transformers model")

@@ -12,6 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 
+#: tokens of a row's tail decoded for its guard (enough for the guard's tail), every few steps;
+#: the local runtime and the lean loop of :mod:`aligner.decode_loop` read the same number (here,
+#: beside the row, so neither imports the other for it).
+GUARD_WINDOW = 256
+
+
 @dataclass(eq=False)
 class RowControl:
     """One request's handle on its row of a (batched) generation.

@@ -15,6 +15,8 @@ it came, with ``aligner.skipped`` saying why (``"empty"``, or ``"tool_calls"``).
 """
 from __future__ import annotations
 
+import inspect
+import sys
 import time
 from typing import Any, AsyncIterator, Iterator
 
@@ -156,6 +158,22 @@ class _Completions:
                 yield _chunk(head, index, None, "stop", c.meta())
 
 
+def is_async_client(client: Any) -> bool:
+    """Whether ``client.chat.completions.create`` must be awaited. An ``openai`` client is what
+    its class is (``AsyncOpenAI`` and its subclasses, e.g. ``AsyncAzureOpenAI``, whatever a
+    subclass is called); any other client by whether ``create`` is a coroutine function (looked
+    at through decorators such as openai's ``required_args``, which hide it from
+    ``inspect.iscoroutinefunction``). openai is not imported here: an openai client means it is."""
+    openai = sys.modules.get("openai")
+    if openai is not None:
+        if isinstance(client, openai.AsyncOpenAI):
+            return True
+        if isinstance(client, openai.OpenAI):
+            return False
+    create = client.chat.completions.create
+    return inspect.iscoroutinefunction(create) or inspect.iscoroutinefunction(inspect.unwrap(create))
+
+
 class _Chat:
     def __init__(self, owner: "CorrectedClient"):
         self.completions = _Completions(owner)
@@ -167,7 +185,7 @@ class CorrectedClient:
     def __init__(self, client: Any, aligner: Aligner):
         self.client = client
         self.aligner = aligner
-        self.is_async = type(client).__name__.startswith("Async")
+        self.is_async = is_async_client(client)
         self.chat = _Chat(self)
 
     def __getattr__(self, name: str) -> Any:
@@ -176,7 +194,7 @@ class CorrectedClient:
 
 def wrap(client: Any, corrector: Any = None, **aligner_kwargs: Any) -> CorrectedClient:
     """Wrap an OpenAI client so ``chat.completions.create`` answers are corrected."""
-    if not hasattr(client, "chat"):
+    if not callable(getattr(getattr(getattr(client, "chat", None), "completions", None), "create", None)):
         raise ConfigError(f"expected an openai.OpenAI or AsyncOpenAI client, got {type(client).__name__}.",
                           field="client", fix="pass openai.OpenAI(...) (or any client with .chat.completions).")
     return CorrectedClient(client, Aligner(None, corrector, **aligner_kwargs))

@@ -174,14 +174,6 @@ def test_bad_retry_settings_name_the_field(field, value):
     assert err.value.field == field
 
 
-def test_a_command_module_that_fails_to_import_is_an_error_not_a_missing_command(monkeypatch):
-    """The CLI used to skip a command module it could not import ("not built yet"), so a broken
-    install showed a CLI without that command; now the import error surfaces."""
-    monkeypatch.setattr(cli, "COMMAND_MODULES", cli.COMMAND_MODULES + ("aligner.no_such_commands",))
-    with pytest.raises(ModuleNotFoundError, match="aligner.no_such_commands"):
-        cli.build_parser()
-
-
 def test_train_cli_still_rejects_a_bad_option_before_loading_anything(tmp_path, capsys):
     """``aligner train`` validated its config twice (the command, then train_corrector); now only
     train_corrector does, first thing: the CLI error is the same one line naming the option."""

@@ -127,3 +127,50 @@ def test_the_upstream_the_client_asked_is_named_and_timed(fake_openai, tiny_caus
         assert meta["upstream"] == "m"
         assert meta["timings"]["upstream"] > 0  # an HTTP round trip was timed (it was 0.0: not counted)
         assert meta["timings"]["total"] >= meta["timings"]["upstream"]  # the total counts the upstream's time
+
+
+class CorporateClient(openai.AsyncOpenAI):
+    """An async client whose class name does not start with "Async" (a company's own subclass)."""
+
+
+class AsyncLookingClient(openai.OpenAI):
+    """A sync client whose class name does."""
+
+
+class ThinGateway:
+    """A client of another library: only ``chat.completions.create``, an ``async def``."""
+
+    def __init__(self, inner):
+        self._inner = inner
+        self.chat = self
+        self.completions = self
+
+    async def create(self, **kwargs):
+        return await self._inner.chat.completions.create(**kwargs)
+
+
+def test_sync_or_async_is_decided_by_what_the_client_is_not_its_name(fake_openai, tiny_causal_path, reference):
+    """wrap once chose by ``type(client).__name__.startswith("Async")``: CorporateClient was called
+    synchronously (a coroutine came back in place of a response) and AsyncLookingClient's answers
+    were awaited (a TypeError)."""
+    kw = {"base_url": fake_openai.base_url, "api_key": "sk-test", "max_retries": 0}
+    question = "How do I reset a router?"
+    sync = aligner.wrap(AsyncLookingClient(**kw), corrector=str(tiny_causal_path), decoding=GREEDY)
+    assert sync.is_async is False
+    r = sync.chat.completions.create(model="m", messages=MESSAGES)
+    original = r.choices[0].message.original_content
+    expected = reference.correct(question, original).correction
+    assert original.startswith(f"Answer to '{question}'") and r.choices[0].message.content == expected
+
+    async def ask(client):
+        pending = client.chat.completions.create(model="m", messages=MESSAGES)
+        assert asyncio.iscoroutine(pending)
+        r = await pending
+        return r.choices[0].message.original_content, r.choices[0].message.content
+
+    for client in (CorporateClient(**kw), ThinGateway(openai.AsyncOpenAI(**kw))):
+        wrapped = aligner.wrap(client, corrector=str(tiny_causal_path), decoding=GREEDY)
+        assert wrapped.is_async is True
+        assert asyncio.run(ask(wrapped)) == (original, expected)
+    with pytest.raises(ConfigError, match="client: expected an openai.OpenAI"):
+        aligner.wrap(type("ChatOnly", (), {"chat": object()})(), corrector=str(tiny_causal_path))

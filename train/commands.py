@@ -80,6 +80,10 @@ def run_train_gate(args: argparse.Namespace) -> int:
     return 0
 
 
+#: where this module's commands stand in ``aligner --help`` (lower first; see aligner.cli)
+HELP_ORDER = 40
+
+
 def add_commands(sub: Any) -> None:
     from aligner.train.config import GateTrainConfig, StrongTrainConfig
     from aligner.train.strong import EXAMPLES as STRONG_EXAMPLES, run_train_strong

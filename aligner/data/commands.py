@@ -18,6 +18,10 @@ _FORMATS = ("qac", "pku-saferlhf", "hh-rlhf")
 _FIELDS = ("question", "answer", "correction")
 
 
+#: where this module's commands stand in ``aligner --help`` (lower first; see aligner.cli)
+HELP_ORDER = 30
+
+
 def add_commands(subparsers: Any) -> None:
     """Register the ``data`` command and its actions on the top-level ``aligner`` parser."""
     data = subparsers.add_parser("data", help="convert, inspect and synthesise Q-A-C training data",

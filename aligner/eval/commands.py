@@ -36,6 +36,10 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+#: where this module's commands stand in ``aligner --help`` (lower first; see aligner.cli)
+HELP_ORDER = 70
+
+
 def add_commands(sub: Any) -> None:
     add_config_command(sub, "eval", EvalConfig, run_eval,
                        help="measure whether an Aligner improves answers: pairwise judge, reward/cost models, AlpacaEval export",

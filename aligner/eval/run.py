@@ -104,7 +104,7 @@ def make_corrections(cfg: EvalConfig, evalset: EvalSet, out: Path) -> dict[str, 
     speed = None
     if len(_read_corrections(corrections)) < len(todo):  # all made: resume without loading any model
         aligner = cfg.build()
-        from ..correct_commands import print_notes
+        from ..options import print_notes
 
         print_notes(aligner)
         try:

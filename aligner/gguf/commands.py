@@ -35,6 +35,10 @@ def run_to_gguf(args: argparse.Namespace) -> int:
     return 0
 
 
+#: where this module's commands stand in ``aligner --help`` (lower first; see aligner.cli)
+HELP_ORDER = 80
+
+
 def add_commands(sub: Any) -> None:
     p = sub.add_parser("to-gguf", help="convert a corrector to a GGUF file for llama.cpp (laptops, Ollama)",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)

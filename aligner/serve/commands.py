@@ -80,6 +80,10 @@ uncorrected (without it such a request gets 403). Requests from web pages (an Or
 refused unless --cors-origin lists their origin."""
 
 
+#: where this module's commands stand in ``aligner --help`` (lower first; see aligner.cli)
+HELP_ORDER = 50
+
+
 def add_commands(sub: Any) -> None:
     add_config_command(sub, "serve", ServeConfig, run_serve, description=DESCRIPTION,
                        help="serve an OpenAI-compatible API whose answers come back corrected")
