@@ -66,13 +66,27 @@ def group_entry_points(group: str, kind: str) -> list["EntryPoint"]:
 
     eps = sorted(entry_points(group=group), key=lambda ep: (not is_built_in(ep), ep.name, ep.value))
     if not any(is_built_in(ep) for ep in eps):
+        where = _first_metadata()
         raise ConfigError(
             f"aligner-kit's built-in {kind}s were not found: its installed metadata declares no "
             f"'{group}' entry points (the package is imported from a source folder that was never "
-            "installed, or was installed before these entry points existed).", field=kind,
+            "installed, or was installed before these entry points existed"
+            + (f"; the metadata read is {where}, which a build can leave stale in a source folder"
+               if where else "") + ").", field=kind,
             fix="install the project in this environment: pip install -e . in the source folder "
-                "(or pip install aligner-kit).")
+                "(or pip install aligner-kit)" + (f", or delete {where} if it is a stale build folder"
+                                                  if where and where.endswith(".egg-info") else "") + ".")
     return eps
+
+
+def _first_metadata() -> str | None:
+    """Where the aligner-kit metadata Python reads first lives (the one that shadows any other)."""
+    from importlib.metadata import distributions
+
+    for dist in distributions():
+        if _normalized(dist.metadata["Name"] or "") == DISTRIBUTION:
+            return str(getattr(dist, "_path", "") or "") or None
+    return None
 
 
 class Registry(Generic[C]):

@@ -121,7 +121,7 @@ def test_without_installed_metadata_the_error_says_to_install_the_project(tmp_pa
     out = _run(["-m", "aligner", "--help"], path)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.startswith("error: command: aligner-kit's built-in commands were not found"), out.stderr
-    assert "pip install -e ." in out.stderr
+    assert "pip install -e ." in out.stderr and "aligner_kit-0.1.dist-info" in out.stderr
     script = ("from aligner.adapters.resolve import resolve_upstream\n"
               "from aligner.errors import ConfigError\n"
               "try:\n    resolve_upstream('openai/gpt-4o-mini')\n"

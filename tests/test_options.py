@@ -182,3 +182,27 @@ def test_train_cli_still_rejects_a_bad_option_before_loading_anything(tmp_path, 
     err = capsys.readouterr().err
     assert rc == 2 and "learning_rate: must be positive, got 0.0." in err and "Fix:" in err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("command", ["correct", "generate", "eval"])
+def test_batch_invariant_flag_and_key_reach_the_corrector_beside_the_commands_own_decoding(command, fake, tmp_path):
+    """``--batch-invariant`` (issue 21 item 9) is added to whatever decoding the command chose (eval's
+    paper settings included), from a flag or a YAML key alike; serve and demo do not offer it."""
+    cls = CONFIGS[command]
+    extra = ["--paper-decoding"] if command == "eval" else []
+    yaml_file = tmp_path / "options.yaml"
+    yaml_file.write_text(f"upstream: {fake.base_url}\nupstream_model: fake-model\nmax_new_tokens: 24\nbatch_invariant: true\n")
+    from_flags = build_config(cls, _parse([command, "--upstream", fake.base_url, "--upstream-model", "fake-model",
+                                           "--max-new-tokens", "24", "--batch-invariant", *extra]))
+    args = _parse([command, "--config", str(yaml_file), *extra])
+    for config in (from_flags, build_config(cls, args, args.config)):
+        decoding = config.build().corrector.decoding
+        assert decoding.batch_invariant is True and decoding.max_new_tokens == 24
+        if command == "eval":
+            assert (decoding.temperature, decoding.top_p, decoding.top_k) == \
+                (PAPER_DECODING["temperature"], PAPER_DECODING["top_p"], PAPER_DECODING["top_k"])
+    plain = build_config(cls, _parse([command, "--upstream", fake.base_url, "--upstream-model", "fake-model"]))
+    assert plain.build().corrector.decoding.batch_invariant is False
+    for other in ("serve", "demo"):
+        with pytest.raises(SystemExit):
+            _parse([other, "--batch-invariant"])

@@ -798,6 +798,18 @@ def test_trailing_slashes_are_served_without_a_redirect_and_head_health_answers(
     assert head.status_code == 200 and head.content == b""
 
 
+# -- item 1: every error the server itself raises is the OpenAI JSON error -----------------------------------
+def test_a_method_the_route_does_not_answer_gets_a_json_405_with_allow(server):
+    """A 405 from the router is the OpenAI error body, not Starlette's plain text, and keeps the
+    ``Allow`` header HTTP requires on it."""
+    for method, path in (("GET", "/v1/chat/completions"), ("DELETE", "/health"), ("PUT", "/v1/models")):
+        r = httpx.request(method, server.url + path, headers={"Authorization": f"Bearer {KEY}"}, timeout=30)
+        err = assert_openai_error(r, 405, code="method_not_allowed")
+        assert method in err["message"] and path in err["message"]
+        allowed = {m.strip() for m in r.headers["allow"].split(",")}
+        assert method not in allowed and allowed & {"GET", "POST"}
+
+
 def test_aligner_serve_raises_its_open_files_limit_to_fit_the_connection_cap():
     code = ("import resource; from aligner.serve.connections import raise_open_files_limit as r; "
             "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE); "

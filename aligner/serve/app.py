@@ -329,7 +329,9 @@ def create_app(source: "ServeConfig | Any", config: ServeConfig | None = None) -
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
-        return APIError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}", code=code).response()
+        # exc.headers keeps the router's Allow header on a 405 (HTTP requires it there)
+        return APIError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}", code=code,
+                        headers=dict(exc.headers) if exc.headers else None).response()
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
