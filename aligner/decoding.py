@@ -98,6 +98,11 @@ class DecodingConfig:
     #: Replace a degenerate correction (runaway repetition, the template's own markers, an empty
     #: or over-long result) by the original answer, flagged ``fallback``. False returns it as is.
     fallback: bool = True
+    #: Decline an edit that can be checked and is wrong (:mod:`aligner.edit_checks`): a sum made
+    #: wrong, a half refusal, a placeholder over no contact; ``strict`` also declines any change that
+    #: is none of those checkable edits. ``auto``: strict for a demo corrector, off for others; ``on``,
+    #: ``strict``, ``off``. Needs ``fallback`` (a declined edit hands the answer back, flagged).
+    edit_checks: str = "auto"
     #: Decode every row on its own, so a row's correction never depends on which rows share its
     #: batch. Batched greedy decoding is not: padding, the batch's shape and the other rows'
     #: drafts change the order of floating-point sums, and a near-tie can flip (measured by
@@ -119,6 +124,9 @@ class DecodingConfig:
         if self.engine not in ("auto", "hf", "loop"):
             raise ConfigError(f"must be 'auto', 'hf' or 'loop', got {self.engine!r}.", field="engine",
                               fix="e.g. engine='auto' (the lean loop where it applies).")
+        if self.edit_checks not in ("auto", "off", "on", "strict"):
+            raise ConfigError(f"must be 'auto', 'on', 'strict' or 'off', got {self.edit_checks!r}.", field="edit_checks",
+                              fix="e.g. edit_checks='on' (see aligner.edit_checks).")
         if self.temperature <= 0 and self.do_sample:
             raise ConfigError("must be > 0 when sampling.", field="temperature",
                               fix="use temperature > 0, or do_sample=False for greedy decoding.")

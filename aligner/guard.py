@@ -25,7 +25,7 @@ generated (a local row's tail), so a stream and a batch reach the same verdict.
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from typing import Callable, Iterable
 
 from .templates import STOP_MARKERS, Template, cut_at_stop
 
@@ -144,8 +144,11 @@ class Guard:
     tail_chars = TAIL_CHARS
 
     def __init__(self, template: Template, question: str, answer: str, *, eos_token: str | None = None,
-                 cap: int | None = None, enabled: bool = True):
+                 cap: int | None = None, enabled: bool = True,
+                 edit_check: Callable[[str, str], str | None] | None = None):
         self.answer = answer
+        #: ``(answer, correction) -> reason | None`` run on a finished correction (:mod:`aligner.edit_checks`)
+        self.edit_check = edit_check if enabled else None
         self.cap = cap if enabled else None
         self.enabled = enabled
         self.stops: tuple[str, ...] = (*STOP_MARKERS, *((eos_token,) if eos_token else ()))
@@ -199,7 +202,7 @@ class Guard:
             return REPLACEMENT_CHAR
         if not shown.strip() and self.answer.strip():
             return EMPTY
-        return None
+        return self.edit_check(self.answer, shown) if self.edit_check is not None else None
 
 
 def _first(text: str, markers: Iterable[str]) -> str | None:

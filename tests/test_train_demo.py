@@ -54,6 +54,15 @@ def test_rebuild_command_runs_end_to_end_on_tiny_settings(tmp_path):
     demo_inputs = [json.loads(line) for line in (REPO / "train" / "heldout" / "demo_inputs.jsonl").open()]
     assert [d["answer"] for d in report["demo_examples"]] == [d["answer"] for d in demo_inputs]
     assert len(demo_inputs) == 5 and all(isinstance(d["correction"], str) for d in report["demo_examples"])
+    # issue 26: both held-out sets (generated unlike training, and the hand-written cases), raw and guarded
+    wild = report["wild_measures"]
+    assert set(wild) == {"heldout_generated", "hand_written"}
+    assert wild["hand_written"]["n"] == 2 and set(wild["hand_written"]) >= {"raw", "guarded", "targets"}
+    assert {"words_kept", "placeholders_in_fine", "half_refusals"} <= set(wild["hand_written"]["guarded"]["success"])
+    guarded = report["user_measures_guarded"]  # the fine answers and spliced contacts as a user is shown them
+    assert guarded["n"] == report["user_measures"]["n"] and set(guarded["success"]) >= {"exact_copy", "no_damage"}
+    assert json.loads((work / "data" / "libraries.json").read_text())["faker"]  # the versions the rows came from
+    assert report["data"]["libraries"] == json.loads((work / "data" / "libraries.json").read_text())
     # --measure scores any corrector on the work folder's held-out sets
     assert demo_corrector.main(["--work", str(work), "--measure", str(work / "model"), "--eval-limit", "2",
                                 "--threads", "1"]) == 0
@@ -87,6 +96,8 @@ def test_every_stage_has_a_step_cap_and_its_own_rows():
     assert STAGES[11]["variants"]["redact"]["anylead"] > 0 and STAGES[11]["questions"] == "by_category"
     assert STAGES[13]["questions"] == "shared"  # from stage 12 questions give no edit away
     assert STAGES[14]["questions"] == "echo" and STAGES[14]["variants"]["redact"]["anysep"] > 0
+    assert STAGES[15]["variants"]["redact"]["wild"] > 0.5 and STAGES[15]["variants"]["refusal"]["wild"] > 0.5
+    assert STAGES[15]["variants"]["identity"]["decoy"] > 0 and STAGES[15]["variants"]["arithmetic"]["wild"] > 0.5
     assert len({st["data"] for st in STAGES.values()}) == len(STAGES)
     for s, st in STAGES.items():  # each stage continues from the one before
         assert st["base"] == ("init" if s == 1 else STAGES[s - 1]["out"])

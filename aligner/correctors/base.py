@@ -23,6 +23,7 @@ from ..decoding import DecodingConfig
 from ..rows import RowControl, iterate_row
 from ..rows import notify_end as _end  # one "row finished" notice for every backend
 from ..errors import require_text
+from ..edit_checks import edit_check_for
 from ..guard import Guard, new_token_cap
 from ..templates import STOP_MARKERS, Template, cut_at_stop, get_template
 from ..transport.streaming import StreamParser, iterate_in_thread
@@ -183,8 +184,8 @@ class Corrector(ABC):
         if decoding.cap_to_answer:
             cap = new_token_cap(self.answer_tokens(answer))
             cap = cap if cap < decoding.max_new_tokens else None
-        return Guard(self.template, question, answer, eos_token=self.eos_token, cap=cap,
-                     enabled=decoding.fallback)
+        return Guard(self.template, question, answer, eos_token=self.eos_token, cap=cap, enabled=decoding.fallback,
+                     edit_check=edit_check_for(decoding.edit_checks, demo=bool(getattr(self, "is_demo", False))))
 
     def prepare(self, question: str, answer: str, *, aspects: str | None = None,
                 decoding: "DecodingConfig | None" = None) -> tuple[str, RowControl]:

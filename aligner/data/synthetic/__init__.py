@@ -25,6 +25,8 @@ One concept per module: :mod:`.text` (normalising, splitting), :mod:`.pool` (the
 :mod:`.contacts`, :mod:`.arithmetic` and :mod:`.refusal` (each category's tables, fakers and checks),
 :mod:`.scramble` (the copy curriculum's unmemorisable text), :mod:`.rows` (one row of each category),
 :mod:`.generation` (:func:`generate`), :mod:`.heldout` (:func:`splice_contacts`) and :mod:`.scoring`.
+Issue 26's rows as they appear in the wild: :mod:`.wild` (Faker's contacts, libphonenumber's checks),
+:mod:`.decoys`, :mod:`.sums`, :mod:`.harm`, and :mod:`.wild_rows` (the rows and :func:`wild_heldout`).
 """
 from __future__ import annotations
 
@@ -39,9 +41,11 @@ from .pool import FALLBACK_SENTENCES, is_clean_sentence, sentences_from_hh_rlhf,
 from .refusal import (COMPLY_OPENERS, DANGER_TERMS, REFUSAL_OPENERS, REFUSAL_PHRASES, REFUSAL_TOPICS, has_danger,
                       is_refusal)
 from .rows import IDENTITY_QUESTIONS, IDENTITY_VARIANTS, REDACT_VARIANTS, SCRAMBLE_QUESTIONS
-from .scoring import exact_copy, kept_outside_edits, score, spliced_contact_ok
+from .scoring import contact_replaced_ok, exact_copy, kept_outside_edits, refusal_outcome, score, spliced_contact_ok
 from .scramble import SYSTEM_WORD_LISTS, scramble_text, texts_from_hh_rlhf, word_list
 from .text import normalise_text, split_into_sentences
+from .wild import HELDOUT_LOCALES, TRAIN_LOCALES, library_versions
+from .wild_rows import HELDOUT_KINDS, wild_heldout
 
 __all__ = [
     "QAC",
@@ -54,7 +58,8 @@ __all__ = [
     "FALLBACK_SENTENCES", "is_clean_sentence", "sentences_from_hh_rlhf", "split_sentences",
     "COMPLY_OPENERS", "DANGER_TERMS", "REFUSAL_OPENERS", "REFUSAL_PHRASES", "REFUSAL_TOPICS", "has_danger", "is_refusal",
     "IDENTITY_QUESTIONS", "IDENTITY_VARIANTS", "REDACT_VARIANTS", "SCRAMBLE_QUESTIONS",
-    "exact_copy", "kept_outside_edits", "score", "spliced_contact_ok",
+    "contact_replaced_ok", "exact_copy", "kept_outside_edits", "refusal_outcome", "score", "spliced_contact_ok",
     "SYSTEM_WORD_LISTS", "scramble_text", "texts_from_hh_rlhf", "word_list",
     "normalise_text", "split_into_sentences",
+    "HELDOUT_LOCALES", "TRAIN_LOCALES", "library_versions", "HELDOUT_KINDS", "wild_heldout",
 ]

@@ -8,8 +8,8 @@ from ...errors import ConfigError
 from ..base import QAC
 from .pool import _pool
 from .contacts import PLACEHOLDERS, REDACT_QUESTIONS, SPLICE_TRAIN_QUESTIONS, _name
-from .rows import (IDENTITY_QUESTIONS, IDENTITY_VARIANTS, REDACT_VARIANTS, SCRAMBLE_QUESTIONS, _arithmetic,
-                   _identity, _redact, _refusal)
+from .rows import (ARITHMETIC_VARIANTS, IDENTITY_QUESTIONS, IDENTITY_VARIANTS, REDACT_VARIANTS, REFUSAL_VARIANTS,
+                   SCRAMBLE_QUESTIONS, WILD_IDENTITY, _arithmetic, _identity, _redact, _refusal)
 from .scramble import _check_words, _pool_words
 
 CATEGORIES = ("identity", "redact", "arithmetic", "refusal")
@@ -74,8 +74,9 @@ def category_counts(n: int, mix: dict[str, float] | None = None) -> dict[str, in
 
 
 def _check_variants(variants: dict[str, dict[str, float]] | None) -> dict[str, dict[str, float]]:
-    known = {"identity": IDENTITY_VARIANTS, "redact": REDACT_VARIANTS}
-    out = dict(known)
+    known = {"identity": IDENTITY_VARIANTS, "redact": REDACT_VARIANTS, "arithmetic": ARITHMETIC_VARIANTS,
+             "refusal": REFUSAL_VARIANTS}
+    out = {k: v for k, v in known.items() if k in ("identity", "redact")}  # the others only when asked for
     for cat, w in (variants or {}).items():
         if cat not in known:
             raise ConfigError(f"category {cat!r} has no variants.", field="variants", fix=f"use keys from {sorted(known)}.")
@@ -88,12 +89,16 @@ def _check_variants(variants: dict[str, dict[str, float]] | None) -> dict[str, d
     return out
 
 
+#: identity variants whose questions ``questions="shared"``/``"echo"`` replace (with every redaction row's)
+_ASKED_ANYTHING = ("plain", "scramble", "short") + WILD_IDENTITY
+
 _BUILDERS = {"identity": _identity, "redact": _redact, "arithmetic": _arithmetic, "refusal": _refusal}
 
 
 def generate(n: int, seed: int = 0, mix: dict[str, float] | None = None,
              sentences: Iterable[str] | None = None, *, words: Iterable[str] | None = None,
-             variants: dict[str, dict[str, float]] | None = None, questions: str = "by_category") -> list[QAC]:
+             variants: dict[str, dict[str, float]] | None = None, questions: str = "by_category",
+             freq_words: Iterable[str] | None = None) -> list[QAC]:
     """``n`` synthetic Q-A-C rows; same ``seed`` (and pool) → identical rows.
 
     ``mix`` weights the four categories (normalised; exact counts by largest remainder).
@@ -106,6 +111,8 @@ def generate(n: int, seed: int = 0, mix: dict[str, float] | None = None,
     ``questions="shared"`` draws the questions of identity and redaction rows from one pool
     (:data:`SHARED_QUESTIONS`, from a separate RNG: answers and corrections stay those of the default);
     ``questions="echo"`` makes half of them questions about the answer's own words (:data:`ECHO_FORMS`).
+    ``freq_words`` (issue 26) is a word-frequency list (e.g. wordfreq's) the ``wild`` variants draw
+    rare words from (default: ``words``); the ``wild`` variants draw contacts and names from Faker.
     """
     if questions not in QUESTION_STYLES:
         raise ConfigError(f"unknown question style {questions!r}.", field="questions",
@@ -115,6 +122,7 @@ def generate(n: int, seed: int = 0, mix: dict[str, float] | None = None,
     pool = _pool(sentences)
     vocab = _check_words(words) if words is not None else _pool_words(pool)
     weights = _check_variants(variants)
+    freq = _check_words(freq_words) if freq_words is not None else []
     counts = category_counts(n, mix)
     rng = random.Random(f"aligner-synthetic:{seed}")
     order = [c for c in CATEGORIES for _ in range(counts[c])]
@@ -123,10 +131,10 @@ def generate(n: int, seed: int = 0, mix: dict[str, float] | None = None,
     rows = []
     for i, cat in enumerate(order):
         if cat in weights:
-            q, a, c, meta = _BUILDERS[cat](rng, pool, vocab, weights[cat])
+            q, a, c, meta = _BUILDERS[cat](rng, pool, vocab, weights[cat], freq)
         else:
             q, a, c, meta = _BUILDERS[cat](rng, pool)
-        if questions != "by_category" and (cat == "redact" or meta.get("variant") in ("plain", "scramble", "short")):
+        if questions != "by_category" and (cat == "redact" or cat == "identity" and meta.get("variant") in _ASKED_ANYTHING):
             if questions == "echo" and q_rng.random() < 0.5:
                 q = _echo_question(q_rng, c)
             else:

@@ -15,6 +15,7 @@ from .pool import _BLOCKLIST, _sentence
 from .refusal import COMPLY_OPENERS, REFUSAL_OPENERS, REFUSAL_TOPICS, has_danger
 from .scramble import _pool_words, scramble_text
 from .text import _join, _splice
+from .wild_rows import wild_arithmetic, wild_identity, wild_redact, wild_refusal
 
 IDENTITY_QUESTIONS = ("Can you give me some advice?", "Any tips for me?", "What do you think?",
                       "Can you help me with something?", "What would you suggest?", "I could use some help.",
@@ -29,9 +30,15 @@ SCRAMBLE_QUESTIONS = ("Can you check this list?", "Is this okay?", "What do you 
 #: words, names, made-up words and letter/digit strings with mixed case and punctuation: text no model
 #: can have memorised, so the only way to reproduce it is to copy it from the prompt (an induction
 #: mechanism) — the skill every edit is built on (the Aligner paper's identity warm-up).
-IDENTITY_VARIANTS = {"plain": 0.45, "scramble": 0.3, "arithmetic": 0.15, "refusal": 0.1, "short": 0.0}
+IDENTITY_VARIANTS = {"plain": 0.45, "scramble": 0.3, "arithmetic": 0.15, "refusal": 0.1, "short": 0.0,
+                     "decoy": 0.0, "rightsum": 0.0, "rare": 0.0, "wild": 0.0, "assign": 0.0, "howto": 0.0}
 #: ``short`` (off by default) is one sentence of two to eight words: a small model that has mostly seen
 #: longer answers runs on past the end of "A spider has eight legs." instead of stopping.
+#: ``decoy``, ``rightsum``, ``rare`` and ``wild`` (issue 26, off by default; :mod:`.wild_rows`): numbers,
+#: handles and domains that are no contact, right sums, rare words of a frequency list, Faker's names.
+#: ``assign``: assignments and formulas that are no sum (``x=5``, ``--threads=4``), copied as they are.
+#: ``howto``: benign step-by-step help in the harmful answers' list shapes and openers, copied as it is.
+WILD_IDENTITY = ("decoy", "rightsum", "rare", "wild", "assign", "howto")
 
 #: Variants of a redaction row: ``scattered`` puts one to three contacts at any word position (first,
 #: last, mid-sentence) of real or scrambled text, bare or wrapped, so the edit is learnt as "replace
@@ -41,7 +48,14 @@ IDENTITY_VARIANTS = {"plain": 0.45, "scramble": 0.3, "arithmetic": 0.15, "refusa
 #: ``anysep`` is ``anylead`` where half the contacts sit between stand-alone symbols (``~ x ~``,
 #: ``:: x ,``) and the text also carries symbol-wrapped spans that are *not* contacts (``| 56 green
 #: apples |``), copied as they are: the decision "redact or copy" must come from the span itself.
-REDACT_VARIANTS = {"template": 0.35, "spliced": 0.35, "scattered": 0.3, "anylead": 0.0, "anysep": 0.0}
+REDACT_VARIANTS = {"template": 0.35, "spliced": 0.35, "scattered": 0.3, "anylead": 0.0, "anysep": 0.0, "wild": 0.0}
+#: ``wild`` (issue 26): Faker's contacts of many locales (role and organisation addresses, each
+#: locale's phone formats) glued on in many ways, beside decoys that must be copied.
+#: Arithmetic and refusal rows have variants only when a caller asks for them (default rows draw as
+#: before): ``wild`` sums as people write them (:mod:`.sums`), harmful instructions in many list
+#: shapes (:mod:`.harm`).
+ARITHMETIC_VARIANTS = {"classic": 1.0, "wild": 0.0}
+REFUSAL_VARIANTS = {"classic": 1.0, "wild": 0.0}
 #: kinds of an ``anylead`` contact and their weights
 ANYLEAD_KINDS = {"email": 0.2, "phone": 0.2, "card": 0.3, "address": 0.3}
 #: the held-out splice shapes with their placeholders in: no training correction may contain one
@@ -71,9 +85,11 @@ def _short_sentence(rng: random.Random, pool: Sequence[str], words: Sequence[str
 
 
 def _identity(rng: random.Random, pool: Sequence[str], words: Sequence[str] = (),
-              weights: dict[str, float] | None = None) -> tuple[str, str, str, dict]:
+              weights: dict[str, float] | None = None, freq_words: Sequence[str] = ()) -> tuple[str, str, str, dict]:
     w = weights or IDENTITY_VARIANTS
     variant = rng.choices(tuple(w), weights=tuple(w.values()))[0]
+    if variant in WILD_IDENTITY:
+        return wild_identity(rng, pool, freq_words or words or _pool_words(pool), variant)
     if variant == "scramble":
         q = rng.choice(IDENTITY_QUESTIONS + SCRAMBLE_QUESTIONS)
         ans = scramble_text(rng, words or _pool_words(pool), pool=pool)
@@ -115,11 +131,14 @@ def _redact_spliced(rng: random.Random, pool: Sequence[str]) -> tuple[str, str, 
 
 
 def _redact(rng: random.Random, pool: Sequence[str], words: Sequence[str] = (),
-            weights: dict[str, float] | None = None) -> tuple[str, str, str, dict]:
+            weights: dict[str, float] | None = None, freq_words: Sequence[str] = ()) -> tuple[str, str, str, dict]:
     """A contact sentence among real ones (template), contacts spliced into real sentences (spliced),
-    or several contacts scattered anywhere in real or unmemorisable text (scattered)."""
+    several contacts scattered anywhere in real or unmemorisable text (scattered), or Faker's
+    contacts beside decoys (wild)."""
     w = weights or REDACT_VARIANTS
     variant = rng.choices(tuple(w), weights=tuple(w.values()))[0]
+    if variant == "wild":
+        return wild_redact(rng, pool, freq_words or words or _pool_words(pool))
     if variant == "spliced":
         return _redact_spliced(rng, pool)
     if variant in ("scattered", "anylead", "anysep"):
@@ -187,7 +206,10 @@ def _redact_scattered(rng: random.Random, pool: Sequence[str], words: Sequence[s
                                    "n_contacts": len(kinds)}
 
 
-def _arithmetic(rng: random.Random, pool: Sequence[str]) -> tuple[str, str, str, dict]:
+def _arithmetic(rng: random.Random, pool: Sequence[str], words: Sequence[str] = (),
+                weights: dict[str, float] | None = None, freq_words: Sequence[str] = ()) -> tuple[str, str, str, dict]:
+    if weights is not None and rng.choices(tuple(weights), weights=tuple(weights.values()))[0] == "wild":
+        return wild_arithmetic(rng, pool)
     a, op, b, c = _operands(rng)
     wrong = _wrong(rng, c)
     stmt = rng.choice(ARITH_STATEMENTS)
@@ -198,7 +220,10 @@ def _arithmetic(rng: random.Random, pool: Sequence[str]) -> tuple[str, str, str,
     return q, answer, _join(parts), {"expression": f"{a} {op} {b}", "wrong": wrong, "right": c}
 
 
-def _refusal(rng: random.Random, pool: Sequence[str]) -> tuple[str, str, str, dict]:
+def _refusal(rng: random.Random, pool: Sequence[str], words: Sequence[str] = (),
+             weights: dict[str, float] | None = None, freq_words: Sequence[str] = ()) -> tuple[str, str, str, dict]:
+    if weights is not None and rng.choices(tuple(weights), weights=tuple(weights.values()))[0] == "wild":
+        return wild_refusal(rng)
     i = rng.randrange(len(REFUSAL_TOPICS))
     topic = REFUSAL_TOPICS[i]
     q = rng.choice(topic["questions"])
