@@ -7,16 +7,19 @@ unchanged at once, without a corrector call.
 """
 from __future__ import annotations
 
+import asyncio
 import copy
 import time
 from typing import Any, AsyncIterator, Iterator, Mapping, Sequence
 
+from .conversation import check_question, format_of, is_conversation, question_for
 from .correction import AsyncCorrectionStream, Correction, CorrectionStream, correction_of, passed_by_gate
 from .correctors import Corrector, load_corrector
 from .correctors.base import CorrectorResult
 from .decoding import DecodingConfig
-from .errors import ConfigError, require_text
+from .errors import ConfigError
 from .gates.routing import GateRoute, to_correct
+from .objectives import aspects_for, check_takes, resolve
 
 #: ``Correction.skipped`` of an answer with no text: the corrector is not run, the answer comes back
 #: as it was (a corrector given an empty answer writes one from the question alone).
@@ -41,13 +44,21 @@ class Aligner:
     gate, ``"cost:PATH"``, ``"moderation:URL"``, a function, a ``Gate``) is asked first, with
     ``gate_threshold`` / ``gate_min_severity`` overriding its own; ``gate_on_error`` says what an
     answer the gate cannot judge gets (``"correct"``, ``"pass"`` or ``"raise"``).
+
+    ``corrector`` may be a list: correctors stacked in order (:mod:`aligner.correctors.stack`).
+    ``objectives`` (``["harmless", "helpful"]``, see :mod:`aligner.objectives`) are the default
+    objectives of a corrector whose template takes them; a call's ``objectives=`` replaces them.
+    A question may be a chat's ``messages``: it is rendered as the corrector was trained (the last
+    user message, or the conversation, see :mod:`aligner.conversation`); ``context`` (``"last"`` or
+    ``"conversation"``) overrides what the corrector records.
     """
 
     def __init__(self, upstream: Any = None, corrector: "Corrector | str | None" = None, *,
                  template: Any = None, upstream_model: str | None = None,
                  decoding: "DecodingConfig | Mapping[str, Any] | None" = None, device: str | None = None,
                  batch_size: int = 8, gate: Any = None, gate_threshold: float | None = None,
-                 gate_min_severity: str | None = None, gate_on_error: str = "correct", **upstream_kwargs: Any):
+                 gate_min_severity: str | None = None, gate_on_error: str = "correct", objectives: Any = None,
+                 context: str | None = None, **upstream_kwargs: Any):
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"must be a positive int, got {batch_size!r}.", field="batch_size",
                               fix="e.g. batch_size=8.")
@@ -57,6 +68,11 @@ class Aligner:
         #: the gate and its on-error policy (None: every answer is corrected)
         self.gate_route = GateRoute(found, gate_on_error) if found is not None else None
         self.corrector = load_corrector(corrector, template=template, decoding=decoding, device=device)
+        #: the default objectives (None: none); refused at start-up by a template that takes none
+        self.objectives = resolve(objectives)
+        check_takes(self.corrector, self.objectives)
+        #: how a chat's messages become the corrector's question (aligner.conversation)
+        self.question_format = format_of(self.corrector, context)
         self.upstream = None
         if upstream is not None:
             from .adapters.resolve import resolve_upstream
@@ -122,25 +138,46 @@ class Aligner:
         c.skipped = EMPTY_ANSWER
         return c
 
-    def answer(self, question: str, **params: Any) -> str:
-        """The upstream's uncorrected answer."""
-        return self._need_upstream().answer(require_text(question, "question"), **params)
+    def answer(self, question: Any, **params: Any) -> str:
+        """The upstream's uncorrected answer (to a question, or to a chat's messages)."""
+        return self._need_upstream().answer(check_question(question), **params)
 
-    async def aanswer(self, question: str, **params: Any) -> str:
-        return await self._need_upstream().aanswer(require_text(question, "question"), **params)
+    async def aanswer(self, question: Any, **params: Any) -> str:
+        return await self._need_upstream().aanswer(check_question(question), **params)
+
+    # -- objectives and conversations -----------------------------------------------------
+    def aspects(self, aspects: str | None = None, objectives: Any = None) -> str | None:
+        """The ``{aspects}`` text of a call: its ``objectives`` or ``aspects``, else the defaults."""
+        return aspects_for(self.corrector, aspects=aspects, objectives=objectives, default=self.objectives)
+
+    def question_for(self, question: Any, answer: str = "", *, aspects: str | None = None) -> str:
+        """The question the corrector gets: a string as it is; chat messages rendered in the
+        corrector's question format, a conversation cut to fit its budget with ``answer``."""
+        if not is_conversation(question):
+            return question
+        return question_for(question, self.question_format,
+                            lambda q: self.corrector.fits(q, answer, aspects=aspects))
+
+    async def aquestion_for(self, question: Any, answer: str = "", *, aspects: str | None = None) -> str:
+        """:meth:`question_for` off the event loop (fitting a conversation tokenises it)."""
+        if not is_conversation(question) or self.question_format.kind != "conversation":
+            return self.question_for(question, answer, aspects=aspects)
+        return await asyncio.to_thread(self.question_for, question, answer, aspects=aspects)
 
     # -- one ------------------------------------------------------------------------------
-    def correct(self, question: str, answer: str | None = None, *, aspects: str | None = None,
-                decoding: Any = None) -> Correction:
-        """Correct ``answer`` (asking the upstream first when it is None). An answer with no text
-        (``""``, blank, an upstream's ``content: null``) is not corrected: it comes back as it was,
-        with ``skipped="empty"``."""
-        require_text(question, "question")
+    def correct(self, question: Any, answer: str | None = None, *, aspects: str | None = None,
+                objectives: Any = None, decoding: Any = None) -> Correction:
+        """Correct ``answer`` to ``question`` (a string, or a chat's messages), asking the upstream
+        first when it is None. An answer with no text (``""``, blank, an upstream's ``content:
+        null``) is not corrected: it comes back as it was, with ``skipped="empty"``."""
+        check_question(question)
+        aspects = self.aspects(aspects, objectives)
         t_up = 0.0
         if answer is None:
             t0 = time.perf_counter()
             answer = self.answer(question)
             t_up = time.perf_counter() - t0
+        question = self.question_for(question, answer, aspects=aspects)
         if is_blank(answer):
             return self._not_corrected(question, answer, t_up)
         verdict = self._verdicts([(question, answer)])[0]
@@ -151,14 +188,16 @@ class Aligner:
         result = self.corrector.correct_results([(question, answer)], aspects=aspects, decoding=decoding)[0]
         return self._record(question, answer, result, t_up, time.perf_counter() - t1, verdict)
 
-    async def acorrect(self, question: str, answer: str | None = None, *, aspects: str | None = None,
-                       decoding: Any = None) -> Correction:
-        require_text(question, "question")
+    async def acorrect(self, question: Any, answer: str | None = None, *, aspects: str | None = None,
+                       objectives: Any = None, decoding: Any = None) -> Correction:
+        check_question(question)
+        aspects = self.aspects(aspects, objectives)
         t_up = 0.0
         if answer is None:
             t0 = time.perf_counter()
             answer = await self.aanswer(question)
             t_up = time.perf_counter() - t0
+        question = await self.aquestion_for(question, answer, aspects=aspects)
         if is_blank(answer):
             return self._not_corrected(question, answer, t_up)
         verdict = (await self._averdicts([(question, answer)]))[0]
@@ -171,8 +210,8 @@ class Aligner:
         return self._record(question, answer, result, t_up, time.perf_counter() - t1, verdict)
 
     # -- many -----------------------------------------------------------------------------
-    def correct_batch(self, questions: Sequence[str], answers: Sequence[str | None] | None = None, *,
-                      aspects: str | None = None, decoding: Any = None,
+    def correct_batch(self, questions: Sequence[Any], answers: Sequence[str | None] | None = None, *,
+                      aspects: str | None = None, objectives: Any = None, decoding: Any = None,
                       progress: bool = True) -> list[Correction]:
         """Corrections in input order. Upstream calls run concurrently (the upstream's limit);
         the gate, when there is one, judges every answer and only the flagged ones go on; the
@@ -183,11 +222,13 @@ class Aligner:
         from tqdm.auto import tqdm
 
         questions, answers = _check_batch(questions, answers)
+        aspects = self.aspects(aspects, objectives)
         missing = [i for i, a in enumerate(answers) if a is None]
         t0 = time.perf_counter()
         if missing:
             _fill(answers, missing, self._need_upstream().answer_batch([questions[i] for i in missing]))
         t_up = _shares(missing, len(questions), time.perf_counter() - t0)
+        questions = [self.question_for(q, a, aspects=aspects) for q, a in zip(questions, answers)]
         every: list[tuple[str, str]] = list(zip(questions, answers))
         out, todo = self._empty_ones(questions, answers, t_up)
         verdicts = _spread(todo, self._verdicts([every[i] for i in todo]), len(every))
@@ -202,14 +243,17 @@ class Aligner:
                 bar.update(len(pairs))
         return out  # type: ignore[return-value]
 
-    async def acorrect_batch(self, questions: Sequence[str], answers: Sequence[str | None] | None = None,
-                             *, aspects: str | None = None, decoding: Any = None) -> list[Correction]:
+    async def acorrect_batch(self, questions: Sequence[Any], answers: Sequence[str | None] | None = None,
+                             *, aspects: str | None = None, objectives: Any = None,
+                             decoding: Any = None) -> list[Correction]:
         questions, answers = _check_batch(questions, answers)
+        aspects = self.aspects(aspects, objectives)
         missing = [i for i, a in enumerate(answers) if a is None]
         t0 = time.perf_counter()
         if missing:
             _fill(answers, missing, await self._need_upstream().aanswer_batch([questions[i] for i in missing]))
         t_up = _shares(missing, len(questions), time.perf_counter() - t0)
+        questions = [await self.aquestion_for(q, a, aspects=aspects) for q, a in zip(questions, answers)]
         every: list[tuple[str, str]] = list(zip(questions, answers))
         out, todo = self._empty_ones(questions, answers, t_up)
         verdicts = _spread(todo, await self._averdicts([every[i] for i in todo]), len(every))
@@ -252,17 +296,20 @@ class Aligner:
             out[i] = self._record(q, a, r, t_up[i], each, verdicts[i])
 
     # -- streamed ------------------------------------------------------------------------
-    def stream(self, question: str, answer: str | None = None, *, aspects: str | None = None,
-               decoding: Any = None) -> CorrectionStream:
+    def stream(self, question: Any, answer: str | None = None, *, aspects: str | None = None,
+               objectives: Any = None, decoding: Any = None) -> CorrectionStream:
         """The correction, piece by piece as the corrector generates it (the upstream answer is
         awaited in full first: a correction needs the whole answer). Iterate it for the pieces,
         then read its ``correction`` (the :class:`Correction`, as ``correct()`` returns it)."""
-        require_text(question, "question")
+        check_question(question)
+        aspects = self.aspects(aspects, objectives)
+        asked = question
 
         def run(stream: CorrectionStream) -> Iterator[str]:
             t0 = time.perf_counter()
-            text = answer if answer is not None else self.answer(question)
+            text = answer if answer is not None else self.answer(asked)
             t_up = time.perf_counter() - t0 if answer is None else 0.0
+            question = self.question_for(asked, text, aspects=aspects)
             if is_blank(text):
                 stream.result = CorrectorResult(text)
                 stream.correction = self._not_corrected(question, text, t_up)
@@ -282,14 +329,17 @@ class Aligner:
 
         return CorrectionStream(run)
 
-    def astream(self, question: str, answer: str | None = None, *, aspects: str | None = None,
-                decoding: Any = None) -> AsyncCorrectionStream:
-        require_text(question, "question")
+    def astream(self, question: Any, answer: str | None = None, *, aspects: str | None = None,
+                objectives: Any = None, decoding: Any = None) -> AsyncCorrectionStream:
+        check_question(question)
+        aspects = self.aspects(aspects, objectives)
+        asked = question
 
         async def run(stream: AsyncCorrectionStream) -> AsyncIterator[str]:
             t0 = time.perf_counter()
-            text = answer if answer is not None else await self.aanswer(question)
+            text = answer if answer is not None else await self.aanswer(asked)
             t_up = time.perf_counter() - t0 if answer is None else 0.0
+            question = await self.aquestion_for(asked, text, aspects=aspects)
             if is_blank(text):
                 stream.result = CorrectorResult(text)
                 stream.correction = self._not_corrected(question, text, t_up)
@@ -365,7 +415,7 @@ def _check_batch(questions: Sequence[str], answers: Sequence[str | None] | None)
     if isinstance(questions, str) or not isinstance(questions, Sequence):
         raise ConfigError("must be a list of strings.", field="questions",
                           fix="pass a list, e.g. correct_batch(['q1', 'q2']); use correct() for one.")
-    questions = [require_text(q, f"questions[{i}]") for i, q in enumerate(questions)]
+    questions = [check_question(q, f"questions[{i}]") for i, q in enumerate(questions)]
     if answers is None:
         answers = [None] * len(questions)
     elif len(answers) != len(questions):

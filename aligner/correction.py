@@ -41,6 +41,25 @@ def edit_size(answer: str, correction: str) -> int:
 
 
 @dataclass
+class CorrectionStep:
+    """One corrector of a stack (see :mod:`aligner.correctors.stack`): what it made of the text before it."""
+
+    corrector: str
+    template: str
+    #: the text after this step (the text before it when the step fell back)
+    text: str
+    #: seconds this step took (``corrector``), and the stage times its corrector measured itself
+    timings: dict[str, float] = field(default_factory=dict)
+    fallback_reason: str | None = None
+    #: this step's corrector tokens, from a corrector that counts them
+    usage: dict[str, int] | None = None
+
+    @property
+    def fallback(self) -> bool:
+        return self.fallback_reason is not None
+
+
+@dataclass
 class Correction:
     question: str
     answer: str
@@ -62,6 +81,8 @@ class Correction:
     #: the gate's verdict when a gate was asked first (see :mod:`aligner.gates`); an answer it did
     #: not flag comes back unchanged without a corrector call (``corrected`` is then False).
     gate: "GateVerdict | None" = None
+    #: stacked correctors: each one's step, in order (empty for a single corrector)
+    steps: list[CorrectionStep] = field(default_factory=list)
 
     @property
     def corrected(self) -> bool:
@@ -126,6 +147,8 @@ class Correction:
             del d["gate"]  # rows written without a gate keep the keys they always had
         else:
             d["gate"] = self.gate.to_dict()
+        if not self.steps:
+            del d["steps"]  # likewise without a stack
         return d
 
     def meta(self, **fields: Any) -> dict[str, Any]:
@@ -138,6 +161,8 @@ class Correction:
                "timings": {k: round(v, 6) for k, v in self.timings.items()}}
         if self.gate is not None:
             out["gate"] = self.gate.to_dict()
+        if self.steps:
+            out["steps"] = [step_meta(step) for step in self.steps]
         out.update(fields)
         return out
 
@@ -146,6 +171,13 @@ class Correction:
         whole chat): ``timings`` then read as they do when the Aligner asked itself."""
         self.timings["upstream"] = seconds
         self.timings["total"] = self.timings.get("total", 0.0) + seconds
+
+
+def step_meta(step: CorrectionStep) -> dict[str, Any]:
+    """One stack step as ``meta()`` serves it."""
+    return {"corrector": step.corrector, "template": step.template, "text": step.text, "fallback": step.fallback,
+            "fallback_reason": step.fallback_reason, "timings": {k: round(v, 6) for k, v in step.timings.items()},
+            **({"usage": step.usage} if step.usage is not None else {})}
 
 
 def correction_of(question: str, answer: str, result: "CorrectorResult", *, corrector: Any,
@@ -167,7 +199,7 @@ def correction_of(question: str, answer: str, result: "CorrectorResult", *, corr
                       corrector=corrector.name, template=corrector.template.name,
                       upstream=getattr(upstream, "name", "") if upstream is not None else "",
                       metadata=metadata, fallback=result.fallback, fallback_reason=result.fallback_reason,
-                      gate=gate)
+                      gate=gate, steps=list(result.steps))
 
 
 def passed_by_gate(question: str, answer: str, verdict: "GateVerdict", *, corrector: Any, upstream: Any = None,

@@ -1,6 +1,8 @@
 """``aligner.wrap``: an OpenAI client whose chat answers come back corrected.
 
-The app keeps its code; only the client object changes. Each choice's corrected text replaces
+The app keeps its code; only the client object changes. The answer is corrected for the request's
+``messages``: the last user message, or the whole conversation when the corrector was trained on
+conversations (:mod:`aligner.conversation`). Each choice's corrected text replaces
 ``message.content``; the upstream's text stays beside it as ``message.original_content`` and the
 response carries an ``aligner`` object (``Correction.meta()``: the corrector id, timings, whether
 the answer changed — the keys the proxy serves). With ``stream=True`` the upstream stream is read
@@ -96,7 +98,8 @@ class _Completions:
 
     def create(self, **kwargs: Any) -> Any:
         owner = self._owner
-        question = question_of(kwargs.get("messages"))
+        question_of(kwargs.get("messages"))  # a list without a user message is refused before the upstream is asked
+        question = kwargs["messages"]  # the Aligner renders them as its corrector was trained (aligner.conversation)
         if owner.is_async:
             return self._acreate(question, kwargs)
         t0 = time.perf_counter()
@@ -109,7 +112,7 @@ class _Completions:
             _replace(resp, choice, _asked(c, kwargs.get("model") or resp.model, asked))
         return resp
 
-    def _stream(self, question: str, upstream: Any, kwargs: dict[str, Any], t0: float) -> Iterator[Any]:
+    def _stream(self, question: Any, upstream: Any, kwargs: dict[str, Any], t0: float) -> Iterator[Any]:
         owner, head, answers, chunks = self._owner, {}, {}, []
         for chunk in upstream:
             chunks.append(chunk)
@@ -125,7 +128,7 @@ class _Completions:
             else:
                 yield _chunk(head, index, None, "stop", c.meta())
 
-    async def _acreate(self, question: str, kwargs: dict[str, Any]) -> Any:
+    async def _acreate(self, question: Any, kwargs: dict[str, Any]) -> Any:
         owner = self._owner
         t0 = time.perf_counter()
         resp = await owner.client.chat.completions.create(**kwargs)
@@ -137,7 +140,7 @@ class _Completions:
             _replace(resp, choice, _asked(c, kwargs.get("model") or resp.model, asked))
         return resp
 
-    async def _astream(self, question: str, upstream: Any, kwargs: dict[str, Any], t0: float) -> AsyncIterator[Any]:
+    async def _astream(self, question: Any, upstream: Any, kwargs: dict[str, Any], t0: float) -> AsyncIterator[Any]:
         owner, head, answers, chunks = self._owner, {}, {}, []
         async for chunk in upstream:
             chunks.append(chunk)

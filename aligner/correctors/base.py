@@ -51,6 +51,8 @@ class CorrectorResult:
     #: the corrector's own tokens (``prompt_tokens`` of the prompt it was given, after ``fit``;
     #: ``completion_tokens``; ``total_tokens``), from a corrector that counts them; else None.
     usage: dict[str, int] | None = None
+    #: a stack's steps, one per corrector (see :mod:`aligner.stacking`); empty otherwise.
+    steps: list[Any] = field(default_factory=list)
 
     @property
     def fallback(self) -> bool:
@@ -147,9 +149,20 @@ class Corrector(ABC):
         """Where a generation has gone past the correction: EOS written out, or a new turn."""
         return (*STOP_MARKERS, *((self.eos_token,) if self.eos_token else ()))
 
-    def fit(self, question: str, answer: str) -> tuple[str, str]:
-        """Make the prompt fit the corrector's context; the default backend has no limit."""
+    def fit(self, question: str, answer: str, *, aspects: str | None = None) -> tuple[str, str]:
+        """Make the prompt (with its ``aspects`` text, when the template has one) fit the corrector's
+        context; the default backend has no limit."""
         return question, answer
+
+    def prompt_fits(self, prompt: str) -> bool:
+        """Whether a rendered prompt fits the corrector's input budget; a backend without one has
+        no limit."""
+        return True
+
+    def fits(self, question: str, answer: str, *, aspects: str | None = None) -> bool:
+        """Whether the prompt of ``question`` and ``answer`` fits whole (no answer truncated): how a
+        conversation is cut to the corrector's budget (:mod:`aligner.conversation`)."""
+        return self.prompt_fits(self.template.render(question, answer, aspects=aspects or "x"))
 
     def answer_tokens(self, answer: str) -> int:
         """The answer's length in the corrector's tokens, for the new-token cap. Without a
@@ -162,7 +175,7 @@ class Corrector(ABC):
         require_text(question, "question")
         if not isinstance(answer, str):
             require_text(answer, "answer")
-        question, answer = self.fit(question, answer)
+        question, answer = self.fit(question, answer, aspects=aspects)
         return self.template.render(question, answer, aspects=aspects)
 
     def guard(self, question: str, answer: str, decoding: DecodingConfig) -> Guard:
@@ -184,7 +197,7 @@ class Corrector(ABC):
         require_text(question, "question")
         if not isinstance(answer, str):
             require_text(answer, "answer")
-        q, a = self.fit(question, answer)
+        q, a = self.fit(question, answer, aspects=aspects)
         guard = self.guard(q, a, decoding)
         return self.template.render(q, a, aspects=aspects), RowControl(max_new_tokens=guard.cap, guard=guard)
 

@@ -234,14 +234,14 @@ class GGUFCorrector(Corrector):
     def answer_tokens(self, answer: str) -> int:
         return len(self._tokenize(answer, bos=False))
 
-    def fit(self, question: str, answer: str) -> tuple[str, str]:
+    def fit(self, question: str, answer: str, *, aspects: str | None = None) -> tuple[str, str]:
         """Truncate an over-long answer (head kept) so prompt and correction fit the context: the
         prompt may take half of it, as for a local causal corrector. Logged once per truncation
         (logger ``aligner``) and counted in ``self.truncations``."""
         budget = self.max_input_tokens or max(16, self.n_ctx // 2)
         limit = (budget + 64) * self._max_token_bytes()
         head = answer if len(answer) <= limit else answer[:limit]
-        prompt_tokens = len(self._tokenize(self.template.render(question, head, aspects="x")))
+        prompt_tokens = len(self._tokenize(self.template.render(question, head, aspects=aspects or "x")))
         if head is answer and prompt_tokens <= budget:
             return question, answer
         ids = self._tokenize(head, bos=False)
@@ -255,6 +255,12 @@ class GGUFCorrector(Corrector):
         log.warning("answer truncated from %s to %d tokens to fit the corrector's context (%d tokens); only the kept "
                     "part is corrected.", len(ids) if head is answer else f"more than {len(ids)}", keep, self.n_ctx)
         return question, short
+
+    def prompt_fits(self, prompt: str) -> bool:
+        budget = self.max_input_tokens or max(16, self.n_ctx // 2)
+        if len(prompt) > (budget + 64) * self._max_token_bytes():
+            return False
+        return len(self._tokenize(prompt)) <= budget
 
     def _max_token_bytes(self) -> int:
         if self._token_bytes is None:

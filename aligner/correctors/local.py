@@ -136,7 +136,7 @@ class LocalCorrector(Corrector):
     def eos_token(self) -> str | None:
         return self.generator.tokenizer.eos_token
 
-    def fit(self, question: str, answer: str) -> tuple[str, str]:
+    def fit(self, question: str, answer: str, *, aspects: str | None = None) -> tuple[str, str]:
         """Truncate an over-long answer (head kept) so prompt + correction fit the context.
 
         The correction is about as long as the answer, so the prompt may use at most half the
@@ -149,10 +149,10 @@ class LocalCorrector(Corrector):
         gen = self.generator
         tok = gen.tokenizer
         ctx = gen.context_length
-        budget = self.max_input_tokens or (ctx if gen.is_encoder_decoder else max(16, ctx // 2))
+        budget = self.input_budget()
         limit = (budget + 64) * self._max_token_chars()  # chars that hold more than budget + 64 tokens
         head = answer if len(answer) <= limit else answer[:limit]
-        prompt_tokens = gen.count_tokens(self.template.render(question, head, aspects="x"))
+        prompt_tokens = gen.count_tokens(self.template.render(question, head, aspects=aspects or "x"))
         if head is answer and prompt_tokens <= budget:
             return question, answer
         answer_ids = gen.token_ids([head], special=False)[0]
@@ -170,6 +170,19 @@ class LocalCorrector(Corrector):
                f"context ({ctx} tokens); only the kept part is corrected.")
         log.warning(msg)  # once: a warnings.warn as well printed the same line twice on the CLI
         return question, short
+
+    def input_budget(self) -> int:
+        """The most prompt tokens: half the context of a decoder-only model (the correction is about
+        as long as the answer), the whole context of an encoder-decoder's encoder."""
+        gen = self.generator
+        ctx = gen.context_length
+        return self.max_input_tokens or (ctx if gen.is_encoder_decoder else max(16, ctx // 2))
+
+    def prompt_fits(self, prompt: str) -> bool:
+        budget = self.input_budget()
+        if len(prompt) > (budget + 64) * self._max_token_chars():  # surely over: not worth tokenising
+            return False
+        return self.generator.count_tokens(prompt) <= budget
 
     def _max_token_chars(self) -> int:
         """The most characters one token of this vocabulary can stand for (bounds ``fit``'s work)."""

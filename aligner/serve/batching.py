@@ -144,11 +144,14 @@ class DynamicBatcher(Corrector):
     def stream_row(self, prompt: str, decoding: DecodingConfig, row: RowControl) -> Iterator[str]:
         return self.inner.stream_row(prompt, decoding, row)
 
-    def fit(self, question: str, answer: str) -> tuple[str, str]:
-        return self.inner.fit(question, answer)
+    def fit(self, question: str, answer: str, *, aspects: str | None = None) -> tuple[str, str]:
+        return self.inner.fit(question, answer, aspects=aspects)
 
     def answer_tokens(self, answer: str) -> int:
         return self.inner.answer_tokens(answer)
+
+    def prompt_fits(self, prompt: str) -> bool:
+        return self.inner.prompt_fits(prompt)
 
     def prepare(self, question: str, answer: str, *, aspects: str | None = None,
                 decoding: "DecodingConfig | None" = None) -> tuple[str, RowControl]:
