@@ -12,6 +12,7 @@ under its installed names in a temporary folder — symbolic links to the source
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -43,8 +44,11 @@ def lint(view: Path, config: Path, *options: str) -> subprocess.CompletedProcess
     """``lint-imports`` run in ``view`` (so ``aligner`` is found there first), no cache written."""
     exe = shutil.which("lint-imports") or str(Path(sys.executable).parent / "lint-imports")
     env = {**os.environ, "PYTHONPATH": str(view)}
-    return subprocess.run([exe, "--no-cache", str(config), *options], cwd=view, env=env,
-                          capture_output=True, text=True, timeout=300)
+    out = subprocess.run([exe, "--no-cache", "--config", str(config), *options], cwd=view, env=env,
+                         capture_output=True, text=True, timeout=300)
+    # import-linter colours its report even into a pipe: plain text for logs and for the tests
+    out.stdout, out.stderr = (re.sub(r"\x1b\[[0-9;]*m", "", text) for text in (out.stdout, out.stderr))
+    return out
 
 
 def main(argv: list[str]) -> int:

@@ -46,7 +46,9 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *,
         kw: dict[str, Any] = {"dest": f.name, "help": help_text, "default": argparse.SUPPRESS}
         if "choices" in f.metadata:
             kw["choices"] = f.metadata["choices"]
-        if tp is bool:
+        if f.metadata.get("action") == "append":  # given several times: --corrector A --corrector B
+            kw.update(action="append", type=str)
+        elif tp is bool:
             kw["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(tp) in (list, tuple):
             inner = (typing.get_args(tp) or (str,))[0]

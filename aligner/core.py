@@ -7,16 +7,19 @@ unchanged at once, without a corrector call.
 """
 from __future__ import annotations
 
+import asyncio
 import copy
 import time
 from typing import Any, AsyncIterator, Iterator, Mapping, Sequence
 
+from .conversation import check_question, format_of, is_conversation, question_for
 from .correction import (EMPTY_ANSWER, Asked, AsyncCorrectionStream, Correction, CorrectionStream,
                          CorrectorResult, correction_of, is_blank)
 from .correctors import Corrector, load_corrector
 from .decoding import DecodingConfig
-from .errors import ConfigError, require_text
+from .errors import ConfigError
 from .gates.routing import GateRoute
+from .objectives import aspects_for, check_takes, resolve
 from .pipeline import Pipeline, Row, length_buckets, run_sync
 
 __all__ = ["Aligner", "Asked", "EMPTY_ANSWER", "is_blank", "length_buckets"]
@@ -34,13 +37,21 @@ class Aligner:
     gate, ``"cost:PATH"``, ``"moderation:URL"``, a function, a ``Gate``) is asked first, with
     ``gate_threshold`` / ``gate_min_severity`` overriding its own; ``gate_on_error`` says what an
     answer the gate cannot judge gets (``"correct"``, ``"pass"`` or ``"raise"``).
+
+    ``corrector`` may be a list: correctors stacked in order (:mod:`aligner.correctors.stack`).
+    ``objectives`` (``["harmless", "helpful"]``, see :mod:`aligner.objectives`) are the default
+    objectives of a corrector whose template takes them; a call's ``objectives=`` replaces them.
+    A question may be a chat's ``messages``: it is rendered as the corrector was trained (the last
+    user message, or the conversation, see :mod:`aligner.conversation`); ``context`` (``"last"`` or
+    ``"conversation"``) overrides what the corrector records.
     """
 
     def __init__(self, upstream: Any = None, corrector: "Corrector | str | None" = None, *,
                  template: Any = None, upstream_model: str | None = None,
                  decoding: "DecodingConfig | Mapping[str, Any] | None" = None, device: str | None = None,
                  batch_size: int = 8, gate: Any = None, gate_threshold: float | None = None,
-                 gate_min_severity: str | None = None, gate_on_error: str = "correct", **upstream_kwargs: Any):
+                 gate_min_severity: str | None = None, gate_on_error: str = "correct", objectives: Any = None,
+                 context: str | None = None, **upstream_kwargs: Any):
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"must be a positive int, got {batch_size!r}.", field="batch_size",
                               fix="e.g. batch_size=8.")
@@ -50,6 +61,11 @@ class Aligner:
         #: the gate and its on-error policy (None: every answer is corrected)
         self.gate_route = GateRoute(found, gate_on_error) if found is not None else None
         self.corrector = load_corrector(corrector, template=template, decoding=decoding, device=device)
+        #: the default objectives (None: none); refused at start-up by a template that takes none
+        self.objectives = resolve(objectives)
+        check_takes(self.corrector, self.objectives)
+        #: how a chat's messages become the corrector's question (aligner.conversation)
+        self.question_format = format_of(self.corrector, context)
         self.upstream = None
         if upstream is not None:
             from .adapters.resolve import resolve_upstream
@@ -123,14 +139,33 @@ class Aligner:
             return None
         return Correction.uncorrected(question, answer, skipped=None, corrector=self.corrector, asked=asked)
 
-    def answer(self, question: str, **params: Any) -> str:
-        """The upstream's uncorrected answer."""
-        return self._need_upstream().answer(require_text(question, "question"), **params)
+    def answer(self, question: Any, **params: Any) -> str:
+        """The upstream's uncorrected answer (to a question, or to a chat's messages)."""
+        return self._need_upstream().answer(check_question(question), **params)
 
-    async def aanswer(self, question: str, **params: Any) -> str:
-        return await self._need_upstream().aanswer(require_text(question, "question"), **params)
+    async def aanswer(self, question: Any, **params: Any) -> str:
+        return await self._need_upstream().aanswer(check_question(question), **params)
 
-    def _ask(self, question: str, answer: str | None, asked: Asked | None) -> tuple[str, Asked]:
+    # -- objectives and conversations -----------------------------------------------------
+    def aspects(self, aspects: str | None = None, objectives: Any = None) -> str | None:
+        """The ``{aspects}`` text of a call: its ``objectives`` or ``aspects``, else the defaults."""
+        return aspects_for(self.corrector, aspects=aspects, objectives=objectives, default=self.objectives)
+
+    def question_for(self, question: Any, answer: str = "", *, aspects: str | None = None) -> str:
+        """The question the corrector gets: a string as it is; chat messages rendered in the
+        corrector's question format, a conversation cut to fit its budget with ``answer``."""
+        if not is_conversation(question):
+            return question
+        return question_for(question, self.question_format,
+                            lambda q: self.corrector.fits(q, answer, aspects=aspects))
+
+    async def aquestion_for(self, question: Any, answer: str = "", *, aspects: str | None = None) -> str:
+        """:meth:`question_for` off the event loop (fitting a conversation tokenises it)."""
+        if not is_conversation(question) or self.question_format.kind != "conversation":
+            return self.question_for(question, answer, aspects=aspects)
+        return await asyncio.to_thread(self.question_for, question, answer, aspects=aspects)
+
+    def _ask(self, question: Any, answer: str | None, asked: Asked | None) -> tuple[str, Asked]:
         """The answer to correct and who gave it: ``answer`` as given (with the caller's
         ``asked``), or, when it is None, the upstream's, timed."""
         if answer is not None:
@@ -139,7 +174,7 @@ class Aligner:
         text = self.answer(question)
         return text, self._asked(time.perf_counter() - t0)
 
-    async def _aask(self, question: str, answer: str | None, asked: Asked | None) -> tuple[str, Asked]:
+    async def _aask(self, question: Any, answer: str | None, asked: Asked | None) -> tuple[str, Asked]:
         if answer is not None:
             return answer, self._asked(asked=asked)
         t0 = time.perf_counter()
@@ -147,13 +182,17 @@ class Aligner:
         return text, self._asked(time.perf_counter() - t0)
 
     # -- one ------------------------------------------------------------------------------
-    def correct(self, question: str, answer: str | None = None, *, aspects: str | None = None,
-                decoding: Any = None, asked: Asked | None = None) -> Correction:
-        """Correct ``answer`` (asking the upstream first when it is None). An answer with no text
-        (``""``, blank, an upstream's ``content: null``) is not corrected: it comes back as it was,
-        with ``skipped="empty"``. ``asked``: the upstream call you made yourself for ``answer``
-        (who answered, its seconds), so the Correction's ``upstream`` and timings count it."""
-        answer, asked = self._ask(require_text(question, "question"), answer, asked)
+    def correct(self, question: Any, answer: str | None = None, *, aspects: str | None = None,
+                objectives: Any = None, decoding: Any = None, asked: Asked | None = None) -> Correction:
+        """Correct ``answer`` to ``question`` (a string, or a chat's messages), asking the upstream
+        first when it is None. An answer with no text (``""``, blank, an upstream's ``content:
+        null``) is not corrected: it comes back as it was, with ``skipped="empty"``. ``asked``: the
+        upstream call you made yourself for ``answer`` (who answered, its seconds), so the
+        Correction's ``upstream`` and timings count it."""
+        check_question(question)
+        aspects = self.aspects(aspects, objectives)
+        answer, asked = self._ask(question, answer, asked)
+        question = self.question_for(question, answer, aspects=aspects)
         if is_blank(answer):
             return self._not_corrected(question, answer, asked)
         asked = self._judged(question, answer, asked)
@@ -163,9 +202,12 @@ class Aligner:
         result = self.corrector.correct_results([(question, answer)], aspects=aspects, decoding=decoding)[0]
         return self._record(question, answer, result, asked, time.perf_counter() - t1)
 
-    async def acorrect(self, question: str, answer: str | None = None, *, aspects: str | None = None,
-                       decoding: Any = None, asked: Asked | None = None) -> Correction:
-        answer, asked = await self._aask(require_text(question, "question"), answer, asked)
+    async def acorrect(self, question: Any, answer: str | None = None, *, aspects: str | None = None,
+                       objectives: Any = None, decoding: Any = None, asked: Asked | None = None) -> Correction:
+        check_question(question)
+        aspects = self.aspects(aspects, objectives)
+        answer, asked = await self._aask(question, answer, asked)
+        question = await self.aquestion_for(question, answer, aspects=aspects)
         if is_blank(answer):
             return self._not_corrected(question, answer, asked)
         asked = await self._ajudged(question, answer, asked)
@@ -177,8 +219,8 @@ class Aligner:
         return self._record(question, answer, result, asked, time.perf_counter() - t1)
 
     # -- many -----------------------------------------------------------------------------
-    def correct_batch(self, questions: Sequence[str], answers: Sequence[str | None] | None = None, *,
-                      aspects: str | None = None, decoding: Any = None, progress: bool = True,
+    def correct_batch(self, questions: Sequence[Any], answers: Sequence[str | None] | None = None, *,
+                      aspects: str | None = None, objectives: Any = None, decoding: Any = None, progress: bool = True,
                       asked: "Sequence[Asked | None] | None" = None) -> list[Correction]:
         """Corrections in input order. Upstream calls run concurrently (the upstream's limit);
         the gate, when there is one, judges every answer and only the flagged ones go on; the
@@ -186,23 +228,26 @@ class Aligner:
         Each asked answer's ``upstream`` time is its share of the concurrent calls (a given
         answer's is 0.0, or its ``asked`` item's when you asked the upstream yourself); each
         correction's ``corrector`` time its share of its batch. Empty answers are not corrected
-        (``skipped="empty"``, as in :meth:`correct`). The stages are :mod:`aligner.pipeline`'s."""
+        (``skipped="empty"``, as in :meth:`correct`). A question may be a chat's messages (see
+        :meth:`correct`). The stages are :mod:`aligner.pipeline`'s."""
         from tqdm.auto import tqdm
 
+        aspects = self.aspects(aspects, objectives)
         rows, out = self._rows(questions, answers, asked)
         with tqdm(total=len(rows), desc="correcting", unit="answer", disable=not progress) as bar:
             pipeline = self._pipeline(out, bar.update, aspects, decoding, blocking=True)
             run_sync(lambda: pipeline.run(rows), threads=pipeline.concurrency)
         return out  # type: ignore[return-value]
 
-    async def acorrect_batch(self, questions: Sequence[str], answers: Sequence[str | None] | None = None,
-                             *, aspects: str | None = None, decoding: Any = None,
+    async def acorrect_batch(self, questions: Sequence[Any], answers: Sequence[str | None] | None = None,
+                             *, aspects: str | None = None, objectives: Any = None, decoding: Any = None,
                              asked: "Sequence[Asked | None] | None" = None) -> list[Correction]:
+        aspects = self.aspects(aspects, objectives)
         rows, out = self._rows(questions, answers, asked)
         await self._pipeline(out, None, aspects, decoding, blocking=False).run(rows)
         return out  # type: ignore[return-value]
 
-    def _rows(self, questions: Sequence[str], answers: Sequence[str | None] | None,
+    def _rows(self, questions: Sequence[Any], answers: Sequence[str | None] | None,
               asked: "Sequence[Asked | None] | None") -> tuple[list[Row], list[Correction | None]]:
         """The checked input as pipeline rows (tagged with their position), and the output list."""
         questions, answers = _check_batch(questions, answers)
@@ -227,15 +272,18 @@ class Aligner:
                         blocking=blocking, aspects=aspects, decoding=decoding)
 
     # -- streamed ------------------------------------------------------------------------
-    def stream(self, question: str, answer: str | None = None, *, aspects: str | None = None,
-               decoding: Any = None, asked: Asked | None = None) -> CorrectionStream:
+    def stream(self, question: Any, answer: str | None = None, *, aspects: str | None = None,
+               objectives: Any = None, decoding: Any = None, asked: Asked | None = None) -> CorrectionStream:
         """The correction, piece by piece as the corrector generates it (the upstream answer is
         awaited in full first: a correction needs the whole answer). Iterate it for the pieces,
         then read its ``correction`` (the :class:`Correction`, as ``correct()`` returns it)."""
-        require_text(question, "question")
+        check_question(question)
+        aspects = self.aspects(aspects, objectives)
+        given = question
 
         def run(stream: CorrectionStream) -> Iterator[str]:
-            text, up = self._ask(question, answer, asked)
+            text, up = self._ask(given, answer, asked)
+            question = self.question_for(given, text, aspects=aspects)
             if self._skipped(stream, question, text, up):
                 return
             up = self._judged(question, text, up)
@@ -251,12 +299,15 @@ class Aligner:
 
         return CorrectionStream(run)
 
-    def astream(self, question: str, answer: str | None = None, *, aspects: str | None = None,
-                decoding: Any = None, asked: Asked | None = None) -> AsyncCorrectionStream:
-        require_text(question, "question")
+    def astream(self, question: Any, answer: str | None = None, *, aspects: str | None = None,
+                objectives: Any = None, decoding: Any = None, asked: Asked | None = None) -> AsyncCorrectionStream:
+        check_question(question)
+        aspects = self.aspects(aspects, objectives)
+        given = question
 
         async def run(stream: AsyncCorrectionStream) -> AsyncIterator[str]:
-            text, up = await self._aask(question, answer, asked)
+            text, up = await self._aask(given, answer, asked)
+            question = await self.aquestion_for(given, text, aspects=aspects)
             if self._skipped(stream, question, text, up):
                 return
             up = await self._ajudged(question, text, up)
@@ -293,7 +344,7 @@ class Aligner:
         return f"Aligner(upstream={self.upstream!r}, corrector={self.corrector!r}{gate})"
 
 
-def _per_row(asked: "Sequence[Asked | None] | None", questions: list[str]) -> list:
+def _per_row(asked: "Sequence[Asked | None] | None", questions: list[Any]) -> list:
     if asked is None:
         return [None] * len(questions)
     if isinstance(asked, Asked) or len(asked) != len(questions):
@@ -302,11 +353,11 @@ def _per_row(asked: "Sequence[Asked | None] | None", questions: list[str]) -> li
     return list(asked)
 
 
-def _check_batch(questions: Sequence[str], answers: Sequence[str | None] | None) -> tuple[list[str], list]:
+def _check_batch(questions: Sequence[Any], answers: Sequence[str | None] | None) -> tuple[list[Any], list]:
     if isinstance(questions, str) or not isinstance(questions, Sequence):
         raise ConfigError("must be a list of strings.", field="questions",
                           fix="pass a list, e.g. correct_batch(['q1', 'q2']); use correct() for one.")
-    questions = [require_text(q, f"questions[{i}]") for i, q in enumerate(questions)]
+    questions = [check_question(q, f"questions[{i}]") for i, q in enumerate(questions)]
     if answers is None:
         answers = [None] * len(questions)
     elif len(answers) != len(questions):

@@ -63,6 +63,7 @@ def run_correct(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
         if cfg.diff and stream.correction is not None:
             print(_word_diff(stream.correction))
+            _print_steps(stream.correction)
         if stream.correction is not None and stream.correction.gate is not None:
             print(stream.correction.gate.summary(), file=sys.stderr)
         return 0
@@ -73,6 +74,7 @@ def run_correct(args: argparse.Namespace) -> int:
         print(c.correction)
         if cfg.diff:
             print(_word_diff(c))
+            _print_steps(c)
         if c.gate is not None:
             print(c.gate.summary(), file=sys.stderr)
     return 0
@@ -92,6 +94,16 @@ def _short(text: str, limit: int = 40) -> str:
 def _word_diff(c: Any) -> str:
     """``kept [-removed][+added]`` on one line, for a terminal."""
     return "".join(text if op == " " else f"[{op}{text}]" for op, text in c.diff())
+
+
+def _print_steps(c: Any) -> None:
+    """Stacked correctors: each step's word diff, on stderr under the whole one."""
+    from .correction import Correction
+    from .correctors.stack import step_edits
+
+    for i, (step, given, made) in enumerate(step_edits(c), start=1):
+        fell = f" (fell back: {step.fallback_reason})" if step.fallback else ""
+        print(f"step {i} {step.corrector}{fell}: " + _word_diff(Correction("", given, made)), file=sys.stderr)
 
 
 def _run_file(cfg: CorrectConfig) -> int:
@@ -126,7 +138,15 @@ def run_templates(args: argparse.Namespace) -> int:
     if not args.name:
         raise ConfigError("which template?", field="name", fix="aligner templates show aligner-v1.0 --question Q --answer A")
     t = templates.get_template(args.name)
-    sys.stdout.write(t.render(args.question, args.answer, aspects=args.aspects) + "\n")
+    aspects = args.aspects
+    if args.objectives:
+        from .objectives import render, resolve
+
+        if args.aspects:
+            raise ConfigError("give --objective or --aspects, not both.", field="objectives",
+                              fix="--objective renders the aspects text itself.")
+        aspects = render(resolve(args.objectives) or [])
+    sys.stdout.write(t.render(args.question, args.answer, aspects=aspects) + "\n")
     return 0
 
 
@@ -140,6 +160,8 @@ def add_commands(sub: Any) -> None:
                        '  aligner correct "How do I reset my password?" --answer "Email me at bob@example.com"\n'
                        '  aligner correct "Explain DNS" --upstream openai/gpt-4o-mini\n'
                        '  aligner correct "How do I bake bread?" --answer "..." --gate demo   # correct only if flagged\n'
+                       '  aligner correct "Q" --answer "..." --corrector small/ --corrector large/   # stacked, in order\n'
+                       '  aligner correct "Q" --answer "..." --corrector M --template metaaligner --objective harmless\n'
                        "  aligner correct --input questions.jsonl --output corrected.jsonl")
     p.add_argument("question", nargs="?", help="the question the answer replies to")
 
@@ -148,5 +170,7 @@ def add_commands(sub: Any) -> None:
     t.add_argument("name", nargs="?", help="the template to show (e.g. aligner-v1.0, qac)")
     t.add_argument("--question", default="{question}", help="question to fill in (default: the placeholder itself)")
     t.add_argument("--answer", default="{answer}", help="answer to fill in (default: the placeholder itself)")
-    t.add_argument("--aspects", default=None, help="for metaaligner: e.g. 'harmlessness, helpfulness'")
+    t.add_argument("--aspects", default=None, help="for metaaligner: the raw aspects text")
+    t.add_argument("--objective", dest="objectives", action="append", default=None,
+                   help="for metaaligner: an objective (harmless, helpful, ... or 'name: description'); repeatable")
     t.set_defaults(func=run_templates)

@@ -51,6 +51,25 @@ def edit_size(answer: str, correction: str) -> int:
 
 
 @dataclass
+class CorrectionStep:
+    """One corrector of a stack (see :mod:`aligner.correctors.stack`): what it made of the text before it."""
+
+    corrector: str
+    template: str
+    #: the text after this step (the text before it when the step fell back)
+    text: str
+    #: seconds this step took (``corrector``), and the stage times its corrector measured itself
+    timings: dict[str, float] = field(default_factory=dict)
+    fallback_reason: str | None = None
+    #: this step's corrector tokens, from a corrector that counts them
+    usage: dict[str, int] | None = None
+
+    @property
+    def fallback(self) -> bool:
+        return self.fallback_reason is not None
+
+
+@dataclass
 class CorrectorResult:
     """One correction as the corrector made it, before the Aligner names and times it (a
     :class:`Correction`).
@@ -71,6 +90,8 @@ class CorrectorResult:
     #: the corrector's own tokens (``prompt_tokens`` of the prompt it was given, after ``fit``;
     #: ``completion_tokens``; ``total_tokens``), from a corrector that counts them; else None.
     usage: dict[str, int] | None = None
+    #: a stack's steps, one per corrector (see :mod:`aligner.correctors.stack`); empty otherwise.
+    steps: list[CorrectionStep] = field(default_factory=list)
 
     @property
     def fallback(self) -> bool:
@@ -99,6 +120,8 @@ class Correction:
     #: the gate's verdict when a gate was asked first (see :mod:`aligner.gates`); an answer it did
     #: not flag comes back unchanged without a corrector call (``corrected`` is then False).
     gate: "GateVerdict | None" = None
+    #: stacked correctors: each one's step, in order (empty for a single corrector)
+    steps: list[CorrectionStep] = field(default_factory=list)
 
     @property
     def corrected(self) -> bool:
@@ -163,6 +186,8 @@ class Correction:
             del d["gate"]  # rows written without a gate keep the keys they always had
         else:
             d["gate"] = self.gate.to_dict()
+        if not self.steps:
+            del d["steps"]  # likewise without a stack
         return d
 
     def meta(self, **fields: Any) -> dict[str, Any]:
@@ -175,6 +200,8 @@ class Correction:
                "timings": {k: round(v, 6) for k, v in self.timings.items()}}
         if self.gate is not None:
             out["gate"] = self.gate.to_dict()
+        if self.steps:
+            out["steps"] = [step_meta(step) for step in self.steps]
         out.update(fields)
         return out
 
@@ -189,6 +216,13 @@ class Correction:
         return cls(question, answer, answer, timings=_timings(asked, {}, 0.0),
                    corrector=getattr(corrector, "name", ""), template=_template_name(corrector),
                    upstream=asked.upstream, metadata=_metadata(corrector), skipped=skipped, gate=asked.gate)
+
+
+def step_meta(step: CorrectionStep) -> dict[str, Any]:
+    """One stack step as ``meta()`` serves it."""
+    return {"corrector": step.corrector, "template": step.template, "text": step.text, "fallback": step.fallback,
+            "fallback_reason": step.fallback_reason, "timings": {k: round(v, 6) for k, v in step.timings.items()},
+            **({"usage": step.usage} if step.usage is not None else {})}
 
 
 @dataclass(frozen=True)
@@ -243,7 +277,7 @@ def correction_of(question: str, answer: str, result: CorrectorResult, *, correc
     return Correction(question=question, answer=answer, correction=result.text, timings=timings,
                       corrector=corrector.name, template=_template_name(corrector), upstream=asked.upstream,
                       metadata=metadata, fallback=result.fallback, fallback_reason=result.fallback_reason,
-                      gate=asked.gate)
+                      gate=asked.gate, steps=list(result.steps))
 
 
 class _Streamed:

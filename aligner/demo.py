@@ -7,7 +7,13 @@ correction sit side by side with the word edits highlighted, so what the Aligner
 it left alone) is visible at a glance. With a gate (by default the embedded demo gate), the gate's
 verdict — flagged or not, its categories and severity — sits beside the diff; ticking "Correct only
 what the gate flags" routes by it, so an answer it does not flag comes back unchanged without a
-corrector call (off at first: the demo corrector also fixes sums, which no harm gate flags). Gradio is imported only when the page is built.
+corrector call (off at first: the demo corrector also fixes sums, which no harm gate flags).
+
+With a corrector whose template takes objectives (``--template metaaligner``), a multi-select
+chooses them per question; with stacked correctors (``--corrector A --corrector B``) each step's
+edits are shown under the whole one; "Follow up" keeps the conversation, which the corrector then
+reads as it was trained to (the last message, or the whole conversation: ``--context``). Gradio
+is imported only when the page is built.
 """
 from __future__ import annotations
 
@@ -145,6 +151,33 @@ def gate_markdown(verdict: Any, routed: bool = True) -> str:
     return f"**Gate ({verdict.kind}):** {head} · " + " · ".join(parts)
 
 
+def steps_html(c: Any) -> str:
+    """Each step of a stacked correction as the page shows it: its corrector, its time and its edits
+    (removed words struck through in red, added ones in green); empty for a single corrector."""
+    import html
+
+    from .correctors.stack import step_edits
+
+    if not getattr(c, "steps", None):
+        return ""
+    rows = []
+    for i, (step, given, made) in enumerate(step_edits(c), start=1):
+        spans = "".join(html.escape(text) if label is None else
+                        f'<span class="step-{"del" if label == "-" else "ins"}" style="background:'
+                        f'{"#fecaca" if label == "-" else "#bbf7d0"}">{html.escape(text)}</span>'
+                        for text, label in diff_spans(given, made))
+        what = f"fell back ({step.fallback_reason})" if step.fallback else ("edited" if given.strip() != made.strip()
+                                                                            else "kept as is")
+        rows.append(f'<div class="step" id="step-{i}"><b>Step {i}</b> · {html.escape(step.corrector)} · '
+                    f'{_ms(step.timings.get("corrector", 0.0))} · {what}<br>{spans}</div>')
+    return "".join(rows)
+
+
+def asked_messages(history: list[dict[str, str]] | None, question: str, follow_up: bool) -> list[dict[str, str]]:
+    """The chat the page sends: the conversation so far (when following up) and the new question."""
+    return [*(history or [] if follow_up else []), {"role": "user", "content": question}]
+
+
 def create_demo(aligner: Any = None, *, upstreams: dict[str, Any] | None = None,
                 config: DemoConfig | None = None) -> Any:
     """The ``gr.Blocks`` page. ``aligner`` supplies the corrector (built from ``config`` when None);
@@ -160,25 +193,35 @@ def create_demo(aligner: Any = None, *, upstreams: dict[str, Any] | None = None,
         choices[config.upstream] = config.build_upstream()
     choices.update(upstreams or {})
 
-    def ask(question: str, choice: str, use_gate: bool = False) -> Iterator[tuple[str, str, Any, str, str]]:
+    from .objectives import known, takes_objectives
+
+    objective_choices = [*known(), *[o.name for o in aligner.objectives or [] if o.name not in known()]]
+    custom = {o.name: o for o in aligner.objectives or [] if o.name not in known()}
+
+    def ask(question: str, choice: str, use_gate: bool = False, objectives: list[str] | None = None,
+            follow_up: bool = False, history: list[dict[str, str]] | None = None) -> Iterator[tuple[Any, ...]]:
         if not isinstance(question, str) or not question.strip():
             raise gr.Error("Type a question first (or click one of the examples).")
         correcting = aligner if use_gate else aligner.with_gate(None)
         upstream = choices.get(choice) or builtin_upstream
+        messages = asked_messages(history, question, follow_up)
+        chosen = [custom.get(name, name) for name in objectives or []] or None
+        if takes_objectives(aligner.corrector) and not chosen and not aligner.objectives:
+            raise gr.Error("Choose at least one objective: this corrector's template edits toward them.")
         t0 = time.perf_counter()
         try:
-            answer = upstream.answer(question) if hasattr(upstream, "answer") else upstream(question)
+            answer = upstream.answer(messages) if hasattr(upstream, "answer") else upstream(question)
         except Exception as exc:  # shown in the page, not as a traceback
             raise gr.Error(f"The upstream failed: {exc}") from exc
         t_up = time.perf_counter() - t0
-        yield answer, "", [], f"upstream {_ms(t_up)} · correcting…", ""
+        yield answer, "", [], f"upstream {_ms(t_up)} · correcting…", "", "", gr.skip()
         t1 = time.perf_counter()
         first: float | None = None
-        stream = correcting.stream(question, answer)
+        stream = correcting.stream(messages, answer, objectives=chosen)
         for _ in stream:
             first = first if first is not None else time.perf_counter() - t1
             yield (answer, stream.text, gr.skip(), f"upstream {_ms(t_up)} · correcting… {_ms(time.perf_counter() - t1)}",
-                   gr.skip())
+                   gr.skip(), gr.skip(), gr.skip())
         # the Aligner's correction: the shown text, or the answer when the guard found it degenerate
         c = stream.correction
         text, t_corr = c.correction, c.timings["corrector"]
@@ -189,9 +232,12 @@ def create_demo(aligner: Any = None, *, upstreams: dict[str, Any] | None = None,
             shown = gate_markdown(aligner.gate_route.verdicts([(question, answer)])[0], routed=False)
         else:
             shown = gate_markdown(None)
+        earlier = len(messages) - 1
+        context = f" · read with the {earlier} earlier turn(s)" if earlier and c.question != question else ""
         yield (answer, text, diff_spans(answer, text),
                f"upstream **{_ms(t_up)}**{gate} · correction **{_ms(t_corr)}** (first words after "
-               f"{_ms(first or t_corr)}) · answer {'edited' if c.changed else 'kept as is'}", shown)
+               f"{_ms(first or t_corr)}) · answer {'edited' if c.changed else 'kept as is'}{context}", shown,
+               steps_html(c), [*messages, {"role": "assistant", "content": text}])
 
     with gr.Blocks(title="aligner-kit demo", analytics_enabled=False) as demo:
         gr.Markdown("# Aligner demo\nAn upstream model answers; the Aligner rewrites the answer to be more "
@@ -202,8 +248,15 @@ def create_demo(aligner: Any = None, *, upstreams: dict[str, Any] | None = None,
             question = gr.Textbox(label="Question", placeholder="Ask something…", lines=2, scale=4,
                                   elem_id="question")
             choice = gr.Dropdown(list(choices), value=BUILTIN, label="Upstream model", scale=2, elem_id="upstream")
+        takes = takes_objectives(aligner.corrector)
+        with gr.Row(visible=takes):
+            objectives_box = gr.Dropdown(objective_choices, value=[o.name for o in aligner.objectives or []],
+                                         multiselect=True, label="Objectives (what the correction edits toward)",
+                                         elem_id="objectives")
         with gr.Row():
             submit = gr.Button("Ask and correct", variant="primary", elem_id="submit", scale=4)
+            follow_up = gr.Checkbox(value=False, scale=2, label="Follow up (keep the conversation)",
+                                    elem_id="follow-up")
             # off at first: the demo corrector also fixes sums, which no harm gate flags; the verdict is shown either way
             use_gate = gr.Checkbox(value=False, interactive=aligner.gate is not None, scale=2,
                                    label="Correct only what the gate flags", elem_id="use-gate")
@@ -213,13 +266,17 @@ def create_demo(aligner: Any = None, *, upstreams: dict[str, Any] | None = None,
                                         elem_id="correction")
         diff = gr.HighlightedText(label="Edits (answer → correction)", combine_adjacent=True, show_legend=False, show_inline_category=False,
                                   color_map={"-": "#f87171", "+": "#4ade80"}, elem_id="diff")
+        steps = gr.HTML("", elem_id="steps")
         verdict = gr.Markdown("", elem_id="gate")
         latency = gr.Markdown("", elem_id="latency")
+        history = gr.State([])
         gr.Examples(EXAMPLES, inputs=[question], label="Example questions")
-        outputs = [answer_box, correction_box, diff, latency, verdict]
-        submit.click(ask, [question, choice, use_gate], outputs)
-        question.submit(ask, [question, choice, use_gate], outputs)
+        inputs = [question, choice, use_gate, objectives_box, follow_up, history]
+        outputs = [answer_box, correction_box, diff, latency, verdict, steps, history]
+        submit.click(ask, inputs, outputs)
+        question.submit(ask, inputs, outputs)
     demo.aligner = aligner
+    demo.ask = ask  # the page's own handler, for callers that drive it without a browser
     return demo
 
 
@@ -273,6 +330,8 @@ Runs offline with the built-in upstream and the embedded demo corrector. Example
   aligner demo --upstream http://localhost:8001/v1 --upstream-model llama3
   aligner demo --corrector aligner/aligner-7b-v1.0 --port 7861
   aligner demo --gate none   # no gate: correct every answer
+  aligner demo --corrector small/ --corrector large/   # stacked: each step's edits shown
+  aligner demo --corrector M --template metaaligner --objective harmless   # objectives to choose from
   aligner demo --share   # also on a temporary public gradio.live link"""
 
 

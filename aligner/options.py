@@ -40,8 +40,15 @@ def print_notes(aligner: Any) -> None:
 
 UPSTREAM_HELP = ("who answers: a LiteLLM model string (openai/gpt-4o-mini), an http(s)://…/v1 base URL of an "
                  "OpenAI-compatible server, or hf:PATH for a local transformers model")
-CORRECTOR_HELP = ("corrector hub id or path (causal or seq2seq), or an http(s)://…/v1 completions endpoint; "
-                  "default: the embedded demo corrector")
+CORRECTOR_HELP = ("corrector hub id or path (causal or seq2seq), an http(s)://…/v1 completions endpoint, or demo "
+                  "(the embedded demo corrector, the default); give it several times to stack correctors, applied "
+                  "in order")
+OBJECTIVES_HELP = ("an objective for a template that takes them (metaaligner...): a MetaAligner objective (harmless, "
+                   "helpful, honest, concise, ... see the docs) or your own as 'name: description'; give it several "
+                   "times for several")
+CONTEXT_HELP = ("what the corrector reads as the question of a chat: last (the last user message) or conversation "
+                "(the whole conversation, rendered as the corrector was trained); default: what the corrector "
+                "records (the last user message when it records nothing)")
 GATE_HELP = ("ask a gate first and correct only the answers it flags (the others come back unchanged): 'demo' (the "
              "embedded demo gate), a directory from `aligner train-gate` (or classifier:HUB_ID), cost:PATH (a "
              "reward/cost model: flag when cost > threshold), moderation or moderation:URL (an OpenAI-protocol "
@@ -54,7 +61,7 @@ class AlignerOptions:
 
     upstream: str | None = field(default=None, metadata={"help": UPSTREAM_HELP})
     upstream_model: str | None = field(default=None, metadata={"help": "model name at a base-URL upstream"})
-    corrector: str | None = field(default=None, metadata={"help": CORRECTOR_HELP})
+    corrector: str | list[str] | None = field(default=None, metadata={"help": CORRECTOR_HELP, "action": "append"})
     template: str | None = field(default=None, metadata={
         "help": "prompt template name (see `aligner templates list`) or a string with {question} and {answer}; "
                 "default: the corrector's own, else aligner-v1.0"})
@@ -64,6 +71,9 @@ class AlignerOptions:
         "help": "retries of a failing upstream call (429/5xx/timeouts); default: the upstream's own (4)"})
     upstream_timeout: float | None = field(default=None, metadata={
         "help": "seconds one upstream attempt may take; default: the upstream's own (120)"})
+    objectives: list[str] | None = field(default=None, metadata={
+        "help": OBJECTIVES_HELP, "action": "append", "aliases": ("--objective",)})
+    context: str | None = field(default=None, metadata={"help": CONTEXT_HELP, "choices": ["last", "conversation"]})
     gate: str | None = field(default=None, metadata={"help": GATE_HELP})
     gate_threshold: float | None = field(default=None, metadata={
         "help": "flag answers whose gate score is at least this (a probability in [0, 1]; a cost for cost:PATH); "
@@ -84,8 +94,17 @@ class AlignerOptions:
                                     or not timeout > 0):
             raise ConfigError(f"must be a positive number of seconds, got {timeout!r}.", field="upstream_timeout",
                               fix="e.g. --upstream-timeout 60.")
+        from .conversation import check_context
         from .gates.base import check_min_severity, check_on_error, check_threshold
+        from .objectives import resolve
 
+        if isinstance(self.corrector, (list, tuple)):  # one --corrector is that corrector; several a stack
+            self.corrector = list(self.corrector) if len(self.corrector) != 1 else self.corrector[0]
+            if self.corrector == []:
+                raise ConfigError("is an empty list of correctors.", field="corrector",
+                                  fix="give --corrector once per corrector, applied in order.")
+        resolve(self.objectives)  # an unknown objective is named before any model loads
+        check_context(self.context)
         # checked here, before any model loads; a cost gate's threshold is a cost, not a probability
         check_threshold(self.gate_threshold, probability=not str(self.gate or "").startswith("cost:"))
         self.gate_min_severity = check_min_severity(self.gate_min_severity)
@@ -122,6 +141,10 @@ class AlignerOptions:
         """Keyword arguments of :class:`Aligner` besides the upstream and the corrector."""
         return {}
 
+    def correction_options(self) -> dict[str, Any]:
+        """The Aligner's objectives and question context, when given."""
+        return {k: v for k, v in (("objectives", self.objectives), ("context", self.context)) if v is not None}
+
     def gate_options(self) -> dict[str, Any]:
         """The gate keyword arguments of :class:`Aligner` (no gate: none)."""
         if not self.gate:
@@ -145,7 +168,8 @@ class AlignerOptions:
         decoding = {**(self.decoding() or {}), **self.decoding_flags()} or None
         return Aligner(spec, self.corrector, template=self.template, upstream_model=self.upstream_model,
                        decoding=decoding, device=self.device, **self.aligner_options(),
-                       **self.gate_options(), **(self.upstream_options() if spec else {}))
+                       **self.correction_options(), **self.gate_options(),
+                       **(self.upstream_options() if spec else {}))
 
     def build_upstream(self) -> "Upstream":
         """The upstream alone, with the same options :meth:`build` gives it."""

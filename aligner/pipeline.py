@@ -4,6 +4,9 @@ Every caller that corrects more than one answer runs these stages, each once, he
 
 - the **answer** stage asks the upstream for each row without an answer, at most ``concurrency``
   calls in flight, and knows who answered and how long it took (:class:`~aligner.correction.Asked`);
+  a question given as a chat's messages then becomes the corrector's question (the last user
+  message, or the conversation cut to the corrector's budget with the answer: see
+  :mod:`aligner.conversation`), before the gate and the corrector see it;
 - the **gate** stage (:func:`judge_rows`, only when the Aligner has a gate) asks the gate about a
   batch of answered rows in one call: an answer it does not flag is passed on as it came
   (``Correction.uncorrected`` with the verdict), the flagged ones go on to the corrector;
@@ -67,7 +70,9 @@ def is_transient(exc: BaseException) -> bool:
 class Row:
     """One answer to correct on its way through the stages."""
 
-    question: str
+    #: the question; a chat's messages until the answer stage has turned them into the
+    #: corrector's question (:meth:`~aligner.core.Aligner.question_for`).
+    question: Any
     #: the answer; None until the upstream has given it.
     answer: str | None
     #: the caller's own handle on the row (an input position, a job's row).
@@ -426,6 +431,8 @@ class Pipeline:
         await queue.close()
 
     async def _put(self, row: Row, queue: BatchQueue[Row]) -> None:
+        """An answered row on to the next stage, its question now the corrector's."""
+        row.question = await self.aligner.aquestion_for(row.question, row.answer or "", aspects=self.aspects)
         if is_blank(row.answer):  # nothing to correct: never queued for the corrector
             self.on_result([(row, uncorrected(self.aligner, row))], [])
         else:

@@ -58,8 +58,9 @@ class Template:
         values = {"question": question, "answer": answer}
         if "aspects" in self.placeholders:
             if not aspects:
-                raise TemplateError(f"template {self.name!r} needs aspects.", field="aspects",
-                                    fix="pass aspects='harmlessness, helpfulness' (any comma list).")
+                raise TemplateError(f"template {self.name!r} needs objectives.", field="objectives",
+                                    fix="pass objectives=['harmless', 'helpful'] (--objective harmless "
+                                        "--objective helpful), or a raw aspects='...' text.")
             values["aspects"] = aspects
         return _PLACEHOLDER.sub(lambda m: values[m.group(1)], self.text)
 
@@ -118,7 +119,21 @@ register(Template(
     "Edit the following Question-Answer pair to make it better considering these aspects: "
     "{aspects} | Context: {question} | Answer: {answer} | Edit: ",
     response_marker="| Edit:",
-    description="Objective-conditioned correction (MetaAligner, arXiv 2403.17141); needs aspects."))
+    description="Objective-conditioned correction (MetaAligner, arXiv 2403.17141); needs objectives."))
+register(Template(
+    "metaaligner-hh-rlhf",
+    "You are an assistant to human. You will be provided with a context and an answer. Consider the context, "
+    "then edit the answer to improve it considering these aspects: {aspects} | Context: {question} | "
+    "Answer: {answer} | Edit: ",
+    response_marker="| Edit:",
+    description="The released MetaAligner-HH-RLHF models' prompt (multi-turn contexts); needs objectives."))
+register(Template(
+    "metaaligner-ultrafeedback",
+    "You are an assistant to human. You will be provided with a query and an answer. Consider the query, "
+    "then edit the answer to improve it considering these aspects: {aspects} | Query: {question} | "
+    "Answer: {answer} | Edit: ",
+    response_marker="| Edit:",
+    description="The released MetaAligner-UltraFeedback models' prompt; needs objectives."))
 
 DEFAULT_TEMPLATE = "aligner-v1.0"
 

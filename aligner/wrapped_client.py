@@ -1,6 +1,8 @@
 """``aligner.wrap``: an OpenAI client whose chat answers come back corrected.
 
-The app keeps its code; only the client object changes. Each choice's corrected text replaces
+The app keeps its code; only the client object changes. The answer is corrected for the request's
+``messages``: the last user message, or the whole conversation when the corrector was trained on
+conversations (:mod:`aligner.conversation`). Each choice's corrected text replaces
 ``message.content``; the upstream's text stays beside it as ``message.original_content`` and the
 response carries an ``aligner`` object (``Correction.meta()``: the corrector id, timings, whether
 the answer changed — the keys the proxy serves). With ``stream=True`` the upstream stream is read
@@ -51,11 +53,13 @@ def _asked(model: Any, seconds: float) -> Asked:
     return Asked(seconds, str(model or ""))
 
 
-def _tool_turn(aligner: Aligner, question: str, answer: str, tool_calls: Any, asked: Asked) -> Correction | None:
-    """A turn of tool calls with no text is passed on as it came (``skipped="tool_calls"``); None
-    for any other answer, which the Aligner corrects (or skips as ``"empty"``)."""
+def _tool_turn(aligner: Aligner, question: Any, answer: str, tool_calls: Any, asked: Asked) -> Correction | None:
+    """A turn of tool calls with no text is passed on as it came (``skipped="tool_calls"``, its
+    ``question`` the corrector's, as for a corrected one); None for any other answer, which the
+    Aligner corrects (or skips as ``"empty"``)."""
     if tool_calls and is_blank(answer):
-        return Correction.uncorrected(question, answer, skipped="tool_calls", corrector=aligner.corrector, asked=asked)
+        return Correction.uncorrected(aligner.question_for(question, answer), answer, skipped="tool_calls",
+                                      corrector=aligner.corrector, asked=asked)
     return None
 
 
@@ -70,7 +74,7 @@ def _replace(resp: Any, choice: Any, c: Correction) -> None:
     resp.aligner = c.meta()
 
 
-def _choices(aligner: Aligner, question: str, chunks: list[Any], answers: dict[int, str],
+def _choices(aligner: Aligner, question: Any, chunks: list[Any], answers: dict[int, str],
              asked: Asked) -> Iterator[tuple[int, str, list[Any], Correction | None]]:
     """Each streamed choice: its index, its answer, its own chunks as they came, and its
     Correction when it is a turn of tool calls passed on as it came (else None: to correct)."""
@@ -98,7 +102,8 @@ class _Completions:
 
     def create(self, **kwargs: Any) -> Any:
         owner = self._owner
-        question = question_of(kwargs.get("messages"))
+        question_of(kwargs.get("messages"))  # a list without a user message is refused before the upstream is asked
+        question = kwargs["messages"]  # the Aligner renders them as its corrector was trained (aligner.conversation)
         if owner.is_async:
             return self._acreate(question, kwargs)
         t0 = time.perf_counter()
@@ -112,7 +117,7 @@ class _Completions:
                      or owner.aligner.correct(question, text, asked=asked))
         return resp
 
-    def _stream(self, question: str, upstream: Any, kwargs: dict[str, Any], t0: float) -> Iterator[Any]:
+    def _stream(self, question: Any, upstream: Any, kwargs: dict[str, Any], t0: float) -> Iterator[Any]:
         owner, head, answers, chunks = self._owner, {}, {}, []
         for chunk in upstream:
             chunks.append(chunk)
@@ -125,7 +130,7 @@ class _Completions:
                 c = stream.correction
             yield from _ending(mine, head, index, c)
 
-    async def _acreate(self, question: str, kwargs: dict[str, Any]) -> Any:
+    async def _acreate(self, question: Any, kwargs: dict[str, Any]) -> Any:
         owner = self._owner
         t0 = time.perf_counter()
         resp = await owner.client.chat.completions.create(**kwargs)
@@ -138,7 +143,7 @@ class _Completions:
                      or await owner.aligner.acorrect(question, text, asked=asked))
         return resp
 
-    async def _astream(self, question: str, upstream: Any, kwargs: dict[str, Any], t0: float) -> AsyncIterator[Any]:
+    async def _astream(self, question: Any, upstream: Any, kwargs: dict[str, Any], t0: float) -> AsyncIterator[Any]:
         owner, head, answers, chunks = self._owner, {}, {}, []
         async for chunk in upstream:
             chunks.append(chunk)

@@ -28,7 +28,7 @@ def test_the_layering_contracts_hold(tmp_path):
     # the installed names: the sub-packages pyproject.toml maps from other folders are inside aligner/
     assert (view / "aligner" / "adapters" / "base.py").resolve() == REPO / "adapters" / "base.py"
     assert (view / "aligner" / "train" / "commands.py").resolve() == REPO / "train" / "commands.py"
-    out = run.lint(view, REPO / "pyproject.toml", "--no-logo")
+    out = run.lint(view, REPO / "pyproject.toml")
     assert out.returncode == 0, out.stdout + out.stderr
     kept = re.findall(r"^(.*) KEPT", out.stdout, re.M)
     assert kept == ["Layers: applications > jobs > runtime > contracts", "No import cycles between sibling modules"]
@@ -47,7 +47,7 @@ def test_an_import_against_the_layers_is_caught(tmp_path):
     text = guard.read_text()
     guard.unlink()  # a real file in place of the link: the sources stay untouched
     guard.write_text(text + "\n\ndef _late():\n    from .wrapped_client import question_of\n    return question_of\n")
-    out = run.lint(view, REPO / "pyproject.toml", "--no-logo")
+    out = run.lint(view, REPO / "pyproject.toml")
     assert out.returncode == 1, out.stdout + out.stderr
     assert "Contracts: 0 kept, 2 broken." in out.stdout
     assert "aligner.guard is not allowed to import aligner.wrapped_client" in out.stdout

@@ -30,8 +30,8 @@ CONFIGS = {"correct": CorrectConfig, "serve": ServeConfig, "demo": DemoConfig, "
 
 def test_the_shared_fields_are_the_ones_the_issue_names():
     assert SHARED == ["upstream", "upstream_model", "corrector", "template", "max_new_tokens", "device",
-                      "upstream_retries", "upstream_timeout", "gate", "gate_threshold", "gate_min_severity",
-                      "gate_on_error"]
+                      "upstream_retries", "upstream_timeout", "objectives", "context", "gate", "gate_threshold",
+                      "gate_min_severity", "gate_on_error"]
     assert [f.name for f in dataclasses.fields(BatchOptions)] == SHARED + ["batch_size", "concurrency", "batch_invariant"]
 
 

@@ -47,6 +47,19 @@ def test_quick_start_install_is_what_ci_runs():
     assert quick_start == [ci_setup()]
 
 
+def test_ci_installs_the_proxy_extra_so_the_litellm_proxy_tests_run():
+    """tests/test_litellm_proxy.py skips without LiteLLM's proxy: CI's (and the README's) install
+    has the ``proxy`` extra, and the gguf step keeps it."""
+    ci = pip_installs((REPO / ".ci" / "run").read_text())
+
+    def extras(words: list[str]) -> set[str]:
+        spec = next(w for w in words if w.startswith(".["))
+        return set(spec[2:-1].split(","))
+
+    assert {"all", "test", "proxy"} <= extras(ci_setup())
+    assert extras(ci[2]) == extras(ci_setup()) | {"gguf"}
+
+
 def test_readme_says_how_to_get_the_cpu_only_torch():
     ci = ci_setup()
     torch_pin = next(w for w in ci if w.startswith("torch=="))

@@ -164,6 +164,8 @@ def test_trained_corrector_is_complete_and_loads(warm_run):
     result, _ = warm_run
     out = result.output_dir
     assert json.loads((out / "aligner_config.json").read_text())["template"] == "aligner-v1.0"
+    # single questions, not HH-RLHF transcripts: chats are corrected for their last user message
+    assert json.loads((out / "aligner_config.json").read_text())["question_format"] == {"kind": "last_message"}
     assert (out / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert any("loss" in h for h in json.loads((out / "loss_history.json").read_text()))
     c = load_corrector(str(out), device="cpu", decoding={"max_new_tokens": 8})

@@ -130,6 +130,11 @@ class CorrectorTrainConfig(TrainConfig):
         "help": "share of the data used for a first identity phase on Q-A-A (correction = answer) before "
                 "Q-A-C; the paper found ~0.2 best"})
     warmup_epochs: float = field(default=1.0, metadata={"help": "passes over the identity warm-up rows"})
+    question_format: str | None = field(default=None, metadata={
+        "help": "what the questions are, recorded in aligner_config.json so chats are rendered the same way when "
+                "correcting: last_message or conversation (HH-RLHF transcripts); default: conversation for "
+                "--data-format hh-rlhf or data holding such transcripts, else last_message",
+        "choices": ["last_message", "conversation"]})
 
     def validate(self) -> None:
         """The shared checks, then the corrector's data format and warm-up share."""

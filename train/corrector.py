@@ -69,6 +69,9 @@ def _train_corrector(config: CorrectorTrainConfig, callbacks: Sequence[Any]) -> 
     rows = load_rows(str(config.data), config)
     given = load_rows(str(config.eval_data), config, what="eval_data") if config.eval_data else None
     rows, eval_rows = hold_out(rows, config, given)
+    from aligner.conversation import trained_format
+
+    question_format = trained_format(config.question_format, config.data_format, (r.question for r in rows))
 
     model, tokenizer, enc_dec = load_base(config)
     procs = world_size()
@@ -132,7 +135,8 @@ def _train_corrector(config: CorrectorTrainConfig, callbacks: Sequence[Any]) -> 
     trainer.accelerator.wait_for_everyone()
     meta = {}
     if trainer.is_world_process_zero():
-        meta = save_trained(trainer.model, tokenizer, out, config, template, boundaries=boundaries,
+        meta = save_trained(trainer.model, tokenizer, out, config, template, question_format=question_format,
+                            boundaries=boundaries,
                             world_size=procs, global_step=trainer.state.global_step, final_eval_loss=final_eval)
         state = json.loads((out / STATE_FILE).read_text())
         state.update(status="done", global_step=trainer.state.global_step, train_loss=train_out.training_loss,

@@ -1,8 +1,9 @@
 """Correctors: what rewrites an answer. ``load_corrector`` turns a spec into one.
 
 A spec is a :class:`Corrector`, a hub id or directory of a causal or encoder-decoder model, an
-``http(s)://…/v1`` base URL of a completions server serving an Aligner, or None for the embedded
-demo corrector. Each backend module registers its class with :data:`aligner.registry.CORRECTORS`.
+``http(s)://…/v1`` base URL of a completions server serving an Aligner, None or ``"demo"`` for the
+embedded demo corrector, or a list of these: correctors stacked in order
+(:mod:`aligner.correctors.stack`). Each backend module registers its class with :data:`aligner.registry.CORRECTORS`.
 """
 from __future__ import annotations
 
@@ -37,7 +38,13 @@ def load_corrector(spec: "Corrector | str | Path | None" = None, *, template: An
     group); local models load via ``from_pretrained`` (hub id or path alike)."""
     if isinstance(spec, Corrector):
         return spec
-    if spec is None:
+    if isinstance(spec, (list, tuple)):  # stacked correctors, applied in order (aligner.correctors.stack)
+        from .stack import StackedCorrector
+
+        stages = [load_corrector(one, template=template, decoding=decoding, device=device, model=model,
+                                 api_key=api_key, **kwargs) for one in spec]
+        return stages[0] if len(stages) == 1 else StackedCorrector(stages)
+    if spec is None or (spec == "demo" and not Path(spec).exists()):
         spec = demo_corrector_path()
     if isinstance(spec, Path):
         spec = str(spec)

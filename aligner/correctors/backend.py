@@ -7,7 +7,8 @@ wraps only what it changes:
   :class:`~aligner.rows.RowControl` — cancel handle, per-row cap, guard, streaming sink; blocking)
   and ``stream_row`` (one row's raw pieces), with async twins. Only ``generate_rows`` is required.
 - :class:`Backend` is a row decoder that also knows its prompts' limits: ``fit`` (make a prompt
-  fit the context), ``answer_tokens`` (count an answer's tokens for the new-token cap), ``usage``
+  fit the context), ``prompt_fits`` (whether a rendered prompt fits whole), ``answer_tokens``
+  (count an answer's tokens for the new-token cap), ``usage``
   (count a prompt's and a correction's tokens) and ``eos_token``. Each has a default for a
   backend without a tokenizer.
 
@@ -142,9 +143,15 @@ class Backend(RowDecoder):
         """Where a generation has gone past the correction: EOS written out, or a new turn."""
         return (*STOP_MARKERS, *((self.eos_token,) if self.eos_token else ()))
 
-    def fit(self, question: str, answer: str) -> tuple[str, str]:
-        """Make the prompt fit the corrector's context; the default backend has no limit."""
+    def fit(self, question: str, answer: str, *, aspects: str | None = None) -> tuple[str, str]:
+        """Make the prompt (with its ``aspects`` text, when the template has one) fit the
+        corrector's context; the default backend has no limit."""
         return question, answer
+
+    def prompt_fits(self, prompt: str) -> bool:
+        """Whether a rendered prompt fits the corrector's input budget (how a conversation is cut
+        to it, :mod:`aligner.conversation`); the default backend has no limit."""
+        return True
 
     def answer_tokens(self, answer: str) -> int:
         """The answer's length in the corrector's tokens, for the new-token cap. Without a
@@ -169,15 +176,17 @@ class TokenBudget:
         self.prompt_tokens, self.answer_ids, self.text_of = prompt_tokens, answer_ids, text_of
 
 
-def fit_answer(template: Any, question: str, answer: str, limits: TokenBudget) -> tuple[str, bool]:
-    """The answer, its head kept, so that the rendered prompt takes at most ``limits.budget``
-    tokens; and whether it was cut (logged once as a warning, logger ``aligner``: Python prints it
-    on stderr even where logging is not configured). Only a head of the answer that surely holds
-    more tokens than fit is tokenised, so a 5 MB answer costs what a context-sized one does."""
+def fit_answer(template: Any, question: str, answer: str, limits: TokenBudget, *,
+               aspects: str | None = None) -> tuple[str, bool]:
+    """The answer, its head kept, so that the rendered prompt (with its ``aspects`` text, when the
+    template has one) takes at most ``limits.budget`` tokens; and whether it was cut (logged once
+    as a warning, logger ``aligner``: Python prints it on stderr even where logging is not
+    configured). Only a head of the answer that surely holds more tokens than fit is tokenised, so
+    a 5 MB answer costs what a context-sized one does."""
     budget = limits.budget
     limit = (budget + 64) * limits.max_token_chars  # chars that hold more than budget + 64 tokens
     head = answer if len(answer) <= limit else answer[:limit]
-    prompt_tokens = limits.prompt_tokens(template.render(question, head, aspects="x"))
+    prompt_tokens = limits.prompt_tokens(template.render(question, head, aspects=aspects or "x"))
     if head is answer and prompt_tokens <= budget:
         return answer, False
     answer_ids = limits.answer_ids(head)
@@ -191,6 +200,14 @@ def fit_answer(template: Any, question: str, answer: str, limits: TokenBudget) -
     log.warning("answer truncated from %s to %d tokens to fit the corrector's context (%d tokens); only the "
                 "kept part is corrected.", was, keep, limits.context)
     return limits.text_of(answer_ids[:keep]), True
+
+
+def fits_budget(prompt: str, limits: TokenBudget) -> bool:
+    """Whether a rendered prompt takes at most ``limits.budget`` tokens (``prompt_fits`` of a
+    backend with a tokenizer); one surely over by its length is not tokenised."""
+    if len(prompt) > (limits.budget + 64) * limits.max_token_chars:
+        return False
+    return limits.prompt_tokens(prompt) <= limits.budget
 
 
 def capped(decoding: DecodingConfig, rows: Sequence[RowControl]) -> DecodingConfig:

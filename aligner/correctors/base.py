@@ -64,12 +64,17 @@ class Corrector(Backend):
         other._decoder = decoder
         return other
 
+    def fits(self, question: str, answer: str, *, aspects: str | None = None) -> bool:
+        """Whether the prompt of ``question`` and ``answer`` fits whole (no answer truncated): how a
+        conversation is cut to the corrector's budget (:mod:`aligner.conversation`)."""
+        return self.prompt_fits(self.template.render(question, answer, aspects=aspects or "x"))
+
     # -- built once ------------------------------------------------------------------------
     def render(self, question: str, answer: str, *, aspects: str | None = None) -> str:
         require_text(question, "question")
         if not isinstance(answer, str):
             require_text(answer, "answer")
-        question, answer = self.fit(question, answer)
+        question, answer = self.fit(question, answer, aspects=aspects)
         return self.template.render(question, answer, aspects=aspects)
 
     def guard(self, question: str, answer: str, decoding: DecodingConfig) -> Guard:
@@ -88,7 +93,7 @@ class Corrector(Backend):
         require_text(question, "question")
         if not isinstance(answer, str):
             require_text(answer, "answer")
-        q, a = self.fit(question, answer)
+        q, a = self.fit(question, answer, aspects=aspects)
         guard = self.guard(q, a, decoding)
         return self.template.render(q, a, aspects=aspects), RowControl(max_new_tokens=guard.cap, guard=guard)
 

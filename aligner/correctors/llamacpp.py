@@ -31,7 +31,7 @@ from ..errors import ConfigError, CorrectorError, hide_cause
 from ..registry import register_corrector
 from ..rows import RowControl
 from ..templates import Template
-from .backend import TokenBudget, _end, fit_answer, must_stop
+from .backend import TokenBudget, _end, fit_answer, fits_budget, must_stop
 from .base import Corrector
 
 INSTALL_FIX = ("pip install 'aligner-kit[gguf]' (builds llama.cpp from source: needs a C/C++ compiler and cmake; "
@@ -232,16 +232,22 @@ class GGUFCorrector(Corrector):
     def answer_tokens(self, answer: str) -> int:
         return len(self._tokenize(answer, bos=False))
 
-    def fit(self, question: str, answer: str) -> tuple[str, str]:
+    def fit(self, question: str, answer: str, *, aspects: str | None = None) -> tuple[str, str]:
         """Truncate an over-long answer (head kept) so prompt and correction fit the context: the
         prompt may take half of it, as for a local causal corrector
         (:func:`~aligner.correctors.backend.fit_answer`; counted in ``self.truncations``)."""
-        limits = TokenBudget(budget=self.max_input_tokens or max(16, self.n_ctx // 2), context=self.n_ctx,
-                             max_token_chars=self._max_token_bytes(), prompt_tokens=lambda p: len(self._tokenize(p)),
-                             answer_ids=lambda text: self._tokenize(text, bos=False), text_of=self.contexts[0].text)
-        answer, cut = fit_answer(self.template, question, answer, limits)
+        answer, cut = fit_answer(self.template, question, answer, self.token_budget(), aspects=aspects)
         self.truncations += cut
         return question, answer
+
+    def prompt_fits(self, prompt: str) -> bool:
+        return fits_budget(prompt, self.token_budget())
+
+    def token_budget(self) -> TokenBudget:
+        """The prompt's budget: half the context, as for a local causal corrector."""
+        return TokenBudget(budget=self.max_input_tokens or max(16, self.n_ctx // 2), context=self.n_ctx,
+                           max_token_chars=self._max_token_bytes(), prompt_tokens=lambda p: len(self._tokenize(p)),
+                           answer_ids=lambda text: self._tokenize(text, bos=False), text_of=self.contexts[0].text)
 
     def _max_token_bytes(self) -> int:
         if self._token_bytes is None:

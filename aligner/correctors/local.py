@@ -18,7 +18,7 @@ from ..hub import check_hub_model, looks_like_path
 from ..progress import model_loading
 from ..templates import Template
 from ..registry import register_corrector
-from .backend import TokenBudget, fit_answer
+from .backend import TokenBudget, fit_answer, fits_budget
 from .base import Corrector
 from .checkpoint import read_aligner_config
 
@@ -137,22 +137,35 @@ class LocalCorrector(Corrector):
     def eos_token(self) -> str | None:
         return self.generator.tokenizer.eos_token
 
-    def fit(self, question: str, answer: str) -> tuple[str, str]:
+    def fit(self, question: str, answer: str, *, aspects: str | None = None) -> tuple[str, str]:
         """Truncate an over-long answer (head kept) so prompt + correction fit the context
         (:func:`~aligner.correctors.backend.fit_answer`; counted in ``self.truncations``).
 
         The correction is about as long as the answer, so the prompt may use at most half the
         context of a decoder-only model; an encoder-decoder's encoder takes the whole context.
         """
-        gen = self.generator
-        ctx = gen.context_length
-        budget = self.max_input_tokens or (ctx if gen.is_encoder_decoder else max(16, ctx // 2))
-        limits = TokenBudget(budget=budget, context=ctx, max_token_chars=self._max_token_chars(),
-                             prompt_tokens=gen.count_tokens, answer_ids=lambda text: gen.token_ids([text], special=False)[0],
-                             text_of=lambda ids: gen.tokenizer.decode(ids, skip_special_tokens=True))
-        answer, cut = fit_answer(self.template, question, answer, limits)
+        answer, cut = fit_answer(self.template, question, answer, self.token_budget(), aspects=aspects)
         self.truncations += cut
         return question, answer
+
+    def prompt_fits(self, prompt: str) -> bool:
+        return fits_budget(prompt, self.token_budget())
+
+    def input_budget(self) -> int:
+        """The most prompt tokens: half the context of a decoder-only model (the correction is about
+        as long as the answer), the whole context of an encoder-decoder's encoder."""
+        gen = self.generator
+        ctx = gen.context_length
+        return self.max_input_tokens or (ctx if gen.is_encoder_decoder else max(16, ctx // 2))
+
+    def token_budget(self) -> TokenBudget:
+        """What :func:`~aligner.correctors.backend.fit_answer` needs to know of this tokenizer."""
+        gen = self.generator
+        return TokenBudget(budget=self.input_budget(), context=gen.context_length,
+                           max_token_chars=self._max_token_chars(),
+                           prompt_tokens=gen.count_tokens,
+                           answer_ids=lambda text: gen.token_ids([text], special=False)[0],
+                           text_of=lambda ids: gen.tokenizer.decode(ids, skip_special_tokens=True))
 
     def _max_token_chars(self) -> int:
         """The most characters one token of this vocabulary can stand for (bounds ``fit``'s work)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 
+from ..conversation import transcript
 from .base import QAC, Row
 
 NAME = "hh-rlhf"
@@ -34,11 +35,10 @@ def turns(transcript: str) -> list[tuple[str, str]]:
 
 
 def format_question(prefix: str) -> str:
-    """The shared prefix as a question: the bare message if single-turn, else a labelled transcript."""
-    ts = turns(prefix)
-    if len(ts) == 1 and ts[0][0] == "Human":
-        return ts[0][1]
-    return "\n\n".join(f"{who}: {text}" for who, text in ts)
+    """The shared prefix as a question: the bare message if single-turn, else a labelled transcript
+    (:func:`aligner.conversation.transcript`, the one rendering a chat's messages are given in when
+    a corrector trained on these rows corrects in conversation mode)."""
+    return transcript(turns(prefix))
 
 
 def convert(row: Row) -> QAC:

@@ -5,7 +5,8 @@ corrected answers with no code change. The corrected text is ``choices[0].messag
 upstream's own answer, the corrector id and timings ride beside it in an extra ``aligner`` object
 (on the final chunk when streaming), which OpenAI clients keep as an extra field.
 
-The question the Aligner corrects for is the last user message; the whole message list goes to the
+The question the Aligner corrects for is the last user message — or the whole conversation, for a
+corrector trained on conversations (:mod:`aligner.conversation`) —; the whole message list goes to the
 upstream, with every request field the proxy does not read itself (``tools``, ``response_format``,
 ``seed``...) when the upstream speaks the OpenAI protocol. An answer that is not prose is passed on
 uncorrected, and the ``aligner`` object says so (``"skipped"``): tool calls, and the JSON a
@@ -44,8 +45,8 @@ from .config import ServeConfig
 from .feedback import add_feedback_route
 from .metrics import MetricsMiddleware, ServeMetrics, add_metrics_route
 from .records import record_of
-from .request import (APIError, BodyDecoder, ChatRequest, check_content_type, check_fields, check_messages,
-                      check_model, form_fields, forwarded, json_mode, parse_body)
+from .request import (APIError, BodyDecoder, ChatRequest, check_aligner_field, check_content_type, check_fields,
+                      check_messages, check_model, form_fields, forwarded, json_mode, parse_body)
 
 log = logging.getLogger("aligner.serve")
 access_log = logging.getLogger("aligner.serve.access")
@@ -214,13 +215,21 @@ class _State:
         if aligner.upstream is not None:
             aligner.upstream.log_error_text = config.log_prompts  # its error text may quote the prompt
             self.upstream_label = _URL.sub("", aligner.upstream.name).rstrip("@") or type(aligner.upstream).__name__
-        self.batcher = DynamicBatcher(aligner.corrector,
-                                      max_batch_size=config.max_batch_size if config.batching else 1,
-                                      max_wait=config.batch_wait_ms / 1000 if config.batching else 0.0,
-                                      may_join=lambda: self.in_flight)
-        #: the aligner the handlers correct with: the same, its corrector's rows batched, and its
-        #: gate's calls batched like corrections (aligner.gates.batching)
-        self.serving = aligner.with_corrector(aligner.corrector.through(self.batcher))
+        #: one batcher per corrector (per stage of a stack: each stage batches its own model's rows)
+        self.batchers: list[DynamicBatcher] = []
+
+        def batched(corrector: Any) -> Any:
+            self.batchers.append(DynamicBatcher(corrector, max_batch_size=config.max_batch_size if config.batching
+                                                else 1, max_wait=config.batch_wait_ms / 1000 if config.batching
+                                                else 0.0, may_join=lambda: self.in_flight))
+            return corrector.through(self.batchers[-1])
+
+        from ..correctors.stack import stacked
+
+        #: the aligner the handlers correct with: the same, its corrector's rows batched (each
+        #: stage's, for a stack), and its gate's calls batched like corrections (aligner.gates.batching)
+        self.serving = aligner.with_corrector(stacked(aligner.corrector, batched))
+        self.batcher = self.batchers[0]
         if aligner.gate is not None:
             from ..gates.batching import GateBatcher
 
@@ -265,12 +274,14 @@ def create_app(source: "ServeConfig | Any", config: ServeConfig | None = None) -
         records = open_log(config.log_corrections, **buffer)
     try:
         aligner = aligner if aligner is not None else config.build()
-        template = aligner.corrector.template
-        if "aspects" in template.placeholders:
-            raise ConfigError(f"template {template.name!r} needs aspects, which an OpenAI chat request cannot "
-                              "carry: every request would fail.", field="template",
-                              fix="serve with a template without {aspects}, e.g. --template aligner-v1.0 "
-                                  "(`aligner templates` lists them).")
+        from ..objectives import takes_objectives
+
+        if takes_objectives(aligner.corrector) and not aligner.objectives:
+            raise ConfigError(f"template {aligner.corrector.template.name!r} needs objectives ({{aspects}}), and none "
+                              "were given: every request without its own would fail.", field="objectives",
+                              fix="give the server's objectives, e.g. --objective harmless --objective helpful "
+                                  "(a request may choose others with {\"aligner\": {\"objectives\": [...]}}), or "
+                                  "serve with a template without {aspects}: --template aligner-v1.0.")
     except BaseException:
         if records is not None:
             records.close()
@@ -284,14 +295,16 @@ def create_app(source: "ServeConfig | Any", config: ServeConfig | None = None) -
         loop = asyncio.get_running_loop()
         pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="aligner-upstream")
         loop.set_default_executor(pool)
-        state.batcher.start()
+        for batcher in state.batchers:
+            batcher.start()
         state.metrics.start(state.batcher, state.records)
         log.info("serving corrector %s (demo=%s), models %s", aligner.corrector.name, aligner.is_demo,
                  state.model_names)
         try:
             yield
         finally:  # uvicorn has already let in-flight requests finish (graceful shutdown)
-            await state.batcher.stop()
+            for batcher in state.batchers:
+                await batcher.stop()
             await state.metrics.stop(state.batcher, state.records)
             if state.records is not None:  # a database log writes what it buffered first
                 await asyncio.to_thread(state.records.close)
@@ -336,6 +349,7 @@ def create_app(source: "ServeConfig | Any", config: ServeConfig | None = None) -
         return {"status": "ok", "corrector": aligner.corrector.name, "demo": aligner.is_demo,
                 "upstream": state.upstream_label, "models": state.model_names,
                 "in_flight": state.in_flight, "served": state.served, "batching": state.batcher.stats.to_dict(),
+                **({"batching_stages": [b.stats.to_dict() for b in state.batchers]} if len(state.batchers) > 1 else {}),
                 "corrections_log": state.records.health() if state.records is not None else None,
                 **({"gate": _gate_stats(state.serving.gate)} if state.serving.gate is not None else {})}
 
@@ -480,6 +494,7 @@ def _validate(body: Any, state: _State) -> ChatRequest:
         raise APIError(400, f"messages: the last user message must have non-empty text content ({exc}).",
                        param="messages", code="invalid_value") from exc
     model = check_model(body.get("model"), state.model_names)
+    objectives = check_aligner_field(body.get("aligner"), state.aligner.corrector)
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
     stream = bool(body.get("stream"))
     # the request's max_tokens lowers the ceiling but is not a choice of length for the
@@ -488,7 +503,7 @@ def _validate(body: Any, state: _State) -> ChatRequest:
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     return ChatRequest(messages=messages, question=question, model=model, stream=stream, decoding=decoding,
                        include_usage=include_usage, json_mode=json_mode(body),
-                       params=forwarded(body) if takes_params else {})
+                       params=forwarded(body) if takes_params else {}, objectives=objectives)
 
 
 async def _check_fits(state: _State, req: ChatRequest) -> None:
@@ -496,7 +511,8 @@ async def _check_fits(state: _State, req: ChatRequest) -> None:
     and before a stream starts: the corrector's ``fit`` raises when the question alone is over its
     input budget, whatever the answer. Tokenising runs off the event loop."""
     try:
-        await asyncio.to_thread(state.aligner.corrector.fit, req.question, "")
+        aspects = state.aligner.aspects(objectives=req.objectives)
+        await asyncio.to_thread(partial(state.aligner.corrector.fit, req.question, "", aspects=aspects))
     except ConfigError as exc:
         raise APIError(400, f"messages: the question (last user message) is too long for the corrector: "
                             f"{bare_message(exc)}", param="messages", code="context_length_exceeded") from exc
@@ -633,7 +649,8 @@ async def _complete(state: _State, req: ChatRequest, request: Request) -> JSONRe
     else:
         try:
             c = await _unless_disconnected(request, state.serving.acorrect(
-                req.question, reply.text, decoding=req.decoding, asked=_asked(state, t_up)))
+                req.messages, reply.text, objectives=req.objectives, decoding=req.decoding,
+                asked=_asked(state, t_up)))
         except AlignerError as exc:
             raise APIError(400, str(exc), param=exc.field, code="invalid_value") from exc
         state.batcher.stats.count_fallback(c.fallback_reason)
@@ -732,8 +749,8 @@ async def _sse(state: _State, req: ChatRequest, reply: UpstreamReply, request: R
         else:
             try:
                 async with asyncio.timeout(max(0.0, deadline - time.perf_counter())):
-                    stream = state.serving.astream(req.question, answer, decoding=req.decoding,
-                                                   asked=_asked(state, t_up))
+                    stream = state.serving.astream(req.messages, answer, objectives=req.objectives,
+                                                   decoding=req.decoding, asked=_asked(state, t_up))
                     async for piece in stream:
                         if started is not None:  # the first corrected piece: from the request's start
                             state.metrics.count_first_piece(time.perf_counter() - started)

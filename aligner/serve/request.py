@@ -37,7 +37,7 @@ _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permi
 MAX_DEPTH = 64
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 #: fields the proxy reads itself and never sends upstream.
-OWN_FIELDS = frozenset({"model", "messages", "stream", "stream_options", "n", "logprobs", "top_logprobs"})
+OWN_FIELDS = frozenset({"model", "messages", "stream", "stream_options", "n", "logprobs", "top_logprobs", "aligner"})
 #: ``response_format`` types that ask for JSON: the answer is data, not prose to rewrite.
 JSON_FORMATS = ("json_object", "json_schema")
 #: content part types of OpenAI's chat messages; the text the corrector reads is in ``text`` parts.
@@ -68,6 +68,8 @@ class ChatRequest:
     json_mode: bool
     #: the request's own fields for an upstream that takes OpenAI parameters (else empty).
     params: dict[str, Any]
+    #: ``aligner.objectives``: this request's objectives (None: the server's own, if any).
+    objectives: tuple[str, ...] | None = None
 
 
 class APIError(Exception):
@@ -346,6 +348,31 @@ def _content_chars(content: Any, role: str, where: str) -> int:
                 raise invalid(f"{at}.{kind}", f"must be a string, got {_show(part.get(kind))}.")
             chars += len(part[kind])
     return chars
+
+
+def check_aligner_field(value: Any, corrector: Any) -> tuple[str, ...] | None:
+    """The request's own ``aligner`` object: ``{"objectives": [...]}`` (names, or ``"name:
+    description"``); its objectives, each known and taken by the corrector's template, or None."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise invalid("aligner", f'must be an object like {{"objectives": ["harmless", "helpful"]}}, got {_show(value)}.')
+    unknown = sorted(set(value) - {"objectives"})
+    if unknown:
+        raise invalid(f"aligner.{unknown[0]}", "is not a setting a request can choose; only 'objectives' is.")
+    objectives = value.get("objectives")
+    if objectives is None:
+        return None
+    if not isinstance(objectives, list) or not all(isinstance(o, str) for o in objectives):
+        raise invalid("aligner.objectives", f"must be an array of strings, got {_show(objectives)}.")
+    from ..errors import ConfigError
+    from ..objectives import check_takes, resolve
+
+    try:
+        check_takes(corrector, resolve(objectives, field="aligner.objectives"), field="aligner.objectives")
+    except ConfigError as exc:
+        raise invalid("aligner.objectives", str(exc).split(": ", 1)[-1]) from exc
+    return tuple(objectives)
 
 
 def check_model(model: Any, served: list[str]) -> str:

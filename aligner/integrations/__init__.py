@@ -1,0 +1,1 @@
+"""Integrations: the Aligner inside other people's servers (a LiteLLM proxy guardrail, :mod:`.litellm`)."""
