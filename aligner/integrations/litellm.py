@@ -254,7 +254,7 @@ def _build(corrector: Any, *, may_join: Any, max_new_tokens: int, max_batch_size
     def batched(one: Any) -> Any:
         batchers.append(DynamicBatcher(one, max_batch_size=max_batch_size, max_wait=batch_wait_ms / 1000,
                                        may_join=may_join))
-        return batchers[-1]
+        return one.through(batchers[-1])  # the corrector's own rows, batched
 
     return aligner.with_corrector(stacked(aligner.corrector, batched)), batchers
 
