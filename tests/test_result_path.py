@@ -161,9 +161,10 @@ def test_the_proxy_counts_the_correctors_tokens_on_the_prompt_it_was_given(tiny_
     assert r.status_code == 200, r.text[:300]
     meta = r.json()["aligner"]
     assert meta["usage"]["prompt_tokens"] == corrector.generator.count_tokens(fitted)
-    # the one aligner object: the same keys as before this change, streamed or not (no usage on a stream)
+    # the one aligner object: the same keys as before this change, streamed or not (no usage on a stream),
+    # and the correction's id (issue 25: feedback names it)
     keys = {"original", "corrector", "template", "upstream", "changed", "bypassed", "demo", "fallback",
-            "fallback_reason", "skipped", "timings"}
+            "fallback_reason", "skipped", "timings", "id"}
     assert set(meta) == keys | {"usage"}
     assert set(meta["timings"]) == {"upstream", "queue", "corrector", "batch_size", "total"}
     events = [line[len("data: "):] for line in streamed.text.splitlines() if line.startswith("data: {")]
