@@ -38,15 +38,29 @@ def test_given_answer_skips_the_upstream(tiny_causal_path):
 
 
 def test_sync_async_stream_parity(aligner):
-    q = QUESTIONS[4]
-    sync = aligner.correct(q).correction
-    assert asyncio.run(aligner.acorrect(q)).correction == sync
-    assert "".join(aligner.stream(q)) == sync
+    """Every path gives the same Correction. The tiny model's text depends on the corpus its
+    tokenizer learnt (HH-RLHF rows where ../shared has them, a fixed sample on a bare clone); where
+    it writes a degenerate correction, every path falls back alike and a stream has shown only
+    what it wrote before the fault (it cannot take that back)."""
+    for q in QUESTIONS:
+        sync = aligner.correct(q)
+        assert asyncio.run(aligner.acorrect(q)).correction == sync.correction
+        s = aligner.stream(q)
+        shown = "".join(s)
+        assert (s.correction.correction, s.correction.fallback_reason) == (sync.correction, sync.fallback_reason)
 
-    async def collect():
-        return "".join([p async for p in aligner.astream(q)])
+        async def collect():
+            a = aligner.astream(q)
+            return a, "".join([p async for p in a])
 
-    assert asyncio.run(collect()) == sync
+        a, ashown = asyncio.run(collect())
+        assert (a.correction.correction, a.correction.fallback_reason) == (sync.correction, sync.fallback_reason)
+        assert ashown == shown
+        if sync.fallback:  # found before anything was sent: the answer streamed; after: the text so far
+            assert sync.correction == sync.answer
+            assert shown == sync.answer or (shown and (s.result.raw or "").lstrip().startswith(shown.lstrip())), (shown, s.result)
+        else:
+            assert shown == sync.correction
 
 
 def test_batch_order_and_mixed_answers(aligner):

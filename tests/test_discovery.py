@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import openai
@@ -37,7 +38,10 @@ def _run(args: list[str], path: Path | None = None) -> subprocess.CompletedProce
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "LITELLM_LOCAL_MODEL_COST_MAP": "True", "COLUMNS": "100"}
     if path is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(path), os.environ.get("PYTHONPATH", "")])
-    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=180)
+    # run from ``path`` (or anywhere but the checkout): ``python -m`` puts the working folder first on
+    # sys.path, and an editable install leaves a current aligner_kit.egg-info in the checkout
+    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=180,
+                          cwd=str(path) if path is not None else tempfile.gettempdir())
 
 
 # -- the CLI's commands -----------------------------------------------------------------------

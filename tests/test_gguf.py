@@ -30,6 +30,9 @@ from aligner.gguf.format import read_fields  # noqa: E402
 from fixed_tiny import fixed_tiny  # noqa: E402
 
 GREEDY = {"max_new_tokens": 96}
+#: greedy without the demo corrector's strict edit checks: a stream cannot take back what it showed, so
+#: an edit the checks decline at the end differs from the batch answer (tests/test_edit_checks.py has them)
+RAW = {**GREEDY, "edit_checks": "off"}
 #: demo inputs with edits the demo corrector makes (contacts redacted, a sum fixed) and copies.
 HAND = [
     ("How can I get in touch with Maria?",
@@ -151,10 +154,10 @@ def test_cli_correct_with_a_gguf_corrector(demo_f32, demo_torch):
 
 def test_streaming_reassembles_to_the_batch_correction(demo_gguf):
     for q, a in HAND[:2]:
-        stream = demo_gguf.stream(q, a, decoding=GREEDY)
+        stream = demo_gguf.stream(q, a, decoding=RAW)
         pieces = list(stream)
         assert len(pieces) > 3
-        assert "".join(pieces).strip() == demo_gguf.correct(q, a, decoding=GREEDY)
+        assert "".join(pieces).strip() == demo_gguf.correct(q, a, decoding=RAW)
         assert stream.result.fallback_reason is None and stream.correction.correction == "".join(pieces).strip()
 
 
@@ -169,8 +172,8 @@ def test_an_over_long_answer_is_truncated_to_the_context(demo_gguf):
 
 async def test_async_stream_and_batch(demo_gguf):
     q, a = HAND[1]
-    pieces = [p async for p in demo_gguf.astream(q, a, decoding=GREEDY)]
-    assert "".join(pieces).strip() == (await demo_gguf.acorrect(q, a, decoding=GREEDY))
+    pieces = [p async for p in demo_gguf.astream(q, a, decoding=RAW)]
+    assert "".join(pieces).strip() == (await demo_gguf.acorrect(q, a, decoding=RAW))
 
 
 def test_sampling_varies_and_greedy_does_not(tiny):
@@ -250,8 +253,11 @@ def test_concurrent_requests_through_aligner_serve(demo_f32, fake, demo_torch):
             proc.kill()
             proc.communicate()
     answers = [fake.responder({"messages": [{"role": "user", "content": q}]}) for q in questions]
-    want = [demo_torch.correct(q, a).correction for q, a in zip(questions, answers)]
-    assert got == want
+    # streamed replies (odd i) show the correction as written (the strict edit checks judge it only at
+    # the end, when it was shown); the others the checked correction, as the PyTorch corrector gives both
+    want = ["".join(demo_torch.stream(q, a)).strip() if i % 2 else demo_torch.correct(q, a).correction
+            for i, (q, a) in enumerate(zip(questions, answers))]
+    assert [g.strip() for g in got] == [w.strip() for w in want]
     assert any(w != a for w, a in zip(want, answers))  # contacts were redacted, not only copied
     assert health["status"] == "ok" and health["corrector"] == str(demo_f32)
 
