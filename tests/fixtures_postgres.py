@@ -7,6 +7,7 @@ server binaries are not installed (``.ci/run`` installs them).
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import itertools
 import os
@@ -104,15 +105,22 @@ class PostgresServer:
             time.sleep(0.1)
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    """The session's PostgreSQL server (tests take a fresh database with ``pg_url``)."""
+@contextlib.contextmanager
+def running_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server started for the block and stopped after it (skipped without psycopg)."""
     pytest.importorskip("psycopg", reason="the postgres extra is not installed: pip install -e '.[postgres]'")
     server = PostgresServer().start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """The session's PostgreSQL server (tests take a fresh database with ``pg_url``)."""
+    with running_postgres() as server:
+        yield server
 
 
 @pytest.fixture
@@ -124,9 +132,5 @@ def pg_url(postgres: PostgresServer) -> str:
 @pytest.fixture
 def own_postgres() -> Iterator[PostgresServer]:
     """A server of this test's own, to kill and bring back."""
-    pytest.importorskip("psycopg", reason="the postgres extra is not installed: pip install -e '.[postgres]'")
-    server = PostgresServer().start()
-    try:
+    with running_postgres() as server:
         yield server
-    finally:
-        server.stop()
