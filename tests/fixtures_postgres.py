@@ -7,6 +7,7 @@ server binaries are not installed (``.ci/run`` installs them).
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import itertools
 import os
@@ -104,8 +105,9 @@ class PostgresServer:
             time.sleep(0.1)
 
 
-def _running() -> Iterator[PostgresServer]:
-    """A PostgreSQL server started for the fixture and stopped after it (skipped without the extra)."""
+@contextlib.contextmanager
+def running_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server started for the block and stopped after it (skipped without psycopg)."""
     pytest.importorskip("psycopg", reason="the postgres extra is not installed: pip install -e '.[postgres]'")
     server = PostgresServer().start()
     try:
@@ -117,7 +119,8 @@ def _running() -> Iterator[PostgresServer]:
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """The session's PostgreSQL server (tests take a fresh database with ``pg_url``)."""
-    yield from _running()
+    with running_postgres() as server:
+        yield server
 
 
 @pytest.fixture
@@ -129,4 +132,5 @@ def pg_url(postgres: PostgresServer) -> str:
 @pytest.fixture
 def own_postgres() -> Iterator[PostgresServer]:
     """A server of this test's own, to kill and bring back."""
-    yield from _running()
+    with running_postgres() as server:
+        yield server

@@ -30,7 +30,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -47,6 +47,9 @@ from .metrics import MetricsMiddleware, ServeMetrics, add_metrics_route
 from .records import record_of
 from .request import (APIError, BodyDecoder, ChatRequest, check_aligner_field, check_content_type, check_fields,
                       check_messages, check_model, form_fields, forwarded, json_mode, parse_body)
+
+if TYPE_CHECKING:
+    from ..gates.batching import GateBatcher
 
 log = logging.getLogger("aligner.serve")
 access_log = logging.getLogger("aligner.serve.access")
@@ -395,10 +398,11 @@ def create_app(source: "ServeConfig | Any", config: ServeConfig | None = None) -
     return app
 
 
-def _gate_stats(gate: Any) -> dict[str, Any]:
-    """What the gate in front of the corrector did: how many answers it judged, in how many calls."""
-    return {"kind": gate.kind, "name": gate.name, "answers": getattr(gate, "answers", None),
-            "batches": getattr(gate, "batches", None), "largest_batch": getattr(gate, "largest_batch", None)}
+def _gate_stats(gate: "GateBatcher") -> dict[str, Any]:
+    """What the gate in front of the corrector did: how many answers it judged, in how many calls
+    (the server always asks its gate through a GateBatcher, which counts them)."""
+    return {"kind": gate.kind, "name": gate.name, "answers": gate.answers, "batches": gate.batches,
+            "largest_batch": gate.largest_batch}
 
 
 def _version() -> str:
