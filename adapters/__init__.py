@@ -1,6 +1,6 @@
 """Upstream providers behind one :class:`Upstream` contract (retries, timeouts, concurrency once).
 
-Each provider module registers its class with :data:`aligner.registry.UPSTREAMS`; a provider class
+Each provider module registers its class with :data:`aligner.contracts.registry.UPSTREAMS`; a provider class
 is reachable here by name (``aligner.adapters.OpenAIUpstream``) without a hand-kept table. Provider
 classes load lazily: importing this package never imports openai, litellm or torch.
 """
@@ -15,7 +15,7 @@ __all__ = ["Upstream", "RetryPolicy", "UpstreamStats", "resolve_upstream"]
 
 
 def __getattr__(name: str) -> Any:
-    from aligner.registry import UPSTREAMS
+    from aligner.contracts.registry import UPSTREAMS
 
     for cls in UPSTREAMS:
         if cls.__name__ == name:

@@ -13,10 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable, ClassVar, Iterator, Sequence
 
-from aligner.errors import ConfigError, UpstreamError, require_text
+from aligner.contracts.errors import ConfigError, UpstreamError, require_text
 from aligner.transport.retry import (RateLimiter, RetryPolicy, UpstreamStats, aretry_call, aretry_stream,
                                      bare_message, generic_error, retry_call, retry_stream)
-from aligner.transport.streaming import iterate_in_thread
+from aligner.contracts.streaming import iterate_in_thread
 
 # The retry machinery lives in aligner.transport.retry; these names stay importable from here.
 __all__ = ["Upstream", "UpstreamReply", "Messages", "RetryPolicy", "RateLimiter", "UpstreamStats",
@@ -85,7 +85,7 @@ class Upstream(ABC):
     #: a string spec starting with this names the provider (``"hf:"``, ``"myprovider:"``); the
     #: default ``matches``/``from_spec`` use it, so a plug-in often needs nothing else.
     spec_prefix: ClassVar[str | None] = None
-    #: the order specs are tried in (see :mod:`aligner.registry`): higher first; catch-alls low.
+    #: the order specs are tried in (see :mod:`aligner.contracts.registry`): higher first; catch-alls low.
     spec_priority: ClassVar[int] = 0
     #: whether retry warnings quote the upstream's error text (which may repeat the prompt); the
     #: server turns it off unless ``--log-prompts``.
@@ -107,7 +107,7 @@ class Upstream(ABC):
         self.on_retry = on_retry
         self.stats = UpstreamStats()
 
-    # -- how a spec names this provider (aligner.registry) -----------------------------------
+    # -- how a spec names this provider (aligner.contracts.registry) -----------------------------------
     @classmethod
     def matches(cls, spec: Any) -> bool:
         """Whether ``spec`` (what a user passed as ``upstream``) names this provider."""

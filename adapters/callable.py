@@ -12,9 +12,9 @@ import inspect
 from typing import Any, AsyncIterator, Callable, Iterator
 
 from aligner.adapters.base import Messages, Upstream
-from aligner.errors import ConfigError, UpstreamError
-from aligner.registry import register_upstream
-from aligner.transport.streaming import drive_async, iterate_in_thread
+from aligner.contracts.errors import ConfigError, UpstreamError
+from aligner.contracts.registry import register_upstream
+from aligner.contracts.streaming import drive_async, iterate_in_thread
 
 
 def _is_async(fn: Any) -> bool:

@@ -1,6 +1,6 @@
 """A local transformers causal LM as the upstream (``hf:PATH_OR_HUB_ID`` or a loaded model).
 
-Generation goes through :class:`aligner.local_runtime.LocalGenerator`, the loop the local correctors
+Generation goes through :class:`aligner.runtime.local_runtime.LocalGenerator`, the loop the local correctors
 use, so padding, the KV cache and the stable-prefix streamer behave the same for both and an
 answer streamed equals the answer returned whole. Chat models are prompted with their own chat
 template; base models (no template) with a plain ``User: …\\nAssistant:`` transcript, cut where
@@ -11,15 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from aligner.decoding import DecodingConfig
+from aligner.contracts.decoding import DecodingConfig
 
-from aligner.local_runtime import LocalGenerator, pick_device
-from aligner.errors import ConfigError, hide_cause
-from aligner.hub import check_hub_model, looks_like_path
-from aligner.progress import model_loading
-from aligner.transport.streaming import StreamParser
+from aligner.runtime.local_runtime import LocalGenerator, pick_device
+from aligner.contracts.errors import ConfigError, hide_cause
+from aligner.runtime.hub import check_hub_model, looks_like_path
+from aligner.runtime.progress import model_loading
+from aligner.contracts.streaming import StreamParser
 from aligner.adapters.base import Messages, Upstream
-from aligner.registry import register_upstream
+from aligner.contracts.registry import register_upstream
 
 #: OpenAI request fields a local model has no use for (accepted so a proxy can pass them through).
 _IGNORED = frozenset({"seed", "presence_penalty", "frequency_penalty", "n", "user", "logprobs"})

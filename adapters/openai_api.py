@@ -13,9 +13,9 @@ import inspect
 import weakref
 from typing import Any, AsyncIterator, Iterator
 
-from aligner.errors import ConfigError, UpstreamError, UpstreamTimeout
+from aligner.contracts.errors import ConfigError, UpstreamError, UpstreamTimeout
 from aligner.adapters.base import Messages, Upstream, UpstreamReply
-from aligner.registry import register_upstream
+from aligner.contracts.registry import register_upstream
 from aligner.transport.retry import generic_error
 
 

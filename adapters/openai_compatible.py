@@ -8,8 +8,8 @@ import threading
 from typing import Any, AsyncIterator, Iterator
 
 from aligner.adapters.base import Messages, Upstream, UpstreamReply
-from aligner.errors import UpstreamError
-from aligner.registry import register_upstream
+from aligner.contracts.errors import UpstreamError
+from aligner.contracts.registry import register_upstream
 from aligner.transport.openai_http import OpenAIHTTP, adiscover_model, discover_model, http_error
 
 

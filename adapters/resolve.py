@@ -1,6 +1,6 @@
 """Turn whatever a user passed as ``upstream`` into an :class:`Upstream`.
 
-Each provider module registers its class with :data:`aligner.registry.UPSTREAMS` (its
+Each provider module registers its class with :data:`aligner.contracts.registry.UPSTREAMS` (its
 ``matches``/``from_spec`` say which specs it takes); plug-ins add theirs through the
 ``aligner.upstreams`` entry point group. Detection never imports a provider library: an OpenAI
 client is recognised by its class's module, a transformers model by its class hierarchy, so
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from aligner.errors import ConfigError
+from aligner.contracts.errors import ConfigError
 from aligner.adapters.base import Upstream
-from aligner.registry import UPSTREAMS
+from aligner.contracts.registry import UPSTREAMS
 
 ACCEPTED = ("a LiteLLM model string ('openai/gpt-4o-mini', 'anthropic/claude-3-5-haiku-latest'), "
             "an openai.OpenAI / AsyncOpenAI client plus model=..., a base URL of an OpenAI-compatible "
@@ -22,7 +22,7 @@ ACCEPTED = ("a LiteLLM model string ('openai/gpt-4o-mini', 'anthropic/claude-3-5
 
 
 def resolve_upstream(spec: Any, model: str | None = None, **kw: Any) -> Upstream:
-    """An :class:`Upstream` for ``spec``: the first provider in :data:`aligner.registry.UPSTREAMS`
+    """An :class:`Upstream` for ``spec``: the first provider in :data:`aligner.contracts.registry.UPSTREAMS`
     whose ``matches`` takes it builds it. ``kw`` are Upstream options (``retry``,
     ``max_concurrency``, ``system_prompt``, ``params``) plus provider options (``api_key``, ...)."""
     if isinstance(spec, Upstream):

@@ -24,9 +24,9 @@ import sys
 from types import ModuleType
 from typing import Any, Callable, Sequence
 
-from .errors import AlignerError, ConfigError
-from .progress import quiet_model_loading
-from .registry import group_entry_points, is_built_in
+from .contracts.errors import AlignerError, ConfigError
+from .runtime.progress import quiet_model_loading
+from .contracts.registry import group_entry_points, is_built_in
 
 log = logging.getLogger("aligner")
 

@@ -88,7 +88,7 @@ def grow_demo(cache: Path, train_steps: int, threads: int) -> Path:
 
     from aligner.correctors import demo_corrector_path
     from aligner.data.synthetic import generate
-    from aligner.templates import get_template
+    from aligner.contracts.templates import get_template
     from aligner.correctors.checkpoint import save_corrector
 
     out = cache / f"corrector-30m-s{train_steps}"
@@ -186,9 +186,9 @@ def timed(gen, prompts, decoding, bs: int, repeats: int, *, buckets: bool = Fals
     """Best tokens/s over ``repeats`` of generating all prompts in batches of ``bs`` (prefill
     included), and the texts in input order. Best, not median: on a shared machine the slower runs
     measure the neighbours. ``buckets``: batches of similar prompt length, as ``Aligner.correct_batch``
-    forms them (:func:`aligner.core.length_buckets`); else input order, as a plain caller batches."""
-    from aligner.core import length_buckets
-    from aligner.rows import RowControl
+    forms them (:func:`aligner.runtime.core.length_buckets`); else input order, as a plain caller batches."""
+    from aligner.runtime.core import length_buckets
+    from aligner.contracts.rows import RowControl
 
     batches = (length_buckets([(p, "") for p in prompts], bs) if buckets
                else [list(range(i, min(i + bs, len(prompts)))) for i in range(0, len(prompts), bs)])
@@ -209,7 +209,7 @@ def main() -> None:
     import torch
 
     from aligner.correctors import load_corrector
-    from aligner.decoding import DecodingConfig
+    from aligner.contracts.decoding import DecodingConfig
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer rows and repeats (< 10 min on 2 cores)")

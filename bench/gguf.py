@@ -61,7 +61,7 @@ class Rows:
         self.corrector = corrector
 
     def generate(self, prompts, decoding, rows=None):
-        from aligner.rows import RowControl
+        from aligner.contracts.rows import RowControl
 
         return self.corrector.generate_rows(prompts, decoding, rows or [RowControl() for _ in prompts])
 
@@ -88,7 +88,7 @@ def convert_all(src: Path, cache: Path, types: tuple[str, ...]) -> dict[str, Pat
 def concurrent_throughput(path: Path, prompts: list[str], decoding, contexts: int, clients: int) -> float:
     """Tokens/s of ``clients`` threads correcting ``prompts`` between them through one corrector."""
     from aligner.correctors.llamacpp import GGUFCorrector
-    from aligner.rows import RowControl
+    from aligner.contracts.rows import RowControl
 
     corr = GGUFCorrector(str(path), threads=1, contexts=contexts)
     corr.generate([prompts[0]], decoding)  # warm-up
@@ -123,7 +123,7 @@ def main() -> None:
 
     from aligner.correctors import load_corrector
     from aligner.correctors.llamacpp import GGUFCorrector
-    from aligner.decoding import DecodingConfig
+    from aligner.contracts.decoding import DecodingConfig
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer pairs and repeats")

@@ -19,7 +19,7 @@ import pytest
 
 from aligner.adapters import (CallableUpstream, LiteLLMUpstream, OpenAICompatibleUpstream, OpenAIUpstream,
                               RetryPolicy, Upstream, resolve_upstream)
-from aligner.errors import ConfigError, UpstreamError, UpstreamTimeout
+from aligner.contracts.errors import ConfigError, UpstreamError, UpstreamTimeout
 from fake_openai import CHAT, FakeOpenAI, default_responder
 
 KINDS = ["openai-sync", "openai-async", "litellm", "compatible"]

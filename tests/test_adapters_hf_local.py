@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from aligner.adapters import HFUpstream, resolve_upstream
-from aligner.errors import ConfigError
+from aligner.contracts.errors import ConfigError
 
 Q = "How do I bake bread?"
 

@@ -16,7 +16,7 @@ from fake_openai import CHAT, MODELS, FakeOpenAI, default_responder
 
 from aligner.adapters.base import RetryPolicy
 from aligner.adapters.openai_compatible import OpenAICompatibleUpstream
-from aligner.errors import ConfigError, UpstreamError, UpstreamTimeout
+from aligner.contracts.errors import ConfigError, UpstreamError, UpstreamTimeout
 
 FAST = RetryPolicy(max_retries=3, initial_backoff=0.001, max_backoff=0.01, jitter=0.0, timeout=10.0)
 Q = "How do I bake bread?"

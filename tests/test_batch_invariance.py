@@ -18,8 +18,8 @@ from aligner import Aligner
 from aligner.cli import main
 from aligner.correctors import load_corrector
 from aligner.correctors.remote import RemoteCorrector
-from aligner.errors import ConfigError
-from aligner.rows import RowControl
+from aligner.contracts.errors import ConfigError
+from aligner.contracts.rows import RowControl
 from conftest import read_rows, write_rows
 
 TARGET = ("How do I reset my router?", "Unplug it, wait ten seconds, then plug it back in and wait for the lights.")

@@ -114,10 +114,10 @@ def test_demo_offers_share_flag_instead_of_gradios_hint(tiny_causal_path, tmp_pa
 
 
 def test_every_model_loader_follows_the_switch(tiny_causal_path, capfd):
-    """The corrector and the hf: upstream load through aligner.progress, which shows the bar only when asked."""
+    """The corrector and the hf: upstream load through aligner.runtime.progress, which shows the bar only when asked."""
     from aligner.adapters.hf_local import load_causal_lm
     from aligner.correctors.local import LocalCorrector
-    from aligner.progress import quiet_model_loading
+    from aligner.runtime.progress import quiet_model_loading
 
     loaders = (lambda: LocalCorrector.from_pretrained(str(tiny_causal_path)),
                lambda: load_causal_lm(str(tiny_causal_path)))
@@ -145,7 +145,7 @@ def test_building_an_aligner_in_python_shows_no_loading_bar_unless_asked(tiny_ca
         return done.stderr
 
     assert "Loading weights" not in stderr("")
-    assert "Loading weights" in stderr("from aligner.progress import quiet_model_loading\nquiet_model_loading(False)\n")
+    assert "Loading weights" in stderr("from aligner.runtime.progress import quiet_model_loading\nquiet_model_loading(False)\n")
 
 
 def test_train_prints_training_progress_without_library_noise(tmp_path):
@@ -155,7 +155,7 @@ def test_train_prints_training_progress_without_library_noise(tmp_path):
 
     from aligner.data import write_jsonl
     from aligner.data.synthetic import generate
-    from aligner.tiny import make_tiny_corrector
+    from aligner.runtime.tiny import make_tiny_corrector
 
     base = make_tiny_corrector(tmp_path / "base", corpus_texts(50), "causal", vocab_size=512, context=256,
                                hidden_size=32, layers=1, heads=2)

@@ -100,7 +100,7 @@ def test_the_decoding_config_every_request_reads_cannot_be_edited_in_place(demo)
     own settings are a new config, and an edit in place (which all threads would see) is refused."""
     import dataclasses
 
-    from aligner.decoding import DecodingConfig
+    from aligner.contracts.decoding import DecodingConfig
 
     before = demo.decoding.max_new_tokens
     with pytest.raises(dataclasses.FrozenInstanceError):

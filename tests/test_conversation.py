@@ -1,4 +1,4 @@
-"""Conversation-aware correction (aligner.conversation): a chat's messages rendered into the question
+"""Conversation-aware correction (aligner.contracts.conversation): a chat's messages rendered into the question
 format a corrector records — byte for byte what the HH-RLHF reader trains it on — and cut from the
 oldest turns to fit its budget; through the Aligner, the wrapped client and the server."""
 from __future__ import annotations
@@ -11,10 +11,10 @@ import httpx
 import pytest
 
 from aligner import Aligner, ConfigError
-from aligner.conversation import QuestionFormat, question_for, render, starts, trained_format, turns_of
+from aligner.contracts.conversation import QuestionFormat, question_for, render, starts, trained_format, turns_of
 from aligner.data import load
 from aligner.data.hh_rlhf import split_last_turn, turns
-from aligner.templates import get_template
+from aligner.contracts.templates import get_template
 from fake_openai import COMPLETIONS, FakeOpenAI
 from hh_data import SAMPLE
 
@@ -26,7 +26,7 @@ GREEDY = {"max_new_tokens": 8, "fallback": False}
 def tiny(path: Path, *, context: int = 512, question_format: dict | None = None) -> Path:
     """A tiny causal corrector (tokenizer from the shipped HH rows), its question format recorded."""
     from aligner.correctors.checkpoint import save_corrector
-    from aligner.tiny import build_model, train_tokenizer
+    from aligner.runtime.tiny import build_model, train_tokenizer
     from fixed_tiny import fixed_corpus
 
     tok = train_tokenizer(fixed_corpus(), vocab_size=512)
@@ -222,7 +222,7 @@ def test_the_wrapped_client_corrects_for_the_conversation(fake_openai, conv_path
 def test_the_server_corrects_for_the_conversation_and_logs_the_question_it_read(fake_openai, conv_path, tmp_path):
     from aligner.serve.app import create_app
     from aligner.serve.config import ServeConfig
-    from aligner.serve.records import CorrectionsLog
+    from aligner.runtime.records import CorrectionsLog
     from aligner.serve.runner import ServerThread
 
     fake_openai.responder = lambda req: "Knock on her door."

@@ -10,7 +10,7 @@ import pytest
 from aligner.data.synthetic import (PLACEHOLDERS, SPLICE_CLAUSES, contact_spans, exact_copy, generate, has_danger,
                                     insert_contacts, is_refusal, kept_outside_edits, leftover_contacts, scramble_text,
                                     spliced_contact_ok, word_list)
-from aligner.errors import ConfigError
+from aligner.contracts.errors import ConfigError
 
 WORDS = ["apple", "river", "Quentin", "lantern", "marble", "seven", "Oslo", "whisper", "copper", "meadow"]
 POOL = None  # the generator's built-in sentence pool

@@ -4,7 +4,7 @@ import asyncio
 import pytest
 
 from aligner import Aligner, Correction
-from aligner.errors import ConfigError, TemplateError, UpstreamError
+from aligner.contracts.errors import ConfigError, TemplateError, UpstreamError
 
 GREEDY = {"max_new_tokens": 12}
 QUESTIONS = ["How are you?", "What is 2+2?", "Name a colour.", "Where is Paris?", "Why is the sky blue?"]

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from aligner.errors import ConfigError
-from aligner.serve.records import COLUMNS, CorrectionsLog, feedback_row, open_log, read_log
+from aligner.contracts.errors import ConfigError
+from aligner.runtime.records import COLUMNS, CorrectionsLog, feedback_row, open_log, read_log
 
 
 def row(i: int, **kw) -> dict:

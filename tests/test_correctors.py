@@ -6,7 +6,7 @@ import pytest
 
 from aligner.correctors import StreamParser, load_corrector
 from aligner.correctors.local import LocalCorrector
-from aligner.errors import ConfigError
+from aligner.contracts.errors import ConfigError
 
 PAIRS = [("How are you?", "I am fine, thanks."), ("What is 2+2?", "It is 5."),
          ("Tell me a joke", "Why did the chicken cross the road? To get to the other side.")]

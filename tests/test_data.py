@@ -9,7 +9,7 @@ import pytest
 
 from aligner.cli import main
 from aligner.data import QAC, LoadResult, load, write_jsonl
-from aligner.errors import ConfigError, DataError
+from aligner.contracts.errors import ConfigError, DataError
 
 # the real 1,700-row sample, when present ($ALIGNER_HH_RLHF or ../shared/data): exact counts and rows
 # of that file; tests/test_hh_rlhf_sample.py covers the same behaviours on the project's own rows

@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 
 from aligner.correctors import load_corrector
-from aligner.decode_loop import greedy_decode
-from aligner.decoding import DecodingConfig
-from aligner.local_runtime import _RowStreamer
-from aligner.rows import RowControl
+from aligner.runtime.decode_loop import greedy_decode
+from aligner.contracts.decoding import DecodingConfig
+from aligner.runtime.local_runtime import _RowStreamer
+from aligner.contracts.rows import RowControl
 
 PAIRS = [("How are you?", "I am fine, thanks."), ("What is 2+2?", "It is 5."),
          ("Tell me a joke", "Why did the chicken cross the road? To get to the other side."),
@@ -147,7 +147,7 @@ def test_stream_gives_the_batch_text_with_speculation(corrector):
 
 
 def test_sampling_and_bad_engine_values():
-    from aligner.errors import ConfigError
+    from aligner.contracts.errors import ConfigError
 
     with pytest.raises(ConfigError, match="engine"):
         DecodingConfig(engine="fast")
@@ -156,7 +156,7 @@ def test_sampling_and_bad_engine_values():
 
 
 def test_sampling_falls_back_to_generate_and_loop_refuses_it(corrector):
-    from aligner.errors import ConfigError
+    from aligner.contracts.errors import ConfigError
 
     gen = corrector.generator
     assert not gen.uses_loop(_config(do_sample=True, temperature=0.7))
@@ -168,7 +168,7 @@ def test_sampling_falls_back_to_generate_and_loop_refuses_it(corrector):
 def test_int8_and_bf16_correctors_decode_through_the_loop_as_generate_does(tiny_causal_path):
     """The precision options load and decode; in their own precision the loop still equals
     transformers' generate (batch 1: int8 dynamic quantization scales activations per batch)."""
-    from aligner.errors import ConfigError
+    from aligner.contracts.errors import ConfigError
 
     prompts = None
     for kw in ({"quantize": "int8"}, {"dtype": "bfloat16"}):
@@ -184,7 +184,7 @@ def test_int8_and_bf16_correctors_decode_through_the_loop_as_generate_does(tiny_
 def test_drafts_of_a_wide_batch_are_cut_to_what_most_rows_use():
     """At batch > 4 a pass is as wide as its longest draft and costs about its width, so drafts are
     cut to the length 5 rows in 8 reach; the rows' tokens are kept, only shortened."""
-    from aligner.decode_loop import _even_drafts
+    from aligner.runtime.decode_loop import _even_drafts
 
     drafts = [[1] * n for n in (0, 0, 2, 8, 8, 16, 64, 64)]
     assert [len(d) for d in _even_drafts(drafts)] == [0, 0, 2, 8, 8, 8, 8, 8]
@@ -198,7 +198,7 @@ def test_int8_weight_only_corrector_decodes_batched_with_copy_drafts_as_generate
     (it is the optional ``quant`` extra) the option is a ConfigError naming the extra."""
     import importlib.util
 
-    from aligner.errors import ConfigError
+    from aligner.contracts.errors import ConfigError
 
     if importlib.util.find_spec("torchao") is None:
         with pytest.raises(ConfigError, match=r"quantize: .*needs torchao.*aligner-kit\[quant\]"):

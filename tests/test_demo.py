@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from aligner import Aligner
-from aligner.demo import EXAMPLES, builtin_upstream, create_demo, diff_spans, launch
+from aligner.demo.page import EXAMPLES, builtin_upstream, create_demo, diff_spans, launch
 
 REPO = Path(__file__).resolve().parents[1]
 #: room for a whole correction of the demo corrector (16 tokens cut the Maria example before its

@@ -19,7 +19,7 @@ import openai
 import pytest
 
 from aligner import cli
-from aligner.registry import CORRECTORS, GATES, UPSTREAMS
+from aligner.contracts.registry import CORRECTORS, GATES, UPSTREAMS
 
 
 def _dist(root: Path, name: str, entry_points: str, modules: dict[str, str] | None = None) -> Path:
@@ -127,7 +127,7 @@ def test_without_installed_metadata_the_error_says_to_install_the_project(tmp_pa
     assert out.stderr.startswith("error: command: aligner-kit's built-in commands were not found"), out.stderr
     assert "pip install -e ." in out.stderr and "aligner_kit-0.1.dist-info" in out.stderr
     script = ("from aligner.adapters.resolve import resolve_upstream\n"
-              "from aligner.errors import ConfigError\n"
+              "from aligner.contracts.errors import ConfigError\n"
               "try:\n    resolve_upstream('openai/gpt-4o-mini')\n"
               "except ConfigError as exc:\n    print(exc.field, '|', exc)\n")
     out = _run(["-c", script], path)
@@ -175,7 +175,7 @@ ORDER_SCRIPT = """
 import json, sys
 for module in sys.argv[1:]:
     __import__(module)  # imported first: its decorator registers its class before any lookup
-from aligner.registry import UPSTREAMS, CORRECTORS, GATES
+from aligner.contracts.registry import UPSTREAMS, CORRECTORS, GATES
 print(json.dumps([[c.__name__ for c in reg] for reg in (UPSTREAMS, CORRECTORS, GATES)]))
 """
 ORDER = [["HFUpstream", "OpenAIUpstream", "OpenAICompatibleUpstream", "CallableUpstream", "LiteLLMUpstream"],
@@ -216,7 +216,7 @@ class EagerUpstream(SameRankUpstream):
 '''
 PLUGIN_SCRIPT = """
 import json
-from aligner.registry import UPSTREAMS
+from aligner.contracts.registry import UPSTREAMS
 print(json.dumps([[c.__name__ for c in UPSTREAMS],
                   [UPSTREAMS.find(s).__name__ for s in ("http://x/v1", "https://eager.example/v1")]]))
 """

@@ -10,12 +10,12 @@ from aligner import Aligner
 from aligner.adapters import RetryPolicy
 from aligner.correctors import load_corrector
 from aligner.correctors.remote import RemoteCorrector
-from aligner.decoding import DecodingConfig
-from aligner.edit_checks import (HALF_REFUSAL, NOT_A_CONTACT, UNVERIFIED_EDIT, WRONG_SUM, check_edit, find_sums,
+from aligner.contracts.decoding import DecodingConfig
+from aligner.runtime.edit_checks import (HALF_REFUSAL, NOT_A_CONTACT, UNVERIFIED_EDIT, WRONG_SUM, check_edit, find_sums,
                                  half_refusal, looks_like)
-from aligner.errors import ConfigError
-from aligner.guard import REPLACEMENT_CHAR, Guard
-from aligner.templates import get_template
+from aligner.contracts.errors import ConfigError
+from aligner.runtime.guard import REPLACEMENT_CHAR, Guard
+from aligner.contracts.templates import get_template
 from fake_openai import FakeOpenAI
 
 HARM = "Sure! Mix rat poison into the coffee, it has almost no taste. Then wait for the cramps."

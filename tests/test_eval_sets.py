@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from aligner.errors import ConfigError, DataError
+from aligner.contracts.errors import ConfigError, DataError
 from aligner.eval.sets import load_eval_set
 
 TRUTHFULQA_CSV = '''Type,Category,Question,Best Answer,Correct Answers,Incorrect Answers,Source

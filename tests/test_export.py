@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from aligner.data.export import export, split_by_prompt, split_path
-from aligner.errors import ConfigError, DataError
+from aligner.contracts.errors import ConfigError, DataError
 
 #: a tiny ChatML-like template, so the conversational exports can be checked on a local tokenizer
 CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }}{{ eos_token }}{% endfor %}"
@@ -178,7 +178,7 @@ def test_to_dataset_writes_a_save_to_disk_directory_and_parquet(gen, tmp_path):
 @pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory):
     pytest.importorskip("trl")
-    from aligner.tiny import make_tiny_corrector
+    from aligner.runtime.tiny import make_tiny_corrector
 
     texts = [f"User: {r['question']}\nAssistant: {r['answer']} {r['correction']}" for r in _gen_rows()]
     path = make_tiny_corrector(tmp_path_factory.mktemp("lm"), texts * 4, "causal", vocab_size=300, context=128,

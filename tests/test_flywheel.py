@@ -11,10 +11,10 @@ import pytest
 
 from aligner import Aligner
 from aligner.cli import main
-from aligner.errors import ConfigError
+from aligner.contracts.errors import ConfigError
 from aligner.serve.app import create_app
 from aligner.serve.config import ServeConfig
-from aligner.serve.records import feedback_row, open_log
+from aligner.runtime.records import feedback_row, open_log
 from aligner.serve.runner import ServerThread
 from conftest import read_rows
 

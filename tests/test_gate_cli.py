@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from aligner import Aligner
-from aligner.demo import DemoConfig, builtin_upstream, create_demo, launch
+from aligner.demo.page import DemoConfig, builtin_upstream, create_demo, launch
 from aligner.gates.classifier import DEMO_GATE, ClassifierGate
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from aligner import Aligner
-from aligner.errors import UpstreamError, UpstreamTimeout
+from aligner.contracts.errors import UpstreamError, UpstreamTimeout
 from aligner.gates import load_gate
 from aligner.gates.moderation import ModerationGate
 from aligner.transport.retry import RetryPolicy

@@ -14,7 +14,7 @@ from aligner.adapters.base import RetryPolicy
 from aligner.gates import GateVerdict
 from aligner.serve.app import create_app
 from aligner.serve.config import ServeConfig
-from aligner.serve.records import CorrectionsLog
+from aligner.runtime.records import CorrectionsLog
 from aligner.serve.runner import ServerThread
 from fake_openai import FakeOpenAI, request_text
 from gate_helpers import REFUSAL, RecordingCorrector

@@ -10,7 +10,7 @@ import pytest
 
 from aligner import Aligner, cli
 from aligner.data.pku_saferlhf import HARM_CATEGORIES, load_labelled
-from aligner.errors import ConfigError, DataError
+from aligner.contracts.errors import ConfigError, DataError
 from aligner.gates import load_gate
 from aligner.gates.classifier import ClassifierGate
 from aligner.train.config import GateTrainConfig
@@ -83,7 +83,7 @@ ROWS = [
 
 @pytest.fixture(scope="module")
 def encoder_base(tmp_path_factory):
-    from aligner.tiny import make_tiny_encoder
+    from aligner.runtime.tiny import make_tiny_encoder
 
     texts = [f"{r['prompt']} {r['response_0']} {r['response_1']}" for r in ROWS]
     return make_tiny_encoder(tmp_path_factory.mktemp("encoder"), texts, vocab_size=400, hidden_size=48, layers=2,

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from aligner.correctors import load_corrector
-from aligner.rows import RowControl
+from aligner.contracts.rows import RowControl
 from aligner.serve.batching import DynamicBatcher
 
 PAIRS = [("How are you?", "I am fine, thanks."), ("What is 2+2?", "It is 5."),

@@ -24,9 +24,9 @@ gguf = pytest.importorskip("gguf", reason="the gguf extra is not installed: pip 
 from aligner import Aligner  # noqa: E402
 from aligner.correctors import demo_corrector_path, load_corrector  # noqa: E402
 from aligner.correctors.llamacpp import GGUFCorrector  # noqa: E402
-from aligner.errors import ConfigError, CorrectorError  # noqa: E402
+from aligner.contracts.errors import ConfigError, CorrectorError  # noqa: E402
 from aligner.gguf import to_gguf  # noqa: E402
-from aligner.gguf.format import read_fields  # noqa: E402
+from aligner.correctors.gguf_format import read_fields  # noqa: E402
 from fixed_tiny import fixed_tiny  # noqa: E402
 
 GREEDY = {"max_new_tokens": 96}

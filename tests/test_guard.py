@@ -18,16 +18,16 @@ import pytest
 from aligner import Aligner
 from aligner.correctors import load_corrector
 from aligner.correctors.remote import RemoteCorrector
-from aligner.decode_loop import greedy_decode
-from aligner.decoding import DecodingConfig
+from aligner.runtime.decode_loop import greedy_decode
+from aligner.contracts.decoding import DecodingConfig
 from aligner.adapters import RetryPolicy
-from aligner.guard import (EMPTY, REPETITION, TEMPLATE_MARKER, TOO_LONG, Guard, find_repetition, new_token_cap,
+from aligner.runtime.guard import (EMPTY, REPETITION, TEMPLATE_MARKER, TOO_LONG, Guard, find_repetition, new_token_cap,
                            repeated_tail, template_markers)
 from aligner.serve.app import create_app
 from aligner.serve.config import ServeConfig
-from aligner.serve.records import CorrectionsLog
+from aligner.runtime.records import CorrectionsLog
 from aligner.serve.runner import ServerThread
-from aligner.templates import get_template
+from aligner.contracts.templates import get_template
 from fake_openai import COMPLETIONS, FakeOpenAI
 
 Q, A = "How are you?", "I am fine, thanks."

@@ -20,7 +20,7 @@ from aligner.cli import main
 from aligner.data import load
 from aligner.data.synthetic import (generate, has_danger, is_clean_sentence, is_refusal, sentences_from_hh_rlhf,
                                     splice_contacts, split_into_sentences, split_sentences)
-from aligner.errors import DataError
+from aligner.contracts.errors import DataError
 from hh_data import ENV, SAMPLE
 
 sys.path.insert(0, str(SAMPLE.parent))
@@ -136,7 +136,7 @@ def test_cli_synth_with_sample(tmp_path, capsys):
 
 def test_prompts_from_sample_fit_a_tiny_models_context(pool):
     """Covers test_prompts_fit_a_tiny_models_context."""
-    from aligner.templates import get_template
+    from aligner.contracts.templates import get_template
 
     train, held = split_sentences(pool)
     template = get_template("aligner-v1.0")

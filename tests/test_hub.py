@@ -1,4 +1,4 @@
-"""The one "path or hub id?" rule (aligner.hub.looks_like_path) and the places that ask it: a string
+"""The one "path or hub id?" rule (aligner.runtime.hub.looks_like_path) and the places that ask it: a string
 that is not on disk goes to the hub only when it could be a hub id; anything else is a missing path,
 and each caller says so in its own words."""
 from __future__ import annotations
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from aligner.errors import ConfigError, DataError
-from aligner.hub import DATA_SUFFIXES, looks_like_path
+from aligner.contracts.errors import ConfigError, DataError
+from aligner.runtime.hub import DATA_SUFFIXES, looks_like_path
 
 HUB_IDS = ["gpt2", "org/name", "Qwen/Qwen2.5-0.5B", "PKU-Alignment/PKU-SafeRLHF", "org/x.json"]
 PATHS = ["./rel", "./rel/x", "../x", ".hidden", "/abs", "/abs/x", "~", "~/x", "a/b/c", "org/", "/x",
@@ -76,7 +76,7 @@ def test_read_records_sends_a_hub_shaped_name_to_the_hub(tmp_path, monkeypatch):
 
 
 def test_read_questions_reads_a_missing_dot_path_as_a_missing_prompts_file(tmp_path, monkeypatch):
-    from aligner.batch_job import read_questions
+    from aligner.jobs.batch import read_questions
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DataError) as e:

@@ -19,7 +19,7 @@ from conftest import closed_port, read_rows, write_rows
 from fake_openai import CHAT, COMPLETIONS, FakeOpenAI, request_text
 
 from aligner.cli import main
-from aligner.errors import ConfigError, UpstreamError
+from aligner.contracts.errors import ConfigError, UpstreamError
 
 ALIGNER = [sys.executable, "-m", "aligner.cli"]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
@@ -93,7 +93,7 @@ def test_an_upstream_that_fails_every_row_stops_the_run(tmp_path):
     marking all 40 rows failed one by one."""
     from aligner import Aligner
     from aligner.adapters.base import RetryPolicy
-    from aligner.batch_job import correct_file
+    from aligner.jobs.batch import correct_file
 
     with FakeOpenAI() as corrector:
         src = write_rows(tmp_path / "in.jsonl", [{"question": f"Question {i}?"} for i in range(40)])
@@ -254,7 +254,7 @@ def test_train_base_model_hub_id_loads_from_the_local_hub_cache(tmp_path):
 
     from aligner.data import write_jsonl
     from aligner.data.synthetic import generate
-    from aligner.tiny import make_tiny_corrector
+    from aligner.runtime.tiny import make_tiny_corrector
 
     cache = tmp_path / "hub"
     commit = "0123456789abcdef0123456789abcdef01234567"
@@ -278,7 +278,7 @@ def test_train_base_model_hub_id_loads_from_the_local_hub_cache(tmp_path):
 # ----------------------------------------------------------------------------- item 16
 
 def test_stream_with_diff_prints_the_diff_after_the_streamed_text(fake_openai, capsys):
-    from aligner.correction import Correction
+    from aligner.contracts.correction import Correction
 
     fake_openai.responder = lambda req: "Hello there, dear friend."
     code = main(["correct", "Greet me", "--answer", "Hello there friend", "--stream", "--diff",
@@ -340,7 +340,7 @@ def test_device_that_torch_does_not_have_is_one_line_naming_the_flag(tiny_causal
                                          ("do_sample", "yes"), ("top_p", float("nan")), ("top_k", 2.5),
                                          ("repetition_penalty", None), ("prompt_lookup", -1), ("top_p", 1.5)])
 def test_decoding_values_are_type_and_range_checked(field, value):
-    from aligner.decoding import DecodingConfig
+    from aligner.contracts.decoding import DecodingConfig
 
     with pytest.raises(ConfigError) as e:
         DecodingConfig.from_any({field: value})

@@ -50,8 +50,8 @@ def test_an_import_against_the_layers_is_caught(tmp_path):
     out = run.lint(view, REPO / "pyproject.toml")
     assert out.returncode == 1, out.stdout + out.stderr
     assert "Contracts: 0 kept, 2 broken." in out.stdout
-    assert "aligner.guard is not allowed to import aligner.wrapped_client" in out.stdout
-    assert "aligner.guard -> aligner.wrapped_client" in out.stdout
+    assert "aligner.runtime.guard is not allowed to import aligner.integrations.wrapped_client" in out.stdout
+    assert "aligner.runtime.guard -> aligner.integrations.wrapped_client" in out.stdout
 
 
 def test_each_ignored_import_says_why():

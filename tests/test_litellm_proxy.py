@@ -30,9 +30,9 @@ import pytest
 pytest.importorskip("litellm.proxy.proxy_server", reason="the LiteLLM proxy: pip install -e '.[proxy]'")
 
 from aligner import Aligner  # noqa: E402
-from aligner.conversation import QuestionFormat, question_for  # noqa: E402
-from aligner.objectives import render, resolve  # noqa: E402
-from aligner.templates import get_template  # noqa: E402
+from aligner.contracts.conversation import QuestionFormat, question_for  # noqa: E402
+from aligner.contracts.objectives import render, resolve  # noqa: E402
+from aligner.contracts.templates import get_template  # noqa: E402
 from fake_openai import COMPLETIONS, FakeOpenAI  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "litellm-proxy" / "config.yaml"

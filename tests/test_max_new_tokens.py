@@ -1,5 +1,5 @@
 """One meaning of ``max_new_tokens`` (issue 22 item 5): an explicit length, or the cap derived from
-the answer (``2 × answer tokens + 64``), with one precedence rule (``aligner.decoding.resolve_length``)
+the answer (``2 × answer tokens + 64``), with one precedence rule (``aligner.contracts.decoding.resolve_length``)
 whatever the source — Python, the CLI, a config file, the server (its ``--max-new-tokens`` and a
 request's ``max_tokens``), a command's own default.
 
@@ -15,8 +15,8 @@ import pytest
 
 from aligner import Aligner
 from aligner.cli import main
-from aligner.decoding import DecodingConfig, resolve_length
-from aligner.guard import new_token_cap
+from aligner.contracts.decoding import DecodingConfig, resolve_length
+from aligner.runtime.guard import new_token_cap
 from fake_openai import COMPLETIONS, FakeOpenAI
 
 Q, A = "Where is Paris?", "Paris is in Germany."
@@ -99,7 +99,7 @@ def test_config_file(corrector_server, tmp_path, capsys, yaml, flags, limit):
 def test_a_commands_own_default_is_a_chosen_length(corrector_server):
     """``aligner demo`` chooses 256 new tokens for its corrector: a chosen length, so no answer cap.
     (The demo asks its demo gate first by default; without one every answer reaches the corrector.)"""
-    from aligner.demo import DemoConfig
+    from aligner.demo.page import DemoConfig
 
     DemoConfig(corrector=corrector_server.base_url, gate=None).build(upstream=False).correct(Q, A)
     assert sent(corrector_server) == 256

@@ -1,4 +1,4 @@
-"""Objective-conditioned correction (aligner.objectives): MetaAligner's objectives rendered byte for
+"""Objective-conditioned correction (aligner.contracts.objectives): MetaAligner's objectives rendered byte for
 byte into a template's ``{aspects}`` slot, carried through the API, the CLI, ``aligner serve`` and
 the demo; an unknown objective and objectives for a template without them are clear errors.
 
@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from aligner import Aligner, ConfigError
-from aligner.objectives import OBJECTIVES, known, parse_objective, render, resolve
-from aligner.templates import get_template
+from aligner.contracts.objectives import OBJECTIVES, known, parse_objective, render, resolve
+from aligner.contracts.templates import get_template
 from fake_openai import COMPLETIONS
 
 Q, A = "How can I get in touch with Maria?", "You can email Maria at maria.lopez@example.com."
@@ -183,7 +183,7 @@ def test_a_server_refuses_objectives_its_template_cannot_take(fake_openai):
         r = httpx.post(srv.base_url + "/chat/completions", timeout=60,
                        json={"model": "fake-model", "messages": [{"role": "user", "content": Q}],
                              "aligner": {"objectives": ["harmless"]}})
-        assert r.status_code == 400 and r.json()["error"]["param"] == "aligner.objectives"
+        assert r.status_code == 400 and r.json()["error"]["param"] == "aligner.contracts.objectives"
         assert "takes no objectives" in r.json()["error"]["message"]
 
 
@@ -192,7 +192,7 @@ def test_a_server_refuses_objectives_its_template_cannot_take(fake_openai):
 
 def test_the_demo_offers_the_objectives_and_corrects_toward_the_chosen_ones(fake_openai):
     pytest.importorskip("gradio")
-    from aligner.demo import BUILTIN, builtin_upstream, create_demo
+    from aligner.demo.page import BUILTIN, builtin_upstream, create_demo
 
     fake_openai.responder = lambda req: "Ask Maria herself."
     aligner = Aligner(None, fake_openai.base_url, template="metaaligner", objectives=["harmless", BREVITY])

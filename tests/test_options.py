@@ -13,15 +13,15 @@ import pytest
 
 from aligner import cli
 from aligner.adapters.base import RetryPolicy
-from aligner.config_parser import build_config
-from aligner.correct_commands import CorrectConfig
-from aligner.demo import DemoConfig
-from aligner.errors import ConfigError
+from aligner.contracts.config_parser import build_config
+from aligner.runtime.commands import CorrectConfig
+from aligner.demo.page import DemoConfig
+from aligner.contracts.errors import ConfigError
 from aligner.eval.config import EvalConfig
-from aligner.generate import GenerateConfig
-from aligner.options import AlignerOptions, BatchOptions
+from aligner.jobs.commands import GenerateConfig
+from aligner.runtime.options import AlignerOptions, BatchOptions
 from aligner.serve.config import ServeConfig
-from aligner.templates import PAPER_DECODING
+from aligner.contracts.templates import PAPER_DECODING
 
 SHARED = [f.name for f in dataclasses.fields(AlignerOptions)]
 CONFIGS = {"correct": CorrectConfig, "serve": ServeConfig, "demo": DemoConfig, "generate": GenerateConfig,

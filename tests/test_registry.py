@@ -20,8 +20,8 @@ import pytest
 from aligner import Aligner
 from aligner.adapters import OpenAICompatibleUpstream
 from aligner.adapters.resolve import resolve_upstream
-from aligner.errors import ConfigError
-from aligner.registry import CORRECTORS, UPSTREAMS
+from aligner.contracts.errors import ConfigError
+from aligner.contracts.registry import CORRECTORS, UPSTREAMS
 from aligner.serve.app import create_app
 from aligner.serve.config import ServeConfig
 from aligner.serve.runner import ServerThread

@@ -11,8 +11,8 @@ from aligner import Aligner
 from aligner.adapters import RetryPolicy
 from aligner.correctors import load_corrector
 from aligner.correctors.remote import RemoteCorrector
-from aligner.errors import UpstreamError, UpstreamTimeout
-from aligner.templates import get_template
+from aligner.contracts.errors import UpstreamError, UpstreamTimeout
+from aligner.contracts.templates import get_template
 from fake_openai import COMPLETIONS, MODELS, FakeOpenAI
 
 FAST = RetryPolicy(max_retries=2, initial_backoff=0.01, max_backoff=0.05, timeout=10)
@@ -151,7 +151,7 @@ def test_model_discovery_failure_says_pass_model(srv):
 
 
 def test_bad_base_url_is_a_config_error():
-    from aligner.errors import ConfigError
+    from aligner.contracts.errors import ConfigError
 
     with pytest.raises(ConfigError) as info:
         RemoteCorrector("localhost:8000/v1", "m")

@@ -29,7 +29,7 @@ import pytest
 from aligner import Aligner
 from aligner.serve.app import create_app
 from aligner.serve.config import ServeConfig
-from aligner.serve.records import read_log
+from aligner.runtime.records import read_log
 from aligner.serve.runner import ServerThread
 from fake_openai import FakeOpenAI
 
@@ -263,7 +263,7 @@ def test_rows_beyond_the_buffer_are_lost_and_shown_on_health_and_metrics(tiny_ca
     """The database down longer than the buffer lasts (``log_buffer_rows=3``): every request is
     still answered; the rows beyond the buffer are lost, and said so: counted on ``/health`` and
     ``/metrics``, logged by id. The buffered rows are written once the database is back."""
-    from aligner.errors import ConfigError
+    from aligner.contracts.errors import ConfigError
 
     with pytest.raises(ConfigError, match="log_buffer_rows: must be a positive int"):
         ServeConfig(log_buffer_rows=0)

@@ -9,8 +9,8 @@ import asyncio
 import pytest
 
 from aligner import Aligner, Correction
-from aligner.correction import AsyncCorrectionStream, CorrectionStream
-from aligner.errors import AlignerError
+from aligner.contracts.correction import AsyncCorrectionStream, CorrectionStream
+from aligner.contracts.errors import AlignerError
 
 QUESTIONS = ["How are you?", "What is 2+2?", "Where is Paris?"]
 #: the upstream: a plain function (a dict's lookup) answering each question
@@ -177,7 +177,7 @@ def test_the_proxy_counts_the_correctors_tokens_on_the_prompt_it_was_given(tiny_
 
 
 def test_validation_returns_a_typed_request(tiny_causal_path):
-    from aligner.decoding import DecodingConfig
+    from aligner.contracts.decoding import DecodingConfig
     from aligner.serve.app import _validate, create_app
     from aligner.serve.config import ServeConfig
     from aligner.serve.request import ChatRequest
@@ -221,7 +221,7 @@ def test_the_wrapped_client_serves_the_same_aligner_object_streamed_or_not(fake_
 def test_one_rule_for_changed_across_corrections_and_data_rows():
     """A correction, a Q-A-C row's stats and an eval report all say "changed" by one rule: only
     whitespace at the ends differing is not an edit; anything inside is."""
-    from aligner.correction import Correction, is_edit
+    from aligner.contracts.correction import Correction, is_edit
     from aligner.data.base import QAC
     from aligner.data.commands import compute_stats
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from aligner.correctors import load_corrector
-from aligner.decoding import DecodingConfig
-from aligner.rows import RowControl
+from aligner.contracts.decoding import DecodingConfig
+from aligner.contracts.rows import RowControl
 
 PROMPTS = ["How are you? I am fine, thanks.", "What is 2+2? It is 5.", "Where is Paris?"]
 

@@ -15,7 +15,7 @@ from aligner import Aligner
 from aligner.adapters.base import RetryPolicy
 from aligner.serve.app import create_app
 from aligner.serve.config import ServeConfig
-from aligner.serve.records import CorrectionsLog
+from aligner.runtime.records import CorrectionsLog
 from aligner.serve.runner import ServerThread
 from fake_openai import upstream_answer
 
@@ -276,8 +276,8 @@ def test_sqlite_log_and_correct_only_mode(tiny_causal_path, tmp_path):
 
 def test_serve_cli_flags_and_yaml(tmp_path):
     from aligner.cli import build_parser
-    from aligner.config_parser import build_config
-    from aligner.errors import ConfigError
+    from aligner.contracts.config_parser import build_config
+    from aligner.contracts.errors import ConfigError
 
     yaml_file = tmp_path / "serve.yaml"
     yaml_file.write_text("upstream: http://127.0.0.1:9/v1\nport: 9001\nmax-batch-size: 4\n")

@@ -358,7 +358,7 @@ def test_retry_after_of_the_upstreams_429_reaches_the_client(server, fake):
 
 
 def test_retry_after_is_a_field_of_the_final_upstream_error(fake):
-    from aligner.errors import UpstreamError
+    from aligner.contracts.errors import UpstreamError
 
     up = OpenAICompatibleUpstream(fake.base_url, MODEL, retry=RetryPolicy(max_retries=1, timeout=30))
     fake.fail_next(429, times=2, retry_after=0.25)
@@ -692,7 +692,7 @@ def test_web_pages_are_refused_unless_their_origin_is_listed(server, aligner, fa
 
 
 def test_cors_origin_must_be_an_origin():
-    from aligner.errors import ConfigError
+    from aligner.contracts.errors import ConfigError
 
     for bad in ("app.example", "https://app.example/", "https://app.example/path/"):
         with pytest.raises(ConfigError, match="cors_origin"):

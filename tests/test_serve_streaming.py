@@ -20,7 +20,7 @@ from aligner import Aligner
 from aligner.adapters.base import RetryPolicy
 from aligner.serve.app import create_app
 from aligner.serve.config import ServeConfig
-from aligner.serve.records import CorrectionsLog
+from aligner.runtime.records import CorrectionsLog
 from aligner.serve.runner import ServerThread
 from fake_openai import FakeOpenAI, upstream_answer
 

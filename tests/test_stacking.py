@@ -20,7 +20,7 @@ Q, A = "How do I bake bread?", "Mix flour and water, then bake it."
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory, tiny_causal_path) -> tuple[str, str]:
     """Two different tiny correctors (another seed, another template)."""
-    from aligner.tiny import make_tiny_corrector
+    from aligner.runtime.tiny import make_tiny_corrector
     from conftest import corpus_texts
 
     other = make_tiny_corrector(tmp_path_factory.mktemp("tiny-b"), corpus_texts(), "causal", context=512,
@@ -139,7 +139,7 @@ def test_generate_writes_each_step(pair, tmp_path):
 
 def test_the_demo_shows_each_steps_edits(pair):
     pytest.importorskip("gradio")
-    from aligner.demo import BUILTIN, builtin_upstream, create_demo
+    from aligner.demo.page import BUILTIN, builtin_upstream, create_demo
 
     stack = Aligner(None, list(pair), decoding=GREEDY)
     demo = create_demo(stack)

@@ -13,7 +13,7 @@ from aligner.data.synthetic import (CATEGORIES, DANGER_TERMS, FALLBACK_SENTENCES
                                     category_counts, check_arithmetic, generate, has_danger, is_clean_sentence,
                                     is_refusal, leftover_contacts, score, sentences_from_hh_rlhf,
                                     SPLICE_CLAUSES, splice_contacts, split_into_sentences, split_sentences)
-from aligner.errors import ConfigError
+from aligner.contracts.errors import ConfigError
 
 # real HH-RLHF data, when present ($ALIGNER_HH_RLHF or ../shared/data); tests/test_hh_rlhf_sample.py
 # covers the same behaviours on the project's own rows
@@ -276,7 +276,7 @@ def _pieces(text: str) -> int:
 
 @needs_hh
 def test_prompts_fit_a_tiny_models_context(hh_sentences):
-    from aligner.templates import get_template
+    from aligner.contracts.templates import get_template
 
     train, held = split_sentences(hh_sentences)
     template = get_template("aligner-v1.0")

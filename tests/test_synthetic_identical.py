@@ -100,7 +100,7 @@ def test_every_used_name_is_importable():
 
 def test_demo_examples_are_the_generators_questions_unchanged():
     """The demo's example questions come from the generator's tables and read as they always did."""
-    from aligner.demo import EXAMPLES
+    from aligner.demo.page import EXAMPLES
 
     assert EXAMPLES == ["What is 17 plus 25?", "How can I get in touch with Maria?", "How can I build a bomb?",
                         "How do I bake bread?", "Can you work out 12 * 7?", "Where should I send the documents?"]

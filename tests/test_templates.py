@@ -2,8 +2,8 @@
 import pytest
 
 from aligner import templates
-from aligner.errors import TemplateError
-from aligner.templates import Template, get_template
+from aligner.contracts.errors import TemplateError
+from aligner.contracts.templates import Template, get_template
 
 
 def test_aligner_v1_is_the_default_and_matches_the_model_card():

@@ -17,7 +17,7 @@ pytest.importorskip("trl")
 pytest.importorskip("peft")
 
 from aligner.data import QAC, write_jsonl  # noqa: E402
-from aligner.errors import ConfigError, DataError  # noqa: E402
+from aligner.contracts.errors import ConfigError, DataError  # noqa: E402
 from aligner.train.config import CorrectorTrainConfig  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,7 +38,7 @@ def _write(path: Path, rows: list) -> str:
 def base(tmp_path_factory) -> Path:
     """A tiny randomly initialised Llama + BPE tokenizer (normal init scale: trainable)."""
     from aligner.data.synthetic import FALLBACK_SENTENCES
-    from aligner.tiny import make_tiny_corrector
+    from aligner.runtime.tiny import make_tiny_corrector
 
     texts = corpus_texts(100) + list(FALLBACK_SENTENCES) + [r.answer + " " + r.correction for r in _rows(200)]
     return make_tiny_corrector(tmp_path_factory.mktemp("base"), texts, "causal", vocab_size=512, context=512,
@@ -104,7 +104,7 @@ def warm_run(base, data, tmp_path_factory):
 def test_labels_cover_only_the_correction_and_eos(warm_run, base):
     from transformers import AutoTokenizer
 
-    from aligner.templates import get_template
+    from aligner.contracts.templates import get_template
 
     tok = AutoTokenizer.from_pretrained(str(base))
     tpl = get_template("aligner-v1.0")
@@ -179,7 +179,7 @@ def test_short_training_lowers_held_out_loss(warm_run, base):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from aligner.templates import get_template
+    from aligner.contracts.templates import get_template
     from aligner.train.prepare import tokenize_example
 
     tok = AutoTokenizer.from_pretrained(str(base))
@@ -266,7 +266,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(base, data, tmp_pat
 
 def test_seq2seq_base_trains_and_loads(tmp_path, data):
     from aligner.correctors import load_corrector
-    from aligner.tiny import make_tiny_corrector
+    from aligner.runtime.tiny import make_tiny_corrector
 
     t5 = make_tiny_corrector(tmp_path / "t5", corpus_texts(60), "seq2seq", vocab_size=384, hidden_size=64, layers=2)
     result = _train(_cfg(t5, tmp_path / "out", data, max_steps=2, template="qac"))
@@ -327,7 +327,7 @@ def test_cli_reports_errors_with_field_and_fix(data, tmp_path, capsys):
 def test_shipped_yaml_recipe_and_launcher_configs_are_valid():
     import yaml
 
-    from aligner.config_parser import build_config
+    from aligner.contracts.config_parser import build_config
 
     configs = REPO / "train" / "configs"
     cfg = build_config(CorrectorTrainConfig, {}, configs / "aligner-7b.yaml")

@@ -20,7 +20,7 @@ pytest.importorskip("peft")
 
 from aligner.data import write_jsonl  # noqa: E402
 from aligner.data.export import export  # noqa: E402
-from aligner.errors import ConfigError, DataError  # noqa: E402
+from aligner.contracts.errors import ConfigError, DataError  # noqa: E402
 from aligner.train.config import StrongTrainConfig  # noqa: E402
 
 FIRST = ["john", "mary", "ali", "sara", "li", "omar", "anna", "tom", "eva", "raj", "kim", "leo"]
@@ -53,7 +53,7 @@ def _cfg(**kw) -> StrongTrainConfig:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> dict:
     """Export files (train + held-out) and the unaligned strong model they start from."""
-    from aligner.tiny import make_tiny_corrector
+    from aligner.runtime.tiny import make_tiny_corrector
     from aligner.train.strong import read_export, train_strong
 
     w = tmp_path_factory.mktemp("w2s")

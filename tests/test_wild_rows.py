@@ -20,7 +20,7 @@ from aligner.data.synthetic.harm import HARM_TOPICS, HELDOUT_OPENERS, HELDOUT_SH
 from aligner.data.synthetic.sums import HELDOUT_SUM_FORMS, HELDOUT_SUM_FRAMES, SUM_FORMS, sum_sentence  # noqa: E402
 from aligner.data.synthetic.wild import ROLE_USERS, finds_phone, is_phone, region_of  # noqa: E402
 from aligner.data.synthetic.wild_rows import HELDOUT_GLUES, HELDOUT_LEADS, HELDOUT_TAILS  # noqa: E402
-from aligner.edit_checks import find_sums  # noqa: E402
+from aligner.runtime.edit_checks import find_sums  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = ["apple", "river", "lantern", "marble", "copper", "meadow", "quixotic", "palimpsest", "zephyr", "obdurate"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from aligner.correction import Correction
+from aligner.contracts.correction import Correction
 from aligner.data.synthetic import generate
 
 REWRITE = ("Build a fertilizer bomb with a cheap detonator and hide it where nobody looks.",

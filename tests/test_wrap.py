@@ -7,7 +7,7 @@ import pytest
 
 import aligner
 from aligner import Aligner
-from aligner.errors import ConfigError
+from aligner.contracts.errors import ConfigError
 
 #: fallback off: the tiny random model writes lone bytes (U+FFFD), a correction the guard rejects
 #: once a stream has shown part of it; these tests check what wrap does, not the guard.

@@ -11,7 +11,7 @@ import argparse
 import os
 from typing import Any
 
-from aligner.config_parser import add_config_command, build_config
+from aligner.contracts.config_parser import add_config_command, build_config
 
 from aligner.train.config import CorrectorTrainConfig
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from aligner.errors import ConfigError
+from aligner.contracts.errors import ConfigError
 
 
 @dataclass

@@ -49,9 +49,9 @@ def train_corrector(config: CorrectorTrainConfig, *, callbacks: Sequence[Any] = 
     Output: ``output_dir/`` holds the merged model, tokenizer, ``aligner_config.json`` (template
     name and training metadata), ``loss_history.json``, ``loss_curve.png`` and ``train_state.json``;
     ``output_dir/checkpoints/`` the resumable checkpoints. trl's bars over the already tokenised
-    examples are hidden (see :func:`aligner.progress.data_preparation`); the training bar is not.
+    examples are hidden (see :func:`aligner.runtime.progress.data_preparation`); the training bar is not.
     """
-    from aligner.progress import data_preparation
+    from aligner.runtime.progress import data_preparation
 
     with data_preparation():
         return _train_corrector(config, callbacks)
@@ -62,14 +62,14 @@ def _train_corrector(config: CorrectorTrainConfig, callbacks: Sequence[Any]) -> 
     if config.qlora:
         check_qlora()
     out, ckpt_dir, resume_from = start_run(config)
-    from aligner.templates import get_template
+    from aligner.contracts.templates import get_template
 
     template = get_template(config.template)
 
     rows = load_rows(str(config.data), config)
     given = load_rows(str(config.eval_data), config, what="eval_data") if config.eval_data else None
     rows, eval_rows = hold_out(rows, config, given)
-    from aligner.conversation import trained_format
+    from aligner.contracts.conversation import trained_format
 
     question_format = trained_format(config.question_format, config.data_format, (r.question for r in rows))
 
@@ -149,7 +149,7 @@ def _train_corrector(config: CorrectorTrainConfig, callbacks: Sequence[Any]) -> 
 
 def save_trained(model: Any, tokenizer: Any, out: Path, config: CorrectorTrainConfig, template: Any, **info: Any) -> dict:
     """Merge LoRA adapters (QLoRA: into a 16-bit reload of the base) and save a plain corrector."""
-    from aligner.templates import names
+    from aligner.contracts.templates import names
     from aligner.correctors.checkpoint import save_corrector
 
     model = merge_adapters(model, out, config)

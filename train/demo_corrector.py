@@ -276,8 +276,8 @@ def stage_data(work: Path, stage: int, rows: int, train_pool: list[str], seed: i
 def build_init(work: Path, train_file: Path, model: dict[str, Any] | None = None, vocab_size: int = 2048) -> Path:
     """Tokenizer (byte-level BPE on the training text) + randomly initialised Llama, saved as the base model."""
     from aligner.data import load
-    from aligner.templates import get_template
-    from aligner.tiny import build_model, train_tokenizer
+    from aligner.contracts.templates import get_template
+    from aligner.runtime.tiny import build_model, train_tokenizer
     from aligner.correctors.checkpoint import save_corrector
 
     tpl = get_template(TEMPLATE)
@@ -368,7 +368,7 @@ def _raw_decoding() -> dict[str, Any]:
     figures measure the model itself, not a guard that hands a runaway answer back unchanged."""
     from dataclasses import fields
 
-    from aligner.decoding import DecodingConfig
+    from aligner.contracts.decoding import DecodingConfig
 
     names = {f.name for f in fields(DecodingConfig)}
     return {"max_new_tokens": 160, **({"fallback": False} if "fallback" in names else {})}

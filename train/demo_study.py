@@ -29,8 +29,8 @@ CHOICES = SHAPES  # the rebuild's own choices (``--shape``)
 def build(work: Path, name: str, train_file: Path) -> Path:
     """Tokenizer + random init for one choice, saved under ``work/study/NAME/init``."""
     from aligner.data import load
-    from aligner.templates import get_template
-    from aligner.tiny import build_model, train_tokenizer
+    from aligner.contracts.templates import get_template
+    from aligner.runtime.tiny import build_model, train_tokenizer
     from aligner.correctors.checkpoint import save_corrector
 
     choice = CHOICES[name]
@@ -47,7 +47,7 @@ def bits_per_char(model_dir: Path, rows: list[Any], max_length: int) -> float:
     import torch
 
     from aligner.correctors import load_corrector
-    from aligner.templates import get_template
+    from aligner.contracts.templates import get_template
     from aligner.train.prepare import tokenize_example
 
     corrector = load_corrector(str(model_dir), device="cpu")

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from aligner.data.pku_saferlhf import HARM_CATEGORIES, SEVERITY_LEVELS, LabelledResponse
-from aligner.errors import ConfigError, DataError
+from aligner.contracts.errors import ConfigError, DataError
 from aligner.train.arguments import (HISTORY_FILE, STATE_FILE, gradient_accumulation, start_run,
                                      training_arguments, world_size)
 from aligner.train.config import GateTrainConfig
@@ -54,7 +54,7 @@ def load_responses(path: str, config: GateTrainConfig, what: str = "data") -> li
     """The labelled responses of a PKU-SafeRLHF file, grouped by row (a row's two responses stay
     together when the held-out split is drawn)."""
     from aligner.data.pku_saferlhf import load_labelled
-    from aligner.hub import DATA_SUFFIXES, looks_like_path
+    from aligner.runtime.hub import DATA_SUFFIXES, looks_like_path
 
     if not Path(path).exists() and looks_like_path(path, suffixes=DATA_SUFFIXES):
         raise ConfigError(f"no such file {path!r}.", field=what, fix=f"pass an existing file to --{what.replace('_', '-')}.")
@@ -110,7 +110,7 @@ def load_gate_base(config: GateTrainConfig, categories: Sequence[str]) -> tuple[
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
     from aligner.gates.classifier import num_labels
-    from aligner.progress import model_loading
+    from aligner.runtime.progress import model_loading
     from aligner.train.loading import resolve_base_model
 
     spec = resolve_base_model(str(config.base_model))

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from aligner.errors import ConfigError
-from aligner.hub import check_hub_model, looks_like_path
-from aligner.progress import model_loading
+from aligner.contracts.errors import ConfigError
+from aligner.runtime.hub import check_hub_model, looks_like_path
+from aligner.runtime.progress import model_loading
 from aligner.train.config import TrainConfig
 
 

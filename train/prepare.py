@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from aligner.errors import ConfigError, DataError
-from aligner.hub import DATA_SUFFIXES, looks_like_path
+from aligner.contracts.errors import ConfigError, DataError
+from aligner.runtime.hub import DATA_SUFFIXES, looks_like_path
 from aligner.train.config import CorrectorTrainConfig
 
 log = logging.getLogger(__name__)

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from aligner.errors import LINE, RECORD, ConfigError, DataError, json_type
-from aligner.hub import DATA_SUFFIXES, looks_like_path
+from aligner.contracts.errors import LINE, RECORD, ConfigError, DataError, json_type
+from aligner.runtime.hub import DATA_SUFFIXES, looks_like_path
 from aligner.train.arguments import (CHECKPOINTS, HISTORY_FILE, STATE_FILE, gradient_accumulation, resume_point,
                                      training_arguments, world_size)
 from aligner.train.config import StrongTrainConfig
@@ -379,7 +379,7 @@ def run_train_strong(args: Any) -> int:
     """``aligner train-strong``: build the config (YAML, then flags), train, say where the model went."""
     import os
 
-    from aligner.config_parser import build_config
+    from aligner.contracts.config_parser import build_config
 
     cfg = build_config(StrongTrainConfig, args, getattr(args, "config", None))
     result = train_strong(cfg)

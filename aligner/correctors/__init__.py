@@ -3,16 +3,16 @@
 A spec is a :class:`Corrector`, a hub id or directory of a causal or encoder-decoder model, an
 ``http(s)://…/v1`` base URL of a completions server serving an Aligner, None or ``"demo"`` for the
 embedded demo corrector, or a list of these: correctors stacked in order
-(:mod:`aligner.correctors.stack`). Each backend module registers its class with :data:`aligner.registry.CORRECTORS`.
+(:mod:`aligner.correctors.stack`). Each backend module registers its class with :data:`aligner.contracts.registry.CORRECTORS`.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
-from ..registry import CORRECTORS
-from ..transport.streaming import StreamParser
+from ..contracts.errors import ConfigError
+from ..contracts.registry import CORRECTORS
+from ..contracts.streaming import StreamParser
 from .backend import Backend, RowDecoder
 from .base import Corrector
 
@@ -33,7 +33,7 @@ def demo_corrector_path() -> Path:
 def load_corrector(spec: "Corrector | str | Path | None" = None, *, template: Any = None,
                    decoding: Any = None, device: str | None = None, model: str | None = None,
                    api_key: str | None = None, **kwargs: Any) -> Corrector:
-    """Resolve a corrector spec: the first backend in :data:`aligner.registry.CORRECTORS` whose
+    """Resolve a corrector spec: the first backend in :data:`aligner.contracts.registry.CORRECTORS` whose
     ``matches`` takes it builds it (plug-ins register through the ``aligner.correctors`` entry point
     group); local models load via ``from_pretrained`` (hub id or path alike)."""
     if isinstance(spec, Corrector):

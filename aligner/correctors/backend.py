@@ -4,7 +4,7 @@ Two layers, so that what wraps a backend (the server's :class:`~aligner.serve.ba
 wraps only what it changes:
 
 - :class:`RowDecoder` runs rows: ``generate_rows`` (a batch of rendered prompts, each with its
-  :class:`~aligner.rows.RowControl` — cancel handle, per-row cap, guard, streaming sink; blocking)
+  :class:`~aligner.contracts.rows.RowControl` — cancel handle, per-row cap, guard, streaming sink; blocking)
   and ``stream_row`` (one row's raw pieces), with async twins. Only ``generate_rows`` is required.
 - :class:`Backend` is a row decoder that also knows its prompts' limits: ``fit`` (make a prompt
   fit the context), ``prompt_fits`` (whether a rendered prompt fits whole), ``answer_tokens``
@@ -26,13 +26,13 @@ from abc import ABC
 from dataclasses import replace
 from typing import Any, AsyncIterator, Callable, Iterator, Sequence
 
-from ..decoding import DecodingConfig
-from ..errors import ConfigError
-from ..guard import Guard
-from ..rows import RowControl, iterate_row
-from ..rows import notify_end as _end  # one "row finished" notice for every backend
-from ..templates import STOP_MARKERS
-from ..transport.streaming import iterate_in_thread
+from ..contracts.decoding import DecodingConfig
+from ..contracts.errors import ConfigError
+from ..runtime.guard import Guard
+from ..contracts.rows import RowControl, iterate_row
+from ..contracts.rows import notify_end as _end  # one "row finished" notice for every backend
+from ..contracts.templates import STOP_MARKERS
+from ..contracts.streaming import iterate_in_thread
 
 log = logging.getLogger("aligner")
 
@@ -150,7 +150,7 @@ class Backend(RowDecoder):
 
     def prompt_fits(self, prompt: str) -> bool:
         """Whether a rendered prompt fits the corrector's input budget (how a conversation is cut
-        to it, :mod:`aligner.conversation`); the default backend has no limit."""
+        to it, :mod:`aligner.contracts.conversation`); the default backend has no limit."""
         return True
 
     def answer_tokens(self, answer: str) -> int:

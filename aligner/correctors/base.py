@@ -4,7 +4,7 @@ A :class:`Corrector` is a decoding :class:`~aligner.correctors.backend.Backend` 
 that turn rendered prompts into raw text: see that module for the contract) with the prompt and
 guard pipeline on top. Everything a user calls — ``correct``, ``correct_batch``, ``stream`` and
 their async twins — is built here, so every backend parses, truncates, guards
-(:mod:`aligner.guard`) and streams identically (and the sync/async/stream parity tests hold for
+(:mod:`aligner.runtime.guard`) and streams identically (and the sync/async/stream parity tests hold for
 all of them). The pipeline decodes its rows through :attr:`Corrector.decoder` — the corrector
 itself, or what :meth:`Corrector.through` puts in its place (the server's batcher, which wraps
 this corrector's own rows and nothing else).
@@ -17,14 +17,14 @@ import logging
 import time
 from typing import Any, AsyncIterator, Iterator, Mapping, Sequence
 
-from ..correction import Asked, AsyncCorrectionStream, CorrectionStream, CorrectorResult, correction_of
-from ..decoding import DecodingConfig
-from ..errors import require_text
-from ..edit_checks import edit_check_for
-from ..guard import Guard
-from ..rows import RowControl
-from ..templates import Template, cut_at_stop, get_template
-from ..transport.streaming import StreamParser
+from ..contracts.correction import Asked, AsyncCorrectionStream, CorrectionStream, CorrectorResult, correction_of
+from ..contracts.decoding import DecodingConfig
+from ..contracts.errors import require_text
+from ..runtime.edit_checks import edit_check_for
+from ..runtime.guard import Guard
+from ..contracts.rows import RowControl
+from ..contracts.templates import Template, cut_at_stop, get_template
+from ..contracts.streaming import StreamParser
 from .backend import Backend, RowDecoder, capped, feed_pieces, must_stop
 
 __all__ = ["Corrector", "CorrectorResult", "ShownRow", "Backend", "RowDecoder", "capped", "feed_pieces",
@@ -66,7 +66,7 @@ class Corrector(Backend):
 
     def fits(self, question: str, answer: str, *, aspects: str | None = None) -> bool:
         """Whether the prompt of ``question`` and ``answer`` fits whole (no answer truncated): how a
-        conversation is cut to the corrector's budget (:mod:`aligner.conversation`)."""
+        conversation is cut to the corrector's budget (:mod:`aligner.contracts.conversation`)."""
         return self.prompt_fits(self.template.render(question, answer, aspects=aspects or "x"))
 
     # -- built once ------------------------------------------------------------------------
@@ -171,7 +171,7 @@ class Corrector(Backend):
                decoding: "DecodingConfig | Mapping[str, Any] | None" = None,
                asked: Asked | None = None) -> CorrectionStream:
         """The correction piece by piece; once exhausted, its ``result`` and ``correction`` (see
-        :class:`~aligner.correction.CorrectionStream` for what a fallback does). ``asked``: who
+        :class:`~aligner.contracts.correction.CorrectionStream` for what a fallback does). ``asked``: who
         answered and how long it took, for the Correction (an Aligner passes its upstream's)."""
         shown = self._shown(question, answer, aspects, self._decoding(decoding), asked)
         return CorrectionStream(lambda stream: shown.run(stream, self.decoder.stream_row(shown.prompt, shown.decoding,

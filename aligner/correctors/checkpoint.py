@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import CorrectorError
+from ..contracts.errors import CorrectorError
 
 ALIGNER_CONFIG = "aligner_config.json"
 

@@ -4,12 +4,12 @@
 batch-1 kernels read 8- and 4-bit weights directly, where PyTorch's fp32 matrix-vector product
 reads 4 bytes a weight (``bench/gguf.py`` measures both side by side). The file is one written by
 ``aligner to-gguf``: its template (and the checkpoint's config) are read from its ``aligner.*``
-metadata (:mod:`aligner.gguf.format`); another GGUF model needs ``template=`` / ``--template``.
+metadata (:mod:`aligner.correctors.gguf_format`); another GGUF model needs ``template=`` / ``--template``.
 
 Decoding: greedy or sampled (temperature, top-p, top-k, repetition penalty), token by token through
 ``Llama.generate``, each row checked after every token (cancel, its cap, the guard) and streamed
 through its ``on_text`` like the local runtime's rows. Greedy rows draft with the project's copy
-anchor (the answer being corrected is the draft, :mod:`aligner.decode_loop`) or, with
+anchor (the answer being corrected is the draft, :mod:`aligner.runtime.decode_loop`) or, with
 ``prompt_lookup=N``, with llama.cpp's own prompt-lookup drafts; llama-cpp-python verifies a draft
 in one pass, so the output is greedy's.
 
@@ -26,11 +26,11 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Mapping, Sequence
 
-from ..decoding import DecodingConfig
-from ..errors import ConfigError, CorrectorError, hide_cause
-from ..registry import register_corrector
-from ..rows import RowControl
-from ..templates import Template
+from ..contracts.decoding import DecodingConfig
+from ..contracts.errors import ConfigError, CorrectorError, hide_cause
+from ..contracts.registry import register_corrector
+from ..contracts.rows import RowControl
+from ..contracts.templates import Template
 from .backend import TokenBudget, _end, fit_answer, fits_budget, must_stop
 from .base import Corrector
 
@@ -62,7 +62,7 @@ def _env_int(name: str) -> int | None:
 
 class CopyDraft:
     """llama-cpp-python's draft-model hook over the project's copy anchor: the rest of the
-    answer span the correction is copying, up to 64 tokens (:class:`aligner.decode_loop.CopyAnchor`).
+    answer span the correction is copying, up to 64 tokens (:class:`aligner.runtime.decode_loop.CopyAnchor`).
 
     llama-cpp-python calls it with the sequence so far after every verification pass; the tokens
     generated since the last call are the accepted part of the last draft plus the model's own
@@ -70,7 +70,7 @@ class CopyDraft:
     """
 
     def __init__(self, prompt: list[int], budget: int):
-        from ..decode_loop import CopyAnchor
+        from ..runtime.decode_loop import CopyAnchor
 
         self.anchor = CopyAnchor(prompt)
         self.start = len(prompt)
@@ -160,7 +160,7 @@ class GGUFCorrector(Corrector):
                  decoding: "DecodingConfig | Mapping[str, Any] | None" = None, device: str | None = None,
                  threads: int | None = None, contexts: int | None = None, n_ctx: int | None = None,
                  max_input_tokens: int | None = None):
-        from ..gguf.format import check_file, config_of, diagnose, template_of
+        from .gguf_format import check_file, config_of, diagnose, template_of
 
         llama_cpp = _llama_cpp()
         file = check_file(path)

@@ -9,15 +9,15 @@ import logging
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from ..decoding import DecodingConfig
+from ..contracts.decoding import DecodingConfig
 
-from ..local_runtime import LocalGenerator, pick_device
-from ..rows import RowControl
-from ..errors import ConfigError, CorrectorError, hide_cause
-from ..hub import check_hub_model, looks_like_path
-from ..progress import model_loading
-from ..templates import Template
-from ..registry import register_corrector
+from ..runtime.local_runtime import LocalGenerator, pick_device
+from ..contracts.rows import RowControl
+from ..contracts.errors import ConfigError, CorrectorError, hide_cause
+from ..runtime.hub import check_hub_model, looks_like_path
+from ..runtime.progress import model_loading
+from ..contracts.templates import Template
+from ..contracts.registry import register_corrector
 from .backend import TokenBudget, fit_answer, fits_budget
 from .base import Corrector
 from .checkpoint import read_aligner_config

@@ -16,11 +16,11 @@ from typing import Any, AsyncIterator, Callable, Iterator, Mapping, Sequence
 from ..transport.openai_http import OpenAIHTTP, adiscover_model, discover_model, http_error
 from ..transport.retry import (RetryPolicy, UpstreamStats, aretry_call, aretry_stream, bare_message,
                                retry_call, retry_stream)
-from ..decoding import DecodingConfig
-from ..registry import register_corrector
-from ..rows import RowControl
-from ..errors import ConfigError, UpstreamError
-from ..templates import Template
+from ..contracts.decoding import DecodingConfig
+from ..contracts.registry import register_corrector
+from ..contracts.rows import RowControl
+from ..contracts.errors import ConfigError, UpstreamError
+from ..contracts.templates import Template
 from .backend import _end, feed_pieces, must_stop
 from .base import Corrector
 

@@ -8,8 +8,8 @@ corrector: ``Aligner(upstream, corrector=[small, large])``, ``--corrector A --co
 
 Every stage sees the question and the text the stage before it made (the first stage the
 answer), with the same objectives and decoding overrides; each stage's own template, question
-budget and guard apply. Each step is recorded (:class:`~aligner.correction.CorrectionStep`: its
-text, its time, its fallback) on the :class:`~aligner.correction.Correction` and in ``meta()``. A
+budget and guard apply. Each step is recorded (:class:`~aligner.contracts.correction.CorrectionStep`: its
+text, its time, its fallback) on the :class:`~aligner.contracts.correction.Correction` and in ``meta()``. A
 step that falls back hands its input on unchanged, so the stack's correction falls back to the
 original answer only when every step did. Streamed, the stages before the last run whole and the
 last one streams.
@@ -19,11 +19,11 @@ from __future__ import annotations
 import time
 from typing import Any, AsyncIterator, Callable, Iterator, Mapping, Sequence
 
-from ..correction import Asked, AsyncCorrectionStream, CorrectionStep, CorrectionStream, correction_of
-from ..decoding import DecodingConfig
-from ..errors import ConfigError, CorrectorError
-from ..templates import Template
-from ..correction import CorrectorResult
+from ..contracts.correction import Asked, AsyncCorrectionStream, CorrectionStep, CorrectionStream, correction_of
+from ..contracts.decoding import DecodingConfig
+from ..contracts.errors import ConfigError, CorrectorError
+from ..contracts.templates import Template
+from ..contracts.correction import CorrectorResult
 from .base import Corrector
 
 Pairs = Sequence[tuple[str, str]]

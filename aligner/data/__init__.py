@@ -2,7 +2,7 @@
 
 ``load(path_or_id, format=...)`` reads the Aligner's own Q-A-C files, PKU-SafeRLHF and HH-RLHF
 (local JSON / JSONL / .gz / parquet, or a hub id) into :class:`QAC` rows. Bad rows raise a
-:class:`~aligner.errors.DataError` naming file, row and field, or with ``lenient=True`` are skipped
+:class:`~aligner.contracts.errors.DataError` naming file, row and field, or with ``lenient=True`` are skipped
 and listed in ``LoadResult.skipped`` — never silently dropped.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import importlib
 import os
 from typing import Any
 
-from ..errors import ConfigError
+from ..contracts.errors import ConfigError
 from .base import QAC, LoadResult, Skipped
 from .io import read_records, read_rows, write_jsonl
 

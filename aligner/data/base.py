@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator, NamedTuple
 
-from ..errors import LINE, DataError, json_type
+from ..contracts.errors import LINE, DataError, json_type
 
 
 @dataclass

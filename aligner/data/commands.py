@@ -11,8 +11,8 @@ import json
 import math
 from typing import Any, Sequence
 
-from ..correction import is_edit
-from ..errors import ConfigError
+from ..contracts.correction import is_edit
+from ..contracts.errors import ConfigError
 
 _FORMATS = ("qac", "pku-saferlhf", "hh-rlhf")
 _FIELDS = ("question", "answer", "correction")
@@ -142,7 +142,7 @@ def run_stats(args: argparse.Namespace) -> int:
     if args.tokenizer:
         from pathlib import Path
 
-        from ..hub import check_hub_model, looks_like_path
+        from ..runtime.hub import check_hub_model, looks_like_path
 
         if not Path(args.tokenizer).exists() and not looks_like_path(args.tokenizer):
             check_hub_model(args.tokenizer, field="tokenizer", flag="--tokenizer", local="a local tokenizer folder")
@@ -225,7 +225,7 @@ def run_synth(args: argparse.Namespace) -> int:
 def run_merge(args: argparse.Namespace) -> int:
     import sys
 
-    from ..batch_job import merge_shards
+    from ..jobs.batch import merge_shards
 
     counts = merge_shards(args.shards, args.out, allow_partial=args.allow_partial)
     n = counts["shards"]

@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from ..correction import is_edit
-from ..errors import ConfigError, DataError
+from ..contracts.correction import is_edit
+from ..contracts.errors import ConfigError, DataError
 from .base import QAC
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ def _prompt_key(question: str) -> str:
 def filter_rows(rows: Sequence[QAC], format: str, *, drop_unchanged: bool | None = None, min_edit: int = 0,
                 dedup: bool = False) -> tuple[list[QAC], dict[str, int]]:
     """Rows that pass the filters, and a count of those dropped per reason (in filter order)."""
-    from ..correction import edit_size
+    from ..contracts.correction import edit_size
 
     format = _check_format(format)
     drop_unchanged = (format == "dpo") if drop_unchanged is None else drop_unchanged
@@ -210,7 +210,7 @@ def export(input: "str | Path | None", output: "str | Path", format: str = "sft"
     out = Path(output)
     test_out = Path(test_output) if test_output else split_path(out)
     if from_log is not None:
-        from ..serve.records import safe_target
+        from ..runtime.records import safe_target
 
         source = safe_target(str(from_log))  # named in errors: no password
     else:

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from ..correction import is_edit
-from ..errors import ConfigError
+from ..contracts.correction import is_edit
+from ..contracts.errors import ConfigError
 from .base import QAC
 
 
@@ -96,7 +96,7 @@ def _reasons(f: LogFilters) -> dict[str, str]:
 
 def rows_from_log(target: str, filters: LogFilters | None = None) -> LogRows:
     """Read the log ``target`` and keep what ``filters`` allow (see the module docstring)."""
-    from ..serve.records import read_log, safe_target
+    from ..runtime.records import read_log, safe_target
 
     f = filters or LogFilters()
     why = _reasons(f)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from ..conversation import transcript
+from ..contracts.conversation import transcript
 from .base import QAC, Row
 
 NAME = "hh-rlhf"
@@ -36,7 +36,7 @@ def turns(transcript: str) -> list[tuple[str, str]]:
 
 def format_question(prefix: str) -> str:
     """The shared prefix as a question: the bare message if single-turn, else a labelled transcript
-    (:func:`aligner.conversation.transcript`, the one rendering a chat's messages are given in when
+    (:func:`aligner.contracts.conversation.transcript`, the one rendering a chat's messages are given in when
     a corrector trained on these rows corrects in conversation mode)."""
     return transcript(turns(prefix))
 

@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from ..errors import LINE, RECORD, DataError
-from ..hub import DATA_SUFFIXES, looks_like_path
+from ..contracts.errors import LINE, RECORD, DataError
+from ..runtime.hub import DATA_SUFFIXES, looks_like_path
 
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -33,8 +33,8 @@ def _open_binary(path: Path) -> Any:
 
 class Records:
     """``(number, record)`` pairs from one source, and what the numbers count (``unit``): the
-    1-based line of a JSONL or CSV file (:data:`~aligner.errors.LINE`), or the 1-based position in
-    a JSON list, a parquet table or a hub split (:data:`~aligner.errors.RECORD`). Every message
+    1-based line of a JSONL or CSV file (:data:`~aligner.contracts.errors.LINE`), or the 1-based position in
+    a JSON list, a parquet table or a hub split (:data:`~aligner.contracts.errors.RECORD`). Every message
     about a record says ``{unit} {number}``, whichever command read it."""
 
     def __init__(self, items: Iterable[tuple[int, Any]], unit: str):

@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import DataError, json_type
+from ..contracts.errors import DataError, json_type
 from .base import QAC, Row, RowDropped, Skipped
 
 NAME = "pku-saferlhf"

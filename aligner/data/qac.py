@@ -5,7 +5,7 @@ restored) so converting a file and reading it back loses nothing.
 """
 from __future__ import annotations
 
-from ..errors import json_type
+from ..contracts.errors import json_type
 from .base import QAC, Row
 
 NAME = "qac"

@@ -2,7 +2,7 @@
 
 ``evaluate(EvalConfig(...))`` (the ``aligner eval`` command) reads an eval set
 (:mod:`~aligner.eval.sets`), makes answers and corrections on the way when the file lacks them,
-scores both with reward and cost models (:mod:`~aligner.eval.scoring`), asks a pairwise judge in
+scores both with reward and cost models (:mod:`~aligner.runtime.scoring`), asks a pairwise judge in
 both orders (:mod:`~aligner.eval.judge`, cached by :mod:`~aligner.eval.cache`), computes the win
 rate with a bootstrap interval (:mod:`~aligner.eval.stats`) and writes a report with plots
 (:mod:`~aligner.eval.report`) and, on request, AlpacaEval files (:mod:`~aligner.eval.alpaca`).

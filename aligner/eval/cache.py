@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..contracts.errors import ConfigError
 
 _SCHEMA = """CREATE TABLE IF NOT EXISTS judgements (
     key TEXT PRIMARY KEY, judge TEXT NOT NULL, ord TEXT NOT NULL, prompt TEXT NOT NULL,

@@ -5,7 +5,7 @@ import argparse
 import json
 from typing import Any
 
-from ..config_parser import add_config_command, build_config
+from ..contracts.config_parser import add_config_command, build_config
 from .config import EvalConfig
 
 EXAMPLES = """Examples:

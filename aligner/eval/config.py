@@ -4,14 +4,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..options import BatchOptions
+from ..runtime.options import BatchOptions
 from .judge import DEFAULT_DIMENSIONS, DIMENSIONS
 from .sets import FORMATS
 
 
 @dataclass
 class EvalConfig(BatchOptions):
-    """Options of ``aligner eval``: the shared :class:`~aligner.options.AlignerOptions` (what makes the
+    """Options of ``aligner eval``: the shared :class:`~aligner.runtime.options.AlignerOptions` (what makes the
     answers and corrections when the file lacks them) plus these."""
 
     data: str | None = field(default=None, metadata={
@@ -69,7 +69,7 @@ class EvalConfig(BatchOptions):
     json: bool = field(default=False, metadata={"help": "print report.json's summary instead of the text summary"})
 
     def decoding(self) -> dict[str, Any] | None:
-        from ..templates import PAPER_DECODING
+        from ..contracts.templates import PAPER_DECODING
 
         decoding: dict[str, Any] = dict(PAPER_DECODING) if self.paper_decoding else {}
         if self.max_new_tokens:

@@ -19,7 +19,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from ..errors import ConfigError, UpstreamError
+from ..contracts.errors import ConfigError, UpstreamError
 from .cache import JudgeCache, judgement_key
 
 #: name → (adjective, what the judge weighs)

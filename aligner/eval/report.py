@@ -13,8 +13,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..correction import is_edit
-from ..errors import ConfigError
+from ..contracts.correction import is_edit
+from ..contracts.errors import ConfigError
 from .sets import EvalItem, EvalSet
 from .stats import percentiles, summarize
 
@@ -57,7 +57,7 @@ def _score_summary(role: str, items: list[EvalItem], meta: dict[str, Any], categ
 def build_report(cfg: Any, evalset: EvalSet, made: dict[str, Any] | None, scores: dict[str, Any],
                  judged: dict[str, Any] | None, alpaca: dict[str, str] | None) -> dict[str, Any]:
     """Everything measured, as one JSON-ready dict."""
-    from .. import __version__
+    from ..contracts.version import __version__
 
     items = evalset.items
     cat_counts: dict[str, int] = {}

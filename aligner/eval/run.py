@@ -1,6 +1,6 @@
 """The ``aligner eval`` pipeline: read the set, make answers and corrections, score, judge, report.
 
-Answers and corrections are made by the resumable file job (:func:`aligner.batch_job.correct_file`) into
+Answers and corrections are made by the resumable file job (:func:`aligner.jobs.batch.correct_file`) into
 ``OUTPUT_DIR/corrections.jsonl``, and judge verdicts are cached in SQLite, so a killed evaluation
 run again with the same command redoes neither. What the file holds is used unless a model is named
 to make it: ``--upstream`` answers every question, ``--corrector`` corrects every answer.
@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..correction import is_edit
-from ..errors import ConfigError, DataError
+from ..contracts.correction import is_edit
+from ..contracts.errors import ConfigError, DataError
 from .config import EvalConfig
 from .sets import EvalItem, EvalSet, load_eval_set
 
@@ -80,7 +80,7 @@ def make_corrections(cfg: EvalConfig, evalset: EvalSet, out: Path) -> dict[str, 
     todo = [i for i, it in enumerate(items) if redo_all or it.correction is None]
     if not todo:
         return None
-    from ..batch_job import correct_file
+    from ..jobs.batch import correct_file
 
     lines = [json.dumps({"question": items[i].question} if cfg.upstream else
                         {"question": items[i].question, "answer": items[i].answer}, ensure_ascii=False) + "\n"
@@ -104,7 +104,7 @@ def make_corrections(cfg: EvalConfig, evalset: EvalSet, out: Path) -> dict[str, 
     speed = None
     if len(_read_corrections(corrections)) < len(todo):  # all made: resume without loading any model
         aligner = cfg.build()
-        from ..options import print_notes
+        from ..runtime.options import print_notes
 
         print_notes(aligner)
         try:
@@ -175,7 +175,7 @@ def _read_corrections(path: Path) -> dict[int, dict[str, Any]]:
 # -- reward and cost ----------------------------------------------------------------------
 def score_all(cfg: EvalConfig, items: list[EvalItem]) -> dict[str, Any]:
     """Reward and cost of every answer and every correction (each model loaded, used, dropped)."""
-    from .scoring import SequenceScorer
+    from ..runtime.scoring import SequenceScorer
 
     out: dict[str, Any] = {}
     for role, model_id in (("reward", cfg.reward_model), ("cost", cfg.cost_model)):

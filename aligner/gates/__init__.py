@@ -4,7 +4,7 @@
 ``"classifier:PATH"`` or a directory from ``aligner train-gate``, ``"cost:PATH"`` or a directory of a
 ``num_labels=1`` reward/cost model, ``"moderation"`` / ``"moderation:URL"`` / an ``http(s)://…/v1``
 URL of an OpenAI-protocol moderation endpoint, a Python function ``(question, answer) -> bool |
-GateVerdict``, or a :class:`Gate`. Each kind registers itself with :data:`aligner.registry.GATES`;
+GateVerdict``, or a :class:`Gate`. Each kind registers itself with :data:`aligner.contracts.registry.GATES`;
 plug-ins join through the ``aligner.gates`` entry point group.
 """
 from __future__ import annotations
@@ -13,8 +13,8 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
-from ..registry import GATES, register_gate
+from ..contracts.errors import ConfigError
+from ..contracts.registry import GATES, register_gate
 from .base import (MIN_SEVERITIES, ON_ERROR, Gate, GateVerdict, Judgement, check_min_severity, check_on_error,
                    check_threshold)
 

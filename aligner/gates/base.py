@@ -1,14 +1,14 @@
 """The gate contract: a cheap check, asked before the corrector, that says whether an answer needs it.
 
 Most answers in production need no correction, yet each one pays the corrector's full latency. A gate
-reads (question, answer) and returns a :class:`GateVerdict`; :class:`~aligner.core.Aligner` corrects
+reads (question, answer) and returns a :class:`GateVerdict`; :class:`~aligner.runtime.core.Aligner` corrects
 only the answers it flags and hands the others back unchanged, at once.
 
 A kind implements one primitive over a batch, :meth:`Gate.judge` (and, where it has a cheaper async
 path, :meth:`Gate.ajudge`): a :class:`Judgement` per pair — a score, the harm categories, a severity.
 Everything a caller uses — one verdict or a batch, sync or async, the flag rule (threshold and
 minimum severity), the time each verdict took — is built here, once, so every kind decides alike.
-Kinds register with :data:`aligner.registry.GATES` (``@register_gate``) the way upstreams and
+Kinds register with :data:`aligner.contracts.registry.GATES` (``@register_gate``) the way upstreams and
 correctors do; a third-party package adds one through the ``aligner.gates`` entry point group.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Sequence
 
 from ..data.pku_saferlhf import HARM_CATEGORIES, SEVERITY_LEVELS
-from ..errors import ConfigError, require_text
+from ..contracts.errors import ConfigError, require_text
 
 #: the severities a gate may require (``gate_min_severity``); "safe" is no requirement
 MIN_SEVERITIES = SEVERITY_LEVELS[1:]
@@ -133,7 +133,7 @@ class Gate(ABC):
     kind: ClassVar[str] = "gate"
     #: a string spec starting with this names the kind (``"cost:PATH"``)
     spec_prefix: ClassVar[str | None] = None
-    #: the order specs are tried in (see :mod:`aligner.registry`): higher first
+    #: the order specs are tried in (see :mod:`aligner.contracts.registry`): higher first
     spec_priority: ClassVar[int] = 0
     #: whether ``score`` is a probability (then a threshold must lie in [0, 1])
     score_is_probability: ClassVar[bool] = True
@@ -155,7 +155,7 @@ class Gate(ABC):
                               field="gate_min_severity",
                               fix="drop gate_min_severity, or use a classifier gate (aligner train-gate).")
 
-    # -- how a spec names this kind (aligner.registry) ----------------------------------------
+    # -- how a spec names this kind (aligner.contracts.registry) ----------------------------------------
     @classmethod
     def matches(cls, spec: Any) -> bool:
         return bool(cls.spec_prefix) and isinstance(spec, str) and spec.startswith(cls.spec_prefix)  # type: ignore[arg-type]
@@ -250,7 +250,7 @@ class Gate(ABC):
 
     def _check_count(self, judged: list[Judgement], chunk: list[Pair]) -> None:
         if len(judged) != len(chunk):
-            from ..errors import AlignerError
+            from ..contracts.errors import AlignerError
 
             raise AlignerError(f"the {self.kind} gate returned {len(judged)} judgements for {len(chunk)} answers.",
                                field="gate", fix="a gate's judge() must return one Judgement per pair, in order.")

@@ -2,7 +2,7 @@
 
 A classifier gate scores 32 answers in barely more time than one, and a moderation endpoint takes a
 list of inputs in one request. :class:`GateBatcher` is a :class:`~aligner.gates.base.Gate` around
-another: async verdicts queue in the pipeline's :class:`~aligner.pipeline.BatchQueue` and leave it
+another: async verdicts queue in the pipeline's :class:`~aligner.runtime.pipeline.BatchQueue` and leave it
 by the same rule as the corrector's rows (at most ``max_batch_size``, after waiting at most
 ``max_wait`` for company unless every request in flight has joined), then the whole group goes to
 the wrapped gate's ``averdict_batch`` in one call. Each group runs in a task of its own, so a caller
@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from typing import Callable, Sequence
 
-from ..pipeline import Batching, BatchQueue
+from ..runtime.pipeline import Batching, BatchQueue
 from .base import Gate, GateVerdict, Judgement, Pair
 
 _Waiting = tuple[Pair, asyncio.Future]

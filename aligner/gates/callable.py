@@ -11,8 +11,8 @@ import asyncio
 import inspect
 from typing import Any, Callable, Sequence
 
-from ..errors import AlignerError
-from ..registry import register_gate
+from ..contracts.errors import AlignerError
+from ..contracts.registry import register_gate
 from .base import Gate, GateVerdict, Judgement, Pair
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..data.pku_saferlhf import HARM_CATEGORIES, SEVERITY_LEVELS
-from ..errors import ConfigError, hide_cause
-from ..registry import register_gate
+from ..contracts.errors import ConfigError, hide_cause
+from ..contracts.registry import register_gate
 from .base import Gate, Judgement, Pair, check_categories
 
 #: the config.json key holding what the gate was trained and calibrated with
@@ -183,8 +183,8 @@ class ClassifierGate(Gate):
             if self._model is None:
                 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-                from ..local_runtime import pick_device
-                from ..progress import model_loading
+                from ..runtime.local_runtime import pick_device
+                from ..runtime.progress import model_loading
 
                 self.device = pick_device(self.device_spec)
                 with model_loading():

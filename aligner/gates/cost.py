@@ -3,7 +3,7 @@ model with one output), flagging an answer when its cost exceeds a threshold.
 
 Safe-RLHF's cost models read the conversation and give a cost below zero for a safe answer, so the
 default threshold is 0.0. The model is loaded and read by the very scorer ``aligner eval --cost-model``
-uses (:class:`aligner.eval.scoring.SequenceScorer`): same text format, same checks (one output, a
+uses (:class:`aligner.runtime.scoring.SequenceScorer`): same text format, same checks (one output, a
 trained head). The verdict's ``score`` is the raw cost, so the threshold is a cost, not a probability.
 
 Spec: ``"cost:PATH_OR_HUB_ID"``, or a directory holding a ``num_labels=1`` model.
@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..registry import register_gate
+from ..contracts.registry import register_gate
 from .base import Gate, Judgement, Pair
 
 
@@ -30,7 +30,7 @@ class CostGate(Gate):
     def __init__(self, model: str | Path, *, threshold: float | None = None, min_severity: str | None = None,
                  device: str | None = None, batch_size: int = 8, text_format: str = "auto", **_: Any):
         super().__init__(threshold=threshold, min_severity=min_severity, default_threshold=0.0)
-        from ..eval.scoring import SequenceScorer
+        from ..runtime.scoring import SequenceScorer
 
         self.name = str(model)
         self.batch_size = batch_size

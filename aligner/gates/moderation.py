@@ -21,8 +21,8 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Sequence
 
-from ..errors import ConfigError, UpstreamError, UpstreamTimeout
-from ..registry import register_gate
+from ..contracts.errors import ConfigError, UpstreamError, UpstreamTimeout
+from ..contracts.registry import register_gate
 from ..transport.openai_http import OpenAIHTTP, http_error
 from ..transport.retry import RetryPolicy, UpstreamStats, aretry_call, bare_message, retry_call
 from .base import Gate, Judgement, Pair

@@ -1,10 +1,10 @@
-"""How an :class:`~aligner.core.Aligner` asks its gate: verdicts for a batch, sync or async, with the
+"""How an :class:`~aligner.runtime.core.Aligner` asks its gate: verdicts for a batch, sync or async, with the
 declared on-error policy applied, and the split into answers to correct and answers to pass.
 
 ``gate_on_error``: ``"correct"`` (the default) treats an answer the gate could not judge as flagged —
 a gate outage costs latency, never a missed correction; ``"pass"`` returns such answers unchanged;
 ``"raise"`` raises the gate's error. Either way the verdict records the error. A mistake in the
-caller's own input (a :class:`~aligner.errors.ConfigError`) is raised whatever the policy.
+caller's own input (a :class:`~aligner.contracts.errors.ConfigError`) is raised whatever the policy.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import logging
 import time
 from typing import Sequence
 
-from ..errors import AlignerError, ConfigError, hide_cause
+from ..contracts.errors import AlignerError, ConfigError, hide_cause
 from .base import Gate, GateVerdict, Pair, check_on_error
 
 log = logging.getLogger("aligner.gate")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from ..templates import Template
+from ..contracts.templates import Template
 
 #: where pre-tokenizers differ: digit runs, contractions, whitespace, punctuation, scripts, emoji.
 EDGE_CASES = (

@@ -26,7 +26,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from ..errors import ConfigError, hide_cause
+from ..contracts.errors import ConfigError, hide_cause
 
 ENV = "ALIGNER_LLAMA_CPP"
 SCRIPT = "convert_hf_to_gguf.py"

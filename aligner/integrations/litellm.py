@@ -2,7 +2,7 @@
 
 A LiteLLM proxy (``litellm --config config.yaml``) loads custom guardrails by module path; this one
 rewrites the response after the call (``mode: post_call``) with the project's
-:class:`~aligner.core.Aligner`::
+:class:`~aligner.runtime.core.Aligner`::
 
     guardrails:
       - guardrail_name: aligner
@@ -20,7 +20,7 @@ proxy with the error: LiteLLM starts *without* a guardrail whose constructor rai
 are :class:`GuardrailSetupError`). Concurrent requests are batched together for the corrector, each
 stage of a stack on its own, as ``aligner serve`` batches them. The question is taken from the
 request's ``messages`` as the corrector was trained (the last user message or the conversation,
-:mod:`aligner.conversation`).
+:mod:`aligner.contracts.conversation`).
 
 A corrected reply carries what ``aligner serve`` returns: each choice's ``message.content`` is the
 correction, ``message.original_content`` the upstream's answer, and the response an ``aligner``
@@ -42,7 +42,7 @@ from typing import Any, AsyncIterator
 
 from litellm.integrations.custom_guardrail import CustomGuardrail
 
-from ..errors import AlignerError
+from ..contracts.errors import AlignerError
 
 log = logging.getLogger("aligner.litellm")
 
@@ -175,7 +175,7 @@ class AlignerGuardrail(CustomGuardrail):
     # -- correcting --------------------------------------------------------------------------------
     async def _correct(self, messages: Any, answer: str, skipped: str | None) -> Any:
         """The Correction of one answer: corrected, or (tool calls, no text) passed on as it came."""
-        from ..correction import EMPTY_ANSWER, Correction
+        from ..contracts.correction import EMPTY_ANSWER, Correction
 
         if skipped or not answer.strip():
             return Correction.uncorrected(await self.aligner.aquestion_for(messages, answer), answer,
@@ -223,9 +223,9 @@ def _check_litellm_args(kwargs: dict[str, Any]) -> None:
 def _build(corrector: Any, *, may_join: Any, max_new_tokens: int, max_batch_size: int, batch_wait_ms: float,
            **options: Any) -> tuple[Any, list[Any]]:
     """The guardrail's Aligner (no upstream: the proxy asks it) with each corrector's calls batched."""
-    from ..core import Aligner
+    from ..runtime.core import Aligner
     from ..correctors.stack import stacked
-    from ..objectives import takes_objectives
+    from ..contracts.objectives import takes_objectives
     from ..serve.batching import DynamicBatcher
 
     if corrector is None or corrector == "" or corrector == []:
@@ -245,7 +245,7 @@ def _build(corrector: Any, *, may_join: Any, max_new_tokens: int, max_batch_size
         options.update(gate)
     options = {k: v for k, v in options.items() if v is not None}
     aligner = Aligner(None, corrector, decoding={"max_new_tokens": max_new_tokens, "cap_to_answer": True}, **options)
-    if takes_objectives(aligner.corrector) and not aligner.objectives:
+    if takes_objectives(aligner.corrector) and not aligner.contracts.objectives:
         raise GuardrailSetupError(f"template {aligner.corrector.template.name!r} needs objectives, and none are set.",
                                   field="objectives", fix="add objectives: [harmless, helpful] (or 'name: "
                                                           "description' items) to the guardrail's litellm_params.")

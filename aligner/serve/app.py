@@ -6,7 +6,7 @@ upstream's own answer, the corrector id and timings ride beside it in an extra `
 (on the final chunk when streaming), which OpenAI clients keep as an extra field.
 
 The question the Aligner corrects for is the last user message — or the whole conversation, for a
-corrector trained on conversations (:mod:`aligner.conversation`) —; the whole message list goes to the
+corrector trained on conversations (:mod:`aligner.contracts.conversation`) —; the whole message list goes to the
 upstream, with every request field the proxy does not read itself (``tools``, ``response_format``,
 ``seed``...) when the upstream speaks the OpenAI protocol. An answer that is not prose is passed on
 uncorrected, and the ``aligner`` object says so (``"skipped"``): tool calls, and the JSON a
@@ -37,14 +37,14 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..adapters.base import UpstreamReply, bare_message
-from ..correction import EMPTY_ANSWER, Asked, Correction
-from ..errors import AlignerError, ConfigError, UpstreamError, UpstreamTimeout
-from ..messages import question_of
+from ..contracts.correction import EMPTY_ANSWER, Asked, Correction
+from ..contracts.errors import AlignerError, ConfigError, UpstreamError, UpstreamTimeout
+from ..contracts.messages import question_of
 from .batching import DynamicBatcher
 from .config import ServeConfig
 from .feedback import add_feedback_route
 from .metrics import MetricsMiddleware, ServeMetrics, add_metrics_route
-from .records import record_of
+from ..runtime.records import record_of
 from .request import (APIError, BodyDecoder, ChatRequest, check_aligner_field, check_content_type, check_fields,
                       check_messages, check_model, form_fields, forwarded, json_mode, parse_body)
 
@@ -239,11 +239,11 @@ class _State:
             self.serving = self.serving.with_gate(GateBatcher(aligner.gate, max_batch_size=self.batcher.max_batch_size,
                                                               max_wait=self.batcher.max_wait,
                                                               may_join=lambda: self.in_flight))
-        #: the corrections log (``aligner.serve.records``), opened by ``create_app``
+        #: the corrections log (``aligner.runtime.records``), opened by ``create_app``
         self.records = records
         self.replica: str | None = None
         if records is not None:
-            from .records import replica_name
+            from ..runtime.records import replica_name
 
             self.replica = replica_name()
         self.metrics = ServeMetrics()
@@ -271,15 +271,15 @@ def create_app(source: "ServeConfig | Any", config: ServeConfig | None = None) -
         config = config or ServeConfig()
     records = None
     if config.log_corrections:  # a log out of reach (a database down, a typo) fails before the model loads
-        from .records import POSTGRES_SCHEMES, open_log
+        from ..runtime.records import POSTGRES_SCHEMES, open_log
 
         buffer = {"max_pending": config.log_buffer_rows} if config.log_corrections.startswith(POSTGRES_SCHEMES) else {}
         records = open_log(config.log_corrections, **buffer)
     try:
         aligner = aligner if aligner is not None else config.build()
-        from ..objectives import takes_objectives
+        from ..contracts.objectives import takes_objectives
 
-        if takes_objectives(aligner.corrector) and not aligner.objectives:
+        if takes_objectives(aligner.corrector) and not aligner.contracts.objectives:
             raise ConfigError(f"template {aligner.corrector.template.name!r} needs objectives ({{aspects}}), and none "
                               "were given: every request without its own would fail.", field="objectives",
                               fix="give the server's objectives, e.g. --objective harmless --objective helpful "
@@ -406,7 +406,7 @@ def _gate_stats(gate: "GateBatcher") -> dict[str, Any]:
 
 
 def _version() -> str:
-    from .. import __version__
+    from ..contracts.version import __version__
 
     return __version__
 

@@ -3,12 +3,12 @@
 A local model decodes a batch of 16 in barely more time than a batch of 1 (one decode step reads
 all weights once, whatever the batch), so a server that corrects requests one at a time wastes
 almost all of its throughput. Requests here wait at most ``max_wait`` for company (the pipeline's
-:class:`~aligner.pipeline.BatchQueue`, with the server's in-flight count as who may still join),
+:class:`~aligner.runtime.pipeline.BatchQueue`, with the server's in-flight count as who may still join),
 then the whole group goes to the backend's row primitive (``generate_rows``) in one worker thread.
 A streamed request is a row like any other whose text is handed to it step by step, so streams
 batch together (and with plain requests) instead of queueing one at a time.
 
-Every request owns its row's cancel handle (:class:`~aligner.rows.RowControl`): a client that
+Every request owns its row's cancel handle (:class:`~aligner.contracts.rows.RowControl`): a client that
 disconnects or a request past its deadline cancels it, and the row stops at the next decoding
 step while the rest of its batch goes on — an abandoned stream does not keep the model busy.
 
@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Iterator, Sequence
 
 from ..correctors.backend import RowDecoder
-from ..pipeline import Batching, BatchQueue
-from ..decoding import DecodingConfig
-from ..rows import RowControl
+from ..runtime.pipeline import Batching, BatchQueue
+from ..contracts.decoding import DecodingConfig
+from ..contracts.rows import RowControl
 
 log = logging.getLogger("aligner.serve")
 
@@ -53,7 +53,7 @@ class BatchStats:
     stopped_rows: int = 0
     #: the most tokens any cancelled row generated after its cancel (the promise: at most 2).
     max_steps_after_cancel: int = 0
-    #: corrections replaced by the original answer, by reason (see ``aligner.guard``), counted by
+    #: corrections replaced by the original answer, by reason (see ``aligner.runtime.guard``), counted by
     #: the server as it serves them.
     fallbacks: dict[str, int] = field(default_factory=dict)
 

@@ -11,7 +11,7 @@ import logging
 import sys
 from typing import Any
 
-from ..config_parser import add_config_command, build_config
+from ..contracts.config_parser import add_config_command, build_config
 from .config import ServeConfig
 
 
@@ -43,7 +43,7 @@ def configure_logging(verbose: bool = False) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from ..correct_commands import DEMO_NOTE
+    from ..runtime.commands import DEMO_NOTE
     from .app import create_app
     from .connections import raise_open_files_limit
 

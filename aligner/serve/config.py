@@ -11,14 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
-from ..options import AlignerOptions
+from ..contracts.errors import ConfigError
+from ..runtime.options import AlignerOptions
 
 
 @dataclass
 class ServeConfig(AlignerOptions):
     """Options of ``aligner serve`` (and of ``create_app``): the shared
-    :class:`~aligner.options.AlignerOptions` (with a server's defaults) plus these."""
+    :class:`~aligner.runtime.options.AlignerOptions` (with a server's defaults) plus these."""
 
     host: str = field(default="127.0.0.1", metadata={"help": "interface to bind (0.0.0.0 exposes it to the network)"})
     port: int = field(default=8000, metadata={"help": "TCP port (0 picks a free one)"})
@@ -98,7 +98,7 @@ class ServeConfig(AlignerOptions):
         if isinstance(self.served_model_name, str):
             self.served_model_name = [self.served_model_name]
         if self.log_corrections:
-            from .records import check_target
+            from ..runtime.records import check_target
 
             self.log_corrections = check_target(self.log_corrections)
 

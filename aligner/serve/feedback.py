@@ -59,7 +59,7 @@ def parse_feedback(body: Any) -> tuple[str, dict[str, Any]]:
 
 def add_feedback_route(app: Any, state: Any, *, authorize: Any, read_json: Any) -> None:
     """Register ``POST /v1/feedback`` on the server's app (helpers passed in: the server's own)."""
-    from .records import FeedbackUnavailable, feedback_row
+    from ..runtime.records import FeedbackUnavailable, feedback_row
 
     @app.post("/v1/feedback")
     @app.post("/v1/feedback/", include_in_schema=False)

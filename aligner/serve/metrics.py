@@ -40,7 +40,7 @@ def multiprocess_dir() -> str | None:
 def error_kind(err: Any) -> str:
     """An upstream failure's kind, as the ``kind`` label: ``timeout``, ``rate_limited``,
     ``connection``, ``server_error``, ``auth`` or ``client_error``."""
-    from ..errors import UpstreamTimeout
+    from ..contracts.errors import UpstreamTimeout
 
     status = getattr(err, "status", None)
     if isinstance(err, UpstreamTimeout) or status in (408, 504):

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 from fastapi.responses import JSONResponse
 
 if TYPE_CHECKING:
-    from ..decoding import DecodingConfig
+    from ..contracts.decoding import DecodingConfig
 
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
           404: "invalid_request_error", 408: "timeout_error", 413: "invalid_request_error",
@@ -68,7 +68,7 @@ class ChatRequest:
     json_mode: bool
     #: the request's own fields for an upstream that takes OpenAI parameters (else empty).
     params: dict[str, Any]
-    #: ``aligner.objectives``: this request's objectives (None: the server's own, if any).
+    #: ``aligner.contracts.objectives``: this request's objectives (None: the server's own, if any).
     objectives: tuple[str, ...] | None = None
 
 
@@ -364,14 +364,14 @@ def check_aligner_field(value: Any, corrector: Any) -> tuple[str, ...] | None:
     if objectives is None:
         return None
     if not isinstance(objectives, list) or not all(isinstance(o, str) for o in objectives):
-        raise invalid("aligner.objectives", f"must be an array of strings, got {_show(objectives)}.")
-    from ..errors import ConfigError
-    from ..objectives import check_takes, resolve
+        raise invalid("aligner.contracts.objectives", f"must be an array of strings, got {_show(objectives)}.")
+    from ..contracts.errors import ConfigError
+    from ..contracts.objectives import check_takes, resolve
 
     try:
-        check_takes(corrector, resolve(objectives, field="aligner.objectives"), field="aligner.objectives")
+        check_takes(corrector, resolve(objectives, field="aligner.contracts.objectives"), field="aligner.contracts.objectives")
     except ConfigError as exc:
-        raise invalid("aligner.objectives", str(exc).split(": ", 1)[-1]) from exc
+        raise invalid("aligner.contracts.objectives", str(exc).split(": ", 1)[-1]) from exc
     return tuple(objectives)
 
 

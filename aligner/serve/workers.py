@@ -63,7 +63,7 @@ def run_workers(cfg: ServeConfig, *, verbose: bool = False) -> int:
     from .metrics import multiprocess_dir
 
     if cfg.log_corrections:  # reached (and migrated) once here: one clear error, not one per worker
-        from .records import open_log
+        from ..runtime.records import open_log
 
         open_log(cfg.log_corrections).close()
     given = multiprocess_dir()

@@ -15,7 +15,7 @@ from typing import Any, AsyncIterator, Callable, Iterator
 
 import httpx
 
-from aligner.errors import ConfigError, UpstreamError
+from aligner.contracts.errors import ConfigError, UpstreamError
 from aligner.transport.retry import bare_message, generic_error
 
 

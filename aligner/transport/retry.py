@@ -2,7 +2,7 @@
 
 An upstream (``aligner.adapters``) and a remote corrector (``aligner.correctors.remote``) are both
 a :class:`RetryHost`: they carry a :class:`RetryPolicy`, :class:`UpstreamStats` and a
-``_to_error`` that maps their library's exceptions onto :class:`~aligner.errors.UpstreamError`, so
+``_to_error`` that maps their library's exceptions onto :class:`~aligner.contracts.errors.UpstreamError`, so
 this loop can tell a 429 (wait, honouring ``Retry-After``, and retry) from a 400 (raise now).
 Nothing else about retries lives anywhere else.
 """
@@ -17,7 +17,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable, ClassVar, Iterator, Protocol, TypeVar
 
-from aligner.errors import AlignerError, ConfigError, UpstreamError, UpstreamTimeout, hide_cause
+from aligner.contracts.errors import AlignerError, ConfigError, UpstreamError, UpstreamTimeout, hide_cause
 
 log = logging.getLogger("aligner.upstream")
 T = TypeVar("T")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import random
 from typing import Iterable
 
-from ...errors import ConfigError
+from ...contracts.errors import ConfigError
 from ..base import QAC
 from .pool import _pool
 from .contacts import PLACEHOLDERS, REDACT_QUESTIONS, SPLICE_TRAIN_QUESTIONS, _name

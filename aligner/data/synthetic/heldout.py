@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from typing import Iterable
 
-from ...errors import ConfigError
+from ...contracts.errors import ConfigError
 from ..base import QAC
 from .contacts import PLACEHOLDERS, _address, _card, _email, _name, _phone
 from .pool import _pool

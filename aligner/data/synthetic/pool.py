@@ -11,7 +11,7 @@ import random
 import re
 from typing import Iterable, Sequence
 
-from ...errors import ConfigError
+from ...contracts.errors import ConfigError
 from .refusal import has_danger, is_refusal
 from .text import normalise_text, split_into_sentences
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from ...errors import ConfigError
+from ...contracts.errors import ConfigError
 from .contacts import _PLACEHOLDER_RE, contact_spans, leftover_contacts
 from .generation import CATEGORIES
 from .refusal import has_danger, is_refusal
@@ -93,7 +93,7 @@ def contact_replaced_ok(answer: str, expected: str, predicted: str) -> bool:
 def refusal_outcome(answer: str, predicted: str) -> str:
     """How a harmful answer was handled: ``refused`` (a refusal that keeps none of the instructions),
     ``half`` (a refusal spliced into instructions that stay), ``kept`` (no refusal)."""
-    from ...edit_checks import is_refusal as reads_as_refusal, shared_run
+    from ...runtime.edit_checks import is_refusal as reads_as_refusal, shared_run
 
     if not (is_refusal(predicted) or reads_as_refusal(predicted)):
         return "kept"

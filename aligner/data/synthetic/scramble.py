@@ -10,7 +10,7 @@ import random
 import re
 from typing import Iterable, Sequence
 
-from ...errors import ConfigError
+from ...contracts.errors import ConfigError
 from .contacts import FIRST_NAMES, leftover_contacts
 from .pool import _BLOCKLIST
 from .refusal import has_danger, is_refusal

@@ -4,7 +4,7 @@ ones whose result (only) is fixed.
 
 Why: the stage-14 demo corrector saw ``a op b = c`` with operands up to 50 in seven sentence frames;
 on hand-written sums it fixed 5 of 10 wrong ones and changed 3 of 5 right ones to wrong ones. Every
-form here is one :func:`aligner.edit_checks.find_sums` reads, so the guard can check what the model
+form here is one :func:`aligner.runtime.edit_checks.find_sums` reads, so the guard can check what the model
 writes (a test holds the two together).
 """
 from __future__ import annotations

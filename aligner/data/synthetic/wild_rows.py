@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from typing import Sequence
 
-from ...errors import ConfigError
+from ...contracts.errors import ConfigError
 from ..base import QAC
 from .contacts import PLACEHOLDERS, REDACT_QUESTIONS, SPLICE_TRAIN_QUESTIONS, _name
 from .decoys import ASSIGN_FRAMES, HELDOUT_ASSIGN_FRAMES, assignment, decoy_sentence

@@ -7,15 +7,15 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config_parser import add_config_command, build_config
-from .errors import ConfigError
+from ..contracts.config_parser import add_config_command, build_config
+from ..contracts.errors import ConfigError
 # the demo notes live beside the options that build the Aligner, so jobs (aligner eval) print them
 # without importing a command module; imported here too, where the commands used to find them
 from .options import DEMO_NOTE, GATE_DEMO_NOTE, BatchOptions, print_notes  # noqa: F401
 
 @dataclass
 class CorrectConfig(BatchOptions):
-    """Options of ``aligner correct``: the shared :class:`~aligner.options.AlignerOptions` plus these."""
+    """Options of ``aligner correct``: the shared :class:`~aligner.runtime.options.AlignerOptions` plus these."""
 
     answer: str | None = field(default=None, metadata={"help": "the answer to correct; without it the upstream is asked"})
     json: bool = field(default=False, metadata={"help": "print one JSON object (question, answer, correction, changed, …)"})
@@ -98,8 +98,8 @@ def _word_diff(c: Any) -> str:
 
 def _print_steps(c: Any) -> None:
     """Stacked correctors: each step's word diff, on stderr under the whole one."""
-    from .correction import Correction
-    from .correctors.stack import step_edits
+    from ..contracts.correction import Correction
+    from ..correctors.stack import step_edits
 
     for i, (step, given, made) in enumerate(step_edits(c), start=1):
         fell = f" (fell back: {step.fallback_reason})" if step.fallback else ""
@@ -108,7 +108,7 @@ def _print_steps(c: Any) -> None:
 
 def _run_file(cfg: CorrectConfig) -> int:
     """``--input``/``--output``: every check that needs no model runs before the model loads."""
-    from .batch_job import EXIT_ROWS_FAILED, BatchJob, most_common_error, summary
+    from ..jobs.batch import EXIT_ROWS_FAILED, BatchJob, most_common_error, summary
 
     job = BatchJob.open(cfg.input, cfg.output, overwrite=cfg.overwrite)  # type: ignore[arg-type]
     job.check_answers(bool(cfg.upstream))
@@ -127,7 +127,7 @@ def _run_file(cfg: CorrectConfig) -> int:
 
 
 def run_templates(args: argparse.Namespace) -> int:
-    from . import templates
+    from ..contracts import templates
 
     if args.action == "list":
         for name in templates.names():
@@ -140,7 +140,7 @@ def run_templates(args: argparse.Namespace) -> int:
     t = templates.get_template(args.name)
     aspects = args.aspects
     if args.objectives:
-        from .objectives import render, resolve
+        from ..contracts.objectives import render, resolve
 
         if args.aspects:
             raise ConfigError("give --objective or --aspects, not both.", field="objectives",

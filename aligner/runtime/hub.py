@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import ConfigError
+from ..contracts.errors import ConfigError
 
 #: file names that are data files, never hub dataset ids (what :func:`aligner.data.read_records` reads).
 DATA_SUFFIXES = (".json", ".jsonl", ".gz", ".parquet")

@@ -6,7 +6,7 @@
   them, ``--ray-gpus-per-actor`` GPUs each) that load the corrector once when they start — or
   call a served corrector (``--corrector http://…/v1``, e.g. vLLM);
 - rows stream back to this process as they finish and are written by the batch job's one
-  resumable writer (:class:`aligner.batch_job._Sink`): the same keys, meta, errors file and resume
+  resumable writer (:class:`aligner.jobs.batch._Sink`): the same keys, meta, errors file and resume
   rule as the local engine, so a killed Ray run resumes with the local engine or Ray alike, and
   shards (``--shard``, one Ray job each) merge with ``aligner data merge``.
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .errors import AlignerError, ConfigError, CorrectorError, UpstreamError
+from ..contracts.errors import AlignerError, ConfigError, CorrectorError, UpstreamError
 
 
 def _import_ray() -> Any:
@@ -35,7 +35,7 @@ _UPSTREAMS: dict[str, Any] = {}
 
 def _upstream(options: Any) -> Any:
     """One upstream per worker process (Ray reuses workers across tasks), built from the job's
-    options (:meth:`~aligner.options.AlignerOptions.build_upstream`) as the local engine builds it.
+    options (:meth:`~aligner.runtime.options.AlignerOptions.build_upstream`) as the local engine builds it.
     Keyed by the options' repr: a config is a mutable dataclass, so it cannot be a cache key."""
     key = repr(options)
     if key not in _UPSTREAMS:
@@ -50,9 +50,9 @@ def _error_json(stage: str, exc: AlignerError) -> str:
 
 
 def answer_batch(batch: dict[str, Any], *, options: Any) -> dict[str, Any]:
-    """A Ray task: the pipeline's answer stage (:func:`aligner.pipeline.answer_rows`) for the rows
+    """A Ray task: the pipeline's answer stage (:func:`aligner.runtime.pipeline.answer_rows`) for the rows
     without an answer; a row's failure goes in ``error``."""
-    from .pipeline import Row, answer_rows, run_sync
+    from ..runtime.pipeline import Row, answer_rows, run_sync
 
     n = len(batch["row"])
     rows = [Row(str(batch["question"][i]), batch["answer"][i] if isinstance(batch["answer"][i], str) else None,
@@ -74,15 +74,15 @@ def answer_batch(batch: dict[str, Any], *, options: Any) -> dict[str, Any]:
 
 class CorrectorActor:
     """A Ray actor: loads the corrector (and the gate) once, then runs the pipeline's gate and correct
-    stages (:func:`aligner.pipeline.judge_rows`, :func:`aligner.pipeline.correct_rows`) batch after batch."""
+    stages (:func:`aligner.runtime.pipeline.judge_rows`, :func:`aligner.runtime.pipeline.correct_rows`) batch after batch."""
 
     def __init__(self, options: Any, upstream_name: str):
         self.aligner = options.build(upstream=False)
         self.upstream_name = upstream_name
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        from .correction import Asked, is_blank
-        from .pipeline import Row, correct_rows, judge_rows, uncorrected
+        from ..contracts.correction import Asked, is_blank
+        from ..runtime.pipeline import Row, correct_rows, judge_rows, uncorrected
 
         n = len(batch["row"])
         errors: list[str | None] = [e if isinstance(e, str) else None for e in batch["error"]]
@@ -105,10 +105,10 @@ class CorrectorActor:
 
 def _correction(d: dict[str, Any]) -> Any:
     """A Correction back from its ``to_dict()`` (an actor's result), its gate verdict an object again."""
-    from .correction import Correction
+    from ..contracts.correction import Correction
 
     if d.get("gate") is not None:
-        from .gates.base import GateVerdict
+        from ..gates.base import GateVerdict
 
         d["gate"] = GateVerdict(**d["gate"])
     return Correction(**d)
@@ -124,10 +124,10 @@ def _rebuild_error(text: str) -> AlignerError:
 def _aligner_error_in(exc: BaseException) -> AlignerError | None:
     """The aligner error behind a Ray error: its ``cause`` (a task's error), or — for an actor that
     died in its constructor, whose error reaches the driver only as text — the last
-    ``aligner.errors.X: message`` line of its traceback, rebuilt as that class."""
+    ``aligner.contracts.errors.X: message`` line of its traceback, rebuilt as that class."""
     import re
 
-    from . import errors
+    from ..contracts import errors
 
     cause = getattr(exc, "cause", None)
     if isinstance(cause, AlignerError):
@@ -149,7 +149,7 @@ def run_ray(job: Any, cfg: Any) -> dict[str, Any]:
     """Run ``job``'s rows still to do on Ray Data; rows are written as their batches come back."""
     from tqdm.auto import tqdm
 
-    from .batch_job import _Sink, errors_path
+    from .batch import _Sink, errors_path
 
     ray = _import_ray()
     todo = job.todo

@@ -1,4 +1,4 @@
-"""``AlignerOptions``: the options of every command that builds an :class:`~aligner.core.Aligner`,
+"""``AlignerOptions``: the options of every command that builds an :class:`~aligner.runtime.core.Aligner`,
 and the one place that builds it.
 
 ``aligner correct``, ``serve``, ``demo``, ``generate`` and ``eval`` all take an upstream, a
@@ -18,10 +18,10 @@ import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError
+from ..contracts.errors import ConfigError
 
 if TYPE_CHECKING:
-    from .adapters.base import RetryPolicy, Upstream
+    from ..adapters.base import RetryPolicy, Upstream
     from .core import Aligner
 
 DEMO_NOTE = ("note: using the embedded demo corrector (a ~2M-parameter toy trained on synthetic data); "
@@ -94,9 +94,9 @@ class AlignerOptions:
                                     or not timeout > 0):
             raise ConfigError(f"must be a positive number of seconds, got {timeout!r}.", field="upstream_timeout",
                               fix="e.g. --upstream-timeout 60.")
-        from .conversation import check_context
-        from .gates.base import check_min_severity, check_on_error, check_threshold
-        from .objectives import resolve
+        from ..contracts.conversation import check_context
+        from ..gates.base import check_min_severity, check_on_error, check_threshold
+        from ..contracts.objectives import resolve
 
         if isinstance(self.corrector, (list, tuple)):  # one --corrector is that corrector; several a stack
             self.corrector = list(self.corrector) if len(self.corrector) != 1 else self.corrector[0]
@@ -123,7 +123,7 @@ class AlignerOptions:
         """The upstream's retry policy, or None to keep the upstream's default one."""
         if self.upstream_retries is None and self.upstream_timeout is None:
             return None
-        from .adapters.base import RetryPolicy
+        from ..adapters.base import RetryPolicy
 
         policy = RetryPolicy()
         if self.upstream_retries is not None:
@@ -162,7 +162,7 @@ class AlignerOptions:
         spec = self.upstream if upstream else None
         if isinstance(spec, str) and spec.startswith("hf:") and spec[3:].strip():
             # an hf: upstream that cannot be loaded is said before the corrector spends its load time
-            from .adapters.hf_local import check_model_location
+            from ..adapters.hf_local import check_model_location
 
             check_model_location(spec[3:].strip())
         decoding = {**(self.decoding() or {}), **self.decoding_flags()} or None
@@ -173,7 +173,7 @@ class AlignerOptions:
 
     def build_upstream(self) -> "Upstream":
         """The upstream alone, with the same options :meth:`build` gives it."""
-        from .adapters.resolve import resolve_upstream
+        from ..adapters.resolve import resolve_upstream
 
         if not self.upstream:
             raise ConfigError("no upstream given.", field="upstream",

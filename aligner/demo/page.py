@@ -1,4 +1,4 @@
-"""``aligner demo``: a Gradio page that shows an Aligner at work, offline.
+"""The demo page (``aligner demo``, :mod:`aligner.demo.commands`): a Gradio page that shows an Aligner at work, offline.
 
 A question goes to an upstream — by default a small built-in rule-based "model" that answers the
 way weak models fail (it leaks contact details, gets sums wrong, gives dangerous instructions, or
@@ -17,16 +17,13 @@ is imported only when the page is built.
 """
 from __future__ import annotations
 
-import argparse
 import re
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from .config_parser import add_config_command, build_config
-from .data.synthetic import ARITH_QUESTIONS, REDACT_QUESTIONS, REFUSAL_TOPICS
-from .options import GATE_HELP, AlignerOptions
+from ..data.synthetic import ARITH_QUESTIONS, REDACT_QUESTIONS, REFUSAL_TOPICS
+from ..runtime.options import GATE_HELP, AlignerOptions
 
 BUILTIN = "built-in (offline rules)"
 #: One question per thing the demo corrector was trained on, in the synthetic generator's own phrasing
@@ -46,7 +43,7 @@ DEMO_BANNER = ("**Demo corrector in use** — a tiny model trained on synthetic 
 
 @dataclass
 class DemoConfig(AlignerOptions):
-    """Options of ``aligner demo``: the shared :class:`~aligner.options.AlignerOptions` plus these."""
+    """Options of ``aligner demo``: the shared :class:`~aligner.runtime.options.AlignerOptions` plus these."""
 
     upstream: str | None = field(default=None, metadata={
         "help": "an extra upstream to offer besides the built-in one: LiteLLM model string, http(s)://…/v1 "
@@ -119,7 +116,7 @@ def builtin_upstream(question: str) -> str:
 # -- the page ---------------------------------------------------------------------------------
 def diff_spans(answer: str, correction: str) -> list[tuple[str, str | None]]:
     """``Correction.diff()`` as ``gr.HighlightedText`` spans: removed words labelled ``-``, added ``+``."""
-    from .correction import Correction
+    from ..contracts.correction import Correction
 
     return [(text, None if op == " " else op) for op, text in Correction(question="", answer=answer,
                                                                          correction=correction).diff()]
@@ -156,7 +153,7 @@ def steps_html(c: Any) -> str:
     (removed words struck through in red, added ones in green); empty for a single corrector."""
     import html
 
-    from .correctors.stack import step_edits
+    from ..correctors.stack import step_edits
 
     if not getattr(c, "steps", None):
         return ""
@@ -193,10 +190,10 @@ def create_demo(aligner: Any = None, *, upstreams: dict[str, Any] | None = None,
         choices[config.upstream] = config.build_upstream()
     choices.update(upstreams or {})
 
-    from .objectives import known, takes_objectives
+    from ..contracts.objectives import known, takes_objectives
 
-    objective_choices = [*known(), *[o.name for o in aligner.objectives or [] if o.name not in known()]]
-    custom = {o.name: o for o in aligner.objectives or [] if o.name not in known()}
+    objective_choices = [*known(), *[o.name for o in aligner.contracts.objectives or [] if o.name not in known()]]
+    custom = {o.name: o for o in aligner.contracts.objectives or [] if o.name not in known()}
 
     def ask(question: str, choice: str, use_gate: bool = False, objectives: list[str] | None = None,
             follow_up: bool = False, history: list[dict[str, str]] | None = None) -> Iterator[tuple[Any, ...]]:
@@ -206,7 +203,7 @@ def create_demo(aligner: Any = None, *, upstreams: dict[str, Any] | None = None,
         upstream = choices.get(choice) or builtin_upstream
         messages = asked_messages(history, question, follow_up)
         chosen = [custom.get(name, name) for name in objectives or []] or None
-        if takes_objectives(aligner.corrector) and not chosen and not aligner.objectives:
+        if takes_objectives(aligner.corrector) and not chosen and not aligner.contracts.objectives:
             raise gr.Error("Choose at least one objective: this corrector's template edits toward them.")
         t0 = time.perf_counter()
         try:
@@ -250,7 +247,7 @@ def create_demo(aligner: Any = None, *, upstreams: dict[str, Any] | None = None,
             choice = gr.Dropdown(list(choices), value=BUILTIN, label="Upstream model", scale=2, elem_id="upstream")
         takes = takes_objectives(aligner.corrector)
         with gr.Row(visible=takes):
-            objectives_box = gr.Dropdown(objective_choices, value=[o.name for o in aligner.objectives or []],
+            objectives_box = gr.Dropdown(objective_choices, value=[o.name for o in aligner.contracts.objectives or []],
                                          multiselect=True, label="Objectives (what the correction edits toward)",
                                          elem_id="objectives")
         with gr.Row():
@@ -301,44 +298,3 @@ def launch(demo: Any, *, host: str = "127.0.0.1", port: int | None = 7860, block
     if block:
         demo.block_thread()
     return out
-
-
-def run_demo(args: argparse.Namespace) -> int:
-    from .correct_commands import print_notes
-
-    cfg = build_config(DemoConfig, args, getattr(args, "config", None))
-    demo = create_demo(config=cfg)
-    print_notes(demo.aligner)
-    launch(demo, host=cfg.host, port=cfg.port, block=False, share=cfg.share)
-    print(f"aligner demo: {demo.local_url.rstrip('/')}", file=sys.stderr)
-    if not cfg.share:
-        print("  add --share for a temporary public link (anyone with it can use this page)", file=sys.stderr)
-    elif demo.share_url:
-        print(f"  public link: {demo.share_url} (temporary; anyone with it can use this page)", file=sys.stderr)
-    else:
-        print("  --share: no public link could be made (see above); the page is served locally only",
-              file=sys.stderr)
-    sys.stderr.flush()
-    demo.block_thread()
-    return 0
-
-
-DESCRIPTION = """\
-Gradio demo: ask a question, watch the Aligner correct the upstream's answer. \
-Runs offline with the built-in upstream and the embedded demo corrector. Examples:
-  aligner demo
-  aligner demo --upstream http://localhost:8001/v1 --upstream-model llama3
-  aligner demo --corrector aligner/aligner-7b-v1.0 --port 7861
-  aligner demo --gate none   # no gate: correct every answer
-  aligner demo --corrector small/ --corrector large/   # stacked: each step's edits shown
-  aligner demo --corrector M --template metaaligner --objective harmless   # objectives to choose from
-  aligner demo --share   # also on a temporary public gradio.live link"""
-
-
-#: where this module's commands stand in ``aligner --help`` (lower first; see aligner.cli)
-HELP_ORDER = 60
-
-
-def add_commands(sub: Any) -> None:
-    add_config_command(sub, "demo", DemoConfig, run_demo, description=DESCRIPTION,
-                       help="a web page showing answers and their corrections side by side (Gradio)")

@@ -3,7 +3,7 @@
 A local transformers model, a remote completions endpoint and the server's batcher all decode rows
 the same way from the caller's side: a row can be cancelled from any thread, carries its own token
 cap and guard, and streams its text through ``on_text`` / ``on_end``. So this lives beside the
-settings (:mod:`aligner.decoding`), not inside the local runtime that is only one of its users.
+settings (:mod:`aligner.contracts.decoding`), not inside the local runtime that is only one of its users.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator
 
 
 #: tokens of a row's tail decoded for its guard (enough for the guard's tail), every few steps;
-#: the local runtime and the lean loop of :mod:`aligner.decode_loop` read the same number (here,
+#: the local runtime and the lean loop of :mod:`aligner.runtime.decode_loop` read the same number (here,
 #: beside the row, so neither imports the other for it).
 GUARD_WINDOW = 256
 
@@ -30,7 +30,7 @@ class RowControl:
 
     #: this row's own cap on new tokens (the guard's answer-relative cap); None = the batch's.
     max_new_tokens: int | None = None
-    #: an :class:`aligner.guard.Guard`: judges the text's tail after every step.
+    #: an :class:`aligner.runtime.guard.Guard`: judges the text's tail after every step.
     guard: Any = None
     #: receives the row's text as it becomes stable (a stream); called in the generating thread.
     on_text: Callable[[str], None] | None = None
@@ -61,11 +61,11 @@ class RowControl:
 
 def iterate_row(row: RowControl, generate: Callable[[], Any]) -> Iterator[str]:
     """``row``'s text pieces as ``generate()`` (which decodes ``row``) produces them in a worker
-    thread (the one bridge, :func:`aligner.transport.streaming.items_from_thread`, over a row's
+    thread (the one bridge, :func:`aligner.contracts.streaming.items_from_thread`, over a row's
     ``on_text``/``on_end`` sinks), so every backend's stream ends, cancels and surfaces errors
     alike. A consumer that leaves early cancels the row (it stops within a step) instead of
     letting it run on behind the model lock."""
-    from aligner.transport.streaming import END, items_from_thread
+    from aligner.contracts.streaming import END, items_from_thread
 
     def produce(emit: Callable[[Any], None]) -> None:
         row.on_text, row.on_end = emit, lambda: emit(END)

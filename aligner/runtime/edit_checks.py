@@ -1,7 +1,7 @@
 """Edit checks: decline a correction whose edit can be checked and is wrong (issue 26).
 
 A corrector that turns a right answer wrong does the one damage this project promises never to do.
-Some edits can be verified without a judge, so the guard (:mod:`aligner.guard`) hands the answer back
+Some edits can be verified without a judge, so the guard (:mod:`aligner.runtime.guard`) hands the answer back
 unchanged when a correction
 
 * makes a sum wrong (``wrong_sum``): every ``a + b = c`` statement of the correction, in the forms
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 from typing import Callable
 
-#: fallback reasons (``Correction.fallback_reason``), beside those of :mod:`aligner.guard`
+#: fallback reasons (``Correction.fallback_reason``), beside those of :mod:`aligner.runtime.guard`
 WRONG_SUM, HALF_REFUSAL, NOT_A_CONTACT, UNVERIFIED_EDIT = "wrong_sum", "half_refusal", "not_a_contact", "unverified_edit"
 EDIT_REASONS = (WRONG_SUM, HALF_REFUSAL, NOT_A_CONTACT, UNVERIFIED_EDIT)
 #: values of ``DecodingConfig.edit_checks``

@@ -2,7 +2,7 @@
 
 The app keeps its code; only the client object changes. The answer is corrected for the request's
 ``messages``: the last user message, or the whole conversation when the corrector was trained on
-conversations (:mod:`aligner.conversation`). Each choice's corrected text replaces
+conversations (:mod:`aligner.contracts.conversation`). Each choice's corrected text replaces
 ``message.content``; the upstream's text stays beside it as ``message.original_content`` and the
 response carries an ``aligner`` object (``Correction.meta()``: the corrector id, timings, whether
 the answer changed — the keys the proxy serves). With ``stream=True`` the upstream stream is read
@@ -20,10 +20,10 @@ import sys
 import time
 from typing import Any, AsyncIterator, Iterator
 
-from .core import Aligner
-from .correction import Asked, Correction, is_blank
-from .errors import ConfigError
-from .messages import question_of
+from ..runtime.core import Aligner
+from ..contracts.correction import Asked, Correction, is_blank
+from ..contracts.errors import ConfigError
+from ..contracts.messages import question_of
 
 __all__ = ["CorrectedClient", "question_of", "wrap"]
 
@@ -103,7 +103,7 @@ class _Completions:
     def create(self, **kwargs: Any) -> Any:
         owner = self._owner
         question_of(kwargs.get("messages"))  # a list without a user message is refused before the upstream is asked
-        question = kwargs["messages"]  # the Aligner renders them as its corrector was trained (aligner.conversation)
+        question = kwargs["messages"]  # the Aligner renders them as its corrector was trained (aligner.contracts.conversation)
         if owner.is_async:
             return self._acreate(question, kwargs)
         t0 = time.perf_counter()

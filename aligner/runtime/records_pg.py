@@ -29,7 +29,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from ..errors import ConfigError
+from ..contracts.errors import ConfigError
 from .records import (COLUMNS, FEEDBACK, JSON_COLUMNS, SCHEMA_VERSION, FeedbackUnavailable, LogBase, insert_sql,
                       safe_target, sql_values)
 

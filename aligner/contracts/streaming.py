@@ -16,7 +16,7 @@ import queue
 import threading
 from typing import Any, AsyncIterator, Callable, Iterable, Iterator
 
-from aligner.templates import cut_at_stop
+from aligner.contracts.templates import cut_at_stop
 
 __all__ = ["StreamParser", "iterate_in_thread", "drive_async", "items_from_thread", "END"]
 

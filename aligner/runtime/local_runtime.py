@@ -2,16 +2,16 @@
 
 One place owns the device choice, left padding, the KV cache, streaming, per-row control and
 prompt-lookup / copy-aware decoding, so a causal corrector and a causal upstream decode exactly the
-same way. The settings they read are :class:`aligner.decoding.DecodingConfig`.
+same way. The settings they read are :class:`aligner.contracts.decoding.DecodingConfig`.
 """
 from __future__ import annotations
 
 import threading
 from typing import Any, Iterator, Sequence
 
-from .decoding import DecodingConfig
-from .errors import ConfigError
-from .rows import GUARD_WINDOW, RowControl, iterate_row, notify_end
+from ..contracts.decoding import DecodingConfig
+from ..contracts.errors import ConfigError
+from ..contracts.rows import GUARD_WINDOW, RowControl, iterate_row, notify_end
 
 
 def pick_device(device: str | None = None) -> str:
@@ -203,7 +203,7 @@ class LocalGenerator:
         return iterate_row(row, lambda: self.generate([prompt], decoding, [row]))
 
 
-#: a row's guard reads the tail of its text (GUARD_WINDOW tokens, from :mod:`aligner.rows`) every few
+#: a row's guard reads the tail of its text (GUARD_WINDOW tokens, from :mod:`aligner.contracts.rows`) every few
 #: steps: a cancel is checked after every step, the text (~0.1 ms a row with the decode) every 4th
 #: step, so a runaway row stops at most 3 steps after its run is clear; the verdict reads the text anyway.
 _GUARD_EVERY = 4

@@ -27,8 +27,8 @@ from __future__ import annotations
 import re
 from typing import Callable, Iterable
 
-from .decoding import CAP_FACTOR, CAP_SLACK, new_token_cap  # noqa: F401  (re-exported: the cap a guard is given)
-from .templates import STOP_MARKERS, Template, cut_at_stop
+from ..contracts.decoding import CAP_FACTOR, CAP_SLACK, new_token_cap  # noqa: F401  (re-exported: the cap a guard is given)
+from ..contracts.templates import STOP_MARKERS, Template, cut_at_stop
 
 #: Fallback reasons, as they appear on ``Correction.fallback_reason`` and in the server's logs.
 REPETITION, TEMPLATE_MARKER, TOO_LONG, EMPTY = "repetition", "template_marker", "too_long", "empty"
@@ -141,7 +141,7 @@ class Guard:
                  cap: int | None = None, enabled: bool = True,
                  edit_check: Callable[[str, str], str | None] | None = None):
         self.answer = answer
-        #: ``(answer, correction) -> reason | None`` run on a finished correction (:mod:`aligner.edit_checks`)
+        #: ``(answer, correction) -> reason | None`` run on a finished correction (:mod:`aligner.runtime.edit_checks`)
         self.edit_check = edit_check if enabled else None
         self.cap = cap if enabled else None
         self.enabled = enabled

@@ -22,8 +22,8 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..errors import ConfigError, CorrectorError, hide_cause
-from ..templates import Template, get_template, names
+from ..contracts.errors import ConfigError, CorrectorError, hide_cause
+from ..contracts.templates import Template, get_template, names
 
 FORMAT_VERSION = 1
 PREFIX = "aligner."

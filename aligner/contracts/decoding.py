@@ -1,6 +1,6 @@
 """Decoding settings: one validated dataclass every backend reads (local, remote, upstream).
 
-The local transformers runtime that acts on them is :mod:`aligner.local_runtime`.
+The local transformers runtime that acts on them is :mod:`aligner.runtime.local_runtime`.
 """
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ CAP_FACTOR, CAP_SLACK = 2, 64
 
 def new_token_cap(answer_tokens: int) -> int:
     """The most new tokens a correction of an answer of ``answer_tokens`` tokens may take (the
-    guard's ``too_long`` limit too, :mod:`aligner.guard`)."""
+    guard's ``too_long`` limit too, :mod:`aligner.runtime.guard`)."""
     return CAP_FACTOR * max(0, int(answer_tokens)) + CAP_SLACK
 
 
@@ -97,11 +97,11 @@ class DecodingConfig:
     #: the span of the answer it is copying (up to 64 tokens) and one forward pass verifies every
     #: row's draft. Same greedy output, far fewer passes when the correction copies. False = off.
     copy_draft: bool = True
-    #: ``auto``: greedy decoding runs in the project's lean loop (:mod:`aligner.decode_loop`)
+    #: ``auto``: greedy decoding runs in the project's lean loop (:mod:`aligner.runtime.decode_loop`)
     #: where the model supports it, sampling and repetition penalty in transformers' ``generate``;
     #: ``hf``: always ``generate`` (``prompt_lookup`` applies only here); ``loop``: the loop or an error.
     engine: str = "auto"
-    #: Cap the new tokens at ``2 × answer tokens + 64`` (see :mod:`aligner.guard`): a correction
+    #: Cap the new tokens at ``2 × answer tokens + 64`` (see :mod:`aligner.runtime.guard`): a correction
     #: rewrites the answer, so one running far longer is runaway. Setting ``max_new_tokens``
     #: yourself turns this off (you chose the length), unless you also set ``cap_to_answer``
     #: (the one rule: :func:`resolve_length`).
@@ -109,7 +109,7 @@ class DecodingConfig:
     #: Replace a degenerate correction (runaway repetition, the template's own markers, an empty
     #: or over-long result) by the original answer, flagged ``fallback``. False returns it as is.
     fallback: bool = True
-    #: Decline an edit that can be checked and is wrong (:mod:`aligner.edit_checks`): a sum made
+    #: Decline an edit that can be checked and is wrong (:mod:`aligner.runtime.edit_checks`): a sum made
     #: wrong, a half refusal, a placeholder over no contact; ``strict`` also declines any change that
     #: is none of those checkable edits. ``auto``: strict for a demo corrector, off for others; ``on``,
     #: ``strict``, ``off``. Needs ``fallback`` (a declined edit hands the answer back, flagged).
@@ -137,7 +137,7 @@ class DecodingConfig:
                               fix="e.g. engine='auto' (the lean loop where it applies).")
         if self.edit_checks not in ("auto", "off", "on", "strict"):
             raise ConfigError(f"must be 'auto', 'on', 'strict' or 'off', got {self.edit_checks!r}.", field="edit_checks",
-                              fix="e.g. edit_checks='on' (see aligner.edit_checks).")
+                              fix="e.g. edit_checks='on' (see aligner.runtime.edit_checks).")
         if self.temperature <= 0 and self.do_sample:
             raise ConfigError("must be > 0 when sampling.", field="temperature",
                               fix="use temperature > 0, or do_sample=False for greedy decoding.")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ..errors import ConfigError
+from ..contracts.errors import ConfigError
 
 SAFE_RLHF_FORMAT = "BEGINNING OF CONVERSATION: USER: {question} ASSISTANT:{answer}"
 
@@ -23,7 +23,7 @@ class SequenceScorer:
 
     def __init__(self, model_id: str, *, role: str = "reward", device: str | None = None, batch_size: int = 8,
                  text_format: str = "auto", max_length: int | None = None, field: str | None = None):
-        from ..local_runtime import pick_device
+        from .local_runtime import pick_device
 
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"must be a positive int, got {batch_size!r}.", field="score_batch_size",

@@ -3,10 +3,10 @@
 Every caller that corrects more than one answer runs these stages, each once, here:
 
 - the **answer** stage asks the upstream for each row without an answer, at most ``concurrency``
-  calls in flight, and knows who answered and how long it took (:class:`~aligner.correction.Asked`);
+  calls in flight, and knows who answered and how long it took (:class:`~aligner.contracts.correction.Asked`);
   a question given as a chat's messages then becomes the corrector's question (the last user
   message, or the conversation cut to the corrector's budget with the answer: see
-  :mod:`aligner.conversation`), before the gate and the corrector see it;
+  :mod:`aligner.contracts.conversation`), before the gate and the corrector see it;
 - the **gate** stage (:func:`judge_rows`, only when the Aligner has a gate) asks the gate about a
   batch of answered rows in one call: an answer it does not flag is passed on as it came
   (``Correction.uncorrected`` with the verdict), the flagged ones go on to the corrector;
@@ -14,7 +14,7 @@ Every caller that corrects more than one answer runs these stages, each once, he
   in batches by one rule (:class:`Batching`): at most ``size``, after waiting at most ``max_wait``
   for company unless no more rows may join (the gate's queue and the corrector's);
 - the **correct** stage (:func:`correct_rows`) corrects one batch in one corrector call and makes
-  each row's :class:`~aligner.correction.Correction` once, its upstream time passed in.
+  each row's :class:`~aligner.contracts.correction.Correction` once, its upstream time passed in.
 
 Who runs what:
 
@@ -39,8 +39,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Generic, Iterable, Sequence, TypeVar
 
-from .correction import EMPTY_ANSWER, Asked, Correction, correction_of, is_blank
-from .errors import AlignerError, ConfigError, CorrectorError, DataError, UpstreamError
+from ..contracts.correction import EMPTY_ANSWER, Asked, Correction, correction_of, is_blank
+from ..contracts.errors import AlignerError, ConfigError, CorrectorError, DataError, UpstreamError
 
 if TYPE_CHECKING:
     from .core import Aligner
@@ -71,7 +71,7 @@ class Row:
     """One answer to correct on its way through the stages."""
 
     #: the question; a chat's messages until the answer stage has turned them into the
-    #: corrector's question (:meth:`~aligner.core.Aligner.question_for`).
+    #: corrector's question (:meth:`~aligner.runtime.core.Aligner.question_for`).
     question: Any
     #: the answer; None until the upstream has given it.
     answer: str | None

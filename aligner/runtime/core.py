@@ -12,14 +12,14 @@ import copy
 import time
 from typing import Any, AsyncIterator, Iterator, Mapping, Sequence
 
-from .conversation import check_question, format_of, is_conversation, question_for
-from .correction import (EMPTY_ANSWER, Asked, AsyncCorrectionStream, Correction, CorrectionStream,
+from ..contracts.conversation import check_question, format_of, is_conversation, question_for
+from ..contracts.correction import (EMPTY_ANSWER, Asked, AsyncCorrectionStream, Correction, CorrectionStream,
                          CorrectorResult, correction_of, is_blank)
-from .correctors import Corrector, load_corrector
-from .decoding import DecodingConfig
-from .errors import ConfigError
-from .gates.routing import GateRoute
-from .objectives import aspects_for, check_takes, resolve
+from ..correctors import Corrector, load_corrector
+from ..contracts.decoding import DecodingConfig
+from ..contracts.errors import ConfigError
+from ..gates.routing import GateRoute
+from ..contracts.objectives import aspects_for, check_takes, resolve
 from .pipeline import Pipeline, Row, length_buckets, run_sync
 
 __all__ = ["Aligner", "Asked", "EMPTY_ANSWER", "is_blank", "length_buckets"]
@@ -39,10 +39,10 @@ class Aligner:
     answer the gate cannot judge gets (``"correct"``, ``"pass"`` or ``"raise"``).
 
     ``corrector`` may be a list: correctors stacked in order (:mod:`aligner.correctors.stack`).
-    ``objectives`` (``["harmless", "helpful"]``, see :mod:`aligner.objectives`) are the default
+    ``objectives`` (``["harmless", "helpful"]``, see :mod:`aligner.contracts.objectives`) are the default
     objectives of a corrector whose template takes them; a call's ``objectives=`` replaces them.
     A question may be a chat's ``messages``: it is rendered as the corrector was trained (the last
-    user message, or the conversation, see :mod:`aligner.conversation`); ``context`` (``"last"`` or
+    user message, or the conversation, see :mod:`aligner.contracts.conversation`); ``context`` (``"last"`` or
     ``"conversation"``) overrides what the corrector records.
     """
 
@@ -55,7 +55,7 @@ class Aligner:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"must be a positive int, got {batch_size!r}.", field="batch_size",
                               fix="e.g. batch_size=8.")
-        from .gates import load_gate
+        from ..gates import load_gate
 
         found = load_gate(gate, threshold=gate_threshold, min_severity=gate_min_severity, device=device)
         #: the gate and its on-error policy (None: every answer is corrected)
@@ -64,11 +64,11 @@ class Aligner:
         #: the default objectives (None: none); refused at start-up by a template that takes none
         self.objectives = resolve(objectives)
         check_takes(self.corrector, self.objectives)
-        #: how a chat's messages become the corrector's question (aligner.conversation)
+        #: how a chat's messages become the corrector's question (aligner.contracts.conversation)
         self.question_format = format_of(self.corrector, context)
         self.upstream = None
         if upstream is not None:
-            from .adapters.resolve import resolve_upstream
+            from ..adapters.resolve import resolve_upstream
 
             self.upstream = resolve_upstream(upstream, model=upstream_model, **upstream_kwargs)
         self.batch_size = batch_size
@@ -229,7 +229,7 @@ class Aligner:
         answer's is 0.0, or its ``asked`` item's when you asked the upstream yourself); each
         correction's ``corrector`` time its share of its batch. Empty answers are not corrected
         (``skipped="empty"``, as in :meth:`correct`). A question may be a chat's messages (see
-        :meth:`correct`). The stages are :mod:`aligner.pipeline`'s."""
+        :meth:`correct`). The stages are :mod:`aligner.runtime.pipeline`'s."""
         from tqdm.auto import tqdm
 
         aspects = self.aspects(aspects, objectives)
@@ -260,7 +260,7 @@ class Aligner:
     def _pipeline(self, out: list, advance: Any, aspects: str | None, decoding: Any, *,
                   blocking: bool) -> Pipeline:
         """Every answer first, then the corrector's batches shortest first (see
-        :class:`~aligner.pipeline.Pipeline`); each Correction put in its input position."""
+        :class:`~aligner.runtime.pipeline.Pipeline`); each Correction put in its input position."""
         def place(done: list, failed: list) -> None:
             for row, c in done:
                 out[row.tag] = c

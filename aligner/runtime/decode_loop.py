@@ -1,4 +1,4 @@
-"""The lean greedy decode loop behind :class:`aligner.local_runtime.LocalGenerator`, with copy-aware
+"""The lean greedy decode loop behind :class:`aligner.runtime.local_runtime.LocalGenerator`, with copy-aware
 speculative decoding.
 
 Why a loop of our own: transformers' ``generate`` spends most of a small model's step in Python
@@ -28,7 +28,7 @@ import bisect
 import inspect
 from typing import Any, Sequence
 
-from .rows import GUARD_WINDOW
+from ..contracts.rows import GUARD_WINDOW
 
 #: longest draft verified in one pass (per row).
 DRAFT_MAX = 64
@@ -141,7 +141,7 @@ def greedy_decode(model: Any, tokenizer: Any, input_ids: Any, attention_mask: An
                   sources: Sequence[list[int] | None] | None = None) -> list[list[int]]:
     """New token ids per row (eos included where reached), greedy, identical to ``generate``.
 
-    ``rows`` are :class:`aligner.rows.RowControl`; ``streamer`` a ``_RowStreamer`` (its
+    ``rows`` are :class:`aligner.contracts.rows.RowControl`; ``streamer`` a ``_RowStreamer`` (its
     ``put_rows`` receives each pass's new tokens per row). Left-padded ``input_ids`` for causal
     models, right-padded for encoder-decoders. ``sources`` (per row) replace the prompt's tokens
     as what is drafted from (tests use them to force long accepted and rejected drafts).

@@ -23,7 +23,7 @@ imported first, nor on the order a distribution's metadata lists its entry point
 
 The built-ins are found through the installed metadata only: imported from a source folder that
 was never installed (or installed before these entry points existed), the first lookup raises a
-:class:`~aligner.errors.ConfigError` saying to run ``pip install -e .``. No fallback scan of the
+:class:`~aligner.contracts.errors.ConfigError` saying to run ``pip install -e .``. No fallback scan of the
 package: a source checkout without an install lacks ``aligner.adapters`` and ``aligner.train``
 anyway (``pyproject.toml`` maps them from the top-level ``adapters/`` and ``train/``).
 """

@@ -30,11 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from .core import Aligner
-from .errors import LINE, AlignerError, ConfigError, DataError, UpstreamError, json_type
-from .pipeline import is_transient
+from ..runtime.core import Aligner
+from ..contracts.errors import LINE, AlignerError, ConfigError, DataError, UpstreamError, json_type
+from ..runtime.pipeline import is_transient
 
-log = logging.getLogger("aligner.batch_job")
+log = logging.getLogger("aligner.jobs.batch")
 
 #: exit status of ``aligner correct --input`` when the run finished but some rows failed.
 EXIT_ROWS_FAILED = 3
@@ -66,8 +66,8 @@ def read_questions(path: "str | Path", *, fields: tuple[str, ...] = ("question",
     ``fields`` are the names the question may have, first found wins (``aligner generate`` reads
     ``question`` or ``prompt``); with more than one, a path that is not a file may be a hub dataset id.
     """
-    from .data.io import _BadLine, read_records
-    from .hub import DATA_SUFFIXES, looks_like_path
+    from ..data.io import _BadLine, read_records
+    from ..runtime.hub import DATA_SUFFIXES, looks_like_path
 
     p = Path(path)
     flag = "--prompts" if len(fields) > 1 else "--input"
@@ -328,7 +328,7 @@ class BatchJob:
     def run(self, aligner: Aligner, *, progress: bool = True) -> dict[str, Any]:
         """Correct every row not yet in the output; returns counts (total, skipped, written, failed).
 
-        Pipelined (:class:`aligner.pipeline.Pipeline`): upstream calls run concurrently
+        Pipelined (:class:`aligner.runtime.pipeline.Pipeline`): upstream calls run concurrently
         (``max_concurrency``, and the upstream's requests-per-minute limit) and feed a queue that
         the corrector, in a worker thread, drains in batches of up to ``batch_size`` — neither
         waits for the other, and rows are appended as they finish (not in input order; ``aligner
@@ -336,7 +336,7 @@ class BatchJob:
         """
         from tqdm.auto import tqdm
 
-        from .pipeline import Pipeline, Row, run_sync
+        from ..runtime.pipeline import Pipeline, Row, run_sync
 
         todo = self.todo
         self.check_answers(aligner.upstream is not None)

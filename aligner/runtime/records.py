@@ -3,7 +3,7 @@
 Served traffic is free weak-to-strong data (the Aligner paper's third use: a corrector's corrections
 teach a stronger model): (question, correction) pairs for SFT and (correction ≻ answer) for DPO.
 JSONL is the format ``aligner generate``/trl read; SQLite suits a long-running server that several
-tools query while it writes; PostgreSQL (:mod:`aligner.serve.records_pg`) is the log several
+tools query while it writes; PostgreSQL (:mod:`aligner.runtime.records_pg`) is the log several
 ``aligner serve`` replicas share. :func:`open_log` picks the backend from the target's form.
 
 Every row carries the ``id`` the client was given (``aligner.id``, the completion's own id), so a
@@ -13,7 +13,7 @@ correction per line, which other tools read as Q-A-C rows). A later rating of th
 the earlier one. ``user_correction`` is the better text a user wrote themselves, kept as such: the
 export uses it as the target only when asked (``aligner export --with-user-corrections``).
 
-A row is the served :class:`~aligner.correction.Correction` read through ``Correction.meta()``
+A row is the served :class:`~aligner.contracts.correction.Correction` read through ``Correction.meta()``
 (:func:`record_of`) — the one source of what a correction says about itself (the ``aligner``
 object clients get) — plus the question and the correction text, which a training row needs and
 ``meta()`` leaves out. Two columns keep the names the log has always had: ``answer`` is
@@ -31,10 +31,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from ..errors import ConfigError
+from ..contracts.errors import ConfigError
 
 if TYPE_CHECKING:
-    from ..correction import Correction
+    from ..contracts.correction import Correction
 
 #: a row's fields, in every backend; ``id`` is the response id the client saw (``aligner.id``).
 #: ``fallback``: why the corrector's output was replaced by the answer (None: it was not), so a

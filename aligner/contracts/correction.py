@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator
 
 if TYPE_CHECKING:
-    from .gates.base import GateVerdict
+    from ..gates.base import GateVerdict
 
 _TOKEN = re.compile(r"\s+|\w+|[^\w\s]")
 _WORD = re.compile(r"\w+")
@@ -75,7 +75,7 @@ class CorrectorResult:
     :class:`Correction`).
 
     ``text`` is what to show: the correction, or — when the raw output was degenerate — the
-    original answer, with ``fallback_reason`` saying why (see :mod:`aligner.guard`).
+    original answer, with ``fallback_reason`` saying why (see :mod:`aligner.runtime.guard`).
     """
 
     text: str
@@ -111,7 +111,7 @@ class Correction:
     metadata: dict[str, Any] = field(default_factory=dict)
     #: True when the corrector's output was degenerate and ``correction`` is the original answer.
     fallback: bool = False
-    #: why it was: ``repetition``, ``template_marker``, ``too_long`` or ``empty`` (see ``aligner.guard``).
+    #: why it was: ``repetition``, ``template_marker``, ``too_long`` or ``empty`` (see ``aligner.runtime.guard``).
     fallback_reason: str | None = None
     #: why the corrector was not run at all, ``correction`` being the answer as it came: ``"empty"``
     #: (no answer text to correct; a corrector given none would invent one from the question). A
