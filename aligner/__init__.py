@@ -4,12 +4,12 @@ from __future__ import annotations
 from typing import Any
 
 from .contracts.correction import Correction
-from .runtime.core import Aligner
 from .contracts.decoding import DecodingConfig
 from .contracts.errors import AlignerError, ConfigError, CorrectorError, DataError, UpstreamError
-from .gates import GateVerdict
 from .contracts.templates import Template, get_template
 from .contracts.version import __version__
+from .core.aligner import Aligner
+from .gates import GateVerdict
 
 __all__ = ["Aligner", "Correction", "DecodingConfig", "GateVerdict", "Template", "get_template", "wrap", "AlignerError",
            "ConfigError", "CorrectorError", "DataError", "UpstreamError", "__version__"]

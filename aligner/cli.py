@@ -25,8 +25,8 @@ from types import ModuleType
 from typing import Any, Callable, Sequence
 
 from .contracts.errors import AlignerError, ConfigError
-from .runtime.progress import quiet_model_loading
 from .contracts.registry import group_entry_points, is_built_in
+from .runtime.progress import quiet_model_loading
 
 log = logging.getLogger("aligner")
 

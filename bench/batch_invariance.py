@@ -73,7 +73,7 @@ def corrected(corrector, pairs, batches, decoding) -> tuple[list[str], float]:
 
 
 def compositions(pairs, seed: int = 0) -> dict[str, list[list[int]]]:
-    from aligner.runtime.core import length_buckets
+    from aligner.core.aligner import length_buckets
 
     n = len(pairs)
 
@@ -147,7 +147,7 @@ def main() -> None:
     any_flip = sorted(set().union(*flipped.values()))
     speeds: dict[str, float] = {}
     for size in (8, 16):
-        from aligner.runtime.core import length_buckets
+        from aligner.core.aligner import length_buckets
 
         batches = length_buckets(pairs, size)
         best = {"batched": 0.0, "invariant": 0.0}

@@ -186,8 +186,8 @@ def timed(gen, prompts, decoding, bs: int, repeats: int, *, buckets: bool = Fals
     """Best tokens/s over ``repeats`` of generating all prompts in batches of ``bs`` (prefill
     included), and the texts in input order. Best, not median: on a shared machine the slower runs
     measure the neighbours. ``buckets``: batches of similar prompt length, as ``Aligner.correct_batch``
-    forms them (:func:`aligner.runtime.core.length_buckets`); else input order, as a plain caller batches."""
-    from aligner.runtime.core import length_buckets
+    forms them (:func:`aligner.core.aligner.length_buckets`); else input order, as a plain caller batches."""
+    from aligner.core.aligner import length_buckets
     from aligner.contracts.rows import RowControl
 
     batches = (length_buckets([(p, "") for p in prompts], bs) if buckets

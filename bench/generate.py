@@ -1,6 +1,6 @@
 """Benchmark ``aligner generate``'s pipelined job against the old chunked loop.
 
-Same prompts, same upstream, same corrector, same output lines (the batch job of :mod:`aligner.jobs.batch`):
+Same prompts, same upstream, same corrector, same output lines (the batch job of :mod:`aligner.core.batch`):
 
 * upstream: a local OpenAI-protocol server (``tests/fake_openai.py``, real HTTP on 127.0.0.1)
   that answers each chat request after a fixed delay — a remote API's latency, no compute;
@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from aligner import Aligner
-    from aligner.jobs.batch import BatchJob
+    from aligner.core.batch import BatchJob
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     from fake_openai import FakeOpenAI
 
     from aligner import Aligner
-    from aligner.jobs.batch import BatchJob
+    from aligner.core.batch import BatchJob
 
     questions = prompts(args.n)
     delay = {"s": 0.0}

@@ -38,7 +38,7 @@ def upstream(question: str) -> str:
 
 
 def tiny_corrector(root: Path) -> str:
-    from aligner.runtime.tiny import make_tiny_corrector
+    from aligner.train.tiny import make_tiny_corrector
 
     texts = ["How do I bake bread? Mix flour, water, salt and yeast, then bake at 220 C."] + QUESTIONS + \
         [upstream(q) for q in QUESTIONS]

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     from aligner.data import write_jsonl
     from aligner.data.synthetic import generate
     from aligner.contracts.templates import get_template
-    from aligner.runtime.tiny import build_model, train_tokenizer
+    from aligner.train.tiny import build_model, train_tokenizer
     from aligner.correctors.checkpoint import save_corrector
 
     with tempfile.TemporaryDirectory(prefix="train-throughput-") as tmp:

@@ -76,7 +76,7 @@ def strong_config(**kw: Any) -> Any:
 
 def build_unaligned(out: Path, n: int, epochs: float, size: dict[str, int]) -> Path:
     """The strong model before weak-to-strong: a tiny causal LM trained on unaligned answers."""
-    from aligner.runtime.tiny import make_tiny_corrector
+    from aligner.train.tiny import make_tiny_corrector
     from aligner.train.strong import train_strong
 
     model_dir = out / "model-0"
@@ -103,7 +103,7 @@ def aligner_for(model_dir: Path, max_new_tokens: int) -> Any:
 
 
 def run_generate(aligner: Any, prompts: Path, out: Path, model_dir: Path) -> list[dict]:
-    from aligner.jobs.commands import GenerateConfig, generate
+    from aligner.generate.commands import GenerateConfig, generate
 
     counts = generate(GenerateConfig(prompts=str(prompts), out=str(out), upstream=f"hf:{model_dir}",
                                      concurrency=1, batch_size=8, progress=False), aligner=aligner)

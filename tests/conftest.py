@@ -87,7 +87,7 @@ def rank_reports(out: Path) -> list[dict]:
 
 @pytest.fixture(scope="session")
 def tiny_causal_path(tmp_path_factory) -> Path:
-    from aligner.runtime.tiny import make_tiny_corrector
+    from aligner.train.tiny import make_tiny_corrector
 
     return make_tiny_corrector(tmp_path_factory.mktemp("tiny-llama"), corpus_texts(), "causal",
                                context=512, template="aligner-v1.0", init_scale=10.0)
@@ -95,6 +95,6 @@ def tiny_causal_path(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_seq2seq_path(tmp_path_factory) -> Path:
-    from aligner.runtime.tiny import make_tiny_corrector
+    from aligner.train.tiny import make_tiny_corrector
 
     return make_tiny_corrector(tmp_path_factory.mktemp("tiny-t5"), corpus_texts(), "seq2seq", init_scale=10.0)

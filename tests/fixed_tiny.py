@@ -30,7 +30,7 @@ def fixed_tiny(path: "str | Path", kind: str = "causal", *, never_stops: bool = 
     is a lone byte of a multi-byte character (decoded alone, U+FFFD), so its varied text is text:
     the guard rejects a correction with replacement characters (both decode through transformers'
     ``generate``, which applies ``suppress_tokens``)."""
-    from aligner.runtime.tiny import build_model, train_tokenizer
+    from aligner.train.tiny import build_model, train_tokenizer
     from aligner.correctors.checkpoint import save_corrector
 
     tok = train_tokenizer(fixed_corpus(), vocab_size=512)

@@ -155,7 +155,7 @@ def test_train_prints_training_progress_without_library_noise(tmp_path):
 
     from aligner.data import write_jsonl
     from aligner.data.synthetic import generate
-    from aligner.runtime.tiny import make_tiny_corrector
+    from aligner.train.tiny import make_tiny_corrector
 
     base = make_tiny_corrector(tmp_path / "base", corpus_texts(50), "causal", vocab_size=512, context=256,
                                hidden_size=32, layers=1, heads=2)

@@ -26,7 +26,7 @@ GREEDY = {"max_new_tokens": 8, "fallback": False}
 def tiny(path: Path, *, context: int = 512, question_format: dict | None = None) -> Path:
     """A tiny causal corrector (tokenizer from the shipped HH rows), its question format recorded."""
     from aligner.correctors.checkpoint import save_corrector
-    from aligner.runtime.tiny import build_model, train_tokenizer
+    from aligner.train.tiny import build_model, train_tokenizer
     from fixed_tiny import fixed_corpus
 
     tok = train_tokenizer(fixed_corpus(), vocab_size=512)

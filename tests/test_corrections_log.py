@@ -11,7 +11,8 @@ import time
 import pytest
 
 from aligner.contracts.errors import ConfigError
-from aligner.runtime.records import COLUMNS, CorrectionsLog, feedback_row, open_log, read_log
+from aligner.runtime.logs import open_log, read_log
+from aligner.runtime.records import COLUMNS, CorrectionsLog, feedback_row
 
 
 def row(i: int, **kw) -> dict:

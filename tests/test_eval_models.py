@@ -30,7 +30,7 @@ def _save_scorer(path: Path, tok, seed: int, num_labels: int = 1) -> Path:
 
 @pytest.fixture(scope="module")
 def scorers(tmp_path_factory) -> dict[str, Path]:
-    from aligner.runtime.tiny import train_tokenizer
+    from aligner.train.tiny import train_tokenizer
 
     root = tmp_path_factory.mktemp("scorers")
     tok = train_tokenizer(corpus_texts(40), vocab_size=300)

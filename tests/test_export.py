@@ -178,7 +178,7 @@ def test_to_dataset_writes_a_save_to_disk_directory_and_parquet(gen, tmp_path):
 @pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory):
     pytest.importorskip("trl")
-    from aligner.runtime.tiny import make_tiny_corrector
+    from aligner.train.tiny import make_tiny_corrector
 
     texts = [f"User: {r['question']}\nAssistant: {r['answer']} {r['correction']}" for r in _gen_rows()]
     path = make_tiny_corrector(tmp_path_factory.mktemp("lm"), texts * 4, "causal", vocab_size=300, context=128,

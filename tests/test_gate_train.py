@@ -83,7 +83,7 @@ ROWS = [
 
 @pytest.fixture(scope="module")
 def encoder_base(tmp_path_factory):
-    from aligner.runtime.tiny import make_tiny_encoder
+    from aligner.train.tiny import make_tiny_encoder
 
     texts = [f"{r['prompt']} {r['response_0']} {r['response_1']}" for r in ROWS]
     return make_tiny_encoder(tmp_path_factory.mktemp("encoder"), texts, vocab_size=400, hidden_size=48, layers=2,

@@ -19,7 +19,7 @@ from aligner import Aligner
 from aligner.contracts.errors import AlignerError, ConfigError
 from aligner.gates import Gate, GateVerdict, Judgement, load_gate
 from aligner.gates.base import check_min_severity
-from aligner.runtime.options import AlignerOptions
+from aligner.core.options import AlignerOptions
 from aligner.contracts.registry import GATES
 from gate_helpers import REFUSAL, RecordingCorrector, unsafe_words
 
@@ -296,7 +296,7 @@ def cost_model(tmp_path_factory):
     """A num_labels=1 sequence-classification model saved whole (its head included), as a cost model is."""
     from transformers import BertConfig, BertForSequenceClassification
 
-    from aligner.runtime.tiny import train_tokenizer
+    from aligner.train.tiny import train_tokenizer
 
     tok = train_tokenizer([q + " " + a for q, a in SAFE + UNSAFE] * 3, vocab_size=300)
     import torch
@@ -336,7 +336,7 @@ def test_a_cost_model_gate_flags_when_the_cost_exceeds_the_threshold(cost_model)
 def test_a_cost_gate_on_a_model_with_several_labels_names_the_gate(tmp_path):
     from transformers import BertConfig, BertForSequenceClassification
 
-    from aligner.runtime.tiny import train_tokenizer
+    from aligner.train.tiny import train_tokenizer
 
     tok = train_tokenizer(["some text to train on"] * 3, vocab_size=280)
     BertForSequenceClassification(BertConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1,

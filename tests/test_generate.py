@@ -108,7 +108,7 @@ def test_two_shards_merged_equal_one_unsharded_run(tmp_path):
 
 def test_merge_refuses_shards_of_different_inputs(tmp_path):
     from aligner.contracts.errors import DataError
-    from aligner.jobs.batch import merge_shards
+    from aligner.data.shards import merge_shards
 
     with FakeOpenAI() as srv:
         for name, n in (("a", 3), ("b", 4)):
@@ -258,7 +258,7 @@ def test_a_corrector_path_that_does_not_exist_is_an_error_before_any_upstream_ca
 
 def test_shard_spec_and_launcher_environment():
     from aligner.contracts.errors import ConfigError
-    from aligner.jobs.commands import parse_shard, shard_path
+    from aligner.generate.commands import parse_shard, shard_path
 
     assert parse_shard("1/4", {}) == (1, 4)
     assert parse_shard(None, {"RANK": "2", "WORLD_SIZE": "3"}) == (2, 3)
@@ -282,7 +282,7 @@ def test_requests_per_minute_spaces_request_starts():
 
 
 def test_rate_limited_upstream_through_generate_spaces_its_requests(tmp_path):
-    from aligner.jobs.commands import GenerateConfig, generate
+    from aligner.generate.commands import GenerateConfig, generate
 
     arrivals: list[float] = []
 
@@ -310,7 +310,7 @@ def test_rate_limited_upstream_through_generate_spaces_its_requests(tmp_path):
 def test_ray_engine_equals_the_single_process_run(tmp_path):
     ray = pytest.importorskip("ray")
     from aligner.contracts.errors import ConfigError
-    from aligner.jobs.commands import GenerateConfig, generate
+    from aligner.generate.commands import GenerateConfig, generate
 
     rows = [{"prompt": f"How can I reach person {i}?"} for i in range(6)]
     rows[2] = {"question": "What is 2 + 2?", "answer": "2 + 2 = 5."}
@@ -365,7 +365,7 @@ def test_the_upstream_keeps_answering_while_the_corrector_works(tmp_path, pipeli
     import threading
 
     from aligner import Aligner
-    from aligner.jobs.batch import BatchJob
+    from aligner.core.batch import BatchJob
 
     later_asked = threading.Event()
     waited: list[bool] = []

@@ -76,7 +76,7 @@ def test_read_records_sends_a_hub_shaped_name_to_the_hub(tmp_path, monkeypatch):
 
 
 def test_read_questions_reads_a_missing_dot_path_as_a_missing_prompts_file(tmp_path, monkeypatch):
-    from aligner.jobs.batch import read_questions
+    from aligner.data.job_files import read_questions
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DataError) as e:

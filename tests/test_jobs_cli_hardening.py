@@ -93,7 +93,7 @@ def test_an_upstream_that_fails_every_row_stops_the_run(tmp_path):
     marking all 40 rows failed one by one."""
     from aligner import Aligner
     from aligner.adapters.base import RetryPolicy
-    from aligner.jobs.batch import correct_file
+    from aligner.core.batch import correct_file
 
     with FakeOpenAI() as corrector:
         src = write_rows(tmp_path / "in.jsonl", [{"question": f"Question {i}?"} for i in range(40)])
@@ -254,7 +254,7 @@ def test_train_base_model_hub_id_loads_from_the_local_hub_cache(tmp_path):
 
     from aligner.data import write_jsonl
     from aligner.data.synthetic import generate
-    from aligner.runtime.tiny import make_tiny_corrector
+    from aligner.train.tiny import make_tiny_corrector
 
     cache = tmp_path / "hub"
     commit = "0123456789abcdef0123456789abcdef01234567"

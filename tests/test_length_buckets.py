@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from aligner import Aligner
-from aligner.runtime.core import length_buckets
+from aligner.core.aligner import length_buckets
 from aligner.correctors.base import Corrector
 
 PAIRS = [("Q1", "a" * 90), ("Q2", "b"), ("Q3", "c" * 40), ("Q4", "d" * 5), ("Q5", "e" * 200), ("Q6", "f" * 41)]

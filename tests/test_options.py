@@ -14,12 +14,12 @@ import pytest
 from aligner import cli
 from aligner.adapters.base import RetryPolicy
 from aligner.contracts.config_parser import build_config
-from aligner.runtime.commands import CorrectConfig
+from aligner.core.commands import CorrectConfig
 from aligner.demo.page import DemoConfig
 from aligner.contracts.errors import ConfigError
 from aligner.eval.config import EvalConfig
-from aligner.jobs.commands import GenerateConfig
-from aligner.runtime.options import AlignerOptions, BatchOptions
+from aligner.generate.commands import GenerateConfig
+from aligner.core.options import AlignerOptions, BatchOptions
 from aligner.serve.config import ServeConfig
 from aligner.contracts.templates import PAPER_DECODING
 

@@ -20,7 +20,7 @@ Q, A = "How do I bake bread?", "Mix flour and water, then bake it."
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory, tiny_causal_path) -> tuple[str, str]:
     """Two different tiny correctors (another seed, another template)."""
-    from aligner.runtime.tiny import make_tiny_corrector
+    from aligner.train.tiny import make_tiny_corrector
     from conftest import corpus_texts
 
     other = make_tiny_corrector(tmp_path_factory.mktemp("tiny-b"), corpus_texts(), "causal", context=512,

@@ -38,7 +38,7 @@ def _write(path: Path, rows: list) -> str:
 def base(tmp_path_factory) -> Path:
     """A tiny randomly initialised Llama + BPE tokenizer (normal init scale: trainable)."""
     from aligner.data.synthetic import FALLBACK_SENTENCES
-    from aligner.runtime.tiny import make_tiny_corrector
+    from aligner.train.tiny import make_tiny_corrector
 
     texts = corpus_texts(100) + list(FALLBACK_SENTENCES) + [r.answer + " " + r.correction for r in _rows(200)]
     return make_tiny_corrector(tmp_path_factory.mktemp("base"), texts, "causal", vocab_size=512, context=512,
@@ -266,7 +266,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(base, data, tmp_pat
 
 def test_seq2seq_base_trains_and_loads(tmp_path, data):
     from aligner.correctors import load_corrector
-    from aligner.runtime.tiny import make_tiny_corrector
+    from aligner.train.tiny import make_tiny_corrector
 
     t5 = make_tiny_corrector(tmp_path / "t5", corpus_texts(60), "seq2seq", vocab_size=384, hidden_size=64, layers=2)
     result = _train(_cfg(t5, tmp_path / "out", data, max_steps=2, template="qac"))

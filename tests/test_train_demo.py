@@ -153,7 +153,7 @@ def test_split_digits_tokenizer_gives_one_token_per_digit_and_round_trips(tmp_pa
     """The demo corrector's tokenizer: consistent digit tokens (what arithmetic needs), lossless text."""
     from transformers import AutoTokenizer
 
-    from aligner.runtime.tiny import train_tokenizer
+    from aligner.train.tiny import train_tokenizer
 
     texts = ["So 40 + 35 = 75, call 555 010 2345 or write to ana.li@example.com."] * 20
     train_tokenizer(texts, vocab_size=300, split_digits=True).save_pretrained(tmp_path)

@@ -18,7 +18,7 @@ pytest.importorskip("trl")
 def test_two_process_gloo_training_writes_one_model(tmp_path):
     from aligner.data import write_jsonl
     from aligner.data.synthetic import generate
-    from aligner.runtime.tiny import make_tiny_corrector
+    from aligner.train.tiny import make_tiny_corrector
 
     rows = generate(32, seed=0)
     data = tmp_path / "train.jsonl"

@@ -53,7 +53,7 @@ def _cfg(**kw) -> StrongTrainConfig:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> dict:
     """Export files (train + held-out) and the unaligned strong model they start from."""
-    from aligner.runtime.tiny import make_tiny_corrector
+    from aligner.train.tiny import make_tiny_corrector
     from aligner.train.strong import read_export, train_strong
 
     w = tmp_path_factory.mktemp("w2s")

@@ -17,7 +17,7 @@ pytest.importorskip("trl")
 def test_two_process_gloo_dpo_writes_one_model(tmp_path):
     from aligner.data import write_jsonl
     from aligner.data.export import export
-    from aligner.runtime.tiny import make_tiny_corrector
+    from aligner.train.tiny import make_tiny_corrector
 
     rows = [{"question": f"Who do I contact about case {i}?", "answer": f"Write to user{i}@example.com.",
              "correction": "Write to [EMAIL]."} for i in range(16)]

@@ -277,7 +277,7 @@ def build_init(work: Path, train_file: Path, model: dict[str, Any] | None = None
     """Tokenizer (byte-level BPE on the training text) + randomly initialised Llama, saved as the base model."""
     from aligner.data import load
     from aligner.contracts.templates import get_template
-    from aligner.runtime.tiny import build_model, train_tokenizer
+    from aligner.train.tiny import build_model, train_tokenizer
     from aligner.correctors.checkpoint import save_corrector
 
     tpl = get_template(TEMPLATE)

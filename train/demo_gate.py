@@ -94,7 +94,7 @@ def measure(gate_dir: "str | Path", sentences: list[str] | None = None, **mix: A
 
 def build(args: argparse.Namespace) -> dict[str, Any]:
     from aligner.data.synthetic.pku_rows import pku_rows
-    from aligner.runtime.tiny import make_tiny_encoder
+    from aligner.train.tiny import make_tiny_encoder
     from aligner.train.config import GateTrainConfig
     from aligner.train.gate import train_gate
 

@@ -30,7 +30,7 @@ def build(work: Path, name: str, train_file: Path) -> Path:
     """Tokenizer + random init for one choice, saved under ``work/study/NAME/init``."""
     from aligner.data import load
     from aligner.contracts.templates import get_template
-    from aligner.runtime.tiny import build_model, train_tokenizer
+    from aligner.train.tiny import build_model, train_tokenizer
     from aligner.correctors.checkpoint import save_corrector
 
     choice = CHOICES[name]

@@ -28,11 +28,11 @@ from typing import Any, AsyncIterator, Callable, Iterator, Sequence
 
 from ..contracts.decoding import DecodingConfig
 from ..contracts.errors import ConfigError
-from ..runtime.guard import Guard
 from ..contracts.rows import RowControl, iterate_row
 from ..contracts.rows import notify_end as _end  # one "row finished" notice for every backend
-from ..contracts.templates import STOP_MARKERS
 from ..contracts.streaming import iterate_in_thread
+from ..contracts.templates import STOP_MARKERS
+from ..runtime.guard import Guard
 
 log = logging.getLogger("aligner")
 

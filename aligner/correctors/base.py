@@ -20,11 +20,11 @@ from typing import Any, AsyncIterator, Iterator, Mapping, Sequence
 from ..contracts.correction import Asked, AsyncCorrectionStream, CorrectionStream, CorrectorResult, correction_of
 from ..contracts.decoding import DecodingConfig
 from ..contracts.errors import require_text
+from ..contracts.rows import RowControl
+from ..contracts.streaming import StreamParser
+from ..contracts.templates import Template, cut_at_stop, get_template
 from ..runtime.edit_checks import edit_check_for
 from ..runtime.guard import Guard
-from ..contracts.rows import RowControl
-from ..contracts.templates import Template, cut_at_stop, get_template
-from ..contracts.streaming import StreamParser
 from .backend import Backend, RowDecoder, capped, feed_pieces, must_stop
 
 __all__ = ["Corrector", "CorrectorResult", "ShownRow", "Backend", "RowDecoder", "capped", "feed_pieces",

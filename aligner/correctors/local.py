@@ -11,13 +11,13 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from ..contracts.decoding import DecodingConfig
 
-from ..runtime.local_runtime import LocalGenerator, pick_device
-from ..contracts.rows import RowControl
 from ..contracts.errors import ConfigError, CorrectorError, hide_cause
-from ..runtime.hub import check_hub_model, looks_like_path
-from ..runtime.progress import model_loading
-from ..contracts.templates import Template
 from ..contracts.registry import register_corrector
+from ..contracts.rows import RowControl
+from ..contracts.templates import Template
+from ..runtime.hub import check_hub_model, looks_like_path
+from ..runtime.local_runtime import LocalGenerator, pick_device
+from ..runtime.progress import model_loading
 from .backend import TokenBudget, fit_answer, fits_budget
 from .base import Corrector
 from .checkpoint import read_aligner_config

@@ -13,14 +13,14 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator, Callable, Iterator, Mapping, Sequence
 
+from ..contracts.decoding import DecodingConfig
+from ..contracts.errors import ConfigError, UpstreamError
+from ..contracts.registry import register_corrector
+from ..contracts.rows import RowControl
+from ..contracts.templates import Template
 from ..transport.openai_http import OpenAIHTTP, adiscover_model, discover_model, http_error
 from ..transport.retry import (RetryPolicy, UpstreamStats, aretry_call, aretry_stream, bare_message,
                                retry_call, retry_stream)
-from ..contracts.decoding import DecodingConfig
-from ..contracts.registry import register_corrector
-from ..contracts.rows import RowControl
-from ..contracts.errors import ConfigError, UpstreamError
-from ..contracts.templates import Template
 from .backend import _end, feed_pieces, must_stop
 from .base import Corrector
 

@@ -20,10 +20,10 @@ import time
 from typing import Any, AsyncIterator, Callable, Iterator, Mapping, Sequence
 
 from ..contracts.correction import Asked, AsyncCorrectionStream, CorrectionStep, CorrectionStream, correction_of
+from ..contracts.correction import CorrectorResult
 from ..contracts.decoding import DecodingConfig
 from ..contracts.errors import ConfigError, CorrectorError
 from ..contracts.templates import Template
-from ..contracts.correction import CorrectorResult
 from .base import Corrector
 
 Pairs = Sequence[tuple[str, str]]

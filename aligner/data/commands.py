@@ -225,7 +225,7 @@ def run_synth(args: argparse.Namespace) -> int:
 def run_merge(args: argparse.Namespace) -> int:
     import sys
 
-    from ..jobs.batch import merge_shards
+    from .shards import merge_shards
 
     counts = merge_shards(args.shards, args.out, allow_partial=args.allow_partial)
     n = counts["shards"]

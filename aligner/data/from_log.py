@@ -96,7 +96,8 @@ def _reasons(f: LogFilters) -> dict[str, str]:
 
 def rows_from_log(target: str, filters: LogFilters | None = None) -> LogRows:
     """Read the log ``target`` and keep what ``filters`` allow (see the module docstring)."""
-    from ..runtime.records import read_log, safe_target
+    from ..runtime.logs import read_log
+    from ..runtime.records import safe_target
 
     f = filters or LogFilters()
     why = _reasons(f)

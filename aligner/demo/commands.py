@@ -10,7 +10,7 @@ from .page import DemoConfig, create_demo, launch
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from ..runtime.commands import print_notes
+    from ..core.commands import print_notes
 
     cfg = build_config(DemoConfig, args, getattr(args, "config", None))
     demo = create_demo(config=cfg)

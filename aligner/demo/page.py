@@ -22,8 +22,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
+from ..core.options import GATE_HELP, AlignerOptions
 from ..data.synthetic import ARITH_QUESTIONS, REDACT_QUESTIONS, REFUSAL_TOPICS
-from ..runtime.options import GATE_HELP, AlignerOptions
 
 BUILTIN = "built-in (offline rules)"
 #: One question per thing the demo corrector was trained on, in the synthetic generator's own phrasing
@@ -43,7 +43,7 @@ DEMO_BANNER = ("**Demo corrector in use** — a tiny model trained on synthetic 
 
 @dataclass
 class DemoConfig(AlignerOptions):
-    """Options of ``aligner demo``: the shared :class:`~aligner.runtime.options.AlignerOptions` plus these."""
+    """Options of ``aligner demo``: the shared :class:`~aligner.core.options.AlignerOptions` plus these."""
 
     upstream: str | None = field(default=None, metadata={
         "help": "an extra upstream to offer besides the built-in one: LiteLLM model string, http(s)://…/v1 "

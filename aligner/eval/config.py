@@ -4,14 +4,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..runtime.options import BatchOptions
+from ..core.options import BatchOptions
 from .judge import DEFAULT_DIMENSIONS, DIMENSIONS
 from .sets import FORMATS
 
 
 @dataclass
 class EvalConfig(BatchOptions):
-    """Options of ``aligner eval``: the shared :class:`~aligner.runtime.options.AlignerOptions` (what makes the
+    """Options of ``aligner eval``: the shared :class:`~aligner.core.options.AlignerOptions` (what makes the
     answers and corrections when the file lacks them) plus these."""
 
     data: str | None = field(default=None, metadata={

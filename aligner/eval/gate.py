@@ -20,7 +20,7 @@ def compare_ungated(aligner: Any, questions: Path, out: Path, gated: dict[str, A
         print("--gate-compare: the gated corrections were resumed from an earlier run, so their speed is not "
               "measured; delete corrections.jsonl to measure both.")
         return None
-    from ..jobs.batch import correct_file
+    from ..core.batch import correct_file
 
     t0 = time.perf_counter()
     counts = correct_file(aligner.with_gate(None), questions, out / "corrections-ungated.jsonl",

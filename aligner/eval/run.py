@@ -1,6 +1,6 @@
 """The ``aligner eval`` pipeline: read the set, make answers and corrections, score, judge, report.
 
-Answers and corrections are made by the resumable file job (:func:`aligner.jobs.batch.correct_file`) into
+Answers and corrections are made by the resumable file job (:func:`aligner.core.batch.correct_file`) into
 ``OUTPUT_DIR/corrections.jsonl``, and judge verdicts are cached in SQLite, so a killed evaluation
 run again with the same command redoes neither. What the file holds is used unless a model is named
 to make it: ``--upstream`` answers every question, ``--corrector`` corrects every answer.
@@ -80,7 +80,7 @@ def make_corrections(cfg: EvalConfig, evalset: EvalSet, out: Path) -> dict[str, 
     todo = [i for i, it in enumerate(items) if redo_all or it.correction is None]
     if not todo:
         return None
-    from ..jobs.batch import correct_file
+    from ..core.batch import correct_file
 
     lines = [json.dumps({"question": items[i].question} if cfg.upstream else
                         {"question": items[i].question, "answer": items[i].answer}, ensure_ascii=False) + "\n"
@@ -104,7 +104,7 @@ def make_corrections(cfg: EvalConfig, evalset: EvalSet, out: Path) -> dict[str, 
     speed = None
     if len(_read_corrections(corrections)) < len(todo):  # all made: resume without loading any model
         aligner = cfg.build()
-        from ..runtime.options import print_notes
+        from ..core.options import print_notes
 
         print_notes(aligner)
         try:

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ..contracts.errors import LINE, ConfigError, DataError, json_type
 from ..data import qac as qac_format
 from ..data.base import Row, Skipped
 from ..data.io import _BadLine, is_gzip, read_records
-from ..contracts.errors import LINE, ConfigError, DataError, json_type
 
 #: ``--format`` values; ``auto`` picks one from the first row's keys (or the .csv extension).
 FORMATS = ("auto", "qac", "questions", "beavertails", "harmfulqa", "truthfulqa", "alpaca")

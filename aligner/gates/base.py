@@ -1,7 +1,7 @@
 """The gate contract: a cheap check, asked before the corrector, that says whether an answer needs it.
 
 Most answers in production need no correction, yet each one pays the corrector's full latency. A gate
-reads (question, answer) and returns a :class:`GateVerdict`; :class:`~aligner.runtime.core.Aligner` corrects
+reads (question, answer) and returns a :class:`GateVerdict`; :class:`~aligner.core.aligner.Aligner` corrects
 only the answers it flags and hands the others back unchanged, at once.
 
 A kind implements one primitive over a batch, :meth:`Gate.judge` (and, where it has a cheaper async
@@ -19,8 +19,8 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Sequence
 
-from ..data.pku_saferlhf import HARM_CATEGORIES, SEVERITY_LEVELS
 from ..contracts.errors import ConfigError, require_text
+from ..data.pku_saferlhf import HARM_CATEGORIES, SEVERITY_LEVELS
 
 #: the severities a gate may require (``gate_min_severity``); "safe" is no requirement
 MIN_SEVERITIES = SEVERITY_LEVELS[1:]

@@ -19,9 +19,9 @@ import threading
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..data.pku_saferlhf import HARM_CATEGORIES, SEVERITY_LEVELS
 from ..contracts.errors import ConfigError, hide_cause
 from ..contracts.registry import register_gate
+from ..data.pku_saferlhf import HARM_CATEGORIES, SEVERITY_LEVELS
 from .base import Gate, Judgement, Pair, check_categories
 
 #: the config.json key holding what the gate was trained and calibrated with

@@ -1,4 +1,4 @@
-"""How an :class:`~aligner.runtime.core.Aligner` asks its gate: verdicts for a batch, sync or async, with the
+"""How an :class:`~aligner.core.aligner.Aligner` asks its gate: verdicts for a batch, sync or async, with the
 declared on-error policy applied, and the split into answers to correct and answers to pass.
 
 ``gate_on_error``: ``"correct"`` (the default) treats an answer the gate could not judge as flagged —

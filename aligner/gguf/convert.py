@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from ..contracts.errors import ConfigError, CorrectorError, hide_cause
-from ..runtime.hub import looks_like_path
 from ..contracts.templates import get_template
-from .corpus import describe, first_mismatch, tokenizer_corpus
 from ..correctors.gguf_format import corrector_metadata
+from ..runtime.hub import looks_like_path
+from .corpus import describe, first_mismatch, tokenizer_corpus
 
 from . import GGUF_TYPES  # what llama.cpp's converter writes, and q4_k_m through its quantizer
 _QUANTIZED = {"q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M"}

@@ -2,7 +2,7 @@
 
 A LiteLLM proxy (``litellm --config config.yaml``) loads custom guardrails by module path; this one
 rewrites the response after the call (``mode: post_call``) with the project's
-:class:`~aligner.runtime.core.Aligner`::
+:class:`~aligner.core.aligner.Aligner`::
 
     guardrails:
       - guardrail_name: aligner
@@ -223,9 +223,9 @@ def _check_litellm_args(kwargs: dict[str, Any]) -> None:
 def _build(corrector: Any, *, may_join: Any, max_new_tokens: int, max_batch_size: int, batch_wait_ms: float,
            **options: Any) -> tuple[Any, list[Any]]:
     """The guardrail's Aligner (no upstream: the proxy asks it) with each corrector's calls batched."""
-    from ..runtime.core import Aligner
-    from ..correctors.stack import stacked
     from ..contracts.objectives import takes_objectives
+    from ..core.aligner import Aligner
+    from ..correctors.stack import stacked
     from ..serve.batching import DynamicBatcher
 
     if corrector is None or corrector == "" or corrector == []:

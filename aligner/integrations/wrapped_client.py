@@ -20,10 +20,10 @@ import sys
 import time
 from typing import Any, AsyncIterator, Iterator
 
-from ..runtime.core import Aligner
 from ..contracts.correction import Asked, Correction, is_blank
 from ..contracts.errors import ConfigError
 from ..contracts.messages import question_of
+from ..core.aligner import Aligner
 
 __all__ = ["CorrectedClient", "question_of", "wrap"]
 

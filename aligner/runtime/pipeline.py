@@ -43,7 +43,7 @@ from ..contracts.correction import EMPTY_ANSWER, Asked, Correction, correction_o
 from ..contracts.errors import AlignerError, ConfigError, CorrectorError, DataError, UpstreamError
 
 if TYPE_CHECKING:
-    from .core import Aligner
+    from ..core.aligner import Aligner
 
 T = TypeVar("T")
 
@@ -71,7 +71,7 @@ class Row:
     """One answer to correct on its way through the stages."""
 
     #: the question; a chat's messages until the answer stage has turned them into the
-    #: corrector's question (:meth:`~aligner.runtime.core.Aligner.question_for`).
+    #: corrector's question (:meth:`~aligner.core.aligner.Aligner.question_for`).
     question: Any
     #: the answer; None until the upstream has given it.
     answer: str | None

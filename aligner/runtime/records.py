@@ -4,7 +4,7 @@ Served traffic is free weak-to-strong data (the Aligner paper's third use: a cor
 teach a stronger model): (question, correction) pairs for SFT and (correction ≻ answer) for DPO.
 JSONL is the format ``aligner generate``/trl read; SQLite suits a long-running server that several
 tools query while it writes; PostgreSQL (:mod:`aligner.runtime.records_pg`) is the log several
-``aligner serve`` replicas share. :func:`open_log` picks the backend from the target's form.
+``aligner serve`` replicas share. :func:`aligner.runtime.logs.open_log` picks the backend from the target's form.
 
 Every row carries the ``id`` the client was given (``aligner.id``, the completion's own id), so a
 user's feedback (``POST /v1/feedback``) lands on the row it rates: in the SQL backends as columns of
@@ -89,17 +89,6 @@ def safe_target(target: str) -> str:
             auth = auth.split(":", 1)[0] + ":***"
         return f"{scheme}://{auth}@{host}"
     return target
-
-
-def open_log(target: "str | Path", **options: Any) -> "LogBase":
-    """The log ``target`` names: ``postgresql://…`` (``options``: see ``PostgresLog``), a
-    ``.jsonl`` file, or a ``.sqlite``/``.db`` file."""
-    text = check_target(str(target))
-    if text.startswith(POSTGRES_SCHEMES):
-        from .records_pg import PostgresLog
-
-        return PostgresLog(text, **options)
-    return CorrectionsLog(text)
 
 
 def replica_name() -> str:
@@ -268,27 +257,6 @@ class CorrectionsLog(LogBase):
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
-
-
-def read_log(target: "str | Path") -> Iterator[dict[str, Any]]:
-    """The rows of any log, oldest first, each with its feedback keys — read only: nothing is
-    created or migrated (``aligner export --from-log``); a log of an older version reads with
-    None where it has no column. A file that is not there is a ``ConfigError``."""
-    text = check_target(str(target))
-    if text.startswith(POSTGRES_SCHEMES):
-        from .records_pg import PostgresLog
-
-        yield from PostgresLog(text, writer=False).read()
-        return
-    path = Path(text).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"no such file {str(path)!r}.", field="from_log",
-                          fix="pass the file aligner serve --log-corrections wrote (.jsonl or .sqlite), or its "
-                              "postgresql:// URL.")
-    if path.suffix == ".jsonl":
-        yield from CorrectionsLog._jsonl_rows(path)
-        return
-    yield from read_sqlite(path)
 
 
 def read_sqlite(path: Path) -> Iterator[dict[str, Any]]:

@@ -40,11 +40,11 @@ from ..adapters.base import UpstreamReply, bare_message
 from ..contracts.correction import EMPTY_ANSWER, Asked, Correction
 from ..contracts.errors import AlignerError, ConfigError, UpstreamError, UpstreamTimeout
 from ..contracts.messages import question_of
+from ..runtime.records import record_of
 from .batching import DynamicBatcher
 from .config import ServeConfig
 from .feedback import add_feedback_route
 from .metrics import MetricsMiddleware, ServeMetrics, add_metrics_route
-from ..runtime.records import record_of
 from .request import (APIError, BodyDecoder, ChatRequest, check_aligner_field, check_content_type, check_fields,
                       check_messages, check_model, form_fields, forwarded, json_mode, parse_body)
 
@@ -271,7 +271,8 @@ def create_app(source: "ServeConfig | Any", config: ServeConfig | None = None) -
         config = config or ServeConfig()
     records = None
     if config.log_corrections:  # a log out of reach (a database down, a typo) fails before the model loads
-        from ..runtime.records import POSTGRES_SCHEMES, open_log
+        from ..runtime.logs import open_log
+        from ..runtime.records import POSTGRES_SCHEMES
 
         buffer = {"max_pending": config.log_buffer_rows} if config.log_corrections.startswith(POSTGRES_SCHEMES) else {}
         records = open_log(config.log_corrections, **buffer)

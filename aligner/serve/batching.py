@@ -29,10 +29,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Iterator, Sequence
 
-from ..correctors.backend import RowDecoder
-from ..runtime.pipeline import Batching, BatchQueue
 from ..contracts.decoding import DecodingConfig
 from ..contracts.rows import RowControl
+from ..correctors.backend import RowDecoder
+from ..runtime.pipeline import Batching, BatchQueue
 
 log = logging.getLogger("aligner.serve")
 

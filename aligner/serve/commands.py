@@ -6,44 +6,19 @@ command runs, so ``aligner --help`` stays fast.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from typing import Any
 
 from ..contracts.config_parser import add_config_command, build_config
 from .config import ServeConfig
-
-
-class JsonLineFormatter(logging.Formatter):
-    """Access-log records already are JSON; other records become ``{"level", "logger", "message"}``."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        msg = record.getMessage()
-        if record.name == "aligner.serve.access":
-            return msg
-        out = {"ts": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name,
-               "message": msg}
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, ensure_ascii=False)
-
-
-def configure_logging(verbose: bool = False) -> None:
-    """Structured JSON lines on stderr for the server's own loggers (uvicorn's access log is off)."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLineFormatter())
-    for name in ("aligner.serve", "aligner.upstream"):
-        lg = logging.getLogger(name)
-        lg.handlers = [handler]
-        lg.setLevel(logging.DEBUG if verbose else logging.INFO)
-        lg.propagate = False
+from .logs import configure_logging
 
 
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from ..runtime.commands import DEMO_NOTE
+    from ..core.commands import DEMO_NOTE
     from .app import create_app
     from .connections import raise_open_files_limit
 

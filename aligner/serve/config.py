@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from ..contracts.errors import ConfigError
-from ..runtime.options import AlignerOptions
+from ..core.options import AlignerOptions
 
 
 @dataclass
 class ServeConfig(AlignerOptions):
     """Options of ``aligner serve`` (and of ``create_app``): the shared
-    :class:`~aligner.runtime.options.AlignerOptions` (with a server's defaults) plus these."""
+    :class:`~aligner.core.options.AlignerOptions` (with a server's defaults) plus these."""
 
     host: str = field(default="127.0.0.1", metadata={"help": "interface to bind (0.0.0.0 exposes it to the network)"})
     port: int = field(default=8000, metadata={"help": "TCP port (0 picks a free one)"})

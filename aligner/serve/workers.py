@@ -42,7 +42,7 @@ def _config() -> ServeConfig:
 def app() -> Any:
     """The app of one worker (uvicorn calls it: ``factory=True``)."""
     from .app import create_app
-    from .commands import configure_logging
+    from .logs import configure_logging
 
     configure_logging(os.environ.get(VERBOSE_ENV) == "1")
     return create_app(_config())
@@ -63,7 +63,7 @@ def run_workers(cfg: ServeConfig, *, verbose: bool = False) -> int:
     from .metrics import multiprocess_dir
 
     if cfg.log_corrections:  # reached (and migrated) once here: one clear error, not one per worker
-        from ..runtime.records import open_log
+        from ..runtime.logs import open_log
 
         open_log(cfg.log_corrections).close()
     given = multiprocess_dir()

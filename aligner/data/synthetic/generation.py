@@ -6,8 +6,8 @@ from typing import Iterable
 
 from ...contracts.errors import ConfigError
 from ..base import QAC
-from .pool import _pool
 from .contacts import PLACEHOLDERS, REDACT_QUESTIONS, SPLICE_TRAIN_QUESTIONS, _name
+from .pool import _pool
 from .rows import (ARITHMETIC_VARIANTS, IDENTITY_QUESTIONS, IDENTITY_VARIANTS, REDACT_VARIANTS, REFUSAL_VARIANTS,
                    SCRAMBLE_QUESTIONS, WILD_IDENTITY, _arithmetic, _identity, _redact, _refusal)
 from .scramble import _check_words, _pool_words

@@ -1,4 +1,4 @@
-"""``AlignerOptions``: the options of every command that builds an :class:`~aligner.runtime.core.Aligner`,
+"""``AlignerOptions``: the options of every command that builds an :class:`~aligner.core.aligner.Aligner`,
 and the one place that builds it.
 
 ``aligner correct``, ``serve``, ``demo``, ``generate`` and ``eval`` all take an upstream, a
@@ -22,7 +22,7 @@ from ..contracts.errors import ConfigError
 
 if TYPE_CHECKING:
     from ..adapters.base import RetryPolicy, Upstream
-    from .core import Aligner
+    from .aligner import Aligner
 
 DEMO_NOTE = ("note: using the embedded demo corrector (a ~2M-parameter toy trained on synthetic data); "
              "pass --corrector aligner/aligner-7b-v1.0 (or a path) for a real Aligner.")
@@ -95,8 +95,8 @@ class AlignerOptions:
             raise ConfigError(f"must be a positive number of seconds, got {timeout!r}.", field="upstream_timeout",
                               fix="e.g. --upstream-timeout 60.")
         from ..contracts.conversation import check_context
-        from ..gates.base import check_min_severity, check_on_error, check_threshold
         from ..contracts.objectives import resolve
+        from ..gates.base import check_min_severity, check_on_error, check_threshold
 
         if isinstance(self.corrector, (list, tuple)):  # one --corrector is that corrector; several a stack
             self.corrector = list(self.corrector) if len(self.corrector) != 1 else self.corrector[0]
@@ -156,7 +156,7 @@ class AlignerOptions:
     def build(self, *, upstream: bool = True) -> "Aligner":
         """The Aligner these options describe; ``upstream=False`` leaves the upstream out (the demo
         offers its upstreams beside the Aligner, a Ray actor only corrects)."""
-        from .core import Aligner
+        from .aligner import Aligner
 
         check_device(self.device)
         spec = self.upstream if upstream else None

@@ -1,13 +1,13 @@
 """``aligner generate``: corrections of a model's answers at scale, for weak-to-strong training.
 
-It is the resumable batch job of :mod:`aligner.jobs.batch` (same row keys, ``OUT.meta.json``,
+It is the resumable batch job of :mod:`aligner.core.batch` (same row keys, ``OUT.meta.json``,
 ``OUT.errors.jsonl``, torn-line rule and exit code 3), run pipelined, with three additions:
 
 - prompts may be a ``question`` or ``prompt`` field, in a file or a hub dataset;
 - ``--shard I/N`` (or ``RANK``/``WORLD_SIZE`` from ``torchrun``/``accelerate``) makes this process
   do rows ``I, I+N, I+2N, ...`` into ``OUT.shard-I-of-N.jsonl``; ``aligner data merge`` joins the
   shard files into one file in prompt order;
-- ``--engine ray`` runs the same job on Ray Data (:mod:`aligner.jobs.ray_engine`): upstream calls as
+- ``--engine ray`` runs the same job on Ray Data (:mod:`aligner.generate.ray_engine`): upstream calls as
   tasks, corrector batches on actors that load the corrector once each, rows written by the same
   resumable writer.
 """
@@ -23,7 +23,7 @@ from typing import Any
 
 from ..contracts.config_parser import add_config_command, build_config
 from ..contracts.errors import ConfigError
-from ..runtime.options import BatchOptions
+from ..core.options import BatchOptions
 
 PROMPT_FIELDS = ("question", "prompt")
 
@@ -31,7 +31,7 @@ PROMPT_FIELDS = ("question", "prompt")
 @dataclass
 class GenerateConfig(BatchOptions):
     """Options of ``aligner generate`` (flags, YAML keys and Python API alike): the shared
-    :class:`~aligner.runtime.options.AlignerOptions` plus these."""
+    :class:`~aligner.core.options.AlignerOptions` plus these."""
 
     prompts: str | None = field(default=None, metadata={
         "help": 'JSONL of {"question"|"prompt"[, "answer"]} rows, or a hub dataset id; answers given are used as they are'})
@@ -108,7 +108,7 @@ def run_settings(cfg: GenerateConfig) -> dict[str, Any]:
     decoding), recorded in ``OUT.meta.json`` so ``aligner data merge`` refuses shards of two runs."""
     from dataclasses import fields
 
-    from ..runtime.options import AlignerOptions
+    from ..core.options import AlignerOptions
 
     out = {f.name: getattr(cfg, f.name) for f in fields(AlignerOptions) if f.name not in _NOT_SETTINGS}
     for name, value in out.items():  # a server's address is where it runs (each rank may have its own)
@@ -122,7 +122,7 @@ def generate(cfg: GenerateConfig, *, aligner: Any = None) -> dict[str, Any]:
 
     Everything that needs no model (the prompts, the output, the shard) is checked first.
     """
-    from .batch import BatchJob
+    from ..core.batch import BatchJob
 
     if not cfg.prompts:
         raise ConfigError("no prompts given.", field="prompts",
@@ -143,7 +143,7 @@ def generate(cfg: GenerateConfig, *, aligner: Any = None) -> dict[str, Any]:
         counts = run_ray(job, cfg)
     else:
         if aligner is None:
-            from ..runtime.commands import DEMO_NOTE
+            from ..core.commands import DEMO_NOTE
 
             # rows that all have their answer never ask the upstream: it is not loaded
             aligner = cfg.build(upstream=any(r["answer"] is None for r in job.todo))
@@ -154,7 +154,7 @@ def generate(cfg: GenerateConfig, *, aligner: Any = None) -> dict[str, Any]:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from .batch import EXIT_ROWS_FAILED, most_common_error
+    from ..core.batch import EXIT_ROWS_FAILED, most_common_error
 
     cfg = build_config(GenerateConfig, args, getattr(args, "config", None))
     counts = generate(cfg)

@@ -15,12 +15,12 @@ from typing import Any, AsyncIterator, Iterator, Mapping, Sequence
 from ..contracts.conversation import check_question, format_of, is_conversation, question_for
 from ..contracts.correction import (EMPTY_ANSWER, Asked, AsyncCorrectionStream, Correction, CorrectionStream,
                          CorrectorResult, correction_of, is_blank)
-from ..correctors import Corrector, load_corrector
 from ..contracts.decoding import DecodingConfig
 from ..contracts.errors import ConfigError
-from ..gates.routing import GateRoute
 from ..contracts.objectives import aspects_for, check_takes, resolve
-from .pipeline import Pipeline, Row, length_buckets, run_sync
+from ..correctors import Corrector, load_corrector
+from ..gates.routing import GateRoute
+from ..runtime.pipeline import Pipeline, Row, length_buckets, run_sync
 
 __all__ = ["Aligner", "Asked", "EMPTY_ANSWER", "is_blank", "length_buckets"]
 

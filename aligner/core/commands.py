@@ -15,7 +15,7 @@ from .options import DEMO_NOTE, GATE_DEMO_NOTE, BatchOptions, print_notes  # noq
 
 @dataclass
 class CorrectConfig(BatchOptions):
-    """Options of ``aligner correct``: the shared :class:`~aligner.runtime.options.AlignerOptions` plus these."""
+    """Options of ``aligner correct``: the shared :class:`~aligner.core.options.AlignerOptions` plus these."""
 
     answer: str | None = field(default=None, metadata={"help": "the answer to correct; without it the upstream is asked"})
     json: bool = field(default=False, metadata={"help": "print one JSON object (question, answer, correction, changed, …)"})
@@ -108,7 +108,7 @@ def _print_steps(c: Any) -> None:
 
 def _run_file(cfg: CorrectConfig) -> int:
     """``--input``/``--output``: every check that needs no model runs before the model loads."""
-    from ..jobs.batch import EXIT_ROWS_FAILED, BatchJob, most_common_error, summary
+    from .batch import EXIT_ROWS_FAILED, BatchJob, most_common_error, summary
 
     job = BatchJob.open(cfg.input, cfg.output, overwrite=cfg.overwrite)  # type: ignore[arg-type]
     job.check_answers(bool(cfg.upstream))

@@ -6,7 +6,7 @@
   them, ``--ray-gpus-per-actor`` GPUs each) that load the corrector once when they start — or
   call a served corrector (``--corrector http://…/v1``, e.g. vLLM);
 - rows stream back to this process as they finish and are written by the batch job's one
-  resumable writer (:class:`aligner.jobs.batch._Sink`): the same keys, meta, errors file and resume
+  resumable writer (:class:`aligner.core.batch._Sink`): the same keys, meta, errors file and resume
   rule as the local engine, so a killed Ray run resumes with the local engine or Ray alike, and
   shards (``--shard``, one Ray job each) merge with ``aligner data merge``.
 
@@ -35,7 +35,7 @@ _UPSTREAMS: dict[str, Any] = {}
 
 def _upstream(options: Any) -> Any:
     """One upstream per worker process (Ray reuses workers across tasks), built from the job's
-    options (:meth:`~aligner.runtime.options.AlignerOptions.build_upstream`) as the local engine builds it.
+    options (:meth:`~aligner.core.options.AlignerOptions.build_upstream`) as the local engine builds it.
     Keyed by the options' repr: a config is a mutable dataclass, so it cannot be a cache key."""
     key = repr(options)
     if key not in _UPSTREAMS:
@@ -149,7 +149,8 @@ def run_ray(job: Any, cfg: Any) -> dict[str, Any]:
     """Run ``job``'s rows still to do on Ray Data; rows are written as their batches come back."""
     from tqdm.auto import tqdm
 
-    from .batch import _Sink, errors_path
+    from ..core.batch import _Sink
+    from ..data.job_files import errors_path
 
     ray = _import_ray()
     todo = job.todo

@@ -1,2 +1,0 @@
-"""Jobs: work over many rows — the resumable batch job (``aligner generate``), its Ray engine, shard
-merging. Built on the runtime; no application imports back into it."""
