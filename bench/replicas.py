@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     from fake_openai import FakeOpenAI
     from fixtures_postgres import PostgresServer
 
-    from aligner.runtime.records import read_log
+    from aligner.runtime.logs import read_log
 
     sys.path.insert(0, str(REPO / "bench"))
     from serve import tiny_corrector  # the same tiny model bench/serve.py measures
