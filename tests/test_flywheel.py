@@ -14,7 +14,8 @@ from aligner.cli import main
 from aligner.contracts.errors import ConfigError
 from aligner.serve.app import create_app
 from aligner.serve.config import ServeConfig
-from aligner.runtime.records import feedback_row, open_log
+from aligner.runtime.logs import open_log
+from aligner.runtime.records import feedback_row
 from aligner.serve.runner import ServerThread
 from conftest import read_rows
 

@@ -17,7 +17,7 @@ from aligner.correctors.base import Corrector
 from aligner.gates import GateVerdict
 from aligner.serve.app import create_app
 from aligner.serve.config import ServeConfig
-from aligner.runtime.records import read_log
+from aligner.runtime.logs import read_log
 from aligner.serve.runner import ServerThread
 from fake_openai import FakeOpenAI, request_text
 

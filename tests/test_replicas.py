@@ -29,7 +29,7 @@ import pytest
 from aligner import Aligner
 from aligner.serve.app import create_app
 from aligner.serve.config import ServeConfig
-from aligner.runtime.records import read_log
+from aligner.runtime.logs import read_log
 from aligner.serve.runner import ServerThread
 from fake_openai import FakeOpenAI
 

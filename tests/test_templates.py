@@ -1,7 +1,7 @@
 """The released models were trained on exact strings: each template is pinned byte for byte."""
 import pytest
 
-from aligner import templates
+from aligner.contracts import templates
 from aligner.contracts.errors import TemplateError
 from aligner.contracts.templates import Template, get_template
 
