@@ -132,7 +132,7 @@ def _aligner_error_in(exc: BaseException) -> AlignerError | None:
     cause = getattr(exc, "cause", None)
     if isinstance(cause, AlignerError):
         return cause
-    found = re.findall(r"^aligner\.errors\.(\w+): (.+)$", str(exc), re.M)
+    found = re.findall(rf"^{re.escape(errors.__name__)}\.(\w+): (.+)$", str(exc), re.M)
     if not found:
         return None
     name, message = found[-1]
