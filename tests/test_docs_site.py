@@ -58,7 +58,7 @@ def test_api_sources_mirror_the_installed_package_names(tmp_path, monkeypatch):
     api = hook("api_sources")
     monkeypatch.setattr(api, "TREE", tmp_path / "api-src")
     tree = api.build_tree()
-    assert (tree / "aligner" / "core.py").is_file()
+    assert (tree / "aligner" / "core" / "aligner.py").is_file()
     assert (tree / "aligner" / "adapters" / "base.py").read_text() == (REPO / "adapters" / "base.py").read_text()
     assert (tree / "aligner" / "train" / "corrector.py").is_file()
     assert not list(tree.rglob("*.safetensors"))  # sources only

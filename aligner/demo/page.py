@@ -192,8 +192,8 @@ def create_demo(aligner: Any = None, *, upstreams: dict[str, Any] | None = None,
 
     from ..contracts.objectives import known, takes_objectives
 
-    objective_choices = [*known(), *[o.name for o in aligner.contracts.objectives or [] if o.name not in known()]]
-    custom = {o.name: o for o in aligner.contracts.objectives or [] if o.name not in known()}
+    objective_choices = [*known(), *[o.name for o in aligner.objectives or [] if o.name not in known()]]
+    custom = {o.name: o for o in aligner.objectives or [] if o.name not in known()}
 
     def ask(question: str, choice: str, use_gate: bool = False, objectives: list[str] | None = None,
             follow_up: bool = False, history: list[dict[str, str]] | None = None) -> Iterator[tuple[Any, ...]]:
@@ -203,7 +203,7 @@ def create_demo(aligner: Any = None, *, upstreams: dict[str, Any] | None = None,
         upstream = choices.get(choice) or builtin_upstream
         messages = asked_messages(history, question, follow_up)
         chosen = [custom.get(name, name) for name in objectives or []] or None
-        if takes_objectives(aligner.corrector) and not chosen and not aligner.contracts.objectives:
+        if takes_objectives(aligner.corrector) and not chosen and not aligner.objectives:
             raise gr.Error("Choose at least one objective: this corrector's template edits toward them.")
         t0 = time.perf_counter()
         try:
@@ -247,7 +247,7 @@ def create_demo(aligner: Any = None, *, upstreams: dict[str, Any] | None = None,
             choice = gr.Dropdown(list(choices), value=BUILTIN, label="Upstream model", scale=2, elem_id="upstream")
         takes = takes_objectives(aligner.corrector)
         with gr.Row(visible=takes):
-            objectives_box = gr.Dropdown(objective_choices, value=[o.name for o in aligner.contracts.objectives or []],
+            objectives_box = gr.Dropdown(objective_choices, value=[o.name for o in aligner.objectives or []],
                                          multiselect=True, label="Objectives (what the correction edits toward)",
                                          elem_id="objectives")
         with gr.Row():

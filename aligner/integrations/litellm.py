@@ -245,7 +245,7 @@ def _build(corrector: Any, *, may_join: Any, max_new_tokens: int, max_batch_size
         options.update(gate)
     options = {k: v for k, v in options.items() if v is not None}
     aligner = Aligner(None, corrector, decoding={"max_new_tokens": max_new_tokens, "cap_to_answer": True}, **options)
-    if takes_objectives(aligner.corrector) and not aligner.contracts.objectives:
+    if takes_objectives(aligner.corrector) and not aligner.objectives:
         raise GuardrailSetupError(f"template {aligner.corrector.template.name!r} needs objectives, and none are set.",
                                   field="objectives", fix="add objectives: [harmless, helpful] (or 'name: "
                                                           "description' items) to the guardrail's litellm_params.")
