@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aligner.train.demo_corrector import SHAPES, TEMPLATE
+from aligner.train.demo_recipe import SHAPES, TEMPLATE
 
 CHOICES = SHAPES  # the rebuild's own choices (``--shape``)
 
@@ -73,9 +73,9 @@ def _generation_scores(model_dir: Path, rows: list[Any]) -> dict[str, Any]:
     fallback hands the answer back unchanged, which would count a runaway model as a perfect copier)."""
     from aligner.correctors import load_corrector
     from aligner.data.synthetic import exact_copy
-    from aligner.train.demo_corrector import _raw_decoding
+    from aligner.train.demo_measures import raw_decoding
 
-    corrector = load_corrector(str(model_dir), device="cpu", decoding={**_raw_decoding(), "max_new_tokens": 120})
+    corrector = load_corrector(str(model_dir), device="cpu", decoding={**raw_decoding(), "max_new_tokens": 120})
     preds = corrector.correct_batch([(r.question, r.answer) for r in rows])
     return {"exact_copy_fine_hand": round(sum(exact_copy(r.answer, p) for r, p in zip(rows, preds)) / len(preds), 4),
             "decoding": "raw", "example": {"answer": rows[0].answer, "got": preds[0]}}
