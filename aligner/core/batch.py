@@ -36,7 +36,7 @@ from ..data.job_files import (check_output_writable, describe_rows, errors_path,
 from ..runtime.pipeline import is_transient
 from .aligner import Aligner
 
-log = logging.getLogger("aligner.core.batch")
+log = logging.getLogger("aligner.batch_job")
 
 #: exit status of ``aligner correct --input`` when the run finished but some rows failed.
 EXIT_ROWS_FAILED = 3

@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 from ..contracts.errors import LINE, ConfigError, DataError, json_type
 
-log = logging.getLogger("aligner.core.batch")
+log = logging.getLogger("aligner.batch_job")
 
 
 def row_key(question: str, answer: str | None) -> str:
