@@ -64,7 +64,7 @@ def create_app(source: "ServeConfig | Any", config: ServeConfig | None = None) -
         aligner = aligner if aligner is not None else config.build()
         from ..contracts.objectives import takes_objectives
 
-        if takes_objectives(aligner.corrector) and not aligner.contracts.objectives:
+        if takes_objectives(aligner.corrector) and not aligner.objectives:
             raise ConfigError(f"template {aligner.corrector.template.name!r} needs objectives ({{aspects}}), and none "
                               "were given: every request without its own would fail.", field="objectives",
                               fix="give the server's objectives, e.g. --objective harmless --objective helpful "
