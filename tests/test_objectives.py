@@ -183,7 +183,7 @@ def test_a_server_refuses_objectives_its_template_cannot_take(fake_openai):
         r = httpx.post(srv.base_url + "/chat/completions", timeout=60,
                        json={"model": "fake-model", "messages": [{"role": "user", "content": Q}],
                              "aligner": {"objectives": ["harmless"]}})
-        assert r.status_code == 400 and r.json()["error"]["param"] == "aligner.contracts.objectives"
+        assert r.status_code == 400 and r.json()["error"]["param"] == "aligner.objectives"
         assert "takes no objectives" in r.json()["error"]["message"]
 
 

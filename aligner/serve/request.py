@@ -53,7 +53,7 @@ class ChatRequest:
     json_mode: bool
     #: the request's own fields for an upstream that takes OpenAI parameters (else empty).
     params: dict[str, Any]
-    #: ``aligner.contracts.objectives``: this request's objectives (None: the server's own, if any).
+    #: ``aligner.objectives``: this request's objectives (None: the server's own, if any).
     objectives: tuple[str, ...] | None = None
 
 
@@ -255,13 +255,13 @@ def check_aligner_field(value: Any, corrector: Any) -> tuple[str, ...] | None:
     if objectives is None:
         return None
     if not isinstance(objectives, list) or not all(isinstance(o, str) for o in objectives):
-        raise invalid("aligner.contracts.objectives", f"must be an array of strings, got {shown(objectives)}.")
+        raise invalid("aligner.objectives", f"must be an array of strings, got {shown(objectives)}.")
     from ..contracts.objectives import check_takes, resolve
 
     try:
-        check_takes(corrector, resolve(objectives, field="aligner.contracts.objectives"), field="aligner.contracts.objectives")
+        check_takes(corrector, resolve(objectives, field="aligner.objectives"), field="aligner.objectives")
     except ConfigError as exc:
-        raise invalid("aligner.contracts.objectives", str(exc).split(": ", 1)[-1]) from exc
+        raise invalid("aligner.objectives", str(exc).split(": ", 1)[-1]) from exc
     return tuple(objectives)
 
 
