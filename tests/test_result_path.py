@@ -178,14 +178,14 @@ def test_the_proxy_counts_the_correctors_tokens_on_the_prompt_it_was_given(tiny_
 
 def test_validation_returns_a_typed_request(tiny_causal_path):
     from aligner.contracts.decoding import DecodingConfig
-    from aligner.serve.app import _validate, create_app
+    from aligner.serve.app import create_app
     from aligner.serve.config import ServeConfig
-    from aligner.serve.request import ChatRequest
+    from aligner.serve.request import ChatRequest, validate
 
     app = create_app(Aligner(None, corrector=str(tiny_causal_path)), ServeConfig())
     messages = [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]
-    req = _validate({"messages": messages, "stream": True, "max_tokens": 5,
-                     "stream_options": {"include_usage": True}}, app.state.aligner)
+    req = validate({"messages": messages, "stream": True, "max_tokens": 5,
+                    "stream_options": {"include_usage": True}}, app.state.aligner)
     assert isinstance(req, ChatRequest) and isinstance(req.decoding, DecodingConfig)
     assert (req.question, req.model, req.stream, req.include_usage, req.json_mode, req.params) == \
         ("Hi?", "aligner", True, True, False, {})

@@ -38,7 +38,7 @@ _REPORT_EVERY = 60.0
 def _error_bytes(status: int, reason: str, message: str, code: str) -> bytes:
     """A whole HTTP/1.1 error response with an OpenAI-style JSON body that closes the connection,
     for moments when no request is being answered (h11 would refuse to frame a response then)."""
-    from .request import APIError
+    from .errors import APIError
 
     body = json.dumps(APIError(status, message, code=code).body()).encode()
     head = (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
@@ -147,7 +147,7 @@ def bounded_protocol(header_timeout: float, max_connections: int | None) -> type
 
         # -- errors as OpenAI JSON ----------------------------------------------------------------
         def send_400_response(self, msg: str) -> None:
-            from .request import APIError
+            from .errors import APIError
 
             body = json.dumps(APIError(400, "invalid HTTP request: its request line or headers could not be parsed "
                                             "(or the head is over 16 KB).", code="invalid_http_request").body())

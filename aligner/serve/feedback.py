@@ -14,7 +14,8 @@ from typing import Any
 
 from fastapi import Request
 
-from .request import APIError, _show, check_content_type
+from .body import check_content_type
+from .errors import APIError, shown
 
 FIELDS = ("id", "rating", "label", "comment", "corrected_text")
 #: longest texts taken, in characters
@@ -39,7 +40,7 @@ def parse_feedback(body: Any) -> tuple[str, dict[str, Any]]:
     if "rating" not in body:
         raise APIError(400, "rating: required, -1, 0 or 1.", param="rating", code="missing_required_parameter")
     if isinstance(rating, bool) or not isinstance(rating, int) or rating not in RATINGS:
-        raise APIError(400, f"rating: must be -1, 0 or 1 (a whole number), got {_show(rating)}.",
+        raise APIError(400, f"rating: must be -1, 0 or 1 (a whole number), got {shown(rating)}.",
                        param="rating", code="invalid_value")
     out: dict[str, Any] = {"rating": rating}
     for name in ("label", "comment", "corrected_text"):
