@@ -12,7 +12,7 @@ from typing import Any, Iterator, Mapping, Sequence
 from ..contracts.decoding import DecodingConfig
 
 from ..contracts.errors import ConfigError, CorrectorError, hide_cause
-from ..contracts.registry import register_corrector
+from ..contracts.registry import is_nonempty_string, register_corrector
 from ..contracts.rows import RowControl
 from ..contracts.templates import Template
 from ..runtime.hub import check_hub_model, looks_like_path
@@ -34,10 +34,7 @@ class LocalCorrector(Corrector):
 
     #: any other string is a hub id or a directory: tried after every other backend.
     spec_priority = -100
-
-    @classmethod
-    def matches(cls, spec: Any) -> bool:
-        return isinstance(spec, str) and bool(spec.strip())
+    matches = staticmethod(is_nonempty_string)
 
     @classmethod
     def from_spec(cls, spec: str, *, template: Any = None, decoding: Any = None, device: str | None = None,
