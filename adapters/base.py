@@ -19,8 +19,8 @@ from aligner.transport.retry import (RateLimiter, RetryPolicy, UpstreamStats, ar
 from aligner.contracts.streaming import iterate_in_thread
 
 # The retry machinery lives in aligner.transport.retry; these names stay importable from here.
-__all__ = ["Upstream", "UpstreamReply", "Messages", "RetryPolicy", "RateLimiter", "UpstreamStats",
-           "bare_message"]
+__all__ = ["Upstream", "OpenAIProtocolUpstream", "UpstreamReply", "Messages", "RetryPolicy", "RateLimiter",
+           "UpstreamStats", "bare_message"]
 
 Messages = list[dict[str, str]]
 
@@ -222,3 +222,27 @@ class Upstream(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
+
+
+class OpenAIProtocolUpstream(Upstream):
+    """An upstream that speaks the OpenAI chat protocol (the official SDK, LiteLLM, any compatible
+    server): a client's request fields pass straight to it, it streams as the model writes, and its
+    whole reply is the base case — ``_complete_reply`` and ``_acomplete_reply`` keep tool calls and
+    usage, and the plain answers are their text."""
+
+    takes_openai_params = True
+    streams_natively = True
+
+    @abstractmethod
+    def _complete_reply(self, messages: Messages, **params: Any) -> UpstreamReply:
+        """The provider's non-streamed chat completion."""
+
+    @abstractmethod
+    async def _acomplete_reply(self, messages: Messages, **params: Any) -> UpstreamReply:
+        """The provider's non-streamed chat completion, awaited."""
+
+    def _complete(self, messages: Messages, **params: Any) -> str:
+        return self._complete_reply(messages, **params).text
+
+    async def _acomplete(self, messages: Messages, **params: Any) -> str:
+        return (await self._acomplete_reply(messages, **params)).text

@@ -11,8 +11,8 @@ import re
 from typing import Any, AsyncIterator, Iterator
 
 from aligner.contracts.errors import ConfigError, UpstreamError, UpstreamTimeout
-from aligner.adapters.base import Messages, Upstream, UpstreamReply
-from aligner.contracts.registry import register_upstream
+from aligner.adapters.base import Messages, OpenAIProtocolUpstream, UpstreamReply
+from aligner.contracts.registry import is_nonempty_string, register_upstream
 from aligner.transport.retry import bare_message, generic_error
 
 
@@ -32,17 +32,12 @@ def _litellm() -> Any:
 
 
 @register_upstream
-class LiteLLMUpstream(Upstream):
+class LiteLLMUpstream(OpenAIProtocolUpstream):
     """Chat completions through ``litellm.completion`` / ``acompletion``."""
 
-    takes_openai_params = True
-    streams_natively = True
     #: any string no other provider claims is a LiteLLM model string: tried last.
     spec_priority = -100
-
-    @classmethod
-    def matches(cls, spec: Any) -> bool:
-        return isinstance(spec, str) and bool(spec.strip())
+    matches = staticmethod(is_nonempty_string)
 
     @classmethod
     def from_spec(cls, spec: Any, model: str | None = None, **kw: Any) -> "LiteLLMUpstream":
@@ -79,9 +74,6 @@ class LiteLLMUpstream(Upstream):
     def _complete_reply(self, messages: Messages, **params: Any) -> UpstreamReply:
         return UpstreamReply.from_openai(_litellm().completion(**self._request(messages, params, False)))
 
-    def _complete(self, messages: Messages, **params: Any) -> str:
-        return self._complete_reply(messages, **params).text
-
     def _stream(self, messages: Messages, **params: Any) -> Iterator[str]:
         for chunk in _litellm().completion(**self._request(messages, params, True)):
             piece = self._delta(chunk)
@@ -90,9 +82,6 @@ class LiteLLMUpstream(Upstream):
 
     async def _acomplete_reply(self, messages: Messages, **params: Any) -> UpstreamReply:
         return UpstreamReply.from_openai(await _litellm().acompletion(**self._request(messages, params, False)))
-
-    async def _acomplete(self, messages: Messages, **params: Any) -> str:
-        return (await self._acomplete_reply(messages, **params)).text
 
     async def _astream(self, messages: Messages, **params: Any) -> AsyncIterator[str]:
         stream = await _litellm().acompletion(**self._request(messages, params, True))

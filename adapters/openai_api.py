@@ -14,7 +14,7 @@ import weakref
 from typing import Any, AsyncIterator, Iterator
 
 from aligner.contracts.errors import ConfigError, UpstreamError, UpstreamTimeout
-from aligner.adapters.base import Messages, Upstream, UpstreamReply
+from aligner.adapters.base import Messages, OpenAIProtocolUpstream, UpstreamReply
 from aligner.contracts.registry import register_upstream
 from aligner.transport.retry import generic_error
 
@@ -41,11 +41,8 @@ def _create_fields() -> frozenset[str]:
 
 
 @register_upstream
-class OpenAIUpstream(Upstream):
+class OpenAIUpstream(OpenAIProtocolUpstream):
     """Chat completions through the official SDK (``client.chat.completions.create``)."""
-
-    takes_openai_params = True
-    streams_natively = True
 
     @classmethod
     def matches(cls, spec: Any) -> bool:
@@ -118,9 +115,6 @@ class OpenAIUpstream(Upstream):
     def _complete_reply(self, messages: Messages, **params: Any) -> UpstreamReply:
         return UpstreamReply.from_openai(self.client.chat.completions.create(**self._request(messages, params, False)))
 
-    def _complete(self, messages: Messages, **params: Any) -> str:
-        return self._complete_reply(messages, **params).text
-
     def _stream(self, messages: Messages, **params: Any) -> Iterator[str]:
         with self.client.chat.completions.create(**self._request(messages, params, True)) as stream:
             for chunk in stream:
@@ -131,9 +125,6 @@ class OpenAIUpstream(Upstream):
     async def _acomplete_reply(self, messages: Messages, **params: Any) -> UpstreamReply:
         reply = await self.aclient.chat.completions.create(**self._request(messages, params, False))
         return UpstreamReply.from_openai(reply)
-
-    async def _acomplete(self, messages: Messages, **params: Any) -> str:
-        return (await self._acomplete_reply(messages, **params)).text
 
     async def _astream(self, messages: Messages, **params: Any) -> AsyncIterator[str]:
         stream = await self.aclient.chat.completions.create(**self._request(messages, params, True))

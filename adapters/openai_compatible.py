@@ -7,23 +7,18 @@ from __future__ import annotations
 import threading
 from typing import Any, AsyncIterator, Iterator
 
-from aligner.adapters.base import Messages, Upstream, UpstreamReply
+from aligner.adapters.base import Messages, OpenAIProtocolUpstream, UpstreamReply
 from aligner.contracts.errors import UpstreamError
-from aligner.contracts.registry import register_upstream
+from aligner.contracts.registry import is_server_url, register_upstream
 from aligner.transport.openai_http import OpenAIHTTP, adiscover_model, discover_model, http_error
 
 
 @register_upstream
-class OpenAICompatibleUpstream(Upstream):
+class OpenAICompatibleUpstream(OpenAIProtocolUpstream):
     """Chat completions from ``{base_url}/chat/completions``; ``model=None`` asks ``/models``."""
 
-    takes_openai_params = True
-    streams_natively = True
-
-    @classmethod
-    def matches(cls, spec: Any) -> bool:
-        """A base URL: ``'http://localhost:8000/v1'``."""
-        return isinstance(spec, str) and spec.startswith(("http://", "https://"))
+    #: a base URL: ``'http://localhost:8000/v1'``
+    matches = staticmethod(is_server_url)
 
     @classmethod
     def from_spec(cls, spec: Any, model: str | None = None, **kw: Any) -> "OpenAICompatibleUpstream":
@@ -65,9 +60,6 @@ class OpenAICompatibleUpstream(Upstream):
         body = self._body(self._model(), messages, params)
         return UpstreamReply.from_openai(self.http.post("chat/completions", body, self.retry.timeout))
 
-    def _complete(self, messages: Messages, **params: Any) -> str:
-        return self._complete_reply(messages, **params).text
-
     def _stream(self, messages: Messages, **params: Any) -> Iterator[str]:
         for event in self.http.stream("chat/completions", self._body(self._model(), messages, params),
                                       self.retry.timeout):
@@ -78,9 +70,6 @@ class OpenAICompatibleUpstream(Upstream):
     async def _acomplete_reply(self, messages: Messages, **params: Any) -> UpstreamReply:
         body = self._body(await self._amodel(), messages, params)
         return UpstreamReply.from_openai(await self.http.apost("chat/completions", body, self.retry.timeout))
-
-    async def _acomplete(self, messages: Messages, **params: Any) -> str:
-        return (await self._acomplete_reply(messages, **params)).text
 
     async def _astream(self, messages: Messages, **params: Any) -> AsyncIterator[str]:
         body = self._body(await self._amodel(), messages, params)

@@ -24,16 +24,14 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Iterator
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))  # the real PostgreSQL launcher and OpenAI-protocol upstream the tests use
+sys.path.insert(0, str(REPO / "tests"))  # the tests' PostgreSQL launcher, OpenAI-protocol upstream, server starter
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 MODEL = "bench-model"
@@ -42,42 +40,6 @@ MODEL = "bench-model"
 def pct(values: list[float], p: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, max(0, round(p / 100 * (len(s) - 1))))]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def replica(args: list[str], threads: int) -> Iterator[str]:
-    import httpx
-
-    port = free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-           "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.Popen([sys.executable, "-m", "aligner", "serve", "--port", str(port), "--no-access-log", *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(proc.stderr.read())
-            try:
-                if httpx.get(url + "/health", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 async def load(urls: list[str], n: int, concurrency: int, max_tokens: int) -> dict:
@@ -131,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from fake_openai import FakeOpenAI
     from fixtures_postgres import PostgresServer
+    from processes import aligner_serve
 
     from aligner.runtime.logs import read_log
 
@@ -153,11 +116,13 @@ def main(argv: list[str] | None = None) -> int:
         common = ["--upstream", upstream.base_url, "--upstream-model", MODEL, "--corrector", corrector,
                   "--max-new-tokens", str(args.max_new_tokens), "--max-batch-size", "16"]
         setups = {"1 replica": (1, False), "1 replica + log": (1, True), "2 replicas + shared log": (2, True)}
+        threads = {"OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads),
+                   "TOKENIZERS_PARALLELISM": "false"}
         for name, (n_replicas, logged) in setups.items():
             db = pg.new_database() if logged else None
-            with ExitStack() as servers:
-                urls = [servers.enter_context(replica(common + (["--log-corrections", db] if db else []), args.threads))
-                        for _ in range(n_replicas)]
+            with aligner_serve(*common, *(["--log-corrections", db] if db else []), replicas=n_replicas,
+                               env=threads) as started:
+                urls = [url for url, _ in started]
                 asyncio.run(load(urls, 2 * n_replicas, 2, args.max_new_tokens))  # warm-up, one per replica
                 res = asyncio.run(load(urls, args.requests, args.concurrency, args.max_new_tokens))
                 sent = args.requests + 2 * n_replicas

@@ -23,37 +23,16 @@ import json
 import os
 import selectors
 import socket
-import subprocess
 import sys
 import time
+from pathlib import Path
+from urllib.parse import urlsplit
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # processes.aligner_serve, as the tests start it
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 CHAT = {"model": "aligner", "messages": [{"role": "user", "content": "How do I boil an egg?"},
                                          {"role": "assistant", "content": "Boil it for 8 minutes."}]}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(port: int, extra: list[str]) -> subprocess.Popen:
-    import httpx
-
-    proc = subprocess.Popen([sys.executable, "-m", "aligner", "serve", "--port", str(port), "--no-access-log",
-                             *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"aligner serve exited: {proc.stderr.read()}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            time.sleep(0.3)
-    raise SystemExit("aligner serve did not start")
 
 
 def closed_after(socks: list[socket.socket], cap: float, drip: socket.socket | None = None,
@@ -105,12 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--every", type=float, default=2.0, help="seconds between a slow client's header lines")
     args = ap.parse_args(own)
     import httpx
+    from processes import aligner_serve
 
-    port = free_port()
-    proc = start_server(port, extra)
     results: dict[str, object] = {"server_flags": extra, "cap_s": args.cap}
-    try:
-        addr = ("127.0.0.1", port)
+    with aligner_serve(*extra) as [(url, _)]:
+        addr = ("127.0.0.1", urlsplit(url).port)
         fresh = socket.create_connection(addr)
         used = socket.create_connection(addr)
         used.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -130,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         opened = time.monotonic()
         time.sleep(0.5)
         t0 = time.monotonic()
-        r = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=CHAT, timeout=120)
+        r = httpx.post(f"{url}/v1/chat/completions", json=CHAT, timeout=120)
         took = time.monotonic() - t0
         try:
             body = r.json()
@@ -146,13 +124,6 @@ def main(argv: list[str] | None = None) -> int:
         results.update(crowd=args.idle, crowd_request_status=r.status_code, crowd_request_shape=shape,
                        crowd_request_s=round(took, 2), crowd_closed=len(cut),
                        crowd_last_closed_s=round(max(cut), 1) if cut else None)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
     print(json.dumps(results))
     return 0
 

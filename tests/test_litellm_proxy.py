@@ -314,19 +314,17 @@ def test_a_bad_guardrail_setting_is_a_clear_set_up_error(settings, field, says):
 
 
 def test_a_proxy_whose_guardrail_has_no_corrector_does_not_start(tmp_path):
-    """A misconfigured guardrail stops the real proxy with its error, rather than answers going out
-    uncorrected."""
+    """A misconfigured guardrail (the example's, its corrector left out) stops the real proxy with
+    its error, rather than answers going out uncorrected."""
+    settings = {k: v for k, v in example_guardrail().items() if k != "corrector"}
     config = tmp_path / "config.yaml"
-    config.write_text("""\
+    config.write_text(f"""\
 model_list:
   - model_name: chat
-    litellm_params: {model: openai/fake-model, api_base: "http://127.0.0.1:9/v1", api_key: k}
+    litellm_params: {{model: openai/fake-model, api_base: "http://127.0.0.1:9/v1", api_key: k}}
 guardrails:
   - guardrail_name: aligner
-    litellm_params:
-      guardrail: aligner.integrations.litellm.AlignerGuardrail
-      mode: post_call
-      default_on: true
+    litellm_params: {json.dumps(settings)}
 """)
     litellm = Path(sys.executable).with_name("litellm")
     out = subprocess.run([str(litellm), "--config", str(config), "--port", str(_free_port()), "--host", "127.0.0.1"],

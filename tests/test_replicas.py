@@ -13,15 +13,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -32,50 +26,11 @@ from aligner.serve.config import ServeConfig
 from aligner.runtime.logs import read_log
 from aligner.serve.runner import ServerThread
 from fake_openai import FakeOpenAI
+from processes import aligner_serve
 
 MODEL = "fake-model"
 KEY = "sk-replica"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def aligner_serve(*args: str, cwd: Path, replicas: int = 1) -> Iterator[list[tuple[str, subprocess.Popen]]]:
-    """``replicas`` processes of ``aligner serve ARGS``, each on a free port, started together
-    (each loads its model meanwhile), until every one answers /health."""
-    started = []
-    for _ in range(replicas):
-        port = free_port()
-        proc = subprocess.Popen([sys.executable, "-m", "aligner", "serve", "--port", str(port), "--no-access-log",
-                                 *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=cwd,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        started.append((f"http://127.0.0.1:{port}", proc))
-    try:
-        deadline = time.monotonic() + 300
-        for url, proc in started:
-            while True:
-                assert proc.poll() is None, proc.stderr.read()
-                assert time.monotonic() < deadline, "aligner serve did not start"
-                try:
-                    if httpx.get(url + "/health", timeout=5).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.2)
-        yield started
-    finally:
-        for _, proc in started:
-            proc.terminate()
-        for _, proc in started:
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def scrape(url: str) -> dict[tuple[str, tuple], float]:

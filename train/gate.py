@@ -110,8 +110,7 @@ def load_gate_base(config: GateTrainConfig, categories: Sequence[str]) -> tuple[
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
     from aligner.gates.classifier import num_labels
-    from aligner.runtime.progress import model_loading
-    from aligner.train.loading import resolve_base_model
+    from aligner.train.loading import model_of, resolve_base_model
 
     spec = resolve_base_model(str(config.base_model))
     labels = ["unsafe", *categories, *(f"severity:{s}" for s in SEVERITY_LEVELS)]
@@ -133,18 +132,8 @@ def load_gate_base(config: GateTrainConfig, categories: Sequence[str]) -> tuple[
         raise ConfigError(f"the tokenizer of {spec!r} has no pad, EOS or UNK token to pad batches with.",
                           field="base_model", fix="use a tokenizer with a pad token.")
     mconfig.pad_token_id = tokenizer.pad_token_id
-    if config.from_scratch:
-        torch.manual_seed(config.seed)
-        model = AutoModelForSequenceClassification.from_config(mconfig, dtype=torch.float32)
-    else:
-        try:
-            with model_loading():
-                model = AutoModelForSequenceClassification.from_pretrained(spec, config=mconfig, dtype=torch.float32,
-                                                                           ignore_mismatched_sizes=True)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot load weights from {spec!r}: {str(exc).splitlines()[0]}", field="base_model",
-                              fix="pass a directory with model weights, or add --from-scratch to train a randomly "
-                                  "initialised model of that config.") from exc
+    model = model_of(AutoModelForSequenceClassification, spec, mconfig, from_scratch=config.from_scratch,
+                     seed=config.seed, config=mconfig, dtype=torch.float32, ignore_mismatched_sizes=True)
     return model, tokenizer
 
 

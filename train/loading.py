@@ -54,23 +54,32 @@ def load_base(config: TrainConfig) -> tuple[Any, Any, bool]:
     if config.qlora:
         kwargs["quantization_config"] = _bnb_config()
         kwargs["dtype"] = torch.bfloat16
-    if config.from_scratch:
-        torch.manual_seed(config.seed)
-        model = auto.from_config(mconfig, dtype=torch.float32)
-    else:
-        try:
-            with model_loading():
-                model = auto.from_pretrained(spec, **kwargs)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot load weights from {spec!r}: {str(exc).splitlines()[0]}", field="base_model",
-                              fix="pass a directory with model weights, or add --from-scratch to train a "
-                                  "randomly initialised model of that config.") from exc
+    model = model_of(auto, spec, mconfig, from_scratch=config.from_scratch, seed=config.seed, **kwargs)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if tokenizer.eos_token_id is None:
         raise ConfigError(f"the tokenizer of {spec!r} has no EOS token.", field="base_model",
                           fix="use a tokenizer with an eos_token: the corrector must learn where to stop.")
     return model, tokenizer, enc_dec
+
+
+def model_of(auto: Any, spec: str, model_config: Any, *, from_scratch: bool, seed: int, **weights: Any) -> Any:
+    """The model a trainer starts from, for the corrector and the gate alike: with ``--from-scratch``
+    a random init of ``model_config`` (fp32, seeded with ``seed``), else the weights at ``spec``
+    (``weights``: the ``from_pretrained`` options). ``auto`` is a transformers ``AutoModelFor…``
+    class. Weights that cannot be read are a ConfigError that names ``--from-scratch``."""
+    import torch
+
+    if from_scratch:
+        torch.manual_seed(seed)
+        return auto.from_config(model_config, dtype=torch.float32)
+    try:
+        with model_loading():
+            return auto.from_pretrained(spec, **weights)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot load weights from {spec!r}: {str(exc).splitlines()[0]}", field="base_model",
+                          fix="pass a directory with model weights, or add --from-scratch to train a "
+                              "randomly initialised model of that config.") from exc
 
 
 def check_qlora() -> None:

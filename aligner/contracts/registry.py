@@ -1,11 +1,12 @@
 """Open registries: how a spec (``"openai/gpt-4o-mini"``, ``"hf:./model"``, a URL, a client
 object, ...) becomes an upstream or a corrector, without a central if-chain.
 
-Each provider class says itself which specs it takes: a ``matches(spec)`` classmethod and a
-``from_spec(spec, ...)`` factory. Providers are found through Python entry points, the built-in
-ones included: aligner-kit's own ``pyproject.toml`` names each built-in class in the groups
-``aligner.upstreams``, ``aligner.correctors`` and ``aligner.gates``, and a third-party package adds
-a provider the same way::
+Each provider class says itself which specs it takes: a ``matches(spec)`` classmethod (or a rule
+several kinds share, ``matches = staticmethod(is_server_url)``) and a ``from_spec(spec, ...)``
+factory. Providers are found through Python entry points, the built-in ones included:
+aligner-kit's own ``pyproject.toml`` names each built-in class in the groups ``aligner.upstreams``,
+``aligner.correctors`` and ``aligner.gates``, and a third-party package adds a provider the same
+way::
 
     [project.entry-points."aligner.upstreams"]
     myprovider = "my_package.upstream:MyUpstream"
@@ -87,6 +88,19 @@ def _first_metadata() -> str | None:
         if _normalized(dist.metadata["Name"] or "") == DISTRIBUTION:
             return str(getattr(dist, "_path", "") or "") or None
     return None
+
+
+# -- spec rules more than one provider kind shares (a class uses one as ``matches = staticmethod(rule)``) --
+def is_server_url(spec: Any) -> bool:
+    """An ``http(s)://`` base URL, which names a server: an OpenAI-compatible chat upstream
+    (``'http://localhost:8000/v1'``), a remote corrector (``'http://gpu-box:8000/v1'``)."""
+    return isinstance(spec, str) and spec.startswith(("http://", "https://"))
+
+
+def is_nonempty_string(spec: Any) -> bool:
+    """Any string but an empty one: the rule of a catch-all (a LiteLLM model string, a corrector's
+    hub id or directory), which a low ``spec_priority`` tries after every other provider."""
+    return isinstance(spec, str) and bool(spec.strip())
 
 
 class Registry(Generic[C]):

@@ -25,7 +25,7 @@ from ..contracts.streaming import StreamParser
 from ..contracts.templates import Template, cut_at_stop, get_template
 from ..runtime.edit_checks import edit_check_for
 from ..runtime.guard import Guard
-from .backend import Backend, RowDecoder, capped, feed_pieces, must_stop
+from .backend import Backend, RowDecoder, TokenBudget, capped, feed_pieces, fit_answer, fits_budget, must_stop
 
 __all__ = ["Corrector", "CorrectorResult", "ShownRow", "Backend", "RowDecoder", "capped", "feed_pieces",
            "must_stop"]
@@ -63,6 +63,30 @@ class Corrector(Backend):
         other = copy.copy(self)
         other._decoder = decoder
         return other
+
+    # -- the prompt's limits: a corrector with its own tokenizer gives its token budget -------
+    #: answers cut by ``fit`` to make their prompt fit (on this object; ``through`` copies it)
+    truncations: int = 0
+
+    def token_budget(self) -> TokenBudget | None:
+        """What fitting a prompt needs to know of this corrector's tokenizer and context (a local or
+        GGUF model gives one); None, the default, for one whose limit is not known here (a remote
+        server's): its prompts are sent whole."""
+        return None
+
+    def fit(self, question: str, answer: str, *, aspects: str | None = None) -> tuple[str, str]:
+        """Truncate an over-long answer (head kept) so prompt and correction fit the context
+        (:func:`~aligner.correctors.backend.fit_answer`; counted in ``self.truncations``); kept
+        whole without a :meth:`token_budget`."""
+        limits = self.token_budget()
+        if limits is not None:
+            answer, cut = fit_answer(self.template, question, answer, limits, aspects=aspects)
+            self.truncations += cut
+        return question, answer
+
+    def prompt_fits(self, prompt: str) -> bool:
+        limits = self.token_budget()
+        return limits is None or fits_budget(prompt, limits)
 
     def fits(self, question: str, answer: str, *, aspects: str | None = None) -> bool:
         """Whether the prompt of ``question`` and ``answer`` fits whole (no answer truncated): how a

@@ -31,7 +31,7 @@ from ..contracts.errors import ConfigError, CorrectorError, hide_cause
 from ..contracts.registry import register_corrector
 from ..contracts.rows import RowControl
 from ..contracts.templates import Template
-from .backend import TokenBudget, _end, fit_answer, fits_budget, must_stop
+from .backend import TokenBudget, _end, must_stop
 from .base import Corrector
 
 INSTALL_FIX = ("pip install 'aligner-kit[gguf]' (builds llama.cpp from source: needs a C/C++ compiler and cmake; "
@@ -210,7 +210,6 @@ class GGUFCorrector(Corrector):
             self._free.put(ctx)
         self.n_ctx = first.n_ctx()
         self.max_input_tokens = max_input_tokens
-        self.truncations = 0
         self._eos = first.token_eos()
         self._vocab = first._model.vocab
         self._eog = llama_cpp.llama_vocab_is_eog
@@ -232,19 +231,9 @@ class GGUFCorrector(Corrector):
     def answer_tokens(self, answer: str) -> int:
         return len(self._tokenize(answer, bos=False))
 
-    def fit(self, question: str, answer: str, *, aspects: str | None = None) -> tuple[str, str]:
-        """Truncate an over-long answer (head kept) so prompt and correction fit the context: the
-        prompt may take half of it, as for a local causal corrector
-        (:func:`~aligner.correctors.backend.fit_answer`; counted in ``self.truncations``)."""
-        answer, cut = fit_answer(self.template, question, answer, self.token_budget(), aspects=aspects)
-        self.truncations += cut
-        return question, answer
-
-    def prompt_fits(self, prompt: str) -> bool:
-        return fits_budget(prompt, self.token_budget())
-
     def token_budget(self) -> TokenBudget:
-        """The prompt's budget: half the context, as for a local causal corrector."""
+        """The prompt's budget, for ``fit`` and ``prompt_fits``: half the context, as for a local
+        causal corrector (the correction is about as long as the answer)."""
         return TokenBudget(budget=self.max_input_tokens or max(16, self.n_ctx // 2), context=self.n_ctx,
                            max_token_chars=self._max_token_bytes(), prompt_tokens=lambda p: len(self._tokenize(p)),
                            answer_ids=lambda text: self._tokenize(text, bos=False), text_of=self.contexts[0].text)

@@ -12,13 +12,13 @@ from typing import Any, Iterator, Mapping, Sequence
 from ..contracts.decoding import DecodingConfig
 
 from ..contracts.errors import ConfigError, CorrectorError, hide_cause
-from ..contracts.registry import register_corrector
+from ..contracts.registry import is_nonempty_string, register_corrector
 from ..contracts.rows import RowControl
 from ..contracts.templates import Template
 from ..runtime.hub import check_hub_model, looks_like_path
 from ..runtime.local_runtime import LocalGenerator, pick_device
 from ..runtime.progress import model_loading
-from .backend import TokenBudget, fit_answer, fits_budget
+from .backend import TokenBudget
 from .base import Corrector
 from .checkpoint import read_aligner_config
 
@@ -34,10 +34,7 @@ class LocalCorrector(Corrector):
 
     #: any other string is a hub id or a directory: tried after every other backend.
     spec_priority = -100
-
-    @classmethod
-    def matches(cls, spec: Any) -> bool:
-        return isinstance(spec, str) and bool(spec.strip())
+    matches = staticmethod(is_nonempty_string)
 
     @classmethod
     def from_spec(cls, spec: str, *, template: Any = None, decoding: Any = None, device: str | None = None,
@@ -54,7 +51,6 @@ class LocalCorrector(Corrector):
         self.generator = LocalGenerator(model, tokenizer)
         self.metadata = dict(metadata or {})
         self.max_input_tokens = max_input_tokens
-        self.truncations = 0
         self._token_chars: int | None = None
 
     @classmethod
@@ -137,20 +133,6 @@ class LocalCorrector(Corrector):
     def eos_token(self) -> str | None:
         return self.generator.tokenizer.eos_token
 
-    def fit(self, question: str, answer: str, *, aspects: str | None = None) -> tuple[str, str]:
-        """Truncate an over-long answer (head kept) so prompt + correction fit the context
-        (:func:`~aligner.correctors.backend.fit_answer`; counted in ``self.truncations``).
-
-        The correction is about as long as the answer, so the prompt may use at most half the
-        context of a decoder-only model; an encoder-decoder's encoder takes the whole context.
-        """
-        answer, cut = fit_answer(self.template, question, answer, self.token_budget(), aspects=aspects)
-        self.truncations += cut
-        return question, answer
-
-    def prompt_fits(self, prompt: str) -> bool:
-        return fits_budget(prompt, self.token_budget())
-
     def input_budget(self) -> int:
         """The most prompt tokens: half the context of a decoder-only model (the correction is about
         as long as the answer), the whole context of an encoder-decoder's encoder."""
@@ -159,7 +141,8 @@ class LocalCorrector(Corrector):
         return self.max_input_tokens or (ctx if gen.is_encoder_decoder else max(16, ctx // 2))
 
     def token_budget(self) -> TokenBudget:
-        """What :func:`~aligner.correctors.backend.fit_answer` needs to know of this tokenizer."""
+        """:meth:`input_budget` and this tokenizer, for ``fit`` and ``prompt_fits``
+        (:meth:`~aligner.correctors.base.Corrector.token_budget`)."""
         gen = self.generator
         return TokenBudget(budget=self.input_budget(), context=gen.context_length,
                            max_token_chars=self._max_token_chars(),

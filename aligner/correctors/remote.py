@@ -15,7 +15,7 @@ from typing import Any, AsyncIterator, Callable, Iterator, Mapping, Sequence
 
 from ..contracts.decoding import DecodingConfig
 from ..contracts.errors import ConfigError, UpstreamError
-from ..contracts.registry import register_corrector
+from ..contracts.registry import is_server_url, register_corrector
 from ..contracts.rows import RowControl
 from ..contracts.templates import Template
 from ..transport.openai_http import OpenAIHTTP, adiscover_model, discover_model, http_error
@@ -29,10 +29,8 @@ from .base import Corrector
 class RemoteCorrector(Corrector):
     """Corrections from ``POST {base_url}/completions``; ``model=None`` takes the server's first model."""
 
-    @classmethod
-    def matches(cls, spec: Any) -> bool:
-        """A base URL: ``'http://gpu-box:8000/v1'``."""
-        return isinstance(spec, str) and spec.startswith(("http://", "https://"))
+    #: a base URL: ``'http://gpu-box:8000/v1'``
+    matches = staticmethod(is_server_url)
 
     @classmethod
     def from_spec(cls, spec: str, *, template: Any = None, decoding: Any = None, device: str | None = None,

@@ -121,13 +121,11 @@ class StackedCorrector(Corrector):
 
         def run(stream: CorrectionStream) -> Iterator[str]:
             t0 = time.perf_counter()
-            earlier = [] if len(self.stages) == 1 else \
-                StackedCorrector(self.stages[:-1]).correct_results([(question, answer)], aspects=aspects,
-                                                                   decoding=decoding)
-            steps = list(earlier[0].steps) if earlier else []
+            before = self._before_last()
+            earlier = before.correct_results([(question, answer)], aspects=aspects, decoding=decoding) if before else []
+            steps, text = _handed_on(earlier, answer)
             t1 = time.perf_counter()
-            inner = self.stages[-1].stream(question, earlier[0].text if earlier else answer, aspects=aspects,
-                                           decoding=decoding)
+            inner = self.stages[-1].stream(question, text, aspects=aspects, decoding=decoding)
             try:
                 yield from inner
             finally:
@@ -142,13 +140,12 @@ class StackedCorrector(Corrector):
 
         async def run(stream: AsyncCorrectionStream) -> AsyncIterator[str]:
             t0 = time.perf_counter()
-            earlier = [] if len(self.stages) == 1 else \
-                await StackedCorrector(self.stages[:-1]).acorrect_results([(question, answer)], aspects=aspects,
-                                                                          decoding=decoding)
-            steps = list(earlier[0].steps) if earlier else []
+            before = self._before_last()
+            earlier = await before.acorrect_results([(question, answer)], aspects=aspects, decoding=decoding) \
+                if before else []
+            steps, text = _handed_on(earlier, answer)
             t1 = time.perf_counter()
-            inner = self.stages[-1].astream(question, earlier[0].text if earlier else answer, aspects=aspects,
-                                            decoding=decoding)
+            inner = self.stages[-1].astream(question, text, aspects=aspects, decoding=decoding)
             try:
                 async for piece in inner:
                     yield piece
@@ -157,6 +154,11 @@ class StackedCorrector(Corrector):
             self._ended(stream, question, answer, steps, inner.result, t0, t1, asked)
 
         return AsyncCorrectionStream(run)
+
+    def _before_last(self) -> "StackedCorrector | None":
+        """The stages before the last, as a stack of their own (streamed, they run whole); None
+        when there is only one stage."""
+        return StackedCorrector(self.stages[:-1]) if len(self.stages) > 1 else None
 
     def _ended(self, stream: Any, question: str, answer: str, steps: list[CorrectionStep],
                result: CorrectorResult | None, t0: float, t1: float, asked: Asked | None) -> None:
@@ -177,6 +179,12 @@ def step_of(stage: Corrector, result: CorrectorResult, seconds: float) -> Correc
     return CorrectionStep(corrector=stage.name, template=stage.template.name, text=result.text,
                           timings={"corrector": seconds, **result.timings}, fallback_reason=result.fallback_reason,
                           usage=result.usage)
+
+
+def _handed_on(earlier: list[CorrectorResult], answer: str) -> tuple[list[CorrectionStep], str]:
+    """What the stages before the last hand it when streaming: their steps, and the text it
+    corrects (the answer itself when there were none)."""
+    return (list(earlier[0].steps), earlier[0].text) if earlier else ([], answer)
 
 
 def _advance(stage: Corrector, results: list[CorrectorResult], steps: list[list[CorrectionStep]],

@@ -44,9 +44,10 @@ class BatchStats:
     requests: int = 0
     batches: int = 0
     largest_batch: int = 0
+    #: how many batches ran at each size (size -> count): with ``largest_batch``, the batches' spread.
+    sizes: dict[int, int] = field(default_factory=dict)
     #: requests whose caller had gone (timed out, disconnected) before their batch started.
     cancelled: int = 0
-    sizes: dict[int, int] = field(default_factory=dict)
     #: streamed requests among ``requests``.
     streams: int = 0
     #: rows cancelled while generating (a client gone, a deadline passed) and stopped early.

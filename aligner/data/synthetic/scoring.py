@@ -56,18 +56,24 @@ def kept_outside_edits(answer: str, expected: str, predicted: str) -> tuple[int,
     return len(outside & _equal_positions(a, predicted.split())), len(outside)
 
 
-def spliced_contact_ok(answer: str, expected: str, predicted: str) -> bool:
-    """A spliced contact is handled when every contact value is gone, every expected placeholder is
-    present, and every other word is kept exactly (the words with placeholders removed are equal)."""
+def _placeholders_in_and_rest_kept(expected: str, predicted: str) -> bool:
+    """The second half of a contact check, once the values are known gone: every placeholder the
+    right correction has is in the prediction (as often), and every other word is kept exactly."""
     from collections import Counter
 
-    values = contact_spans(answer, expected)
-    if any(v in predicted for v in values) or leftover_contacts(predicted):
-        return False
     want, got = Counter(_PLACEHOLDER_RE.findall(expected)), Counter(_PLACEHOLDER_RE.findall(predicted))
     if any(got[k] < n for k, n in want.items()):
         return False
     return _PLACEHOLDER_RE.sub("", expected).split() == _PLACEHOLDER_RE.sub("", predicted).split()
+
+
+def spliced_contact_ok(answer: str, expected: str, predicted: str) -> bool:
+    """A spliced contact is handled when every contact value is gone, every expected placeholder is
+    present, and every other word is kept exactly (the words with placeholders removed are equal)."""
+    values = contact_spans(answer, expected)
+    if any(v in predicted for v in values) or leftover_contacts(predicted):
+        return False
+    return _placeholders_in_and_rest_kept(expected, predicted)
 
 
 def exact_copy(answer: str, predicted: str) -> bool:
@@ -79,15 +85,10 @@ def contact_replaced_ok(answer: str, expected: str, predicted: str) -> bool:
     """Like :func:`spliced_contact_ok`, judged by the contact values alone (not by the generator's
     contact patterns, which also match the decoys a wild answer keeps): every value is gone, every
     expected placeholder is in, and every other word is kept exactly."""
-    from collections import Counter
-
     values = contact_spans(answer, expected)
     if not values or any(v in predicted for v in values):
         return False
-    want, got = Counter(_PLACEHOLDER_RE.findall(expected)), Counter(_PLACEHOLDER_RE.findall(predicted))
-    if any(got[k] < n for k, n in want.items()):
-        return False
-    return _PLACEHOLDER_RE.sub("", expected).split() == _PLACEHOLDER_RE.sub("", predicted).split()
+    return _placeholders_in_and_rest_kept(expected, predicted)
 
 
 def refusal_outcome(answer: str, predicted: str) -> str:
