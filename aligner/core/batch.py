@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from ..contracts.errors import LINE, AlignerError, ConfigError, DataError, UpstreamError
+from ..data.io import write_atomic
 from ..data.job_files import (check_output_writable, describe_rows, errors_path, fix_output, meta_path, read_json,
-                              read_output, read_questions, source_id, write_atomic)
+                              read_output, read_questions, source_id)
 from ..runtime.pipeline import is_transient
 from .aligner import Aligner
 

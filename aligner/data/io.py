@@ -197,6 +197,14 @@ def _read_hub(dataset_id: str, split: str, folder: bool = False) -> Iterator[tup
     return ((i + 1, rec) for i, rec in enumerate(ds))
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary name beside ``path`` and rename it: a reader (a resumed job, a
+    report viewer) sees the old file or the new one, never half of one."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def write_jsonl(rows: Iterable[Any], path: str | os.PathLike) -> int:
     """Write rows (``QAC`` or dicts) as JSONL (gzip if the name ends in ``.gz``); returns the count.
 

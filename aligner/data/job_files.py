@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -177,12 +176,6 @@ def read_json(path: Path) -> dict[str, Any] | None:
         raise DataError("not the JSON aligner-kit wrote.", source=str(path),
                         fix="delete it (it only records the input file's name) or pass --overwrite.") from None
     return obj if isinstance(obj, dict) else None
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def describe_rows(rows: list[int], unit: str, limit: int = 5) -> str:

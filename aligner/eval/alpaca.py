@@ -12,18 +12,16 @@ the file it scores::
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Sequence
 
+from ..data.io import write_atomic
 from .sets import EvalItem
 
 
 def _write(path: Path, records: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(records, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(records, indent=2, ensure_ascii=False) + "\n")
 
 
 def write_model_outputs(folder: "str | Path", items: Sequence[EvalItem], *, original: str,

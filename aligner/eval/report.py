@@ -7,7 +7,6 @@ the latency the corrector adds per answer.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any, Sequence
 
 from ..contracts.correction import is_edit
 from ..contracts.errors import ConfigError
+from ..data.io import write_atomic
 from .sets import EvalItem, EvalSet
 from .stats import percentiles, summarize
 
@@ -309,16 +309,10 @@ def _row_record(it: EvalItem) -> dict[str, Any]:
     return rec
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_report(report: dict[str, Any], items: list[EvalItem], out: Path, *, plots: bool = True) -> list[str]:
     """Write rows.jsonl, the plots, report.json and report.md under ``out``; returns the plot paths."""
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / "rows.jsonl", "".join(json.dumps(_row_record(it), ensure_ascii=False) + "\n" for it in items))
+    write_atomic(out / "rows.jsonl", "".join(json.dumps(_row_record(it), ensure_ascii=False) + "\n" for it in items))
     made: list[str] = []
     if plots:
         if report.get("judge"):
@@ -336,6 +330,6 @@ def write_report(report: dict[str, Any], items: list[EvalItem], out: Path, *, pl
             plot_gate(report["gate"], _figure(9.0, 3.4), out / "gate.png")
             made.append(str(out / "gate.png"))
     report["files"] = {"report_md": str(out / "report.md"), "rows": str(out / "rows.jsonl"), "plots": made}
-    _atomic_write(out / "report.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    _atomic_write(out / "report.md", markdown(report, made))
+    write_atomic(out / "report.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    write_atomic(out / "report.md", markdown(report, made))
     return made
