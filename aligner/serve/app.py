@@ -27,8 +27,6 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..contracts.errors import ConfigError
-from .auth import authorize, key_error
-from .body import read_json
 from .chat import add_chat_route
 from .config import ServeConfig
 from .errors import APIError
@@ -129,8 +127,8 @@ def create_app(source: "ServeConfig | Any", config: ServeConfig | None = None) -
 
 
     add_info_routes(app, state)
-    add_metrics_route(app, state, key_error)
-    add_feedback_route(app, state, authorize=authorize, read_json=read_json)
+    add_metrics_route(app, state)
+    add_feedback_route(app, state)
     add_chat_route(app, state)
     return app
 

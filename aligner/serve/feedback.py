@@ -14,7 +14,8 @@ from typing import Any
 
 from fastapi import Request
 
-from .body import check_content_type
+from .auth import authorize
+from .body import check_content_type, read_json
 from .errors import APIError, shown
 
 FIELDS = ("id", "rating", "label", "comment", "corrected_text")
@@ -58,8 +59,8 @@ def parse_feedback(body: Any) -> tuple[str, dict[str, Any]]:
     return cid, out
 
 
-def add_feedback_route(app: Any, state: Any, *, authorize: Any, read_json: Any) -> None:
-    """Register ``POST /v1/feedback`` on the server's app (helpers passed in: the server's own)."""
+def add_feedback_route(app: Any, state: Any) -> None:
+    """Register ``POST /v1/feedback`` on the server's app."""
     from ..runtime.records import FeedbackUnavailable, feedback_row
 
     @app.post("/v1/feedback")

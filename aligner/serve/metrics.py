@@ -23,6 +23,8 @@ from typing import Any
 from fastapi import Request
 from starlette.responses import Response
 
+from .auth import key_error
+
 #: routes counted by name; any other path is counted as ``other`` (a scanner's random paths must
 #: not grow a label per path)
 ROUTES = ("/v1/chat/completions", "/v1/models", "/v1/feedback", "/health", "/metrics")
@@ -247,7 +249,7 @@ class MetricsMiddleware:
             self.metrics.count_request(scope.get("path", ""), status["code"], time.perf_counter() - t0)
 
 
-def add_metrics_route(app: Any, state: Any, key_error: Any) -> None:
+def add_metrics_route(app: Any, state: Any) -> None:
     """``GET /metrics``: Prometheus' text format; with keys set, a 401 (and no numbers) for a
     request without a valid key, as ``/health`` shows its details to key holders only."""
     @app.get("/metrics")
