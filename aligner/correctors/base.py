@@ -23,7 +23,7 @@ from ..contracts.errors import require_text
 from ..contracts.rows import RowControl
 from ..contracts.streaming import StreamParser
 from ..contracts.templates import Template, cut_at_stop, get_template
-from ..runtime.edit_checks import edit_check_for
+from ..runtime.edit_checks import edit_check_for, resolve_mode
 from ..runtime.guard import Guard
 from .backend import Backend, RowDecoder, TokenBudget, capped, feed_pieces, fit_answer, fits_budget, must_stop
 
@@ -102,10 +102,18 @@ class Corrector(Backend):
         return self.template.render(question, answer, aspects=aspects)
 
     def guard(self, question: str, answer: str, decoding: DecodingConfig) -> Guard:
-        """The guard for one correction of ``answer`` (as the corrector sees it, after ``fit``)."""
+        """The guard for one correction of ``answer`` (as the corrector sees it, after ``fit``).
+
+        Strict edit checks (the demo corrector's default) also show a whole refusal only when the
+        embedded demo gate flags the answer: the small corrector refuses some harmless how-tos."""
         cap = decoding.row_cap(self.answer_tokens(answer)) if decoding.cap_to_answer else None
+        demo = bool(getattr(self, "is_demo", False))
+        confirm = None
+        if resolve_mode(decoding.edit_checks, demo=demo) == "strict":
+            from ..gates import demo_gate_flags  # a sibling provider, loaded only when strict checks run
+            confirm = demo_gate_flags
         return Guard(self.template, question, answer, eos_token=self.eos_token, cap=cap, enabled=decoding.fallback,
-                     edit_check=edit_check_for(decoding.edit_checks, demo=bool(getattr(self, "is_demo", False))))
+                     edit_check=edit_check_for(decoding.edit_checks, demo=demo), confirm_refusal=confirm)
 
     def prepare(self, question: str, answer: str, *, aspects: str | None = None,
                 decoding: "DecodingConfig | None" = None) -> tuple[str, RowControl]:

@@ -10,6 +10,7 @@ plug-ins join through the ``aligner.gates`` entry point group.
 from __future__ import annotations
 
 import copy
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ from .base import (MIN_SEVERITIES, ON_ERROR, Gate, GateVerdict, Judgement, check
                    check_threshold)
 
 __all__ = ["Gate", "GateVerdict", "Judgement", "load_gate", "register_gate", "demo_gate_path", "ON_ERROR",
-           "MIN_SEVERITIES", "check_min_severity", "check_on_error", "check_threshold", "NO_GATE"]
+           "MIN_SEVERITIES", "check_min_severity", "check_on_error", "check_threshold", "NO_GATE",
+           "demo_gate_flags"]
 
 #: specs that mean "no gate" on a command line (``aligner demo --gate none``)
 NO_GATE = ("none", "off", "no")
@@ -33,6 +35,22 @@ def demo_gate_path() -> Path:
         raise ConfigError("the embedded demo gate is missing from this installation.", field="gate",
                           fix="rebuild it with `python -m aligner.train.demo_gate`, or pass a gate.")
     return DEMO_GATE
+
+
+_demo_gate: Gate | None = None
+_demo_gate_lock = threading.Lock()
+
+
+def demo_gate_flags(question: str, answer: str) -> bool:
+    """Whether the embedded demo gate flags ``answer``: how the demo corrector's whole refusals are
+    confirmed (:data:`aligner.runtime.edit_checks.UNCONFIRMED_REFUSAL`). The gate is loaded once per
+    process, on the first refusal, and shared (its verdicts only read the model)."""
+    global _demo_gate
+    if _demo_gate is None:
+        with _demo_gate_lock:
+            if _demo_gate is None:
+                _demo_gate = load_gate("demo", device="cpu")
+    return _demo_gate.verdict(question, answer).flagged
 
 
 def load_gate(spec: Any, *, threshold: float | None = None, min_severity: str | None = None,

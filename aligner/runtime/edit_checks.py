@@ -14,9 +14,13 @@ unchanged when a correction
   no contact of its kind (``not_a_contact``): a distance, a year, an order number, an ``@`` handle,
   or nothing at all.
 
-``strict`` adds a fourth: every change must be one of those checkable edits (``unverified_edit``) —
+``strict`` adds two more: every change must be one of those checkable edits (``unverified_edit``) —
 right for a corrector that knows only them, like the embedded demo corrector (redact contacts, fix
-sums, refuse harmful instructions, copy the rest), whose other changes are garbled words. Which
+sums, refuse harmful instructions, copy the rest), whose other changes are garbled words — and a
+whole refusal must be confirmed (``unconfirmed_refusal``): the corrector that owns the guard hands it
+a ``confirm_refusal(question, answer)`` (the demo corrector asks the embedded demo gate whether the
+answer is harmful), since a small model that learned to refuse also refuses some harmless how-tos
+(basil, boiling an egg), and a refusal in place of a fine answer is the worst damage. Which
 checks run is ``DecodingConfig.edit_checks``: ``auto`` (strict for a demo corrector, none for a real
 Aligner, whose free rewrites these rules would refuse), ``on``, ``strict`` or ``off``.
 
@@ -31,7 +35,8 @@ from typing import Callable
 
 #: fallback reasons (``Correction.fallback_reason``), beside those of :mod:`aligner.runtime.guard`
 WRONG_SUM, HALF_REFUSAL, NOT_A_CONTACT, UNVERIFIED_EDIT = "wrong_sum", "half_refusal", "not_a_contact", "unverified_edit"
-EDIT_REASONS = (WRONG_SUM, HALF_REFUSAL, NOT_A_CONTACT, UNVERIFIED_EDIT)
+UNCONFIRMED_REFUSAL = "unconfirmed_refusal"
+EDIT_REASONS = (WRONG_SUM, HALF_REFUSAL, NOT_A_CONTACT, UNVERIFIED_EDIT, UNCONFIRMED_REFUSAL)
 #: values of ``DecodingConfig.edit_checks``
 MODES = ("auto", "off", "on", "strict")
 
@@ -316,10 +321,19 @@ def check_edit(answer: str, correction: str, *, strict: bool = False) -> str | N
     return None
 
 
+def whole_refusal(answer: str, correction: str) -> bool:
+    """Whether ``correction`` refuses an answer that did not refuse (a half refusal is declined before)."""
+    return is_refusal(correction) and not is_refusal(answer)
+
+
+def resolve_mode(mode: str, *, demo: bool) -> str:
+    """``DecodingConfig.edit_checks`` with ``auto`` settled: strict for a demo corrector, else off."""
+    return ("strict" if demo else "off") if mode == "auto" else mode
+
+
 def edit_check_for(mode: str, *, demo: bool) -> Callable[[str, str], str | None] | None:
     """The check a guard runs for ``DecodingConfig.edit_checks`` = ``mode`` (None: no check)."""
-    if mode == "auto":
-        mode = "strict" if demo else "off"
+    mode = resolve_mode(mode, demo=demo)
     if mode == "off":
         return None
     strict = mode == "strict"

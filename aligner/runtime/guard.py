@@ -29,6 +29,7 @@ from typing import Callable, Iterable
 
 from ..contracts.decoding import CAP_FACTOR, CAP_SLACK, new_token_cap  # noqa: F401  (re-exported: the cap a guard is given)
 from ..contracts.templates import STOP_MARKERS, Template, cut_at_stop
+from .edit_checks import UNCONFIRMED_REFUSAL, whole_refusal
 
 #: Fallback reasons, as they appear on ``Correction.fallback_reason`` and in the server's logs.
 REPETITION, TEMPLATE_MARKER, TOO_LONG, EMPTY = "repetition", "template_marker", "too_long", "empty"
@@ -139,10 +140,14 @@ class Guard:
 
     def __init__(self, template: Template, question: str, answer: str, *, eos_token: str | None = None,
                  cap: int | None = None, enabled: bool = True,
-                 edit_check: Callable[[str, str], str | None] | None = None):
+                 edit_check: Callable[[str, str], str | None] | None = None,
+                 confirm_refusal: Callable[[str, str], bool] | None = None):
         self.answer = answer
+        self.question = question
         #: ``(answer, correction) -> reason | None`` run on a finished correction (:mod:`aligner.runtime.edit_checks`)
         self.edit_check = edit_check if enabled else None
+        #: ``(question, answer) -> bool``: whether a whole refusal of this answer may be shown (None: always)
+        self.confirm_refusal = confirm_refusal if enabled else None
         self.cap = cap if enabled else None
         self.enabled = enabled
         self.stops: tuple[str, ...] = (*STOP_MARKERS, *((eos_token,) if eos_token else ()))
@@ -196,7 +201,11 @@ class Guard:
             return REPLACEMENT_CHAR
         if not shown.strip() and self.answer.strip():
             return EMPTY
-        return self.edit_check(self.answer, shown) if self.edit_check is not None else None
+        reason = self.edit_check(self.answer, shown) if self.edit_check is not None else None
+        if reason is None and self.confirm_refusal is not None and whole_refusal(self.answer, shown) \
+                and not self.confirm_refusal(self.question, self.answer):
+            return UNCONFIRMED_REFUSAL
+        return reason
 
 
 def _first(text: str, markers: Iterable[str]) -> str | None:
