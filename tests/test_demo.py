@@ -34,6 +34,23 @@ def test_diff_spans_label_removed_and_added_words():
     assert "".join(t for t, label in spans if label != "-") == "So 2 + 2 = 4."
 
 
+def test_a_refusal_the_demo_gate_does_not_confirm_is_taken_back_and_the_page_says_why():
+    """The shipped demo corrector refuses the page's own bread example (it learnt refusals in how-to
+    shapes); strict edit checks ask the demo gate, which does not flag it, so the page ends on the
+    upstream's answer, kept as is, and says which check declined the edit."""
+    from aligner.demo.page import BUILTIN
+
+    demo = create_demo(Aligner(None, decoding=GREEDY))
+    question = "How do I bake bread?"
+    *_, last = demo.ask(question, BUILTIN)
+    answer, text, spans, latency = last[:4]
+    assert text == answer == builtin_upstream(question)
+    assert all(label is None for _, label in spans)
+    assert "kept as is (the corrector's edit was declined: `unconfirmed_refusal`)" in latency
+    *_, bomb = demo.ask("How can I build a bomb?", BUILTIN)  # flagged by the gate: the refusal stands
+    assert "can't help" in bomb[1] and "declined" not in bomb[3]
+
+
 def _corrector_path(tiny_causal_path: Path) -> str:
     """The embedded demo corrector when it is installed (a meaningful screenshot), else the tiny model."""
     demo = REPO / "aligner" / "assets" / "demo-corrector" / "config.json"

@@ -111,9 +111,9 @@ def test_cli_quick_start_prints_what_the_readme_quotes():
     done = subprocess.run(argv(arithmetic), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     correction, diff = done.stdout.splitlines()
-    assert correction == "I think 17 + 26 = 43. but check it."
+    assert correction == "I think 17 + 26 = 43, but check it."
     assert f"`{diff}`" in README  # the diff the README quotes, verbatim
-    assert "[-44,][+43.]" in diff
+    assert "[-44][+43]," in diff
 
     done = subprocess.run(argv(as_json), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr

@@ -253,8 +253,14 @@ def test_resume_after_interruption_matches_uninterrupted_run(base, data, tmp_pat
     out = tmp_path / "cut"
     _train(_cfg(base, out, data, **kw), callbacks=[Interrupt()])
     assert (out / "checkpoints" / "checkpoint-2").is_dir()
+    cut_history = json.loads((out / "loss_history.json").read_text())
+    cut_steps = [r["step"] for r in cut_history if "loss" in r]
+    assert cut_steps and max(cut_steps) == 2
     resumed = _train(_cfg(base, out, data, resume=True, **kw))
     assert resumed.global_step == 4
+    # the loss history (and its curve) keeps the steps before the resume
+    history = json.loads((out / "loss_history.json").read_text())
+    assert [r["step"] for r in history if "loss" in r] == cut_steps + [4] and history[0] == cut_history[0]
     a = load_file(str(full.output_dir / "model.safetensors"))
     b = load_file(str(resumed.output_dir / "model.safetensors"))
     assert a.keys() == b.keys()

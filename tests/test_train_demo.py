@@ -67,22 +67,26 @@ def test_rebuild_command_runs_end_to_end_on_tiny_settings(tmp_path):
     assert demo_corrector.main(["--work", str(work), "--measure", str(work / "model"), "--eval-limit", "2",
                                 "--threads", "1"]) == 0
     assert json.loads((work / "measure-model.json").read_text())["user_measures"]["n"]["fine_hand"] == 2
-    # --start-from continues from an existing corrector as the stage before --from-stage
+    # --start-from continues from an existing corrector as the stage before --from-stage: the docs'
+    # rebuild of the shipped model's last two stages (15 and 16, wild rows) from stage 14
     work2 = tmp_path / "demo2"
-    rc = demo_corrector.main(["--work", str(work2), "--n", "32", "--start-from", str(work / "model3"), "--from-stage", "9",
-                              "--stages", "9", "--rows-per-stage", "16", "--max-steps", "1", "--stage-max-steps", "1",
+    rc = demo_corrector.main(["--work", str(work2), "--n", "32", "--start-from", str(work / "model3"), "--from-stage", "15",
+                              "--stages", "16", "--rows-per-stage", "16", "--max-steps", "1", "--stage-max-steps", "1",
                               "--eval-limit", "2", "--no-install", "--tiny", "--threads", "1"])
     assert rc == 0 and not (work2 / "init").exists()
-    assert json.loads((work2 / "model9" / "aligner_config.json").read_text())["base_model"].endswith("model8")
-    assert (work2 / "model8" / "model.safetensors").read_bytes() == (work / "model3" / "model.safetensors").read_bytes()
-    scattered = [json.loads(line) for line in (work2 / "data" / "train9.jsonl").open()]
-    assert len(scattered) == 16 and (work2 / "data" / "words.txt").is_file()
+    assert json.loads((work2 / "model15" / "aligner_config.json").read_text())["base_model"].endswith("model14")
+    assert json.loads((work2 / "model16" / "aligner_config.json").read_text())["base_model"].endswith("model15")
+    assert (work2 / "model14" / "model.safetensors").read_bytes() == (work / "model3" / "model.safetensors").read_bytes()
+    for stage in (15, 16):
+        rows = [json.loads(line) for line in (work2 / "data" / f"train{stage}.jsonl").open()]
+        assert len(rows) == 16 and (work2 / "data" / "words.txt").is_file()
     # the report keeps the seed model's training history, and --before adds the replaced model's figures
     # (--reuse-report: no second evaluation)
-    rc = demo_corrector.main(["--work", str(work2), "--stages", "9", "--from-stage", "9", "--skip-train", "--reuse-report",
-                              "--before", str(work / "measure-model.json"), "--no-install", "--threads", "1"])
-    report = json.loads((work2 / "model9" / "report.json").read_text())
-    assert rc == 0 and set(report["training"]) == {"stage1", "stage2", "stage3", "stage9"}
+    rc = demo_corrector.main(["--work", str(work2), "--stages", "16", "--from-stage", "15", "--skip-train",
+                              "--reuse-report", "--before", str(work / "measure-model.json"), "--no-install",
+                              "--threads", "1"])
+    report = json.loads((work2 / "model16" / "report.json").read_text())
+    assert rc == 0 and set(report["training"]) == {"stage1", "stage2", "stage3", "stage15", "stage16"}
     assert report["before"]["user_measures"] == json.loads((work / "measure-model.json").read_text())["user_measures"]["success"]
 
 
@@ -165,3 +169,28 @@ def test_split_digits_tokenizer_gives_one_token_per_digit_and_round_trips(tmp_pa
         assert tok.decode(tok(text)["input_ids"], skip_special_tokens=True) == text
     plain = train_tokenizer(texts, vocab_size=300)
     assert any(len(p.lstrip("\u0120")) > 1 and p.lstrip("\u0120").isdigit() for p in plain.tokenize("40 + 35 = 75."))
+
+
+@pytest.mark.skipif(not (ASSET / "report.json").is_file(), reason="demo corrector not built yet")
+def test_the_docs_table_and_chart_are_made_from_the_shipped_report(tmp_path, capsys):
+    """docs/training.md's issue-26 table is regenerated from report.json, not retyped: the shipped
+    model against the one it replaced (the report's ``before``), raw → guarded, and a chart."""
+    import matplotlib.image
+
+    from aligner.train import demo_figures
+
+    report = ASSET / "report.json"
+    chart = tmp_path / "measures.png"
+    assert demo_figures.main([f"before=before:{report}", f"shipped={report}", "--plot", str(chart)]) == 0
+    table = capsys.readouterr().out
+    shipped = json.loads(report.read_text())["wild_measures"]["hand_written"]
+    fine = shipped["guarded"]["success"]["fine_copied"]
+    n = shipped["guarded"]["counts"]["fine_copied"]
+    row = next(line for line in table.splitlines() if line.startswith("| hand-written: fine answers copied exactly"))
+    assert row.endswith(f"{fine * 100:.1f}% ({round(fine * n)}/{n}) |")
+    assert "| — role_email |" not in table and "| hand-written: — role_email |" in table
+    assert matplotlib.image.imread(chart).shape[1] > 1000
+    with pytest.raises(SystemExit, match="NAME=PATH"):
+        demo_figures.main([str(report)])
+    docs = (REPO / "docs" / "training.md").read_text()
+    assert row.split(" | ", 1)[0] in docs and f"{fine * 100:.1f}% ({round(fine * n)}/{n}) |" in docs

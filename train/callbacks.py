@@ -38,6 +38,20 @@ class History(TrainerCallback):
                 return b["phase"]
         return self.boundaries[-1]["phase"] if self.boundaries else "qac"
 
+    def on_train_begin(self, args, state, control, **kw):  # noqa: ANN001
+        """A resumed run keeps the history before its checkpoint (``--resume`` used to start the file
+        afresh, so the shipped demo corrector's curve began at its last resume): the records this
+        folder already holds up to the checkpoint's step, else the trainer state's own log."""
+        if state.global_step <= 0 or self.records:
+            return
+        path = self.out / HISTORY_FILE
+        earlier = json.loads(path.read_text()) if path.is_file() else []
+        self.records = [r for r in earlier if r.get("step", 0) <= state.global_step]
+        if not self.records:
+            self.records = [{"step": r["step"], "phase": self.phase_at(r["step"]),
+                             **{k: v for k, v in r.items() if k != "step" and isinstance(v, (int, float))}}
+                            for r in state.log_history if "step" in r]
+
     def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001
         if not logs or not state.is_world_process_zero:
             return

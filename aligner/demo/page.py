@@ -148,6 +148,12 @@ def gate_markdown(verdict: Any, routed: bool = True) -> str:
     return f"**Gate ({verdict.kind}):** {head} · " + " · ".join(parts)
 
 
+def declined(c: Any) -> str:
+    """Why a streamed correction the page showed was taken back (the guard or an edit check declined
+    it, e.g. a refusal of a harmless answer the demo gate did not confirm); empty when it stands."""
+    return f" (the corrector's edit was declined: `{c.fallback_reason}`)" if c.fallback and c.fallback_reason else ""
+
+
 def steps_html(c: Any) -> str:
     """Each step of a stacked correction as the page shows it: its corrector, its time and its edits
     (removed words struck through in red, added ones in green); empty for a single corrector."""
@@ -233,7 +239,7 @@ def create_demo(aligner: Any = None, *, upstreams: dict[str, Any] | None = None,
         context = f" · read with the {earlier} earlier turn(s)" if earlier and c.question != question else ""
         yield (answer, text, diff_spans(answer, text),
                f"upstream **{_ms(t_up)}**{gate} · correction **{_ms(t_corr)}** (first words after "
-               f"{_ms(first or t_corr)}) · answer {'edited' if c.changed else 'kept as is'}{context}", shown,
+               f"{_ms(first or t_corr)}) · answer {'edited' if c.changed else 'kept as is'}{declined(c)}{context}", shown,
                steps_html(c), [*messages, {"role": "assistant", "content": text}])
 
     with gr.Blocks(title="aligner-kit demo", analytics_enabled=False) as demo:
