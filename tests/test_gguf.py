@@ -112,7 +112,9 @@ def test_demo_corrector_converts_with_its_pre_tokenizer_mapped(demo_f32, demo_gg
 
     fields = read_fields(demo_f32)
     config = json.loads(fields["aligner.config"])
-    assert config["demo"] is True and config["stage"] == 14 and config["template"] == "aligner-v1.0"
+    shipped = json.loads((demo_corrector_path() / "aligner_config.json").read_text())
+    assert config["demo"] is True and config["template"] == "aligner-v1.0"
+    assert config["stage"] == shipped["stage"] and config["global_step"] == shipped["global_step"]  # the shipped one
     # digits one by one, then GPT-2's regex: llama.cpp has that split under another model's name
     assert fields["tokenizer.ggml.pre"] not in ("", "default")
     hf = AutoTokenizer.from_pretrained(demo_corrector_path())
