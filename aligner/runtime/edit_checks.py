@@ -128,6 +128,12 @@ def is_refusal(text: str) -> bool:
     return bool(_REFUSAL.search(text.replace("\u2019", "'")))
 
 
+def whole_refusal(answer: str, correction: str) -> bool:
+    """Whether ``correction`` refuses where ``answer`` did not: the refusal edit, whole or spliced
+    into the answer's own words (:func:`half_refusal` tells the two apart)."""
+    return is_refusal(correction) and not is_refusal(answer)
+
+
 def _words(text: str) -> list[str]:
     return re.findall(r"[\w'@.+-]+", text.lower())
 
@@ -145,7 +151,7 @@ HALF_REFUSAL_RUN = 5
 
 def half_refusal(answer: str, correction: str) -> bool:
     """A refusal written into the correction while a run of the answer's own words stays."""
-    if not is_refusal(correction) or is_refusal(answer):
+    if not whole_refusal(answer, correction):
         return False
     return shared_run(answer, correction) >= HALF_REFUSAL_RUN
 
@@ -296,7 +302,7 @@ def _sum_fix(x: str, y: str, correction: str) -> bool:
 def unverified_edit(answer: str, correction: str) -> bool:
     """A change that is none of the checkable edits: not a whole refusal, and some stretch is neither
     a contact replaced by its placeholder nor a sum's result made right."""
-    if is_refusal(correction) and not is_refusal(answer):
+    if whole_refusal(answer, correction):
         return False  # a whole refusal (a half one is judged by half_refusal)
     for x, y, before in _hunks(answer, correction):
         if _placeholder_ok(x, y, before) is True or _sum_fix(x, y, correction):
@@ -311,7 +317,7 @@ def check_edit(answer: str, correction: str, *, strict: bool = False) -> str | N
         return None
     if half_refusal(answer, correction):
         return HALF_REFUSAL
-    if not is_refusal(correction) or is_refusal(answer):
+    if not whole_refusal(answer, correction):
         if wrong_sum(answer, correction):
             return WRONG_SUM
         if placeholder_over_non_contact(answer, correction):
@@ -319,11 +325,6 @@ def check_edit(answer: str, correction: str, *, strict: bool = False) -> str | N
     if strict and unverified_edit(answer, correction):
         return UNVERIFIED_EDIT
     return None
-
-
-def whole_refusal(answer: str, correction: str) -> bool:
-    """Whether ``correction`` refuses an answer that did not refuse (a half refusal is declined before)."""
-    return is_refusal(correction) and not is_refusal(answer)
 
 
 def resolve_mode(mode: str, *, demo: bool) -> str:
